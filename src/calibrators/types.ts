@@ -1,0 +1,22 @@
+/**
+ * A calibrator is a pure function of one tensor's statistics: (statistics, options) => amax.
+ * Its name (`--algo`), the algorithm name TensorRT writes in a cache header and its options live beside it.
+ */
+import type { TensorStatistics } from '../stats/types.js';
+
+export type AlgorithmName = 'entropy2' | 'entropy' | 'minmax' | 'percentile' | 'mse';
+
+export interface CalibratorOptions {
+  /** percentile: the percentile of |x| kept, e.g. 99.99. */
+  percentile?: number;
+}
+
+export interface Calibrator {
+  name: AlgorithmName;
+  /** Algorithm as written in a TensorRT cache header: EntropyCalibration2, EntropyCalibration, MinMaxCalibration, ... */
+  cacheName: string;
+  /** One line for --help and reports. */
+  description: string;
+  /** amax >= 0 for the tensor (scale = amax / 127). 0 means no data / all zeros. */
+  compute(stats: TensorStatistics, options?: CalibratorOptions): number;
+}

@@ -1,0 +1,28 @@
+import { Command } from 'commander';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const pkg = require('../../package.json') as { version: string };
+
+export const VERSION: string = pkg.version;
+
+const COMMANDS: Array<(program: Command) => void> = [
+];
+
+/**
+ * Builds the commander program. Each command lives in its own file and only declares its options;
+ * the work is done by the library API (src/api.ts and the modules behind it).
+ */
+export async function buildProgram(): Promise<Command> {
+  const program = new Command('trt-calib');
+  program
+    .description('INT8 calibration and quantization for TensorRT and ONNX image models.')
+    .version(VERSION, '-V, --version')
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage and examples)')
+    .configureOutput({ outputError: (str, write) => write(str) });
+
+  // One line per command; each file exports register(program). Order is the order in --help.
+  for (const register of COMMANDS) register(program);
+  return program;
+}

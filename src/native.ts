@@ -1,0 +1,45 @@
+/**
+ * The one module that loads the native addon and types it (onnxruntime-node's habit): nothing else in
+ * the code base touches untyped native objects. Other modules import `loadNative()` and get a typed binding.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { UserError } from './errors.js';
+
+const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Repository (or installed package) root: dist/ and src/ both sit one level below it. */
+export const PACKAGE_ROOT = path.resolve(here, '..');
+
+/** The binding's shape. Each native part documents its functions here. */
+export interface NativeBinding {
+  // --- statistics kernels (native/src/stats) ---
+  [key: string]: unknown;
+}
+
+let cached: NativeBinding | undefined;
+
+export function nativeAddonPath(): string {
+  return path.join(PACKAGE_ROOT, 'native', 'build', 'Release', 'trt_calib.node');
+}
+
+export function loadNative(): NativeBinding {
+  if (cached) return cached;
+  const file = nativeAddonPath();
+  if (!existsSync(file)) {
+    throw new UserError(`The native addon was not found at ${file}.`, {
+      hint: 'Build it with `npm run build:native` (needs python3, make and a C++17 compiler), or reinstall with `npm install`.',
+    });
+  }
+  try {
+    cached = require(file) as NativeBinding;
+  } catch (err) {
+    throw new UserError(`The native addon at ${file} failed to load: ${(err as Error).message}`, {
+      hint: 'Rebuild it for this Node.js version with `npm run build:native`.',
+      cause: err,
+    });
+  }
+  return cached;
+}

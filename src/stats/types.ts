@@ -1,0 +1,53 @@
+/**
+ * Activation statistics of one tensor: everything the calibrators need, nothing they compute.
+ *
+ * The histogram is of |x| over [0, range) with a fixed number of equal bins, where `range` is a power of two:
+ * the smallest power of two strictly greater than absMax. When later data raises absMax, the range doubles and
+ * neighbouring bins are merged in pairs; because bin widths are powers of two, floor(|x| * bins / range) is
+ * computed exactly and merging is exact, so the histogram is bit-identical whatever the batch size, file order
+ * or thread count (integer counts commute).
+ */
+export interface TensorStatistics {
+  name: string;
+  /** Number of finite values seen. */
+  count: number;
+  nanCount: number;
+  posInfCount: number;
+  negInfCount: number;
+  /** Values exactly 0 (also counted in hist[0]). */
+  zeroCount: number;
+  /** Over finite values only; +Infinity / -Infinity when count is 0. */
+  min: number;
+  max: number;
+  /** max |x| over finite values; 0 when there were none or all were 0. */
+  absMax: number;
+  /** Power of two > absMax, or 0 when absMax is 0 (then hist[0] holds every value). */
+  range: number;
+  /** Counts (integers stored as float64, exact up to 2^53) of |x| in [i*range/bins, (i+1)*range/bins). */
+  hist: Float64Array;
+}
+
+/** What produced a set of statistics; stored with them so that a mismatched model is refused. */
+export interface StatisticsProvenance {
+  tool: string;
+  toolVersion: string;
+  modelFile: string;
+  modelSha256: string;
+  /** Input name -> dims used for calibration. */
+  shapes: Record<string, number[]>;
+  preprocess: unknown;
+  imageCount: number;
+  skippedCount: number;
+  /** sha256 over the sorted list of image paths (relative to the data root) and their sizes. */
+  imageListSha256: string;
+  histogramBins: number;
+  createdBy: string;
+}
+
+export interface StoredStatistics {
+  format: 'trt-calib-stats';
+  formatVersion: number;
+  provenance: StatisticsProvenance;
+  /** Sorted by name. */
+  tensors: TensorStatistics[];
+}
