@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
+import { register as registerCache } from './cache.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../package.json') as { version: string };
@@ -7,6 +8,7 @@ const pkg = require('../../package.json') as { version: string };
 export const VERSION: string = pkg.version;
 
 const COMMANDS: Array<(program: Command) => void> = [
+  registerCache,
 ];
 
 /**

@@ -1,0 +1,123 @@
+/**
+ * TensorRT versions as they appear in calibration cache headers (`TRT-<NV_TENSORRT_VERSION>-<Algorithm>`).
+ *
+ * NV_TENSORRT_VERSION is encoded differently by era (read from NvInferVersion.h / NvInferRuntimeBase.h):
+ *   up to 9.x:  major * 1000  + minor * 100 + patch   (8.6.1  -> 8601)
+ *   10.x on:    major * 10000 + minor * 100 + patch   (10.3.0 -> 100300)
+ * TensorRT ignores a cache whose header does not match its own version and silently recalibrates, so the version
+ * is never guessed: it is given (--trt-version) or detected from an installed TensorRT.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../errors.js';
+
+export interface TrtVersion {
+  major: number;
+  minor: number;
+  patch: number;
+}
+
+export function encodeTrtVersion(v: TrtVersion): number {
+  return v.major >= 10 ? v.major * 10000 + v.minor * 100 + v.patch : v.major * 1000 + v.minor * 100 + v.patch;
+}
+
+export function decodeTrtVersion(encoded: number): TrtVersion {
+  if (!Number.isInteger(encoded) || encoded <= 0) throw new RangeError(`not a TensorRT version number: ${encoded}`);
+  if (encoded >= 100000) {
+    return { major: Math.floor(encoded / 10000), minor: Math.floor((encoded % 10000) / 100), patch: encoded % 100 };
+  }
+  return { major: Math.floor(encoded / 1000), minor: Math.floor((encoded % 1000) / 100), patch: encoded % 100 };
+}
+
+export function formatTrtVersion(v: TrtVersion): string {
+  return `${v.major}.${v.minor}.${v.patch}`;
+}
+
+/**
+ * Parses what a user types: "10.3", "10.3.0", "8.6.1.6" (the build number is ignored), or the encoded
+ * header number itself ("100300", "8601").
+ */
+export function parseTrtVersion(text: string, option = '--trt-version'): TrtVersion {
+  const t = text.trim();
+  const dotted = /^(\d+)\.(\d+)(?:\.(\d+))?(?:\.\d+)?$/.exec(t);
+  let v: TrtVersion | undefined;
+  if (dotted) {
+    v = { major: Number(dotted[1]), minor: Number(dotted[2]), patch: Number(dotted[3] ?? 0) };
+  } else if (/^\d{4,6}$/.test(t)) {
+    v = decodeTrtVersion(Number(t));
+  }
+  if (!v || v.major < 5 || v.major > 99 || v.minor > 99 || v.patch > 99) {
+    throw new UserError(
+      `Expected a TensorRT version like 10.3.0, 8.6.1 or 100300 for ${option} but received ${JSON.stringify(text)}`,
+    );
+  }
+  return v;
+}
+
+export interface DetectedTrt {
+  version: TrtVersion;
+  /** Where it was found (a header or library path). */
+  source: string;
+}
+
+/**
+ * Finds an installed TensorRT: NvInferVersion.h under TENSORRT_ROOT or the usual include folders, else the
+ * version in a libnvinfer.so.X.Y.Z file name. Returns undefined when none is found.
+ */
+export function detectTensorRt(env: NodeJS.ProcessEnv = process.env): DetectedTrt | undefined {
+  const roots = [env.TENSORRT_ROOT, env.TRT_ROOT, env.TENSORRT_HOME, '/usr/local/tensorrt', '/opt/tensorrt'].filter(
+    (r): r is string => typeof r === 'string' && r.length > 0,
+  );
+  const headerDirs = [...roots.map((r) => path.join(r, 'include')), '/usr/include/x86_64-linux-gnu', '/usr/include/aarch64-linux-gnu', '/usr/include'];
+  for (const dir of headerDirs) {
+    const file = path.join(dir, 'NvInferVersion.h');
+    if (!existsSync(file)) continue;
+    const v = versionFromHeader(readFileSync(file, 'utf8'));
+    if (v) return { version: v, source: file };
+  }
+  const libDirs = [...roots.map((r) => path.join(r, 'lib')), ...roots.map((r) => path.join(r, 'lib64')), '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib'];
+  for (const dir of libDirs) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const m = /^libnvinfer\.so\.(\d+)\.(\d+)\.(\d+)$/.exec(name);
+      if (m) return { version: { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]) }, source: path.join(dir, name) };
+    }
+  }
+  return undefined;
+}
+
+/** Reads NV_TENSORRT_MAJOR/MINOR/PATCH (or the TRT_*_ENTERPRISE numbers they point to since 10.x). */
+export function versionFromHeader(text: string): TrtVersion | undefined {
+  const get = (field: 'MAJOR' | 'MINOR' | 'PATCH'): number | undefined => {
+    const direct = new RegExp(`#define\\s+NV_TENSORRT_${field}\\s+(\\d+)`).exec(text);
+    if (direct) return Number(direct[1]);
+    const enterprise = new RegExp(`#define\\s+TRT_${field}_ENTERPRISE\\s+(\\d+)`).exec(text);
+    if (enterprise) return Number(enterprise[1]);
+    return undefined;
+  };
+  const major = get('MAJOR');
+  const minor = get('MINOR');
+  const patch = get('PATCH');
+  if (major === undefined || minor === undefined || patch === undefined) return undefined;
+  return { major, minor, patch };
+}
+
+/**
+ * The version a cache header is written for: the one given, else the detected one, else a UserError that says
+ * what to do. Returns where it came from so the CLI can print the choice.
+ */
+export function resolveTrtVersion(given: string | undefined, env: NodeJS.ProcessEnv = process.env): { version: TrtVersion; source: string } {
+  if (given !== undefined) return { version: parseTrtVersion(given), source: '--trt-version' };
+  const detected = detectTensorRt(env);
+  if (detected) return { version: detected.version, source: `detected at ${detected.source}` };
+  throw new UserError('No TensorRT was found on this machine, so the calibration cache header version is unknown: pass --trt-version.', {
+    hint:
+      'Pass the TensorRT version of the machine that will read the cache, e.g. --trt-version 10.3.0 ' +
+      '(TensorRT ignores a cache written for another version and silently recalibrates), or set TENSORRT_ROOT.',
+  });
+}
