@@ -202,7 +202,7 @@ export function resolvePreprocess(options: PreprocessOptions = {}, input?: Model
   };
 
   if (!Number.isFinite(config.scale) || config.scale <= 0) throw invalidParameter('scale', 'a positive number', config.scale);
-  if (config.std.some((s) => s === 0)) throw invalidParameter('std', 'non-zero values', config.std);
+  if (config.std.some((s) => s === 0)) throw invalidParameter('std', 'non-zero values', list(config.std));
   if (!Number.isInteger(config.padValue) || config.padValue < 0 || config.padValue > 255) {
     throw invalidParameter('padValue', 'an integer from 0 to 255', config.padValue);
   }
@@ -354,7 +354,7 @@ export function inferLayout(dims: ReadonlyArray<number | string>): Layout | unde
 /** One value per output channel. A preset's uniform 3-value list also serves a 1-channel input. */
 function perChannel(name: string, values: readonly number[], channels: number, fromPreset?: string): number[] {
   if (!Array.isArray(values) || values.length === 0 || values.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
-    throw invalidParameter(name, `${channels} finite numbers (one per channel)`, values);
+    throw invalidParameter(name, `${channels} finite numbers (one per channel)`, list(values));
   }
   if (values.length === channels) return values.slice();
   if (values.length === 1) return new Array<number>(channels).fill(values[0]!);
@@ -364,13 +364,18 @@ function perChannel(name: string, values: readonly number[], channels: number, f
       hint: `Give --${name} with ${channels} value(s).`,
     });
   }
-  throw invalidParameter(name, `${channels} value(s) (one per channel, in the output channel order)`, values);
+  throw invalidParameter(name, `${channels} value(s) (one per channel, in the output channel order)`, list(values));
+}
+
+/** Lists print as "1,2,3" in messages (the shared describe() spells out each element's type). */
+function list(values: unknown): unknown {
+  return Array.isArray(values) ? values.join(',') : values;
 }
 
 function background(value: PreprocessOptions['background']): [number, number, number] {
   if (value === undefined) return [...DEFAULT_BACKGROUND];
   const ok = Array.isArray(value) && value.length === 3 && value.every((v) => Number.isInteger(v) && v >= 0 && v <= 255);
-  if (!ok) throw invalidParameter('background', 'three integers from 0 to 255 (r,g,b)', value);
+  if (!ok) throw invalidParameter('background', 'three integers from 0 to 255 (r,g,b)', list(value));
   return [value[0]!, value[1]!, value[2]!];
 }
 
