@@ -1,0 +1,66 @@
+/** Number formats shared by the text and HTML renderers (fixed digits: the same report gives the same bytes). */
+import type { GateMetric, OutputMetrics, VariantReport } from './types.js';
+
+export function fmtCos(c: number | undefined): string {
+  return c === undefined ? '-' : c.toFixed(5);
+}
+
+export function fmtDb(db: number | undefined): string {
+  if (db === undefined) return '-';
+  if (db === Number.POSITIVE_INFINITY) return 'inf';
+  if (db === Number.NEGATIVE_INFINITY) return '-inf';
+  return db.toFixed(1);
+}
+
+/** A fraction as a percentage. */
+export function fmtPct(f: number | undefined, digits = 2): string {
+  return f === undefined ? '-' : `${(f * 100).toFixed(digits)}%`;
+}
+
+/** Points (percentage points), signed so that a gain reads as negative drop. */
+export function fmtPoints(p: number | undefined): string {
+  if (p === undefined) return '-';
+  const v = Math.abs(p) < 0.005 ? 0 : p;
+  return v.toFixed(2);
+}
+
+export function fmtNum(n: number | undefined): string {
+  if (n === undefined) return '-';
+  if (!Number.isFinite(n)) return String(n);
+  if (n === 0) return '0';
+  const a = Math.abs(n);
+  return a >= 1e-3 && a < 1e5 ? n.toPrecision(4) : n.toExponential(3);
+}
+
+/** "41/43 (95.35%)" for a classifier, "99.12%" for a dense map's same-side fraction. */
+export function fmtAgreement(v: VariantReport, primary: OutputMetrics | undefined): string {
+  if (primary?.kind === 'classifier' && primary.agreeCount !== undefined) return `${primary.agreeCount}/${primary.images} (${fmtPct(primary.agreement)})`;
+  return fmtPct(v.agreement);
+}
+
+export function agreementLabel(primary: OutputMetrics | undefined): string {
+  if (primary?.kind === 'classifier') return 'top-1 agreement';
+  if (primary?.kind === 'dense') return `same side of ${primary.threshold ?? 0.3}`;
+  return 'agreement';
+}
+
+export function gateMetricLabel(metric: GateMetric): string {
+  return metric === 'top1-accuracy' ? 'top-1 accuracy drop' : metric === 'top1-agreement' ? 'top-1 disagreement with FP32' : 'pixels on the other side of the threshold';
+}
+
+export function variantLabel(v: VariantReport): string {
+  return v.algorithm !== undefined && !v.name.includes(v.algorithm) ? `${v.name} (${v.algorithm})` : v.name;
+}
+
+/** A plain-text table: first column left-aligned, the others right-aligned. */
+export function textTable(rows: readonly (readonly string[])[], indent = ''): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows
+    .map((r) => indent + r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd())
+    .join('\n');
+}
+
+export function primaryOf(v: VariantReport, name: string): OutputMetrics | undefined {
+  return v.outputs.find((o) => o.name === name);
+}

@@ -1,0 +1,112 @@
+/**
+ * Terminal rendering of a CompareReport: variants side by side, per-output details when there are several
+ * outputs or dense maps, the worst layers and images of the winner, the winner and the gate. Pure: report in,
+ * string out.
+ */
+import {
+  agreementLabel,
+  fmtAgreement,
+  fmtCos,
+  fmtDb,
+  fmtNum,
+  fmtPct,
+  fmtPoints,
+  gateMetricLabel,
+  primaryOf,
+  textTable,
+  variantLabel,
+} from './format.js';
+import { focusVariant } from './report.js';
+import type { CompareReport } from './types.js';
+
+export interface TextRenderOptions {
+  /** Worst layers listed (default 10). */
+  layers?: number;
+  /** Worst images listed (default 5). */
+  images?: number;
+}
+
+export function renderText(report: CompareReport, options: TextRenderOptions = {}): string {
+  const maxLayers = options.layers ?? 10;
+  const maxImages = options.images ?? 5;
+  const out: string[] = [];
+  const primaryName = report.primaryOutput;
+  const first = report.variants[0]!;
+  const primary = primaryOf(first, primaryName);
+  const labelled = report.variants.some((v) => v.top1 !== undefined);
+  const hasTop5 = report.variants.some((v) => v.top5 !== undefined);
+
+  out.push(
+    `${report.model.file} on ${report.data.images} images (${report.data.source})${report.data.skipped > 0 ? `, ${report.data.skipped} skipped` : ''}; ` +
+      `output ${JSON.stringify(primaryName)} (${primary?.kind ?? 'other'}${primary?.kind === 'classifier' ? `, ${primary.dims[0]} classes` : ''})`,
+  );
+  out.push('');
+
+  const header = ['variant', agreementLabel(primary), 'cos mean', 'cos worst', 'SNR dB'];
+  if (labelled) header.push('top-1', 'drop');
+  if (hasTop5) header.push('top-5', 'drop');
+  const rows: string[][] = [header];
+  for (const v of report.variants) {
+    const p = primaryOf(v, primaryName);
+    const row = [variantLabel(v) + (report.winner?.name === v.name ? ' *' : ''), fmtAgreement(v, p), fmtCos(v.cosineMean), fmtCos(v.cosineMin), fmtDb(p?.snrDb)];
+    if (labelled) row.push(fmtPct(v.top1), fmtPoints(v.top1Drop));
+    if (hasTop5) row.push(fmtPct(v.top5), fmtPoints(v.top5Drop));
+    rows.push(row);
+  }
+  out.push(textTable(rows));
+
+  // Per-output details: every output when there are several, or the dense extras.
+  const outputNames = first.outputs.map((o) => o.name);
+  if (outputNames.length > 1 || first.outputs.some((o) => o.kind === 'dense')) {
+    out.push('', 'Outputs:');
+    const orows: string[][] = [['variant', 'output', 'cos mean', 'cos worst', 'SNR dB', 'mean |err|', 'max |err|', 'same side']];
+    for (const v of report.variants) {
+      for (const o of v.outputs) {
+        orows.push([v.name, o.name, fmtCos(o.cosineMean), fmtCos(o.cosineMin), fmtDb(o.snrDb), fmtNum(o.meanAbsErr), fmtNum(o.maxAbsErr), o.sameSideFraction === undefined ? '-' : fmtPct(o.sameSideFraction)]);
+      }
+    }
+    out.push(textTable(orows, '  '));
+  }
+
+  const focus = focusVariant(report);
+  if (focus?.layers !== undefined && focus.layers.length > 0 && maxLayers > 0) {
+    const shown = focus.layers.slice(0, maxLayers);
+    out.push('', `Worst layers of ${focus.name} (SNR against FP32, ${shown.length} of ${focus.layers.length}):`);
+    out.push(textTable([['tensor', 'op', 'SNR dB', 'cosine'], ...shown.map((l) => [l.name, l.opType ?? '', fmtDb(l.snrDb), fmtCos(l.cosine)])], '  '));
+  }
+  if (focus !== undefined && focus.worst.length > 0 && maxImages > 0) {
+    const shown = focus.worst.slice(0, maxImages);
+    const cls = shown.some((w) => w.referenceTop1 !== undefined);
+    out.push('', `Worst images of ${focus.name}:`);
+    out.push(
+      textTable(
+        [
+          ['image', 'cosine', 'SNR dB', cls ? 'class fp32 -> variant' : 'same side'],
+          ...shown.map((w) => [
+            w.file,
+            fmtCos(w.cosine),
+            fmtDb(w.snrDb),
+            cls ? `${w.referenceTop1} -> ${w.variantTop1}${w.referenceTop1 !== w.variantTop1 ? ' (differs)' : ''}` : fmtPct(w.sameSideFraction),
+          ]),
+        ],
+        '  ',
+      ),
+    );
+  }
+
+  out.push('');
+  if (report.winner !== undefined) {
+    const w = report.winner;
+    const wv = report.variants.find((v) => v.name === w.name)!;
+    out.push(
+      `Winner: ${variantLabel(wv)}: ${agreementLabel(primary)} ${fmtAgreement(wv, primaryOf(wv, primaryName))}, mean cosine ${fmtCos(w.cosineMean)}, worst ${fmtCos(w.cosineMin)} (${w.reason}).`,
+    );
+  }
+  if (report.gate !== undefined) {
+    const g = report.gate;
+    const parts = g.variants.map((r) => `${r.name} ${fmtPoints(r.drop)}${r.passed ? '' : ' > max'}`);
+    out.push(`Gate ${g.passed ? 'PASSED' : 'FAILED'}: ${gateMetricLabel(g.metric)} at most ${g.maxDrop} points: ${parts.join(', ') || 'no variant to check'}.`);
+  }
+  for (const n of report.notes) out.push(`Note: ${n}`);
+  return `${out.join('\n').replace(/\n+$/, '')}\n`;
+}
