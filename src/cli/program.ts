@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
 import { register as registerCache } from './cache.js';
+import { register as registerPreview } from './preview.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../package.json') as { version: string };
@@ -8,6 +9,7 @@ const pkg = require('../../package.json') as { version: string };
 export const VERSION: string = pkg.version;
 
 const COMMANDS: Array<(program: Command) => void> = [
+  registerPreview,
   registerCache,
 ];
 
