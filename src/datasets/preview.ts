@@ -154,6 +154,7 @@ export async function renderPreview(dataset: Dataset, options: PreviewOptions): 
   composites.push({ input: Buffer.from(svg), left: 0, top: 0 });
   const png = await sharp({ create: { width: layout.width, height: layout.height, channels: 3, background: SHEET.background } })
     .composite(composites)
+    .removeAlpha() // the SVG overlay brings an alpha channel the sheet does not need
     .png()
     .toBuffer();
 
