@@ -4,10 +4,12 @@
  * list (one name per line, line i = class i); without one, labels must be class indices (integers).
  *
  * CSV: RFC 4180 quoting ("a,b", "" for a quote), CRLF or LF, a UTF-8 BOM is ignored, blank lines are skipped.
- * The first line is a header when its label field is not a valid label (not an integer, not a class name).
+ * The first line is a header when its label field is not a valid label (not an integer, not a class name) and
+ * its path field is not an image file name (so `a.jpg,cow` with an unknown class is an error, not a header).
  * Relative paths are resolved against the CSV's folder and against the data folder; an image matches either.
  */
 import path from 'node:path';
+import { isImagePath } from '../datasets/discovery.js';
 import { UserError } from '../errors.js';
 import { readUserFile } from '../util/fs.js';
 
@@ -141,7 +143,7 @@ export function parseLabelCsv(text: string, file: string, classes?: readonly str
       });
     }
     const [p, label] = r.fields as [string, string];
-    if (k === 0 && !validLabel(label)) return; // header
+    if (k === 0 && !validLabel(label) && !isImagePath(p)) return; // header
     if (p === '') throw new UserError(`${file} line ${r.line}: the path is empty.`);
     if (label === '') throw new UserError(`${file} line ${r.line}: the label of ${p} is empty.`);
     entries.push({ path: p, label, line: r.line });

@@ -112,7 +112,7 @@ export class VariantComparison {
     if (acc !== undefined) {
       report.top1 = acc.top1;
       report.top1Drop = ((acc.referenceTop1Correct - acc.top1Correct) * 100) / acc.labelled;
-      if (acc.topK !== undefined && acc.topKCorrect !== undefined && acc.referenceTopKCorrect !== undefined) {
+      if (acc.k === 5 && acc.topK !== undefined && acc.topKCorrect !== undefined && acc.referenceTopKCorrect !== undefined) {
         report.top5 = acc.topK;
         report.top5Drop = ((acc.referenceTopKCorrect - acc.topKCorrect) * 100) / acc.labelled;
       }
@@ -156,7 +156,7 @@ export function pickWinner(variants: readonly VariantReport[]): Winner | undefin
   const second = ranked[1];
   let reason: string;
   if (second === undefined) reason = 'the only INT8 variant';
-  else if (best.agreement !== second.agreement) reason = `highest agreement with FP32 (next: ${second.name})`;
+  else if (best.agreement !== second.agreement) reason = `highest agreement with FP32; next best ${second.name}`;
   else if (best.cosineMean !== second.cosineMean) reason = `tied on agreement with ${second.name}; higher mean cosine`;
   else if (best.cosineMin !== second.cosineMin) reason = `tied on agreement and mean cosine with ${second.name}; higher worst cosine`;
   else reason = `tied with ${second.name} on every measure; first by name`;

@@ -97,6 +97,7 @@ export interface VariantReport {
   images: number;
   /** From the primary output, when labelled. */
   top1?: number;
+  /** Top-5, when the primary output has more than 5 classes. */
   top5?: number;
   /** (FP32 top-1 - this top-1) x 100, in accuracy points. */
   top1Drop?: number;

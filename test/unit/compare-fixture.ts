@@ -64,7 +64,7 @@ export const LAYER_NAMES: string[] = [
 export function syntheticReport(options: SyntheticOptions = {}): CompareReport {
   const images = options.images ?? 23;
   const batchSize = options.batchSize ?? 4;
-  const classes = 5;
+  const classes = 8;
   const H = 8;
   const W = 8;
   const rand = lcg(1234);
@@ -81,7 +81,7 @@ export function syntheticReport(options: SyntheticOptions = {}): CompareReport {
     const vProbs = v.noise === 0 ? probs : softmaxRows(noisyLogits, classes);
     const vMaps = v.noise === 0 ? maps : maps.map((x) => Math.min(1, Math.max(0, x + v.noise * 0.5 * gaussian(vr))));
     const vLayers = layerRef.map((t, li) => (v.noise === 0 ? t : t.map((x) => x + v.noise * (0.2 + li / LAYER_NAMES.length) * gaussian(vr))));
-    const cmp = new VariantComparison({ name: v.name, precision: v.precision, ...(v.algorithm ? { algorithm: v.algorithm } : {}) }, { worstCount: 6, topK: 2 });
+    const cmp = new VariantComparison({ name: v.name, precision: v.precision, ...(v.algorithm ? { algorithm: v.algorithm } : {}) }, { worstCount: 6 });
     for (let start = 0; start < images; start += batchSize) {
       const n = Math.min(batchSize, images - start);
       const slice = (a: Float32Array, per: number) => a.slice(start * per, (start + n) * per);
@@ -158,7 +158,7 @@ export function syntheticReport(options: SyntheticOptions = {}): CompareReport {
       source: 'images/val',
       images,
       skipped: 0,
-      ...(options.labels ? { labels: { source: 'folders', classes: ['cat', 'dog', 'cow', 'fox', 'owl'], labelled: labels.filter((l) => l !== undefined).length, unlabelled: labels.filter((l) => l === undefined).length } } : {}),
+      ...(options.labels ? { labels: { source: 'folders', classes: ['cat', 'dog', 'cow', 'fox', 'owl', 'elk', 'bee', 'ant'], labelled: labels.filter((l) => l !== undefined).length, unlabelled: labels.filter((l) => l === undefined).length } } : {}),
     },
     settings: {
       backend: 'onnxruntime',
