@@ -59,9 +59,10 @@ function c(n: number): string {
   return Object.is(r, -0) ? '0' : String(r);
 }
 
-function shorten(name: string, max = 44): string {
+function shorten(name: string, max = 60): string {
   if (name.length <= max) return name;
-  const head = Math.floor((max - 1) * 0.4);
+  // Keep more of the end: ONNX names differ mostly in their last parts (features.24/conv/.../Conv_output_0).
+  const head = Math.floor((max - 1) * 0.3);
   return `${name.slice(0, head)}\u2026${name.slice(name.length - (max - 1 - head))}`;
 }
 
@@ -146,7 +147,7 @@ function summarySection(report: CompareReport): string {
       .map((r) => `<tr><td>${esc(r.name)}</td><td>${fmtPoints(r.drop)}</td><td class="${r.passed ? 'pass' : 'fail'}">${r.passed ? 'pass' : 'fail'}</td></tr>`)
       .join('');
     out.push(
-      `<p class="banner">Gate <span class="${g.passed ? 'pass' : 'fail'}">${g.passed ? 'PASSED' : 'FAILED'}</span>: ${esc(gateMetricLabel(g.metric))} at most ${esc(String(g.maxDrop))} points.</p>`,
+      `<p class="banner">Gate <span class="${g.passed ? 'pass' : 'fail'}">${g.passed ? 'PASSED' : 'FAILED'}</span>: ${esc(gateMetricLabel(g.metric))} at most ${esc(String(g.maxDrop))} ${g.maxDrop === 1 ? 'point' : 'points'}.</p>`,
       rowsG === '' ? '' : `<table><thead><tr><th>variant</th><th>drop (pts)</th><th>result</th></tr></thead><tbody>${rowsG}</tbody></table>`,
     );
   }
@@ -194,8 +195,8 @@ function snrColour(db: number): string {
 /** Horizontal bars, one per tensor: its name, a bar proportional to its SNR, the value. */
 export function snrChart(layers: readonly LayerMetrics[]): string {
   const rowH = 16;
-  const labelW = 330;
-  const barW = 440;
+  const labelW = 410;
+  const barW = 400;
   const valueW = 60;
   const top = 22;
   const width = labelW + barW + valueW;
@@ -239,9 +240,9 @@ export function histogramFigure(h: TensorHistogram, index: number, algorithms: r
   const W = 520;
   const H = 170;
   const left = 44;
-  const right = 12;
+  const right = 16;
   const top = 10;
-  const bottom = 30;
+  const bottom = 34;
   const plotW = W - left - right;
   const plotH = H - top - bottom;
   const base = top + plotH;
@@ -268,7 +269,11 @@ export function histogramFigure(h: TensorHistogram, index: number, algorithms: r
     })
     .join('');
   const ticks = [0, 0.25, 0.5, 0.75, 1]
-    .map((f) => `<line x1="${c(x(f * upper))}" y1="${base}" x2="${c(x(f * upper))}" y2="${base + 4}" stroke="#57606a"/><text x="${c(x(f * upper))}" y="${base + 16}" text-anchor="middle">${esc(fmtNum(f * (h.upper > 0 ? h.upper : 0)))}</text>`)
+    .map(
+      (f) =>
+        `<line x1="${c(x(f * upper))}" y1="${base}" x2="${c(x(f * upper))}" y2="${base + 4}" stroke="#57606a"/>` +
+        `<text x="${c(x(f * upper))}" y="${base + 15}" text-anchor="${f === 0 ? 'start' : f === 1 ? 'end' : 'middle'}">${esc(fmtNum(f * (h.upper > 0 ? h.upper : 0)))}</text>`,
+    )
     .join('');
   const svg =
     `<svg class="chart hist" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="histogram of |x|">` +
@@ -276,8 +281,8 @@ export function histogramFigure(h: TensorHistogram, index: number, algorithms: r
     `<path class="bars" d="${d}" fill="#9ecae1" stroke="#3182bd" stroke-width="0.8"/>` +
     lines +
     ticks +
-    `<text x="${left - 4}" y="${top + 10}" text-anchor="end">${esc(fmtNum(maxCount))}</text><text x="${left - 4}" y="${base}" text-anchor="end">0</text>` +
-    `<text x="${left + plotW}" y="${H - 2}" text-anchor="end">|x| (log count)</text>` +
+    `<text x="${left - 4}" y="${top + 10}" text-anchor="end">${esc(Number.isInteger(maxCount) ? String(maxCount) : fmtNum(maxCount))}</text><text x="${left - 4}" y="${base}" text-anchor="end">0</text>` +
+    `<text x="${left + plotW / 2}" y="${H - 3}" text-anchor="middle">|x|</text>` +
     '</svg>';
   const legend = h.thresholds
     .map((t) => `<li><span class="sw" style="background:${colourOf(t.algorithm, order)}"></span>${esc(t.algorithm)} ${esc(fmtNum(t.amax))}</li>`)
@@ -314,7 +319,7 @@ function tradeoffSection(t: TradeoffCurve): string {
     .join('');
   const target =
     t.target !== undefined
-      ? `<line x1="${left}" y1="${c(y(t.target))}" x2="${left + plotW}" y2="${c(y(t.target))}" stroke="#2ca02c" stroke-dasharray="5 4"/><text x="${left + plotW}" y="${c(y(t.target) - 4)}" text-anchor="end">target ${fmtPct(t.target)}</text>`
+      ? `<line x1="${left}" y1="${c(y(t.target))}" x2="${left + plotW}" y2="${c(y(t.target))}" stroke="#2ca02c" stroke-dasharray="5 4"/><text x="${left + 4}" y="${c(y(t.target) - 4)}">target ${fmtPct(t.target)}</text>`
       : '';
   const svg =
     `<svg class="chart tradeoff" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="trade-off curve">` +
@@ -336,24 +341,33 @@ function tradeoffSection(t: TradeoffCurve): string {
 function worstSection(report: CompareReport, thumbnails?: ReadonlyMap<string, string>): string {
   const variants = report.variants.filter((v) => v.precision !== 'fp32' && v.worst.length > 0);
   if (variants.length === 0) return '';
+  const classes = report.data.labels?.classes;
   const out = [`<h2 id="worst">Worst images</h2>`, `<p class="meta">By the per-image cosine of output <span class="name">${esc(report.primaryOutput)}</span> against FP32.</p>`];
-  for (const v of variants) out.push(worstTable(v, thumbnails));
+  for (const v of variants) out.push(worstTable(v, thumbnails, classes));
   return out.join('\n');
 }
 
-function worstTable(v: VariantReport, thumbnails?: ReadonlyMap<string, string>): string {
+function worstTable(v: VariantReport, thumbnails: ReadonlyMap<string, string> | undefined, classes: readonly string[] | undefined): string {
   const cls = v.worst.some((w) => w.referenceTop1 !== undefined);
   const dense = v.worst.some((w) => w.sameSideFraction !== undefined);
+  const labelled = v.worst.some((w) => w.label !== undefined);
+  const thumbs = thumbnails !== undefined && v.worst.some((w) => thumbnails.has(w.file));
+  const name = (i: number | undefined) => (i === undefined ? '-' : esc(classes?.[i] ?? String(i)));
   const rows = v.worst.map((w) => {
     const uri = thumbnails?.get(w.file);
-    const img = uri !== undefined && uri.startsWith('data:image/') ? `<img class="thumb" src="${esc(uri)}" alt="${esc(w.file)}">` : '';
-    const extra = cls
-      ? `<td>${w.referenceTop1 ?? '-'} &rarr; ${w.variantTop1 ?? '-'}${w.referenceTop1 !== w.variantTop1 ? ' <b>differs</b>' : ''}</td>${w.label !== undefined ? `<td>${w.label}</td>` : '<td>-</td>'}`
-      : dense
-        ? `<td>${fmtPct(w.sameSideFraction)}</td>`
-        : '';
-    return `<tr><td>${img}</td><td class="name">${esc(w.file)}</td><td>${fmtCos(w.cosine)}</td><td>${fmtDb(w.snrDb)}</td><td>${fmtNum(w.maxAbsErr)}</td>${extra}</tr>`;
+    const img = thumbs ? `<td>${uri !== undefined && uri.startsWith('data:image/') ? `<img class="thumb" src="${esc(uri)}" alt="${esc(w.file)}">` : ''}</td>` : '';
+    let extra = '';
+    if (cls) {
+      extra = `<td>${name(w.referenceTop1)} &rarr; ${name(w.variantTop1)}${w.referenceTop1 !== w.variantTop1 ? ' <b>differs</b>' : ''}</td>`;
+      if (labelled) extra += `<td>${name(w.label)}</td>`;
+    } else if (dense) {
+      extra = `<td>${fmtPct(w.sameSideFraction)}</td>`;
+    }
+    return `<tr>${img}<td class="name">${esc(w.file)}</td><td>${fmtCos(w.cosine)}</td><td>${fmtDb(w.snrDb)}</td><td>${fmtNum(w.maxAbsErr)}</td>${extra}</tr>`;
   });
-  const extraHead = cls ? '<th>class fp32 &rarr; variant</th><th>label</th>' : dense ? '<th>same side</th>' : '';
-  return `<h3>${esc(variantLabel(v))}</h3><table><thead><tr><th></th><th>image</th><th>cosine</th><th>SNR dB</th><th>max |err|</th>${extraHead}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  const extraHead = cls ? `<th>class fp32 &rarr; variant</th>${labelled ? '<th>label</th>' : ''}` : dense ? '<th>same side</th>' : '';
+  return (
+    `<h3>${esc(variantLabel(v))}</h3><table><thead><tr>${thumbs ? '<th></th>' : ''}<th>image</th><th>cosine</th><th>SNR dB</th><th>max |err|</th>${extraHead}</tr></thead>` +
+    `<tbody>${rows.join('')}</tbody></table>`
+  );
 }
