@@ -2,10 +2,12 @@
 // Heavy work runs on libuv worker threads (Napi::AsyncWorker) and never touches JS values there.
 #include <napi.h>
 
+#include "feeder/feeder_binding.h"
 #include "stats/stats.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   trtcalib::InitStats(env, exports);
+  trtcalib::InitFeeder(env, exports);
   return exports;
 }
 
