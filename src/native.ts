@@ -16,6 +16,16 @@ export const PACKAGE_ROOT = path.resolve(here, '..');
 /** The binding's shape. Each native part documents its functions here. */
 export interface NativeBinding {
   // --- statistics kernels (native/src/stats) ---
+  /**
+   * Adds a tensor's values to one tensor's statistics state, in place. header: Float64Array(statsHeaderSize)
+   * [count, nanCount, posInfCount, negInfCount, zeroCount, min, max, absMax, range]; hist: Float64Array of a
+   * power-of-two length; data: float32 values, or float16 bits in a Uint16Array. Throws TypeError/RangeError on
+   * malformed arguments. Used only by src/stats/collector.ts.
+   */
+  statsAccumulate(header: Float64Array, hist: Float64Array, data: Float32Array | Uint16Array): void;
+  /** The same on a libuv worker thread; the arrays must not be touched (or updated again) until it settles. */
+  statsAccumulateAsync(header: Float64Array, hist: Float64Array, data: Float32Array | Uint16Array): Promise<void>;
+  readonly statsHeaderSize: number;
   [key: string]: unknown;
 }
 

@@ -1,0 +1,384 @@
+// Activation statistics kernel: one tensor's values -> min/max/absmax/counts and an exact |x| histogram.
+//
+// Two passes over the data:
+//   1. min, max, zero and non-finite counts (SSE2, memory bound). absMax = max(-min, max) over finite values.
+//   2. binning: idx = floor(|x| * bins / range). bins / range is a power of two, so the product is exact in
+//      float32 (or float64 when the scale is not a normal float32) and the index is the exact floor.
+// Counts go to 4 interleaved uint32 sub-histograms so that runs of equal values (the zeros of a ReLU) do not
+// serialise on one counter; they are summed into the float64 state at the end. Integer sums commute, so the
+// result is bit-identical whatever the split of the data into calls.
+#include "stats/histogram.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define TRTCALIB_SSE2 1
+#endif
+
+namespace trtcalib {
+
+namespace {
+
+constexpr uint32_t kLanes = 4;
+constexpr uint32_t kLanePad = 16;  // keeps the lanes off the same cache sets
+constexpr size_t kBlock = 2048;    // values per index block (8 KiB of indices, stays in L1)
+// A lane counts at most kChunk / kLanes values per flush, far below 2^32.
+constexpr size_t kChunk = size_t(1) << 30;
+
+struct Summary {
+  uint64_t finite = 0;
+  uint64_t nan = 0;
+  uint64_t posInf = 0;
+  uint64_t negInf = 0;
+  uint64_t zeros = 0;
+  float min = std::numeric_limits<float>::infinity();
+  float max = -std::numeric_limits<float>::infinity();
+};
+
+inline uint32_t Bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+
+// Pass 1 without branches. Infinities do enter min/max here; the caller rescans with ScanCareful when
+// `nonFinite` is not 0 (rare), so the fast path never pays for the checks.
+void ScanFast(const float* d, size_t n, float& mn, float& mx, uint64_t& zeros, uint64_t& nonFinite) {
+  size_t i = 0;
+  float lmn = mn, lmx = mx;
+  uint64_t z = 0, nf = 0;
+#ifdef TRTCALIB_SSE2
+  const __m128i absMask = _mm_set1_epi32(0x7fffffff);
+  const __m128i maxFinite = _mm_set1_epi32(0x7f7fffff);
+  const __m128 zero = _mm_setzero_ps();
+  __m128 vmn0 = _mm_set1_ps(lmn), vmn1 = vmn0, vmx0 = _mm_set1_ps(lmx), vmx1 = vmx0;
+  while (n - i >= 8) {
+    // int32 lane counters: flush before they could overflow.
+    const size_t steps = std::min<size_t>((n - i) / 8, size_t(1) << 28);
+    __m128i vz = _mm_setzero_si128(), vnf = _mm_setzero_si128();
+    for (size_t s = 0; s < steps; ++s, i += 8) {
+      const __m128 a = _mm_loadu_ps(d + i);
+      const __m128 b = _mm_loadu_ps(d + i + 4);
+      // minps(x, m) returns m when x is NaN: NaN never enters the running min/max.
+      vmn0 = _mm_min_ps(a, vmn0);
+      vmn1 = _mm_min_ps(b, vmn1);
+      vmx0 = _mm_max_ps(a, vmx0);
+      vmx1 = _mm_max_ps(b, vmx1);
+      vz = _mm_sub_epi32(vz, _mm_castps_si128(_mm_cmpeq_ps(a, zero)));
+      vz = _mm_sub_epi32(vz, _mm_castps_si128(_mm_cmpeq_ps(b, zero)));
+      vnf = _mm_sub_epi32(vnf, _mm_cmpgt_epi32(_mm_and_si128(_mm_castps_si128(a), absMask), maxFinite));
+      vnf = _mm_sub_epi32(vnf, _mm_cmpgt_epi32(_mm_and_si128(_mm_castps_si128(b), absMask), maxFinite));
+    }
+    alignas(16) int32_t cz[4], cnf[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(cz), vz);
+    _mm_store_si128(reinterpret_cast<__m128i*>(cnf), vnf);
+    for (int k = 0; k < 4; ++k) {
+      z += uint32_t(cz[k]);
+      nf += uint32_t(cnf[k]);
+    }
+  }
+  alignas(16) float fmn[8], fmx[8];
+  _mm_store_ps(fmn, vmn0);
+  _mm_store_ps(fmn + 4, vmn1);
+  _mm_store_ps(fmx, vmx0);
+  _mm_store_ps(fmx + 4, vmx1);
+  for (int k = 0; k < 8; ++k) {
+    lmn = fmn[k] < lmn ? fmn[k] : lmn;
+    lmx = fmx[k] > lmx ? fmx[k] : lmx;
+  }
+#endif
+  for (; i < n; ++i) {
+    const float x = d[i];
+    lmn = x < lmn ? x : lmn;  // false for NaN: NaN is skipped
+    lmx = x > lmx ? x : lmx;
+    const uint32_t a = Bits(x) & 0x7fffffffu;
+    z += (a == 0);
+    nf += (a >= 0x7f800000u);
+  }
+  mn = lmn;
+  mx = lmx;
+  zeros += z;
+  nonFinite += nf;
+}
+
+// Pass 1 with explicit classification of NaN / +Inf / -Inf; min and max over finite values only.
+void ScanCareful(const float* d, size_t n, Summary& s) {
+  for (size_t i = 0; i < n; ++i) {
+    const float x = d[i];
+    const uint32_t u = Bits(x);
+    const uint32_t a = u & 0x7fffffffu;
+    if (a >= 0x7f800000u) {
+      if (a > 0x7f800000u) {
+        ++s.nan;
+      } else if (u >> 31) {
+        ++s.negInf;
+      } else {
+        ++s.posInf;
+      }
+      continue;
+    }
+    ++s.finite;
+    s.zeros += (a == 0);
+    s.min = x < s.min ? x : s.min;
+    s.max = x > s.max ? x : s.max;
+  }
+}
+
+void Scan(const float* d, size_t n, Summary& s) {
+  float mn = s.min, mx = s.max;
+  uint64_t zeros = 0, nonFinite = 0;
+  ScanFast(d, n, mn, mx, zeros, nonFinite);
+  if (nonFinite == 0) {
+    s.finite += n;
+    s.zeros += zeros;
+    s.min = mn;
+    s.max = mx;
+  } else {
+    ScanCareful(d, n, s);
+  }
+}
+
+// Bins values whose range is known. kCheck: skip non-finite values (only when the data has some).
+// kFloat: the scale is a normal float32 and the product is computed in float32 (exact, vectorises);
+// otherwise in float64 (also exact).
+template <bool kCheck, bool kFloat>
+void BinLanes(const float* d, size_t n, uint32_t* lanes, uint32_t stride, double scale) {
+  uint32_t* h0 = lanes;
+  uint32_t* h1 = lanes + stride;
+  uint32_t* h2 = lanes + 2 * stride;
+  uint32_t* h3 = lanes + 3 * stride;
+  if (kCheck) {
+    uint32_t* hs[kLanes] = {h0, h1, h2, h3};
+    uint32_t lane = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const float x = d[i];
+      if ((Bits(x) & 0x7fffffffu) >= 0x7f800000u) continue;
+      const uint32_t idx = kFloat ? uint32_t(std::fabs(x) * float(scale)) : uint32_t(double(std::fabs(x)) * scale);
+      hs[lane][idx]++;
+      lane = (lane + 1) & (kLanes - 1);
+    }
+    return;
+  }
+  int32_t idx[kBlock];
+  const float sf = float(scale);
+  for (size_t base = 0; base < n; base += kBlock) {
+    const size_t m = std::min(kBlock, n - base);
+    const float* p = d + base;
+    if (kFloat) {
+      for (size_t k = 0; k < m; ++k) idx[k] = int32_t(std::fabs(p[k]) * sf);
+    } else {
+      for (size_t k = 0; k < m; ++k) idx[k] = int32_t(double(std::fabs(p[k])) * scale);
+    }
+    size_t k = 0;
+    for (; k + 4 <= m; k += 4) {
+      h0[idx[k]]++;
+      h1[idx[k + 1]]++;
+      h2[idx[k + 2]]++;
+      h3[idx[k + 3]]++;
+    }
+    for (; k < m; ++k) h0[idx[k]]++;
+  }
+}
+
+// Direct binning into the float64 state, for small inputs where clearing and folding the lanes would cost more.
+void BinDirect(const float* d, size_t n, double* hist, double scale, bool check) {
+  for (size_t i = 0; i < n; ++i) {
+    const float x = d[i];
+    if (check && (Bits(x) & 0x7fffffffu) >= 0x7f800000u) continue;
+    hist[size_t(double(std::fabs(x)) * scale)] += 1.0;
+  }
+}
+
+class Lanes {
+ public:
+  Lanes(uint32_t bins) : stride_(bins + kLanePad), data_(size_t(kLanes) * stride_, 0u) {}
+  uint32_t* data() { return data_.data(); }
+  uint32_t stride() const { return stride_; }
+  // Adds the lane sums to hist and clears the lanes.
+  void FlushInto(double* hist, uint32_t bins) {
+    uint32_t* h = data_.data();
+    for (uint32_t b = 0; b < bins; ++b) {
+      const uint64_t c = uint64_t(h[b]) + h[b + stride_] + h[b + 2 * stride_] + h[b + 3 * stride_];
+      if (c) hist[b] += double(c);
+    }
+    std::fill(data_.begin(), data_.end(), 0u);
+  }
+
+ private:
+  uint32_t stride_;
+  std::vector<uint32_t> data_;
+};
+
+bool IsNormalFloatScale(double scale) {
+  return scale >= double(std::numeric_limits<float>::min()) && scale <= double(std::numeric_limits<float>::max());
+}
+
+void BinFloat32(const float* d, size_t n, double* hist, uint32_t bins, double scale, bool check, Lanes* lanes) {
+  if (!lanes) {
+    BinDirect(d, n, hist, scale, check);
+    return;
+  }
+  const bool f = IsNormalFloatScale(scale);
+  for (size_t off = 0; off < n; off += kChunk) {
+    const size_t m = std::min(kChunk, n - off);
+    if (check) {
+      if (f) BinLanes<true, true>(d + off, m, lanes->data(), lanes->stride(), scale);
+      else BinLanes<true, false>(d + off, m, lanes->data(), lanes->stride(), scale);
+    } else {
+      if (f) BinLanes<false, true>(d + off, m, lanes->data(), lanes->stride(), scale);
+      else BinLanes<false, false>(d + off, m, lanes->data(), lanes->stride(), scale);
+    }
+    lanes->FlushInto(hist, bins);
+  }
+}
+
+// Applies a batch summary to the state and widens the range; returns the binning scale (0: nothing to bin).
+double Apply(double* header, double* hist, uint32_t bins, const Summary& s) {
+  header[kCount] += double(s.finite);
+  header[kNanCount] += double(s.nan);
+  header[kPosInfCount] += double(s.posInf);
+  header[kNegInfCount] += double(s.negInf);
+  header[kZeroCount] += double(s.zeros);
+  if (s.finite == 0) return 0;
+  // Zeros are reported as +0 whatever their sign, so that min/max do not depend on the order of -0 and +0.
+  const double mn = s.min == 0 ? 0.0 : double(s.min);
+  const double mx = s.max == 0 ? 0.0 : double(s.max);
+  if (mn < header[kMin]) header[kMin] = mn;
+  if (mx > header[kMax]) header[kMax] = mx;
+  const double batchAbsMax = std::max(-mn, mx);
+  if (batchAbsMax > header[kAbsMax]) header[kAbsMax] = batchAbsMax;
+  if (batchAbsMax == 0) {
+    hist[0] += double(s.finite);  // all zeros: bin 0 under any range
+    return 0;
+  }
+  const double range = RangeFor(header[kAbsMax]);
+  if (range > header[kRange]) GrowRange(header, hist, bins, range);
+  return double(bins) / header[kRange];
+}
+
+bool UseLanes(size_t n, uint32_t bins) { return n >= size_t(bins) * 2; }
+
+struct HalfTable {
+  float v[65536];
+  HalfTable() {
+    for (uint32_t h = 0; h < 65536; ++h) v[h] = Convert(uint16_t(h));
+  }
+  static float Convert(uint16_t h) {
+    const uint32_t sign = uint32_t(h >> 15) << 31;
+    const uint32_t exp = (h >> 10) & 0x1f;
+    const uint32_t man = h & 0x3ff;
+    uint32_t u;
+    if (exp == 0x1f) {
+      u = sign | 0x7f800000u | (man << 13);  // Inf or NaN (payload kept)
+    } else if (exp != 0) {
+      u = sign | ((exp + 112) << 23) | (man << 13);
+    } else {
+      // zero or subnormal: man * 2^-24, exact in float32
+      const float f = float(man) * 5.9604644775390625e-8f;
+      std::memcpy(&u, &f, 4);
+      u |= sign;
+    }
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+};
+
+const HalfTable& Halves() {
+  static const HalfTable table;
+  return table;
+}
+
+}  // namespace
+
+float HalfToFloat(uint16_t h) { return Halves().v[h]; }
+
+double RangeFor(double absMax) {
+  if (!(absMax > 0)) return 0;
+  int e = 0;
+  std::frexp(absMax, &e);  // absMax = f * 2^e, f in [0.5, 1): 2^e > absMax >= 2^(e-1)
+  return std::ldexp(1.0, e);
+}
+
+void GrowRange(double* header, double* hist, uint32_t bins, double newRange) {
+  const double old = header[kRange];
+  header[kRange] = newRange;
+  if (old == 0) return;  // only zeros so far: they are in bin 0 under any range
+  const double ratio = newRange / old;
+  if (ratio >= double(bins)) {
+    double total = 0;
+    for (uint32_t b = 0; b < bins; ++b) total += hist[b];
+    std::fill(hist, hist + bins, 0.0);
+    hist[0] = total;
+    return;
+  }
+  const uint32_t f = uint32_t(ratio);
+  for (uint32_t j = 0; j < bins / f; ++j) {
+    double s = 0;
+    for (uint32_t k = 0; k < f; ++k) s += hist[size_t(j) * f + k];
+    hist[j] = s;
+  }
+  std::fill(hist + bins / f, hist + bins, 0.0);
+}
+
+void AccumulateFloat32(double* header, double* hist, uint32_t bins, const float* data, size_t n) {
+  Summary s;
+  Scan(data, n, s);
+  const bool check = s.finite != n;
+  const double scale = Apply(header, hist, bins, s);
+  if (scale == 0) return;
+  if (UseLanes(n, bins)) {
+    Lanes lanes(bins);
+    BinFloat32(data, n, hist, bins, scale, check, &lanes);
+  } else {
+    BinFloat32(data, n, hist, bins, scale, check, nullptr);
+  }
+}
+
+void AccumulateFloat16(double* header, double* hist, uint32_t bins, const uint16_t* data, size_t n) {
+  const float* table = Halves().v;
+  std::vector<float> buf(std::min(n, kBlock * 8));
+  Summary s;
+  for (size_t off = 0; off < n; off += buf.size()) {
+    const size_t m = std::min(buf.size(), n - off);
+    for (size_t k = 0; k < m; ++k) buf[k] = table[data[off + k]];
+    Scan(buf.data(), m, s);
+  }
+  const bool check = s.finite != n;
+  const double scale = Apply(header, hist, bins, s);
+  if (scale == 0) return;
+  std::unique_ptr<Lanes> owned;
+  if (UseLanes(n, bins)) owned.reset(new Lanes(bins));
+  Lanes* lanes = owned.get();
+  size_t sinceFlush = 0;
+  for (size_t off = 0; off < n; off += buf.size()) {
+    const size_t m = std::min(buf.size(), n - off);
+    for (size_t k = 0; k < m; ++k) buf[k] = table[data[off + k]];
+    if (lanes) {
+      const bool f = IsNormalFloatScale(scale);
+      if (check) {
+        if (f) BinLanes<true, true>(buf.data(), m, lanes->data(), lanes->stride(), scale);
+        else BinLanes<true, false>(buf.data(), m, lanes->data(), lanes->stride(), scale);
+      } else {
+        if (f) BinLanes<false, true>(buf.data(), m, lanes->data(), lanes->stride(), scale);
+        else BinLanes<false, false>(buf.data(), m, lanes->data(), lanes->stride(), scale);
+      }
+      sinceFlush += m;
+      if (sinceFlush >= kChunk) {  // keep every lane far below 2^32
+        lanes->FlushInto(hist, bins);
+        sinceFlush = 0;
+      }
+    } else {
+      BinDirect(buf.data(), m, hist, scale, check);
+    }
+  }
+  if (lanes) lanes->FlushInto(hist, bins);
+}
+
+}  // namespace trtcalib
