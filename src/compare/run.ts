@@ -1,0 +1,117 @@
+/**
+ * Runs the comparison: every batch of the dataset goes once through the FP32 reference session and then
+ * through each variant's session (FP16, INT8 Q/DQ...), on the very same preprocessed tensors; the accumulators
+ * take each batch and let it go. Only one batch of outputs (and of layer tensors, for layerwise SNR) is alive
+ * at a time.
+ */
+import path from 'node:path';
+import type { Session } from '../backends/types.js';
+import type { Dataset, SkippedFile } from '../datasets/types.js';
+import { silentReporter, type Reporter } from '../reporter.js';
+import type { Tensor } from '../tensor.js';
+import type { OutputComparisonOptions } from './metrics.js';
+import { choosePrimaryOutput, VariantComparison, type VariantSpec } from './report.js';
+import type { VariantReport } from './types.js';
+
+/** A tensor compared layerwise: the same name in both models, or a reference name and the variant's name for it. */
+export type LayerTensor = string | { reference: string; variant: string };
+
+export interface VariantRun {
+  spec: VariantSpec;
+  session: Session;
+  /**
+   * Tensors to compare layerwise (INT8: the quantized activations). The reference session must return the
+   * reference names and this session the variant names (open both with them exposed).
+   */
+  layers?: readonly LayerTensor[];
+}
+
+export interface RunComparisonOptions {
+  dataset: Dataset;
+  /** The FP32 model. */
+  reference: Session;
+  variants: readonly VariantRun[];
+  /** Output names to compare, in order (default: the reference session's outputs). */
+  outputs?: readonly string[];
+  /** Class index per file (files as the dataset names them); files not in the map are unlabelled. */
+  labels?: ReadonlyMap<string, number>;
+  /** Add an "fp32" row: the reference against itself (exact by construction; it carries FP32's accuracy). */
+  includeReference?: boolean;
+  metrics?: OutputComparisonOptions;
+  /** Operator type per tensor name, to annotate layer rows. */
+  opTypes?: ReadonlyMap<string, string>;
+  reporter?: Reporter;
+  signal?: AbortSignal;
+}
+
+export interface ComparisonRun {
+  variants: VariantReport[];
+  images: number;
+  skipped: SkippedFile[];
+}
+
+/** Builds the label lookup runComparison takes from files and their labels (undefined = unlabelled). */
+export function labelMap(files: readonly string[], labels: readonly (number | undefined)[]): Map<string, number> {
+  const map = new Map<string, number>();
+  files.forEach((f, i) => {
+    const l = labels[i];
+    if (l !== undefined) map.set(path.resolve(f), l);
+  });
+  return map;
+}
+
+const refName = (l: LayerTensor) => (typeof l === 'string' ? l : l.reference);
+const varName = (l: LayerTensor) => (typeof l === 'string' ? l : l.variant);
+
+export async function runComparison(options: RunComparisonOptions): Promise<ComparisonRun> {
+  const { dataset, reference } = options;
+  const reporter = options.reporter ?? silentReporter;
+  const outputs = options.outputs ?? reference.outputs.map((o) => o.name);
+  if (outputs.length === 0) throw new Error('The reference model has no outputs to compare.');
+  const referenceLayers = [...new Set(options.variants.flatMap((v) => (v.layers ?? []).map(refName)))].filter((n) => !outputs.includes(n));
+  const runs = options.variants.map((v) => ({ run: v, cmp: new VariantComparison(v.spec, options.metrics) }));
+  const fp32 = options.includeReference ? new VariantComparison({ name: 'fp32', precision: 'fp32' }, options.metrics) : undefined;
+  const labels = options.labels === undefined ? undefined : new Map([...options.labels].map(([f, l]) => [path.resolve(f), l]));
+  const skipped: SkippedFile[] = [];
+  let images = 0;
+
+  reporter.start(`Comparing ${[...(fp32 ? ['fp32'] : []), ...options.variants.map((v) => v.spec.name)].join(', ')}`, dataset.size, 'images');
+  try {
+    for await (const batch of dataset.batches({ onSkip: (s) => skipped.push(s), ...(options.signal ? { signal: options.signal } : {}) })) {
+      const feed: Record<string, Tensor> = { [dataset.inputName]: { dtype: 'float32', dims: batch.dims, data: batch.data } };
+      const batchLabels = labels === undefined ? undefined : batch.files.map((f) => labels.get(path.resolve(f)));
+      const ref = await reference.run(feed, [...outputs, ...referenceLayers]);
+      fp32?.addOutputs(ref, ref, batch.files, batchLabels, outputs);
+      for (const { run, cmp } of runs) {
+        const layers = run.layers ?? [];
+        const fetch = [...new Set([...outputs, ...layers.map(varName)])];
+        const out = await run.session.run(feed, fetch);
+        cmp.addOutputs(ref, out, batch.files, batchLabels, outputs);
+        if (layers.length > 0) {
+          const r: Record<string, Tensor> = {};
+          const v: Record<string, Tensor> = {};
+          for (const l of layers) {
+            const rt = ref[refName(l)];
+            const vt = out[varName(l)];
+            if (rt === undefined) throw new Error(`The reference run did not return tensor ${JSON.stringify(refName(l))}; open it with that tensor exposed.`);
+            if (vt === undefined) throw new Error(`Variant ${run.spec.name} did not return tensor ${JSON.stringify(varName(l))}; open it with that tensor exposed.`);
+            r[refName(l)] = rt;
+            v[refName(l)] = vt;
+          }
+          cmp.addLayers(r, v, layers.map(refName));
+        }
+      }
+      images += batch.files.length;
+      reporter.update({ done: images + skipped.length });
+    }
+  } finally {
+    reporter.stop();
+  }
+  if (images === 0) throw new Error('No image could be compared (every file was skipped).');
+  const first = fp32 ?? runs[0]?.cmp;
+  if (first === undefined) throw new Error('Nothing to compare: no variant was given.');
+  // One primary output for every variant: chosen from the first one's results.
+  const primaryName = choosePrimaryOutput(first.result().outputs);
+  const variants = [...(fp32 ? [fp32] : []), ...runs.map((r) => r.cmp)].map((c) => c.result(primaryName, options.opTypes));
+  return { variants, images, skipped };
+}
