@@ -67,8 +67,10 @@ async function pipeline(files, config, batchSize) {
 
 async function timed(fn) {
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   const result = await fn();
-  return { seconds: (performance.now() - t0) / 1000, result };
+  const cpu = process.cpuUsage(c0);
+  return { seconds: (performance.now() - t0) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, result };
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -98,12 +100,16 @@ export async function benchPreprocess(options = {}) {
 
   const plainTimes = [];
   const pipeTimes = [];
+  const plainCpu = [];
+  const pipeCpu = [];
   let check;
   for (let r = 0; r < rounds; r++) {
     const a = await timed(() => plainLoop(files, config.height, config.shorterSide));
     const b = await timed(() => pipeline(files, config, batchSize));
     plainTimes.push(a.seconds);
     pipeTimes.push(b.seconds);
+    plainCpu.push(a.cpuSeconds);
+    pipeCpu.push(b.cpuSeconds);
     check ??= { plain: a.result, pipe: b.result };
   }
 
@@ -124,13 +130,14 @@ export async function benchPreprocess(options = {}) {
     rounds,
     cores: availableParallelism(),
     batchSize,
-    plainLoop: { seconds: plainS, imagesPerSecond: files.length / plainS },
-    pipeline: { seconds: pipeS, imagesPerSecond: files.length / pipeS },
+    // CPU time of the whole process (all threads): the pipeline should not spend more per image.
+    plainLoop: { seconds: plainS, imagesPerSecond: files.length / plainS, cpuMsPerImage: (1000 * median(plainCpu)) / files.length },
+    pipeline: { seconds: pipeS, imagesPerSecond: files.length / pipeS, cpuMsPerImage: (1000 * median(pipeCpu)) / files.length },
     ratio: plainS / pipeS,
     maxAbsDiff,
   };
-  log(`  plain sequential sharp loop: ${result.plainLoop.imagesPerSecond.toFixed(1)} images/s (median of ${rounds}: ${plainS.toFixed(3)} s)`);
-  log(`  dataset pipeline:            ${result.pipeline.imagesPerSecond.toFixed(1)} images/s (median of ${rounds}: ${pipeS.toFixed(3)} s)`);
+  log(`  plain sequential sharp loop: ${result.plainLoop.imagesPerSecond.toFixed(1)} images/s (median of ${rounds}: ${plainS.toFixed(3)} s; ${result.plainLoop.cpuMsPerImage.toFixed(1)} CPU ms/image)`);
+  log(`  dataset pipeline:            ${result.pipeline.imagesPerSecond.toFixed(1)} images/s (median of ${rounds}: ${pipeS.toFixed(3)} s; ${result.pipeline.cpuMsPerImage.toFixed(1)} CPU ms/image)`);
   log(`  ratio pipeline / loop:       ${result.ratio.toFixed(2)}x   (same tensors: max |diff| ${maxAbsDiff.toExponential(1)})`);
   return result;
 }
