@@ -89,9 +89,11 @@ function sizeParser(value: string): string {
  * Declares --data and the preprocessing, batching and selection flags on `cmd`. Preset fields are not
  * defaulted here, so that an unset flag means "the preset's value".
  */
-export function addPreprocessOptions(cmd: Command, options: { batch?: boolean } = {}): Command {
+export function addPreprocessOptions(cmd: Command, options: { batch?: boolean; dataRequired?: boolean } = {}): Command {
+  const dataHelp = 'images: a folder (searched recursively), a quoted glob, or a text file listing paths';
+  if (options.dataRequired === false) cmd.option('--data <path>', dataHelp);
+  else cmd.requiredOption('--data <path>', dataHelp);
   cmd
-    .requiredOption('--data <path>', 'images: a folder (searched recursively), a quoted glob, or a text file listing paths')
     .addOption(new Option('--preset <name>', 'preprocessing preset; every field can be overridden by the flags below').choices(presetNames()).default('imagenet'))
     .option('--size <N|HxW>', 'output size when the model input has a dynamic one (height x width)', sizeParser)
     .option('--shapes <spec>', 'trtexec-style input shape, e.g. input:1x3x640x640')

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
 import { register as registerCache } from './cache.js';
+import { register as registerCalibrate } from './calibrate.js';
 import { register as registerPreview } from './preview.js';
 
 const require = createRequire(import.meta.url);
@@ -9,6 +10,7 @@ const pkg = require('../../package.json') as { version: string };
 export const VERSION: string = pkg.version;
 
 const COMMANDS: Array<(program: Command) => void> = [
+  registerCalibrate,
   registerPreview,
   registerCache,
 ];

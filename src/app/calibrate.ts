@@ -1,0 +1,325 @@
+/**
+ * The calibration job, with no CLI in it: images -> activation statistics -> amax per tensor for each algorithm
+ * -> TensorRT calibration caches, plus the statistics file so that any algorithm can be derived later without
+ * running the model again (`fromStats`).
+ *
+ * Order of work: every cheap check first (TensorRT version, options, model, input shape, data selection), so that
+ * a mistake fails in a second, before the long pass and with nothing written.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { getBackend } from '../backends/index.js';
+import { formatCalibrationCache, scaleFromAmax } from '../cache/trt-cache.js';
+import { encodeTrtVersion, formatTrtVersion, resolveTrtVersion, type TrtVersion } from '../cache/trt-version.js';
+import { CALIBRATORS, computeAllAmaxes } from '../calibrators/registry.js';
+import type { AlgorithmName, CalibratorOptions } from '../calibrators/types.js';
+import { createDataset } from '../datasets/dataset.js';
+import { resolveBatchSize, resolvePreprocess, type PreprocessOptions } from '../datasets/presets.js';
+import type { PreprocessConfig, SkippedFile } from '../datasets/types.js';
+import { UserError } from '../errors.js';
+import { graphInputs, listActivations, type ActivationInfo } from '../onnx/graph.js';
+import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
+import { silentReporter, type Reporter } from '../reporter.js';
+import { StatisticsCollector } from '../stats/collector.js';
+import { loadStatistics, saveStatistics } from '../stats/store.js';
+import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { TOOL_VERSION } from '../version.js';
+
+export const DEFAULT_OUT_DIR = 'calib-cache';
+
+export interface DataOptions {
+  /** A folder (recursive), a glob or a list file. */
+  data: string;
+  preprocess?: PreprocessOptions;
+  batch?: number;
+  maxImages?: number;
+  seed?: number;
+  strict?: boolean;
+  concurrency?: number;
+}
+
+export interface CalibrateOptions {
+  model: string;
+  /** Images to calibrate on; or `fromStats`. */
+  data?: DataOptions;
+  /** A statistics file from an earlier run: no model run, no images. */
+  fromStats?: string;
+  algorithms: readonly AlgorithmName[];
+  calibrator?: CalibratorOptions;
+  /** TensorRT version of the cache header ("10.3.0"); detected when absent (error when none is installed). */
+  trtVersion?: string;
+  /** Header algorithm to write instead of the algorithm's own (e.g. EntropyCalibration2 for trtexec --calib). */
+  cacheAlgorithm?: string;
+  /** Cache path; only with a single algorithm. */
+  out?: string;
+  /** Folder of the default outputs (calib-cache). */
+  outDir?: string;
+  /** Statistics file to write (default <outDir>/<model>.stats.msgpack). */
+  statsOut?: string;
+  /** onnxruntime intra-op threads (0: its default). */
+  threads?: number;
+  reporter?: Reporter;
+  signal?: AbortSignal;
+}
+
+export interface CacheWritten {
+  algorithm: AlgorithmName;
+  file: string;
+  header: string;
+  tensors: number;
+}
+
+export interface TensorRange {
+  name: string;
+  absMax: number;
+  min: number;
+  max: number;
+}
+
+export interface CalibrateResult {
+  model: string;
+  trtVersion: { version: string; encoded: number; source: string };
+  caches: CacheWritten[];
+  statsFile: string;
+  /** Whether the statistics were collected now or read from a file. */
+  statsSource: 'collected' | 'file';
+  preprocess?: PreprocessConfig;
+  batchSize?: number;
+  images: { used: number; skipped: SkippedFile[] };
+  tensors: number;
+  seconds: { total: number; collect: number; algorithms: number };
+  imagesPerSecond?: number;
+  widest: TensorRange[];
+  narrowest: TensorRange[];
+  /** Tensors that saw NaN or Inf, or no non-zero value. */
+  problems: Array<{ name: string; problem: string }>;
+  /** amax per algorithm per tensor, in cache order. */
+  amax: Record<string, Record<string, number>>;
+}
+
+export async function calibrate(options: CalibrateOptions): Promise<CalibrateResult> {
+  const reporter = options.reporter ?? silentReporter;
+  const started = performance.now();
+  const algorithms = [...options.algorithms];
+  if (algorithms.length === 0) throw new UserError('No calibration algorithm was given.', { hint: 'Pass --algo entropy2 (or minmax, entropy, percentile, mse, all).' });
+  if (options.out !== undefined && algorithms.length > 1) {
+    throw new UserError(`--out names one cache file but ${algorithms.length} algorithms were asked for (${algorithms.join(', ')}).`, {
+      hint: `Drop --out to write ${DEFAULT_OUT_DIR}/<model>.<algo>.cache for each, or use --out-dir.`,
+    });
+  }
+  if (options.data && options.fromStats) throw new UserError('Give either --data (calibrate on images) or --from-stats (reuse statistics), not both.');
+  if (!options.data && !options.fromStats) throw new UserError('No calibration data: pass --data DIR (images) or --from-stats FILE.');
+
+  const trt = resolveTrtVersion(options.trtVersion);
+  reporter.info(`TensorRT cache version: ${formatTrtVersion(trt.version)} (${encodeTrtVersion(trt.version)}, ${trt.source})`);
+
+  const modelSha = await modelSha256(options.model);
+  const model = await loadOnnxModel(options.model);
+  const activations = listActivations(model, { file: options.model });
+  if (activations.length === 0) throw new UserError(`${options.model} has no floating-point activations to calibrate.`);
+  const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
+  const outDir = options.outDir ?? DEFAULT_OUT_DIR;
+  const statsFile = options.statsOut ?? path.join(outDir, `${modelBase}.stats.msgpack`);
+
+  let tensors: TensorStatistics[];
+  let collected: Awaited<ReturnType<typeof collectStatistics>> | undefined;
+  const collectStarted = performance.now();
+  if (options.fromStats) {
+    const stored = await loadStatistics(options.fromStats, { expectModelSha256: modelSha, modelFile: options.model });
+    tensors = stored.tensors;
+    reporter.info(`statistics: ${options.fromStats} (${stored.provenance.imageCount} images, ${tensors.length} tensors)`);
+  } else {
+    collected = await collectStatistics(options.model, model, activations, options.data!, { threads: options.threads, reporter, signal: options.signal });
+    tensors = collected.stored.tensors;
+    collected.stored.provenance.modelSha256 = modelSha;
+    await saveStatistics(statsFile, collected.stored);
+  }
+  const collectSeconds = (performance.now() - collectStarted) / 1000;
+
+  // Cache order: the network input first, then the activations in topological order (as TensorRT lists them).
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  const missing = activations.filter((a) => !byName.has(a.name));
+  if (missing.length > 0) {
+    throw new UserError(
+      `${options.fromStats ?? statsFile} has no statistics for ${missing.length} activation(s) of ${options.model}, e.g. ${missing.slice(0, 3).map((m) => m.name).join(', ')}.`,
+      { hint: 'Re-run calibration on this model.' },
+    );
+  }
+  const ordered = activations.map((a) => byName.get(a.name)!);
+
+  const algoStarted = performance.now();
+  reporter.start('computing scales', ordered.length, 'tensors');
+  const amaxes = await computeAllAmaxes(algorithms, ordered, options.calibrator ?? {}, (done) => reporter.update({ done }));
+  reporter.stop();
+  const algoSeconds = (performance.now() - algoStarted) / 1000;
+
+  const caches: CacheWritten[] = [];
+  const amaxOut: Record<string, Record<string, number>> = {};
+  for (const algorithm of algorithms) {
+    const calibrator = CALIBRATORS[algorithm];
+    const amax = amaxes.get(algorithm)!;
+    // TensorRT has no percentile/MSE calibrator class: such caches carry the header of IInt8EntropyCalibrator2,
+    // the calibrator trtexec --calib uses, so that they are read rather than silently recalibrated.
+    const header = options.cacheAlgorithm ?? (calibrator.trtNative ? calibrator.cacheName : 'EntropyCalibration2');
+    const text = formatCalibrationCache({
+      trtVersion: trt.version,
+      algorithm: header,
+      entries: ordered.map((t) => ({ name: t.name, scale: scaleFromAmax(amax.get(t.name)!) })),
+    });
+    const file = options.out ?? path.join(outDir, `${modelBase}.${algorithm}.cache`);
+    await writeFileAtomic(file, text);
+    caches.push({ algorithm, file, header: text.slice(0, text.indexOf('\n')), tensors: ordered.length });
+    amaxOut[algorithm] = Object.fromEntries(ordered.map((t) => [t.name, amax.get(t.name)!]));
+  }
+
+  const withData = ordered.filter((t) => t.absMax > 0);
+  const byRange = [...withData].sort((a, b) => b.absMax - a.absMax || (a.name < b.name ? -1 : 1));
+  const range = (t: TensorStatistics): TensorRange => ({ name: t.name, absMax: t.absMax, min: t.min, max: t.max });
+  const problems: CalibrateResult['problems'] = [];
+  for (const t of ordered) {
+    if (t.nanCount > 0 || t.posInfCount > 0 || t.negInfCount > 0) {
+      problems.push({ name: t.name, problem: `${t.nanCount} NaN, ${t.posInfCount} +Inf, ${t.negInfCount} -Inf (ignored for the scale)` });
+    }
+    if (t.count === 0) problems.push({ name: t.name, problem: 'no finite values: scale set for the range [-1, 1]' });
+    else if (t.absMax === 0) problems.push({ name: t.name, problem: 'all values were 0: scale set for the range [-1, 1]' });
+  }
+  const total = (performance.now() - started) / 1000;
+  return {
+    model: options.model,
+    trtVersion: { version: formatTrtVersion(trt.version), encoded: encodeTrtVersion(trt.version), source: trt.source },
+    caches,
+    statsFile: options.fromStats ?? statsFile,
+    statsSource: options.fromStats ? 'file' : 'collected',
+    preprocess: collected?.preprocess,
+    batchSize: collected?.batchSize,
+    images: { used: collected?.used ?? 0, skipped: collected?.skipped ?? [] },
+    tensors: ordered.length,
+    seconds: { total, collect: collectSeconds, algorithms: algoSeconds },
+    imagesPerSecond: collected ? collected.used / collectSeconds : undefined,
+    widest: byRange.slice(0, 5).map(range),
+    narrowest: byRange.slice(-5).reverse().map(range),
+    problems,
+    amax: amaxOut,
+  };
+}
+
+interface CollectOptions {
+  threads?: number;
+  reporter: Reporter;
+  signal?: AbortSignal;
+}
+
+/**
+ * One pass over the images: each activation goes to the statistics as soon as onnxruntime returns it and is then
+ * released, so peak memory is bounded by one batch of activations plus (tensors x bins), whatever the image count.
+ */
+async function collectStatistics(
+  modelFile: string,
+  model: Awaited<ReturnType<typeof loadOnnxModel>>,
+  activations: readonly ActivationInfo[],
+  data: DataOptions,
+  options: CollectOptions,
+) {
+  const { reporter } = options;
+  const inputs = graphInputs(model);
+  if (inputs.length !== 1) {
+    throw new UserError(`${modelFile} has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); image calibration feeds models with one image input.`);
+  }
+  const input = inputs[0]!;
+  if (!input.dims) throw new UserError(`${modelFile}: the rank of input '${input.name}' is not declared.`, { hint: 'Give its shape with --shapes.' });
+  const modelInput = { name: input.name, dims: input.dims };
+  const preprocess = resolvePreprocess(data.preprocess ?? {}, modelInput);
+  const batchSize = resolveBatchSize({ batch: data.batch, shapes: data.preprocess?.shapes }, modelInput, 8);
+  const dataset = await createDataset({
+    data: data.data,
+    preprocess,
+    inputName: input.name,
+    batchSize,
+    maxImages: data.maxImages,
+    seed: data.seed,
+    strict: data.strict,
+    concurrency: data.concurrency,
+  });
+
+  const names = activations.map((a) => a.name);
+  const session = await getBackend('onnxruntime').open({ path: modelFile }, { threads: options.threads, expose: names });
+  const collector = new StatisticsCollector();
+  const skipped: SkippedFile[] = [];
+  let used = 0;
+  reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors`);
+  reporter.start('calibrating', dataset.size, 'images');
+  try {
+    for await (const batch of dataset.batches({
+      signal: options.signal,
+      onSkip: (s) => {
+        skipped.push(s);
+        reporter.warn(`skipped ${s.file}: ${s.reason}`);
+      },
+    })) {
+      const pending: Promise<void>[] = [];
+      await session.runEach({ [input.name]: { dtype: 'float32', dims: batch.dims, data: batch.data } }, names, (name, tensor) => {
+        const values = tensor.data instanceof Float32Array || (tensor.dtype === 'float16' && tensor.data instanceof Uint16Array) ? tensor.data : Float32Array.from(tensor.data as Float64Array);
+        pending.push(collector.add(name, values));
+      });
+      // The session may reuse its output buffers for the next batch: every tensor must be counted first.
+      await Promise.all(pending);
+      used += batch.files.length;
+      reporter.update({ done: used + skipped.length, detail: path.basename(batch.files[batch.files.length - 1]!) });
+    }
+    await collector.flush();
+  } finally {
+    reporter.stop();
+    await session.release();
+  }
+  if (used === 0) throw new UserError(`None of the ${dataset.size} images in ${data.data} could be read.`);
+
+  const stored: StoredStatistics = {
+    format: 'trt-calib-stats',
+    formatVersion: 1,
+    provenance: {
+      tool: 'trt-calib',
+      toolVersion: TOOL_VERSION,
+      modelFile: path.basename(modelFile),
+      modelSha256: '',
+      shapes: { [input.name]: dataset.imageDims },
+      preprocess,
+      imageCount: used,
+      skippedCount: skipped.length,
+      imageListSha256: await imageListHash(dataset.files, new Set(skipped.map((s) => s.file))),
+      histogramBins: HISTOGRAM_BINS,
+      createdBy: 'trt-calib calibrate',
+    },
+    tensors: collector.result(),
+  };
+  return { stored, preprocess, batchSize, used, skipped };
+}
+
+/**
+ * sha256 over the images used: each one's path relative to their common folder and its size, in sorted order.
+ * Independent of where the folder lives, of the batch size and of the order the files were listed in.
+ */
+async function imageListHash(files: readonly string[], skipped: ReadonlySet<string>): Promise<string> {
+  const used = files.filter((f) => !skipped.has(f));
+  const root = commonDir(used.map((f) => path.resolve(f)));
+  const hash = createHash('sha256');
+  for (const f of used) {
+    const st = await fsp.stat(f);
+    hash.update(`${path.relative(root, path.resolve(f)).split(path.sep).join('/')}\t${st.size}\n`);
+  }
+  return hash.digest('hex');
+}
+
+function commonDir(files: readonly string[]): string {
+  if (files.length === 0) return '';
+  let dir = path.dirname(files[0]!);
+  for (const f of files) {
+    while (!(f === dir || f.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep))) {
+      const up = path.dirname(dir);
+      if (up === dir) return dir;
+      dir = up;
+    }
+  }
+  return dir;
+}

@@ -1,0 +1,135 @@
+import { Command, Option } from 'commander';
+import { calibrate, DEFAULT_OUT_DIR, type CalibrateResult } from '../app/calibrate.js';
+import { TRT_CACHE_ALGORITHMS } from '../cache/trt-cache.js';
+import { ALGORITHM_NAMES, CALIBRATORS, parseAlgorithms } from '../calibrators/registry.js';
+import { summarizeSkipped } from '../datasets/dataset.js';
+import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
+import { addPreprocessOptions, preprocessOptionsFrom, describePreprocess, type PreprocessCliValues } from './preprocess-options.js';
+
+interface CalibrateCliValues extends CommonOptions, Omit<PreprocessCliValues, 'data'> {
+  data?: string;
+  model: string;
+  algo: string;
+  percentile?: number;
+  trtVersion?: string;
+  cacheAlgorithm?: string;
+  out?: string;
+  outDir: string;
+  statsOut?: string;
+  fromStats?: string;
+  threads?: number;
+}
+
+const EXAMPLES = `
+Examples:
+  # Entropy2 (TensorRT's default) cache for TensorRT 10.3, ImageNet preprocessing
+  trt-calib --model model.onnx --data ./images --algo entropy2 --trt-version 10.3.0
+
+  # every algorithm from one pass over the bundled fixtures (x/255, stretch to 224x224)
+  trt-calib --model test/fixtures/models/mobilenet_v2_nsfw_224.onnx --data test/fixtures/images \\
+            --preset raw01 --algo all --trt-version 10.3.0
+
+  # a detector with a dynamic input: fix the calibration shape trtexec style
+  trt-calib --model ppocr_v4_det.onnx --data ./street --preset paddleocr-det --shapes x:1x3x576x768 --trt-version 8.6.1
+
+  # another algorithm later, from the stored statistics, without running the model
+  trt-calib --model model.onnx --from-stats calib-cache/model.stats.msgpack --algo percentile --percentile 99.999 --trt-version 10.3.0
+
+Outputs: ${DEFAULT_OUT_DIR}/<model>.<algo>.cache (one per algorithm) and ${DEFAULT_OUT_DIR}/<model>.stats.msgpack.
+trtexec --calib reads caches through an IInt8EntropyCalibrator2: give it an entropy2 cache, or write any algorithm's
+scales under that header with --cache-algorithm EntropyCalibration2.`;
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('calibrate', { isDefault: true })
+    .description('collect activation statistics on images and write TensorRT INT8 calibration caches (the default command)')
+    .requiredOption('--model <file>', 'ONNX model')
+    .option('--algo <names>', `calibration algorithm(s), comma-separated, or "all": ${ALGORITHM_NAMES.join(', ')}`, 'entropy2')
+    .option('--percentile <p>', 'percentile algorithm: the percentile of |x| kept', parseNumber(50, 100), 99.99)
+    .option('--trt-version <version>', 'TensorRT version that will read the cache, e.g. 10.3.0 or 8.6.1 (default: the installed TensorRT)')
+    .addOption(new Option('--cache-algorithm <name>', 'algorithm name in the cache header instead of the algorithm\'s own').choices([...TRT_CACHE_ALGORITHMS]))
+    .option('-o, --out <file>', 'cache file (one algorithm only)')
+    .option('--out-dir <dir>', 'folder for the caches and the statistics', DEFAULT_OUT_DIR)
+    .option('--stats-out <file>', 'statistics file (default <out-dir>/<model>.stats.msgpack)')
+    .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', parseInteger(1, 1024));
+  addPreprocessOptions(cmd, { dataRequired: false });
+  addCommonOptions(cmd).addHelpText('after', EXAMPLES);
+  cmd.action(async (opts: CalibrateCliValues) => {
+    const reporter = reporterFor(opts);
+    const algorithms = parseAlgorithms(opts.algo);
+    const data = opts.data !== undefined ? preprocessOptionsFrom(opts as PreprocessCliValues) : undefined;
+    const result = await calibrate({
+      model: opts.model,
+      data,
+      fromStats: opts.fromStats,
+      algorithms,
+      calibrator: { percentile: opts.percentile },
+      trtVersion: opts.trtVersion,
+      cacheAlgorithm: opts.cacheAlgorithm,
+      out: opts.out,
+      outDir: opts.outDir,
+      statsOut: opts.statsOut,
+      threads: opts.threads,
+      reporter,
+    });
+    if (result.preprocess && opts.verbose) reporter.info(`preprocessing: ${describePreprocess(result.preprocess)}`);
+    emit(opts, jsonSummary(result), () => textSummary(result));
+  });
+}
+
+function jsonSummary(r: CalibrateResult) {
+  return {
+    model: r.model,
+    trtVersion: r.trtVersion,
+    caches: r.caches,
+    statsFile: r.statsFile,
+    statsSource: r.statsSource,
+    images: { used: r.images.used, skipped: r.images.skipped },
+    batchSize: r.batchSize,
+    preprocess: r.preprocess,
+    tensors: r.tensors,
+    seconds: r.seconds,
+    imagesPerSecond: r.imagesPerSecond,
+    widest: r.widest,
+    narrowest: r.narrowest,
+    problems: r.problems,
+    amax: r.amax,
+  };
+}
+
+function num(n: number): string {
+  return n === 0 ? '0' : Math.abs(n) >= 1e-3 && Math.abs(n) < 1e5 ? n.toPrecision(4) : n.toExponential(3);
+}
+
+function textSummary(r: CalibrateResult): string {
+  const lines: string[] = [];
+  if (r.statsSource === 'collected') {
+    lines.push(summarizeSkipped(r.images.skipped, r.images.used));
+    lines.push(
+      `${r.tensors} tensors in ${r.seconds.total.toFixed(2)} s (statistics ${r.seconds.collect.toFixed(2)} s at ${(r.imagesPerSecond ?? 0).toFixed(1)} images/s, scales ${r.seconds.algorithms.toFixed(2)} s)`,
+    );
+  } else {
+    lines.push(`${r.tensors} tensors from ${r.statsFile} in ${r.seconds.total.toFixed(2)} s`);
+  }
+  lines.push(`TensorRT ${r.trtVersion.version} (${r.trtVersion.source})`);
+  for (const c of r.caches) lines.push(`  ${c.algorithm.padEnd(10)} ${c.file}  [${c.header}]`);
+  if (r.statsSource === 'collected') lines.push(`  statistics ${r.statsFile}`);
+  if (r.widest.length > 0) {
+    lines.push('widest ranges:   ' + r.widest.map((t) => `${t.name} (${num(t.absMax)})`).join(', '));
+    lines.push('narrowest ranges: ' + r.narrowest.map((t) => `${t.name} (${num(t.absMax)})`).join(', '));
+  }
+  if (r.problems.length > 0) {
+    lines.push(`${r.problems.length} tensor(s) to look at:`);
+    for (const p of r.problems.slice(0, 20)) lines.push(`  ${p.name}: ${p.problem}`);
+    if (r.problems.length > 20) lines.push(`  ... ${r.problems.length - 20} more (--json for all)`);
+  }
+  const nonTrtexec = r.caches.filter((c) => !c.header.endsWith('-EntropyCalibration2'));
+  if (nonTrtexec.length > 0) {
+    lines.push(
+      `note: trtexec --calib reads only EntropyCalibration2 caches and silently recalibrates on random data otherwise; ` +
+        `for trtexec, use the entropy2 cache or re-run with --cache-algorithm EntropyCalibration2 (${nonTrtexec.map((c) => CALIBRATORS[c.algorithm].cacheName).join(', ')} suit the matching IInt8 calibrator classes).`,
+    );
+  }
+  return lines.join('\n');
+}
