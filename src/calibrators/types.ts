@@ -15,6 +15,12 @@ export interface Calibrator {
   name: AlgorithmName;
   /** Algorithm as written in a TensorRT cache header: EntropyCalibration2, EntropyCalibration, MinMaxCalibration, ... */
   cacheName: string;
+  /**
+   * Whether TensorRT has a calibrator class of this name (IInt8EntropyCalibrator2, IInt8EntropyCalibrator,
+   * IInt8MinMaxCalibrator). false for percentile and mse: their `cacheName` is ours, and the cache writer must put a
+   * header in the file that the TensorRT calibrator reading it accepts.
+   */
+  trtNative: boolean;
   /** One line for --help and reports. */
   description: string;
   /** amax >= 0 for the tensor (scale = amax / 127). 0 means no data / all zeros. */

@@ -1,0 +1,54 @@
+/**
+ * entropy2: TensorRT's EntropyCalibration2 (IInt8EntropyCalibrator2), the KL-divergence method of
+ * S. Migacz, "8-bit Inference with TensorRT", GTC 2017:
+ *
+ *   histogram of |x|: 2048 bins over [0, absMax] (re-binned from the collected one: ./histogram.ts);
+ *   for i in 128..2048:
+ *     P = bins[0..i), with the mass of bins[i..2048) added to P[i-1] (outliers folded in);
+ *     Q = bins[0..i) (not folded) merged into 128 levels of floor(i/128) bins, the last level taking the
+ *         remainder, and expanded back: each level's mass spread uniformly over the bins where P is non-zero
+ *         (bins where P is 0 stay 0 in Q);
+ *     divergence[i] = KL(P || Q), both normalised. Where Q = 0 and P > 0 (the folded outliers land in a level with
+ *         no unfolded mass), Q gets 1e-4 counts, the eps of MXNet/TVM's _smooth_distribution: clipping a few
+ *         outliers then costs about p log(p |Q| / 1e-4) instead of being impossible. Without it, a tensor whose
+ *         bulk ends below bin 127 and that has one far outlier can only keep the outlier (every candidate that
+ *         clips it would be infinite); with it the outlier is clipped, which is what the method is for;
+ *   i* = the i of smallest divergence (the first one on ties; divergences within 1e-12 are ties: kl.ts);
+ *   amax = (i* + 0.5) * binWidth, Migacz's "threshold = (m + 0.5) * (width of a bin)" (for i* = 2048 this is
+ *   half a bin above absMax).
+ *
+ * This is the published description and the reference implementations derived from it (MXNet's and TVM's
+ * _get_optimal_threshold expand over P's non-empty bins the same way); TensorRT's own code is not public. Unlike
+ * MXNet, the other bins are not smoothed (it changes their divergences by ~1e-4/|Q|, nothing a choice rests on).
+ * The scan runs in O(2048) using prefix sums (./kl.ts).
+ */
+import type { TensorStatistics } from '../stats/types.js';
+import { rebinToAbsMax, TRT_HISTOGRAM_BINS } from './histogram.js';
+import { klScan, type KlScanResult, type KlScanSpec } from './kl.js';
+import type { Calibrator } from './types.js';
+
+export const ENTROPY2_SPEC: Readonly<KlScanSpec> = Object.freeze({
+  grouping: 'remainder-last',
+  emptyBins: 'reference',
+  ties: 'smallest',
+  levels: 128,
+  startBin: 128,
+  emptyQ: 1e-4,
+});
+
+export type KlScanner = (hist: Float64Array, spec: KlScanSpec) => KlScanResult;
+
+/** amax from the 2048-bin histogram's chosen i: (i + 0.5) * width. */
+export function entropy2Amax(stats: TensorStatistics, scan: KlScanner = klScan): number {
+  if (stats.count === 0 || !(stats.absMax > 0)) return 0;
+  const { counts, width } = rebinToAbsMax(stats, TRT_HISTOGRAM_BINS);
+  return (scan(counts, ENTROPY2_SPEC).bins + 0.5) * width;
+}
+
+export const entropy2: Calibrator = {
+  name: 'entropy2',
+  cacheName: 'EntropyCalibration2',
+  trtNative: true,
+  description: 'KL-divergence threshold over 2048 bins of |x| (TensorRT EntropyCalibration2, Migacz GTC 2017)',
+  compute: (stats) => entropy2Amax(stats),
+};
