@@ -10,13 +10,26 @@
 // The calibrator interfaces are deprecated since 10.1: their uses are wrapped in TRTCALIB_ALLOW_DEPRECATED_BEGIN/END.
 #pragma once
 
+#include <memory>
+#include <string>
+
+#if defined(_MSC_VER)
+#define TRTCALIB_ALLOW_DEPRECATED_BEGIN __pragma(warning(push)) __pragma(warning(disable : 4996))
+#define TRTCALIB_ALLOW_DEPRECATED_END __pragma(warning(pop))
+#else
+#define TRTCALIB_ALLOW_DEPRECATED_BEGIN \
+  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wdeprecated-declarations\"")
+#define TRTCALIB_ALLOW_DEPRECATED_END _Pragma("GCC diagnostic pop")
+#endif
+
+// TensorRT's own headers use their deprecated classes in inline code (e.g. IPluginV2 in NvInfer.h); silence those
+// warnings, which are not ours, for the headers only.
+TRTCALIB_ALLOW_DEPRECATED_BEGIN
 #include <NvInfer.h>
 #include <NvInferVersion.h>
 #include <NvOnnxParser.h>
 #include <cuda_runtime_api.h>
-
-#include <memory>
-#include <string>
+TRTCALIB_ALLOW_DEPRECATED_END
 
 #if !defined(NV_TENSORRT_MAJOR)
 #error "NvInferVersion.h did not define NV_TENSORRT_MAJOR"
@@ -30,14 +43,6 @@
 #define TRTCALIB_EXPLICIT_FLAG (NV_TENSORRT_MAJOR < 10)
 #define TRTCALIB_STRONGLY_TYPED_FLAG (NV_TENSORRT_MAJOR >= 9 && NV_TENSORRT_MAJOR < 11)
 
-#if defined(_MSC_VER)
-#define TRTCALIB_ALLOW_DEPRECATED_BEGIN __pragma(warning(push)) __pragma(warning(disable : 4996))
-#define TRTCALIB_ALLOW_DEPRECATED_END __pragma(warning(pop))
-#else
-#define TRTCALIB_ALLOW_DEPRECATED_BEGIN \
-  _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wdeprecated-declarations\"")
-#define TRTCALIB_ALLOW_DEPRECATED_END _Pragma("GCC diagnostic pop")
-#endif
 
 namespace trtcalib {
 
