@@ -262,7 +262,7 @@ async function collectStatistics(
       await session.runEach({ [input.name]: { dtype: 'float32', dims: batch.dims, data: batch.data } }, names, (name, tensor) => {
         const values = tensor.data instanceof Float32Array || (tensor.dtype === 'float16' && tensor.data instanceof Uint16Array) ? tensor.data : Float32Array.from(tensor.data as Float64Array);
         pending.push(collector.add(name, values));
-      });
+      }, { reuseOutputs: true });
       // The session may reuse its output buffers for the next batch: every tensor must be counted first.
       await Promise.all(pending);
       used += batch.files.length;

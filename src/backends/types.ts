@@ -27,7 +27,12 @@ export interface Session {
    * Runs one batch and hands each fetched tensor to `onTensor` as soon as it is available, then lets it go,
    * so that peak memory does not grow with the number of tensors kept.
    */
-  runEach(feed: Record<string, Tensor>, fetch: readonly string[], onTensor: (name: string, tensor: Tensor) => void | Promise<void>): Promise<void>;
+  runEach(
+    feed: Record<string, Tensor>,
+    fetch: readonly string[],
+    onTensor: (name: string, tensor: Tensor) => void | Promise<void>,
+    options?: { /** Write into the previous run's output buffers (same input dims): tensors are valid only until the next run. */ reuseOutputs?: boolean },
+  ): Promise<void>;
   release(): Promise<void>;
 }
 

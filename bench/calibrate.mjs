@@ -1,0 +1,103 @@
+// Calibration benchmark (issue 3): plain FP32 inference over the images vs calibration (statistics collection
+// plus every algorithm), both through the same dataset pipeline, and peak memory for N and 4N images, each in a
+// fresh child process so that one run's heap does not inflate the other's.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, copyFileSync, rmSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.resolve(here, '..', 'dist');
+
+async function load() {
+  const { calibrate } = await import(path.join(dist, 'app', 'calibrate.js'));
+  const { createDataset } = await import(path.join(dist, 'datasets', 'dataset.js'));
+  const { resolvePreprocess } = await import(path.join(dist, 'datasets', 'presets.js'));
+  const { getBackend } = await import(path.join(dist, 'backends', 'index.js'));
+  return { calibrate, createDataset, resolvePreprocess, getBackend };
+}
+
+/** One plain FP32 pass: decode + preprocess + model outputs only. */
+async function plainPass(m, model, data, batch) {
+  const preprocess = m.resolvePreprocess({ preset: 'raw01' }, { name: 'input', dims: ['N', 3, 224, 224] });
+  const dataset = await m.createDataset({ data, preprocess, inputName: 'input', batchSize: batch });
+  const session = await m.getBackend('onnxruntime').open({ path: model });
+  const t0 = performance.now();
+  let images = 0;
+  for await (const b of dataset.batches()) {
+    await session.run({ input: { dtype: 'float32', dims: b.dims, data: b.data } });
+    images += b.files.length;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await session.release();
+  return { seconds, images };
+}
+
+async function calibratePass(m, model, data, batch, outDir) {
+  const t0 = performance.now();
+  const r = await m.calibrate({
+    model,
+    data: { data, preprocess: { preset: 'raw01' }, batch },
+    algorithms: ['entropy2', 'entropy', 'minmax', 'percentile', 'mse'],
+    trtVersion: '10.3.0',
+    outDir,
+  });
+  return { seconds: (performance.now() - t0) / 1000, collect: r.seconds.collect, algorithms: r.seconds.algorithms, images: r.images.used };
+}
+
+/** Child mode: one calibration, then print peak RSS. */
+if (process.argv[2] === '--child') {
+  const [model, data, outDir] = process.argv.slice(3);
+  const m = await load();
+  await calibratePass(m, model, data, 8, outDir);
+  process.stdout.write(JSON.stringify({ maxRssMiB: process.resourceUsage().maxRSS / 1024 }));
+  process.exit(0);
+}
+
+export async function benchCalibrate({ fixtures, log = console.log, repeats = 3 } = {}) {
+  const m = await load();
+  const model = path.join(fixtures, 'models', 'mobilenet_v2_nsfw_224.onnx');
+  const data = path.join(fixtures, 'images', 'calib');
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'trt-calib-bench-'));
+  try {
+    // Warm-up: first decodes and session creation pay one-off costs (page cache, code loading).
+    await plainPass(m, model, data, 8);
+    await calibratePass(m, model, data, 8, path.join(tmp, 'warm'));
+    const plain = [];
+    const calib = [];
+    for (let i = 0; i < repeats; i++) {
+      plain.push(await plainPass(m, model, data, 8));
+      calib.push(await calibratePass(m, model, data, 8, path.join(tmp, `run${i}`)));
+    }
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const plainS = median(plain.map((p) => p.seconds));
+    const calibS = median(calib.map((c) => c.seconds));
+    const images = plain[0].images;
+    log(`MobileNetV2, ${images} images (images/calib), batch 8, ${os.availableParallelism()} cores, median of ${repeats}:`);
+    log(`  plain FP32 pass (decode + inference):     ${plainS.toFixed(2)} s  (${(images / plainS).toFixed(1)} images/s)`);
+    log(`  calibration (statistics + 5 algorithms):  ${calibS.toFixed(2)} s  (collection ${median(calib.map((c) => c.collect)).toFixed(2)} s, algorithms ${median(calib.map((c) => c.algorithms)).toFixed(2)} s)`);
+    log(`  ratio calibration / plain: ${(calibS / plainS).toFixed(2)}  (target <= 1.5)`);
+
+    // Peak memory for N and 4N images: 4 copies of the folder under other names.
+    const four = path.join(tmp, 'x4');
+    const files = readdirSync(data);
+    for (let k = 0; k < 4; k++) {
+      mkdirSync(path.join(four, `copy${k}`), { recursive: true });
+      for (const f of files) copyFileSync(path.join(data, f), path.join(four, `copy${k}`, f));
+    }
+    const peak = (dir) =>
+      JSON.parse(execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--child', model, dir, path.join(tmp, 'mem')], { encoding: 'utf8' })).maxRssMiB;
+    const peakN = peak(data);
+    const peak4N = peak(four);
+    log(`  peak RSS: ${files.length} images ${peakN.toFixed(0)} MiB, ${4 * files.length} images ${peak4N.toFixed(0)} MiB (+${((100 * (peak4N - peakN)) / peakN).toFixed(1)}%, target within 10%)`);
+    return { images, plainSeconds: plainS, calibrationSeconds: calibS, ratio: calibS / plainS, peakRssMiB: { n: peakN, n4: peak4N } };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const fixtures = process.env.BENCH_FIXTURES ?? path.resolve(here, '..', '..', 'shared', 'fixtures');
+  await benchCalibrate({ fixtures });
+}
