@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // The exit-code boundary only: run the CLI, map errors to exit codes (see src/cli/main.ts).
-import { main } from '../dist/cli/main.js';
+import os from 'node:os';
 
+// Image decoding (sharp) and the statistics kernels run on libuv's pool; its default of 4 threads would cap
+// them on larger machines. Set before anything touches the pool, hence the dynamic import below.
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, os.availableParallelism()));
+
+const { main } = await import('../dist/cli/main.js');
 main(process.argv).then(
   (code) => {
     process.exitCode = code;

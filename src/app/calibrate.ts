@@ -113,7 +113,8 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   if (!options.data && !options.fromStats) throw new UserError('No calibration data: pass --data DIR (images) or --from-stats FILE.');
 
   const trt = resolveTrtVersion(options.trtVersion);
-  reporter.info(`TensorRT cache version: ${formatTrtVersion(trt.version)} (${encodeTrtVersion(trt.version)}, ${trt.source})`);
+  // Echoed once every check has passed, so that a failing run prints its error alone.
+  const announce = () => reporter.info(`TensorRT cache version: ${formatTrtVersion(trt.version)} (${encodeTrtVersion(trt.version)}, ${trt.source})`);
 
   const modelSha = await modelSha256(options.model);
   const model = await loadOnnxModel(options.model);
@@ -129,9 +130,10 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   if (options.fromStats) {
     const stored = await loadStatistics(options.fromStats, { expectModelSha256: modelSha, modelFile: options.model });
     tensors = stored.tensors;
+    announce();
     reporter.info(`statistics: ${options.fromStats} (${stored.provenance.imageCount} images, ${tensors.length} tensors)`);
   } else {
-    collected = await collectStatistics(options.model, model, activations, options.data!, { threads: options.threads, reporter, signal: options.signal });
+    collected = await collectStatistics(options.model, model, activations, options.data!, { threads: options.threads, reporter, signal: options.signal, announce });
     tensors = collected.stored.tensors;
     collected.stored.provenance.modelSha256 = modelSha;
     await saveStatistics(statsFile, collected.stored);
@@ -206,6 +208,8 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
 }
 
 interface CollectOptions {
+  /** Called once the checks have passed, before the long pass. */
+  announce: () => void;
   threads?: number;
   reporter: Reporter;
   signal?: AbortSignal;
@@ -248,6 +252,7 @@ async function collectStatistics(
   const collector = new StatisticsCollector();
   const skipped: SkippedFile[] = [];
   let used = 0;
+  options.announce();
   reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors`);
   reporter.start('calibrating', dataset.size, 'images');
   try {
