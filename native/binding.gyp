@@ -9,6 +9,7 @@
       "sources": [
         "src/addon.cc",
         "src/stats/histogram.cc",
+        "src/stats/kl.cc",
         "src/stats/stats_binding.cc",
         "src/feeder/task.cc",
         "src/feeder/batch_feeder.cc",

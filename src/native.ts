@@ -7,14 +7,18 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { UserError } from './errors.js';
+import type { FeederBinding, TensorRTBinding } from './backends/tensorrt-native.js';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Repository (or installed package) root: dist/ and src/ both sit one level below it. */
 export const PACKAGE_ROOT = path.resolve(here, '..');
 
-/** The binding's shape. Each native part documents its functions here. */
-export interface NativeBinding {
+/**
+ * The binding's shape. Each native part documents its functions here.
+ * The TensorRT bridge's feeder (native/src/feeder) adds feederSelfTest: see src/backends/tensorrt-native.ts.
+ */
+export interface NativeBinding extends FeederBinding {
   // --- statistics kernels (native/src/stats) ---
   /**
    * Adds a tensor's values to one tensor's statistics state, in place. header: Float64Array(statsHeaderSize)
@@ -26,6 +30,20 @@ export interface NativeBinding {
   /** The same on a libuv worker thread; the arrays must not be touched (or updated again) until it settles. */
   statsAccumulateAsync(header: Float64Array, hist: Float64Array, data: Float32Array | Uint16Array): Promise<void>;
   readonly statsHeaderSize: number;
+  /**
+   * KL-divergence threshold scan of src/calibrators/kl.ts (`klScan`) in C++: returns the chosen number of bins and
+   * fills `divergences` (length hist.length - startBin + 1) when given. spec: a KlScanSpec.
+   */
+  klScan(
+    hist: Float64Array,
+    spec: { grouping: string; emptyBins: string; ties: string; levels: number; startBin: number; emptyQ?: number },
+    divergences?: Float64Array,
+  ): number;
+  /** The same for a list of histograms, on one libuv worker thread; resolves to the chosen bins. */
+  klScanAsync(
+    hists: Float64Array[],
+    spec: { grouping: string; emptyBins: string; ties: string; levels: number; startBin: number; emptyQ?: number },
+  ): Promise<Int32Array>;
   [key: string]: unknown;
 }
 
@@ -52,4 +70,33 @@ export function loadNative(): NativeBinding {
     });
   }
   return cached;
+}
+
+// --- the TensorRT bridge (native/src/tensorrt): a second addon, built only where TensorRT was found ---
+
+export function tensorrtBridgePath(): string {
+  return path.join(PACKAGE_ROOT, 'native', 'build', 'Release', 'trt_calib_tensorrt.node');
+}
+
+export type TensorRTBridgeStatus =
+  | { state: 'loaded'; path: string; binding: TensorRTBinding }
+  | { state: 'not-built'; path: string }
+  | { state: 'load-failed'; path: string; error: string };
+
+let bridge: TensorRTBridgeStatus | undefined;
+
+/**
+ * Loads trt_calib_tensorrt.node if it was built. Never throws: a bridge that fails to load (libnvinfer moved or
+ * of another version, no CUDA driver) is reported as 'load-failed' with the loader's message.
+ */
+export function tensorrtBridge(): TensorRTBridgeStatus {
+  if (bridge) return bridge;
+  const file = tensorrtBridgePath();
+  if (!existsSync(file)) return (bridge = { state: 'not-built', path: file });
+  try {
+    bridge = { state: 'loaded', path: file, binding: require(file) as TensorRTBinding };
+  } catch (err) {
+    bridge = { state: 'load-failed', path: file, error: (err as Error).message };
+  }
+  return bridge;
 }

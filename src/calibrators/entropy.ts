@@ -27,8 +27,9 @@
  * Same divergence otherwise, same fast scan (./kl.ts).
  */
 import type { TensorStatistics } from '../stats/types.js';
-import { rebinToAbsMax, TRT_HISTOGRAM_BINS } from './histogram.js';
-import { klScan, type KlScanSpec } from './kl.js';
+import { rebinToAbsMax, TRT_HISTOGRAM_BINS, type RebinnedHistogram } from './histogram.js';
+import type { KlScanSpec } from './kl.js';
+import { defaultKlScanner } from './kl-native.js';
 import type { KlScanner } from './entropy2.js';
 import type { Calibrator } from './types.js';
 
@@ -47,10 +48,24 @@ export function suppressZeroBin(counts: Float64Array): Float64Array {
   return out;
 }
 
-export function entropyAmax(stats: TensorStatistics, scan: KlScanner = klScan): number {
-  if (stats.count === 0 || !(stats.absMax > 0)) return 0;
-  const { counts, width } = rebinToAbsMax(stats, TRT_HISTOGRAM_BINS);
-  return scan(suppressZeroBin(counts), ENTROPY_SPEC).bins * width;
+/**
+ * The histogram entropy scans: 2048 bins over [0, absMax] with the zero bin suppressed; undefined when there is
+ * nothing to scan. `rebinned` may be passed when the caller already re-binned these statistics (entropy2 uses it).
+ */
+export function entropyHistogram(stats: TensorStatistics, rebinned?: RebinnedHistogram): RebinnedHistogram | undefined {
+  if (stats.count === 0 || !(stats.absMax > 0)) return undefined;
+  const h = rebinned ?? rebinToAbsMax(stats, TRT_HISTOGRAM_BINS);
+  return { counts: suppressZeroBin(h.counts), width: h.width };
+}
+
+/** amax for the chosen number of bins i: the upper edge, i * width. */
+export function entropyAmaxFromBins(bins: number, width: number): number {
+  return bins * width;
+}
+
+export function entropyAmax(stats: TensorStatistics, scan: KlScanner = defaultKlScanner()): number {
+  const h = entropyHistogram(stats);
+  return h ? entropyAmaxFromBins(scan(h.counts, ENTROPY_SPEC).bins, h.width) : 0;
 }
 
 export const entropy: Calibrator = {

@@ -20,11 +20,12 @@
  * This is the published description and the reference implementations derived from it (MXNet's and TVM's
  * _get_optimal_threshold expand over P's non-empty bins the same way); TensorRT's own code is not public. Unlike
  * MXNet, the other bins are not smoothed (it changes their divergences by ~1e-4/|Q|, nothing a choice rests on).
- * The scan runs in O(2048) using prefix sums (./kl.ts).
+ * The scan runs in O(2048) using prefix sums (./kl.ts), natively when the addon is built (./kl-native.ts).
  */
 import type { TensorStatistics } from '../stats/types.js';
-import { rebinToAbsMax, TRT_HISTOGRAM_BINS } from './histogram.js';
-import { klScan, type KlScanResult, type KlScanSpec } from './kl.js';
+import { rebinToAbsMax, TRT_HISTOGRAM_BINS, type RebinnedHistogram } from './histogram.js';
+import type { KlScanResult, KlScanSpec } from './kl.js';
+import { defaultKlScanner } from './kl-native.js';
 import type { Calibrator } from './types.js';
 
 export const ENTROPY2_SPEC: Readonly<KlScanSpec> = Object.freeze({
@@ -38,11 +39,20 @@ export const ENTROPY2_SPEC: Readonly<KlScanSpec> = Object.freeze({
 
 export type KlScanner = (hist: Float64Array, spec: KlScanSpec) => KlScanResult;
 
-/** amax from the 2048-bin histogram's chosen i: (i + 0.5) * width. */
-export function entropy2Amax(stats: TensorStatistics, scan: KlScanner = klScan): number {
-  if (stats.count === 0 || !(stats.absMax > 0)) return 0;
-  const { counts, width } = rebinToAbsMax(stats, TRT_HISTOGRAM_BINS);
-  return (scan(counts, ENTROPY2_SPEC).bins + 0.5) * width;
+/** The histogram entropy2 scans (2048 bins over [0, absMax]); undefined when there is nothing to scan. */
+export function entropy2Histogram(stats: TensorStatistics): RebinnedHistogram | undefined {
+  if (stats.count === 0 || !(stats.absMax > 0)) return undefined;
+  return rebinToAbsMax(stats, TRT_HISTOGRAM_BINS);
+}
+
+/** amax for the chosen number of bins i: (i + 0.5) * width. */
+export function entropy2AmaxFromBins(bins: number, width: number): number {
+  return (bins + 0.5) * width;
+}
+
+export function entropy2Amax(stats: TensorStatistics, scan: KlScanner = defaultKlScanner()): number {
+  const h = entropy2Histogram(stats);
+  return h ? entropy2AmaxFromBins(scan(h.counts, ENTROPY2_SPEC).bins, h.width) : 0;
 }
 
 export const entropy2: Calibrator = {

@@ -211,21 +211,35 @@ export function klScan(hist: ArrayLike<number>, spec: KlScanSpec): KlScanResult 
       return v;
     };
   } else {
-    // level lengths are floor(i/L) or ceil(i/L): memoise g by (start, length)
-    const maxLen = Math.ceil(n / L) + 1;
-    const memo = new Float64Array((n + 1) * (maxLen + 1)).fill(NaN);
+    // g tabulated by (length, start): for candidate i the level lengths are floor(i/L) and floor(i/L) + 1, so a
+    // level of length len starts below min(n, (len + 1) * L); only those entries are computed.
+    const maxLen = Math.floor(n / L) + 1;
+    const table = new Float64Array((maxLen + 1) * (n + 1));
+    for (let len = 1; len <= maxLen; len++) {
+      const end = Math.min(n, (len + 1) * L);
+      const row = len * (n + 1);
+      for (let st = 0; st + len <= end; st++) table[row + st] = g(st, st + len);
+    }
+    const acc = new Float64Array(4);
     nonLastSum = (i) => {
-      let v = 0;
-      let s = 0;
+      // bounds ceil(l*i/L), stepped without division; four partial sums in the order of native/src/stats/kl.cc
+      const qStep = Math.floor(i / L);
+      const rStep = i - qStep * L;
+      acc.fill(0);
+      let st = 0;
+      let e = 0;
+      let r = L - 1;
       for (let l = 1; l < L; l++) {
-        const e = Math.floor((l * i + L - 1) / L);
-        const key = s * (maxLen + 1) + (e - s);
-        let t = memo[key]!;
-        if (Number.isNaN(t)) t = memo[key] = g(s, e);
-        v += t;
-        s = e;
+        e += qStep;
+        r += rStep;
+        if (r >= L) {
+          e++;
+          r -= L;
+        }
+        acc[(l - 1) & 3]! += table[(e - st) * (n + 1) + st]!;
+        st = e;
       }
-      return v;
+      return acc[0]! + acc[1]! + (acc[2]! + acc[3]!);
     };
   }
 

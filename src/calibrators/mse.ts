@@ -58,11 +58,12 @@ export interface MseResult {
   errors: Float64Array;
 }
 
-export function mseSearch(stats: TensorStatistics, search: MseSearch = MSE_SEARCH): MseResult {
+/** `density` may be passed when the caller already built it for these statistics (percentile uses the same). */
+export function mseSearch(stats: TensorStatistics, search: MseSearch = MSE_SEARCH, given?: HistogramDensity): MseResult {
   const { qmax, candidates, startBin } = search;
   const errors = new Float64Array(Math.max(0, candidates - startBin + 1));
   if (stats.count === 0 || !(stats.absMax > 0)) return { amax: 0, mse: 0, errors };
-  const density = new HistogramDensity(stats);
+  const density = given ?? new HistogramDensity(stats);
   let best = Infinity;
   let amax = stats.absMax;
   for (let i = startBin; i <= candidates; i++) {
@@ -77,8 +78,8 @@ export function mseSearch(stats: TensorStatistics, search: MseSearch = MSE_SEARC
   return { amax, mse: best / stats.count, errors };
 }
 
-export function mseAmax(stats: TensorStatistics): number {
-  return mseSearch(stats).amax;
+export function mseAmax(stats: TensorStatistics, density?: HistogramDensity): number {
+  return mseSearch(stats, MSE_SEARCH, density).amax;
 }
 
 export const mse: Calibrator = {

@@ -20,11 +20,12 @@ export function checkPercentile(p: unknown): number {
   return p;
 }
 
-export function percentileAmax(stats: TensorStatistics, percentile: number = DEFAULT_PERCENTILE): number {
+/** `density` may be passed when the caller already built it for these statistics (mse uses the same). */
+export function percentileAmax(stats: TensorStatistics, percentile: number = DEFAULT_PERCENTILE, density?: HistogramDensity): number {
   const p = checkPercentile(percentile);
   if (stats.count === 0 || !(stats.absMax > 0)) return 0;
   if (p === 100) return stats.absMax;
-  return new HistogramDensity(stats).quantile((stats.count * p) / 100, stats.zeroCount);
+  return (density ?? new HistogramDensity(stats)).quantile((stats.count * p) / 100, stats.zeroCount);
 }
 
 export const percentile: Calibrator = {

@@ -3,11 +3,16 @@
  */
 import { UserError } from '../errors.js';
 import type { TensorStatistics } from '../stats/types.js';
-import { entropy } from './entropy.js';
-import { entropy2 } from './entropy2.js';
-import { minmax } from './minmax.js';
-import { mse } from './mse.js';
-import { checkPercentile, percentile } from './percentile.js';
+import { loadNative } from '../native.js';
+import { HistogramDensity } from './density.js';
+import { entropy, entropyAmaxFromBins, entropyHistogram, ENTROPY_SPEC } from './entropy.js';
+import { entropy2, entropy2AmaxFromBins, entropy2Histogram, ENTROPY2_SPEC } from './entropy2.js';
+import type { RebinnedHistogram } from './histogram.js';
+import { klScan, type KlScanSpec } from './kl.js';
+import { klScanMany } from './kl-native.js';
+import { minmax, minmaxAmax } from './minmax.js';
+import { mse, mseAmax } from './mse.js';
+import { checkPercentile, DEFAULT_PERCENTILE, percentile, percentileAmax } from './percentile.js';
 import type { AlgorithmName, Calibrator, CalibratorOptions } from './types.js';
 
 /** In the order `--algo all` runs them. */
@@ -65,8 +70,9 @@ export function computeAmaxes(
 }
 
 /**
- * amax per tensor for several algorithms. Asynchronous so that long runs can yield to the event loop between
- * tensors (a progress bar keeps moving); the results do not depend on that.
+ * amax per tensor for several algorithms, the same numbers as each calibrator's compute(). The KL scans (entropy2,
+ * entropy) run on libuv worker threads through the native addon, split across the cores, while minmax, percentile
+ * and mse run here; `onTensor` reports the progress of the latter. Maps are in the order of `stats`.
  */
 export async function computeAllAmaxes(
   algorithms: readonly AlgorithmName[],
@@ -75,13 +81,59 @@ export async function computeAllAmaxes(
   onTensor?: (done: number, total: number) => void,
 ): Promise<Map<AlgorithmName, Map<string, number>>> {
   checkCalibratorOptions(options);
-  const out = new Map<AlgorithmName, Map<string, number>>();
-  for (const a of algorithms) out.set(a, new Map());
+  const wanted = new Set(algorithms);
+  const results = new Map<AlgorithmName, Float64Array>();
+  for (const a of wanted) results.set(a, new Float64Array(stats.length));
+
+  const scans: Array<Promise<void>> = [];
+  if (wanted.has('entropy2') || wanted.has('entropy')) {
+    const base = stats.map((s) => entropy2Histogram(s));
+    const jobs: Array<[AlgorithmName, KlScanSpec, Array<RebinnedHistogram | undefined>, (bins: number, width: number) => number]> = [];
+    if (wanted.has('entropy2')) jobs.push(['entropy2', ENTROPY2_SPEC, base, entropy2AmaxFromBins]);
+    if (wanted.has('entropy')) {
+      jobs.push(['entropy', ENTROPY_SPEC, stats.map((s, i) => (base[i] ? entropyHistogram(s, base[i]) : undefined)), entropyAmaxFromBins]);
+    }
+    for (const [name, spec, hists, toAmax] of jobs) {
+      const present = hists.map((h, i) => [h, i] as const).filter((x): x is readonly [RebinnedHistogram, number] => x[0] !== undefined);
+      const out = results.get(name)!;
+      scans.push(
+        scanMany(
+          present.map(([h]) => h.counts),
+          spec,
+        ).then((bins) => {
+          present.forEach(([h, i], k) => (out[i] = toAmax(bins[k]!, h.width)));
+        }),
+      );
+    }
+  }
+  const here = algorithms.filter((a) => a !== 'entropy2' && a !== 'entropy');
   for (let t = 0; t < stats.length; t++) {
     const s = stats[t]!;
-    for (const a of algorithms) out.get(a)!.set(s.name, CALIBRATORS[a].compute(s, options));
+    const density = wanted.has('percentile') || wanted.has('mse') ? new HistogramDensity(s) : undefined;
+    for (const a of here) {
+      const out = results.get(a)!;
+      if (a === 'minmax') out[t] = minmaxAmax(s);
+      else if (a === 'percentile') out[t] = percentileAmax(s, options.percentile ?? DEFAULT_PERCENTILE, density);
+      else if (a === 'mse') out[t] = mseAmax(s, density);
+    }
     onTensor?.(t + 1, stats.length);
-    if ((t & 15) === 15) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await Promise.all(scans);
+  const out = new Map<AlgorithmName, Map<string, number>>();
+  for (const a of algorithms) {
+    if (out.has(a)) continue;
+    const values = results.get(a)!;
+    out.set(a, new Map(stats.map((s, i) => [s.name, values[i]!])));
   }
   return out;
+}
+
+/** Chosen bins for each histogram: native worker threads when the addon loads, else the TypeScript scan. */
+async function scanMany(hists: Float64Array[], spec: KlScanSpec): Promise<Int32Array> {
+  try {
+    loadNative();
+  } catch {
+    return Int32Array.from(hists, (h) => klScan(h, spec).bins);
+  }
+  return klScanMany(hists, spec);
 }

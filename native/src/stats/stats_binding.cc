@@ -2,6 +2,8 @@
 //
 //   statsAccumulate(header: Float64Array(9), hist: Float64Array(bins), data: Float32Array | Uint16Array): void
 //   statsAccumulateAsync(header, hist, data): Promise<void>
+//   klScan(hist: Float64Array, spec, divergences?: Float64Array): number         (chosen number of bins)
+//   klScanAsync(hists: Float64Array[], spec): Promise<Int32Array>                   (one worker for the list)
 //
 // Uint16Array data is IEEE half precision (raw bits). The async form runs on a libuv worker thread: the three
 // typed arrays are owned by JS, so the worker holds a reference to each until it completes (GC cannot free
@@ -9,10 +11,13 @@
 // not start two updates of the same state at once (the collector chains them per tensor).
 #include <napi.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "stats/histogram.h"
+#include "stats/kl.h"
 #include "stats/stats.h"
 
 namespace trtcalib {
@@ -118,12 +123,112 @@ Napi::Value AccumulateAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+KlSpec ParseSpec(const Napi::Env& env, const Napi::Value& v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "Expected a KL scan spec object");
+  Napi::Object o = v.As<Napi::Object>();
+  auto str = [&](const char* key) -> std::string {
+    Napi::Value x = o.Get(key);
+    if (!x.IsString()) throw Napi::TypeError::New(env, std::string("Expected a string for spec.") + key);
+    return x.As<Napi::String>().Utf8Value();
+  };
+  auto integer = [&](const char* key) -> int {
+    Napi::Value x = o.Get(key);
+    if (!x.IsNumber()) throw Napi::TypeError::New(env, std::string("Expected a number for spec.") + key);
+    const double d = x.As<Napi::Number>().DoubleValue();
+    if (!(d >= 1 && d <= (1 << 24)) || d != std::floor(d)) throw Napi::RangeError::New(env, std::string("Expected a positive integer for spec.") + key);
+    return int(d);
+  };
+  KlSpec spec;
+  const std::string grouping = str("grouping"), emptyBins = str("emptyBins"), ties = str("ties");
+  if (grouping != "remainder-last" && grouping != "proportional") throw Napi::RangeError::New(env, "Unknown spec.grouping");
+  if (emptyBins != "reference" && emptyBins != "histogram") throw Napi::RangeError::New(env, "Unknown spec.emptyBins");
+  if (ties != "smallest" && ties != "largest") throw Napi::RangeError::New(env, "Unknown spec.ties");
+  spec.proportional = grouping == "proportional";
+  spec.histogramMask = emptyBins == "histogram";
+  spec.largestOnTie = ties == "largest";
+  spec.levels = integer("levels");
+  spec.startBin = integer("startBin");
+  Napi::Value eq = o.Get("emptyQ");
+  if (!eq.IsUndefined()) {
+    if (!eq.IsNumber() || !(eq.As<Napi::Number>().DoubleValue() > 0)) throw Napi::RangeError::New(env, "Expected a positive spec.emptyQ");
+    spec.hasEmptyQ = true;
+    spec.emptyQ = eq.As<Napi::Number>().DoubleValue();
+  }
+  return spec;
+}
+
+Napi::Float64Array ExpectHistogram(const Napi::Env& env, const Napi::Value& v, const KlSpec& spec) {
+  Napi::Float64Array h = ExpectFloat64Array(env, v, "hist");
+  const size_t n = h.ElementLength();
+  if (n > (size_t(1) << 24) || spec.startBin < spec.levels || size_t(spec.startBin) > n) {
+    throw Napi::RangeError::New(env, "Expected levels <= startBin <= histogram length");
+  }
+  return h;
+}
+
+Napi::Value KlScanSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KlSpec spec = ParseSpec(env, info[1]);
+  Napi::Float64Array hist = ExpectHistogram(env, info[0], spec);
+  const int n = int(hist.ElementLength());
+  double* out = nullptr;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    Napi::Float64Array d = ExpectFloat64Array(env, info[2], "divergences");
+    if (d.ElementLength() != size_t(n - spec.startBin + 1)) throw Napi::RangeError::New(env, "Expected divergences of length bins - startBin + 1");
+    out = d.Data();
+  }
+  return Napi::Number::New(env, KlScan(hist.Data(), n, spec, out));
+}
+
+class KlScanWorker : public Napi::AsyncWorker {
+ public:
+  KlScanWorker(Napi::Env env, Napi::Array list, const KlSpec& spec)
+      : Napi::AsyncWorker(env, "trtcalib:klScan"), deferred_(Napi::Promise::Deferred::New(env)), spec_(spec), list_(Napi::Persistent(list.As<Napi::Object>())) {
+    for (uint32_t k = 0; k < list.Length(); ++k) {
+      Napi::Float64Array h = ExpectHistogram(env, list.Get(k), spec);
+      hists_.push_back(h.Data());
+      sizes_.push_back(int(h.ElementLength()));
+    }
+    chosen_.resize(hists_.size());
+  }
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+  void Execute() override {
+    for (size_t k = 0; k < hists_.size(); ++k) chosen_[k] = KlScan(hists_[k], sizes_[k], spec_, nullptr);
+  }
+  void OnOK() override {
+    Napi::Int32Array out = Napi::Int32Array::New(Env(), chosen_.size());
+    for (size_t k = 0; k < chosen_.size(); ++k) out[k] = chosen_[k];
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  KlSpec spec_;
+  Napi::ObjectReference list_;  // keeps the histograms (and their buffers) alive
+  std::vector<const double*> hists_;
+  std::vector<int> sizes_;
+  std::vector<int32_t> chosen_;
+};
+
+Napi::Value KlScanAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "Expected an array of Float64Array histograms");
+  const KlSpec spec = ParseSpec(env, info[1]);
+  auto* worker = new KlScanWorker(env, info[0].As<Napi::Array>(), spec);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 }  // namespace
 
 void InitStats(Napi::Env env, Napi::Object exports) {
   exports.Set("statsAccumulate", Napi::Function::New(env, Accumulate, "statsAccumulate"));
   exports.Set("statsAccumulateAsync", Napi::Function::New(env, AccumulateAsync, "statsAccumulateAsync"));
   exports.Set("statsHeaderSize", Napi::Number::New(env, kHeaderSize));
+  exports.Set("klScan", Napi::Function::New(env, KlScanSync, "klScan"));
+  exports.Set("klScanAsync", Napi::Function::New(env, KlScanAsync, "klScanAsync"));
 }
 
 }  // namespace trtcalib
