@@ -88,9 +88,9 @@ export async function requireTensorRT(): Promise<TensorRTBinding> {
     );
   }
   throw new UserError(
-    `The TensorRT bridge is not built: ${detection?.reason ?? 'TensorRT was not found'} when the native addon was built, so ` +
-      'engines cannot be built here. Everything else works: `trt-calib calibrate` writes caches TensorRT reads, ' +
-      '`trt-calib quantize` writes Q/DQ ONNX.',
+    'The TensorRT bridge is not built (TensorRT was not found when the native addon was built' +
+      `${detection?.reason ? `; now: ${detection.reason}` : ''}), so engines cannot be built here. Everything else works: ` +
+      '`trt-calib calibrate` writes caches TensorRT reads, `trt-calib quantize` writes Q/DQ ONNX.',
     {
       hint:
         (detection?.hint ??

@@ -1,7 +1,9 @@
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
+import { register as registerBuild } from './build.js';
 import { register as registerCache } from './cache.js';
 import { register as registerCalibrate } from './calibrate.js';
+import { register as registerDoctor } from './doctor.js';
 import { register as registerPreview } from './preview.js';
 
 const require = createRequire(import.meta.url);
@@ -13,6 +15,8 @@ const COMMANDS: Array<(program: Command) => void> = [
   registerCalibrate,
   registerPreview,
   registerCache,
+  registerBuild,
+  registerDoctor,
 ];
 
 /**
