@@ -285,10 +285,10 @@ async function open(model: { path: string; bytes?: Uint8Array }, options: Onnxru
   return new OnnxruntimeSession(session, file, expose, outputs, ortOptions);
 }
 
-export const onnxruntimeBackend: Backend & { open: typeof open } = {
+export const onnxruntimeBackend = {
   name: 'onnxruntime',
   open,
-};
+} as const satisfies Backend;
 
 /** A few lines describing a session: backend settings, inputs, outputs, exposed tensors. */
 export function describeSession(session: Session): string[] {

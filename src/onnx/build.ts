@@ -43,8 +43,13 @@ export function makeNode(
   });
 }
 
-/** A tensor ValueInfo; `dims` null or absent: no shape; string dims are symbolic; -1: unnamed dynamic. */
+/**
+ * A tensor ValueInfo; `dims` null or absent: no shape; string dims are symbolic; -1: unnamed dynamic.
+ * elemType 0 without dims gives a ValueInfo with no type at all (onnxruntime infers it; a TypeProto with
+ * elem_type 0 is invalid).
+ */
 export function makeValueInfo(name: string, elemType: number, dims?: Array<number | string> | null): OnnxValueInfo {
+  if (!elemType && !dims) return onnx.ValueInfoProto.create({ name });
   const tensorType: OnnxTypes.TypeProto.ITensor = { elemType };
   if (dims) {
     tensorType.shape = onnx.TensorShapeProto.create({
