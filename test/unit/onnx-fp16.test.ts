@@ -5,6 +5,7 @@ import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import { foldBatchNorms } from '../../src/onnx/fold.js';
+import { checkModel } from '../../src/onnx/check.js';
 import { convertToFp16WithReport, float16BitsToFloat32, float32ToFloat16Bits } from '../../src/onnx/fp16.js';
 import { ELEM, decodeOnnxModel, graphOf, loadOnnxModel, makeTensor, saveOnnxModel, tensorToProto, type OnnxModel } from '../../src/onnx/model.js';
 import { MOBILENET, PPOCR, argmax, cosine, fp32Reference, imageFiles, loadImage, runAll } from './onnx-testdata.js';
@@ -61,6 +62,7 @@ describe('MobileNetV2 FP16', () => {
     expect(g.initializer.filter((t) => t.dataType === ELEM.FLOAT16).length).toBe(floats);
     expect(r.fp16Nodes.length + r.emulatedNodes.length).toBe(111);
     expect(r.float32Nodes).toEqual([]);
+    expect(checkModel(r.model)).toEqual([]);
     const bytes = saveOnnxModel(r.model);
     expect(await foreignCasts(bytes)).toEqual([]);
 
@@ -88,6 +90,7 @@ describe('PP-OCRv4 det FP16', () => {
     expect(r.foldedBatchNorms).toEqual(['p2o.Conv.0 + p2o.BatchNormalization.0', 'p2o.Conv.61 + p2o.BatchNormalization.1']);
     expect(r.clampedWeights).toEqual([]);
     expect(r.float32Nodes).toEqual([]);
+    expect(checkModel(r.model)).toEqual([]);
     const bytes = saveOnnxModel(r.model);
     expect(await foreignCasts(bytes)).toEqual([]);
     const pre = { bgr: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };

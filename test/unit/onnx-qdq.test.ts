@@ -5,6 +5,7 @@ import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import { analyzeGraph } from '../../src/onnx/graph.js';
 import { ELEM, defaultOpset, graphOf, loadOnnxModel, makeTensor, saveOnnxModel, tensorFromProto, tensorToProto, type OnnxModel } from '../../src/onnx/model.js';
 import { upgradeOpset } from '../../src/onnx/opset.js';
+import { checkModel } from '../../src/onnx/check.js';
 import { quantizeQdq, quantizeWeights, roundHalfEven, weightScales } from '../../src/onnx/qdq.js';
 import { MOBILENET, PPOCR, argmax, cosine, fp32Reference, imageFiles, loadImage, runAll } from './onnx-testdata.js';
 
@@ -63,6 +64,13 @@ describe('Q/DQ on a tiny Conv, checked by hand', () => {
     expect(g.node.map((n) => n.opType)).toEqual(['QuantizeLinear', 'DequantizeLinear', 'DequantizeLinear', 'Conv']);
     const wdq = g.node[2]!;
     expect(wdq.attribute.find((a) => a.name === 'axis')?.i).toBe(0);
+    expect(checkModel(r.model)).toEqual([]);
+    // The checker notices a per-axis scale that does not match the channels.
+    const broken = quantizeQdq(model(), { activationScales: new Map([['x', 0.25]]) }).model;
+    graphOf(broken).initializer.find((t) => t.name === 'W_scale')!.dims = [3];
+    graphOf(broken).initializer.find((t) => t.name === 'W_scale')!.rawData = new Uint8Array(new Float32Array([1, 0.5, 1]).buffer);
+    expect(checkModel(broken)).toContain("DequantizeLinear 'W_DequantizeLinear': scale and zero point shapes differ");
+    expect(checkModel(broken)).toContain("DequantizeLinear 'W_DequantizeLinear': 3 scales for 2 channels on axis 0");
     expect(g.node[3]!.input).toEqual(['x_DequantizeLinear_Output', 'W_DequantizeLinear_Output', 'b']);
 
     // xq: channel 0 [1.0, -0.25, 0 (0.5 -> 0), 31.75 (160 -> 127)], channel 1 [0.5 (1.5 -> 2), -32 (-160 -> -128), 2.0, 0]
@@ -154,6 +162,7 @@ describe('opset upgrade 11 -> 13', () => {
 
   it('quantizes an opset 11 model per channel after upgrading it', async () => {
     const r = quantizeQdq(opset11(), { activationScales: new Map([['x', 1 / 127]]) });
+    expect(checkModel(r.model)).toEqual([]);
     expect(r.opset.from).toBe(11);
     expect(r.opset.to).toBe(13);
     expect(r.weights[0]!.axis).toBe(0);
@@ -190,6 +199,7 @@ describe('MobileNetV2 Q/DQ', () => {
       expect(add.input.filter((i) => i.endsWith('_DequantizeLinear_Output')).length).toBe(1);
     }
     expect(g.initializer.filter((t) => t.dataType === ELEM.INT8 && t.dims.length === 4).length).toBe(52);
+    expect(checkModel(r.model)).toEqual([]);
     const q = await runAll('q.onnx', saveOnnxModel(r.model), 'input', images, 'output');
     const cos = q.map((y, i) => cosine(y, outputs[i]!));
     const mean = cos.reduce((a, b) => a + b, 0) / cos.length;
@@ -216,6 +226,7 @@ describe('PP-OCRv4 det Q/DQ (opset 11, Constant-node weights)', () => {
     const constants = new Set(g.node.filter((n) => n.opType === 'Constant').map((n) => n.output[0]));
     for (const w of r.weights) expect(constants.has(w.tensor)).toBe(false);
     expect(g.initializer.filter((t) => t.dataType === ELEM.INT8 && t.dims.length === 4).length).toBe(convs.length);
+    expect(checkModel(r.model)).toEqual([]);
     const q = await runAll('q.onnx', saveOnnxModel(r.model), 'x', images, out);
     // pca_test1 is the one photo where the detector finds many text-like pixels (> 0.3); on the others the map
     // is almost empty and a cosine says little.
