@@ -149,6 +149,18 @@ describe('native kernel', () => {
     expect(statisticsProblem(s)).toBeUndefined();
   });
 
+  it('handles blocks of zeros before the first non-zero value, and a range that grows block by block', async () => {
+    const d = new Float32Array(200_000); // 40 000 zeros (whole blocks), then values that keep doubling the range
+    for (let i = 40_000; i < d.length; i++) d[i] = ((i % 1000) / 1000) * 2 ** Math.floor((i - 40_000) / 20_000) * (i % 2 ? -1 : 1);
+    const c = new StatisticsCollector({ asyncThreshold: 0 });
+    await c.add('t', d);
+    expect(bytesOf(c.get('t')!).equals(bytesOf(reference('t', d)))).toBe(true);
+    const z = new StatisticsCollector();
+    await z.add('z', new Float32Array(100_000));
+    expect(z.get('z')).toMatchObject({ count: 100_000, zeroCount: 100_000, absMax: 0, range: 0 });
+    expect(z.get('z')!.hist[0]).toBe(100_000);
+  });
+
   it('handles extreme magnitudes (tiny subnormal and huge ranges) exactly', async () => {
     const tiny = new Float32Array([1e-45, 2e-45, 0, 1.4e-45]); // absMax = 2^-148 class values
     const huge = new Float32Array([3.4e38, -3.4e38, 1, 1e30]);

@@ -28,6 +28,7 @@ namespace {
 constexpr uint32_t kLanes = 4;
 constexpr uint32_t kLanePad = 16;  // keeps the lanes off the same cache sets
 constexpr size_t kBlock = 2048;    // values per index block (8 KiB of indices, stays in L1)
+constexpr size_t kScanBlock = 16384;  // values scanned then binned together (64 KiB: still in L2 when binned)
 // A lane counts at most kChunk / kLanes values per flush, far below 2^32.
 constexpr size_t kChunk = size_t(1) << 30;
 
@@ -197,20 +198,42 @@ void BinDirect(const float* d, size_t n, double* hist, double scale, bool check)
 
 class Lanes {
  public:
-  Lanes(uint32_t bins) : stride_(bins + kLanePad), data_(size_t(kLanes) * stride_, 0u) {}
+  explicit Lanes(uint32_t bins) : bins_(bins), stride_(bins + kLanePad), data_(size_t(kLanes) * stride_, 0u) {}
   uint32_t* data() { return data_.data(); }
   uint32_t stride() const { return stride_; }
-  // Adds the lane sums to hist and clears the lanes.
-  void FlushInto(double* hist, uint32_t bins) {
+  // Re-bins every lane for a range `factor` (a power of two) times wider: bin j takes bins j*f .. j*f+f-1.
+  void Grow(double factor) {
+    for (uint32_t l = 0; l < kLanes; ++l) {
+      uint32_t* h = data_.data() + size_t(l) * stride_;
+      if (factor >= double(bins_)) {
+        uint64_t total = 0;
+        for (uint32_t b = 0; b < bins_; ++b) total += h[b];
+        std::fill(h, h + bins_, 0u);
+        h[0] = uint32_t(total);  // at most the lane's own count: no overflow
+        continue;
+      }
+      const uint32_t f = uint32_t(factor);
+      for (uint32_t j = 0; j < bins_ / f; ++j) {
+        uint32_t sum = 0;
+        for (uint32_t k = 0; k < f; ++k) sum += h[size_t(j) * f + k];
+        h[j] = sum;
+      }
+      std::fill(h + bins_ / f, h + bins_, 0u);
+    }
+  }
+  // Adds the lane sums to hist, whose range is `factor` (a power of two >= 1) times the lanes' range; clears.
+  void FlushInto(double* hist, double factor = 1) {
     uint32_t* h = data_.data();
-    for (uint32_t b = 0; b < bins; ++b) {
+    const uint32_t f = factor >= double(bins_) ? bins_ : uint32_t(factor);
+    for (uint32_t b = 0; b < bins_; ++b) {
       const uint64_t c = uint64_t(h[b]) + h[b + stride_] + h[b + 2 * stride_] + h[b + 3 * stride_];
-      if (c) hist[b] += double(c);
+      if (c) hist[b / f] += double(c);
     }
     std::fill(data_.begin(), data_.end(), 0u);
   }
 
  private:
+  uint32_t bins_;
   uint32_t stride_;
   std::vector<uint32_t> data_;
 };
@@ -219,27 +242,8 @@ bool IsNormalFloatScale(double scale) {
   return scale >= double(std::numeric_limits<float>::min()) && scale <= double(std::numeric_limits<float>::max());
 }
 
-void BinFloat32(const float* d, size_t n, double* hist, uint32_t bins, double scale, bool check, Lanes* lanes) {
-  if (!lanes) {
-    BinDirect(d, n, hist, scale, check);
-    return;
-  }
-  const bool f = IsNormalFloatScale(scale);
-  for (size_t off = 0; off < n; off += kChunk) {
-    const size_t m = std::min(kChunk, n - off);
-    if (check) {
-      if (f) BinLanes<true, true>(d + off, m, lanes->data(), lanes->stride(), scale);
-      else BinLanes<true, false>(d + off, m, lanes->data(), lanes->stride(), scale);
-    } else {
-      if (f) BinLanes<false, true>(d + off, m, lanes->data(), lanes->stride(), scale);
-      else BinLanes<false, false>(d + off, m, lanes->data(), lanes->stride(), scale);
-    }
-    lanes->FlushInto(hist, bins);
-  }
-}
-
-// Applies a batch summary to the state and widens the range; returns the binning scale (0: nothing to bin).
-double Apply(double* header, double* hist, uint32_t bins, const Summary& s) {
+// Counts, min and max of a summary into the header; returns the batch's absMax (0 when it has no non-zero value).
+double ApplyCounts(double* header, const Summary& s) {
   header[kCount] += double(s.finite);
   header[kNanCount] += double(s.nan);
   header[kPosInfCount] += double(s.posInf);
@@ -253,16 +257,99 @@ double Apply(double* header, double* hist, uint32_t bins, const Summary& s) {
   if (mx > header[kMax]) header[kMax] = mx;
   const double batchAbsMax = std::max(-mn, mx);
   if (batchAbsMax > header[kAbsMax]) header[kAbsMax] = batchAbsMax;
-  if (batchAbsMax == 0) {
-    hist[0] += double(s.finite);  // all zeros: bin 0 under any range
-    return 0;
-  }
-  const double range = RangeFor(header[kAbsMax]);
-  if (range > header[kRange]) GrowRange(header, hist, bins, range);
-  return double(bins) / header[kRange];
+  return batchAbsMax;
+}
+
+void Merge(Summary& into, const Summary& b) {
+  into.finite += b.finite;
+  into.nan += b.nan;
+  into.posInf += b.posInf;
+  into.negInf += b.negInf;
+  into.zeros += b.zeros;
+  if (b.min < into.min) into.min = b.min;
+  if (b.max > into.max) into.max = b.max;
 }
 
 bool UseLanes(size_t n, uint32_t bins) { return n >= size_t(bins) * 2; }
+
+// Small inputs: scan everything, widen the state, bin straight into the float64 histogram.
+void AccumulateSmall(double* header, double* hist, uint32_t bins, const float* d, size_t n) {
+  Summary s;
+  Scan(d, n, s);
+  const double batchAbsMax = ApplyCounts(header, s);
+  if (s.finite == 0) return;
+  if (batchAbsMax == 0) {
+    hist[0] += double(s.finite);  // all zeros: bin 0 under any range
+    return;
+  }
+  const double range = RangeFor(header[kAbsMax]);
+  if (range > header[kRange]) GrowRange(header, hist, bins, range);
+  BinDirect(d, n, hist, double(bins) / header[kRange], s.finite != n);
+}
+
+// Large inputs, one block at a time (each block is scanned and then binned while it is still in cache, so the
+// data is read from memory once). The lanes bin at a local range that starts at the state's and doubles as
+// blocks need; at the end the state is widened to cover both and the lanes are folded in.
+class BlockAccumulator {
+ public:
+  BlockAccumulator(double* header, double* hist, uint32_t bins)
+      : header_(header), hist_(hist), bins_(bins), range_(header[kRange]), lanes_(bins) {}
+
+  void Add(const float* d, size_t m) {
+    Summary b;
+    Scan(d, m, b);
+    Merge(total_, b);
+    if (b.finite == 0) return;
+    const double mn = b.min == 0 ? 0.0 : double(b.min);
+    const double absMax = std::max(-mn, double(b.max));
+    if (absMax == 0) {
+      zerosUnbinned_ += b.finite;  // all zeros: bin 0 under any range
+      return;
+    }
+    const double need = RangeFor(absMax);
+    if (need > range_) {
+      if (range_ > 0) lanes_.Grow(need / range_);
+      range_ = need;
+    }
+    const double scale = double(bins_) / range_;
+    const bool check = b.finite != m;
+    const bool f = IsNormalFloatScale(scale);
+    if (check) {
+      if (f) BinLanes<true, true>(d, m, lanes_.data(), lanes_.stride(), scale);
+      else BinLanes<true, false>(d, m, lanes_.data(), lanes_.stride(), scale);
+    } else {
+      if (f) BinLanes<false, true>(d, m, lanes_.data(), lanes_.stride(), scale);
+      else BinLanes<false, false>(d, m, lanes_.data(), lanes_.stride(), scale);
+    }
+    sinceFlush_ += m;
+    if (sinceFlush_ >= kChunk) Flush();  // keep every lane far below 2^32
+  }
+
+  void Finish() {
+    ApplyCounts(header_, total_);
+    Flush();
+    hist_[0] += double(zerosUnbinned_);
+  }
+
+ private:
+  void Flush() {
+    if (range_ > 0) {
+      const double target = std::max(RangeFor(header_[kAbsMax]), range_);
+      if (target > header_[kRange]) GrowRange(header_, hist_, bins_, target);
+      lanes_.FlushInto(hist_, header_[kRange] / range_);
+    }
+    sinceFlush_ = 0;
+  }
+
+  double* header_;
+  double* hist_;
+  uint32_t bins_;
+  double range_;
+  Lanes lanes_;
+  Summary total_;
+  uint64_t zerosUnbinned_ = 0;
+  size_t sinceFlush_ = 0;
+};
 
 struct HalfTable {
   float v[65536];
@@ -328,57 +415,33 @@ void GrowRange(double* header, double* hist, uint32_t bins, double newRange) {
 }
 
 void AccumulateFloat32(double* header, double* hist, uint32_t bins, const float* data, size_t n) {
-  Summary s;
-  Scan(data, n, s);
-  const bool check = s.finite != n;
-  const double scale = Apply(header, hist, bins, s);
-  if (scale == 0) return;
-  if (UseLanes(n, bins)) {
-    Lanes lanes(bins);
-    BinFloat32(data, n, hist, bins, scale, check, &lanes);
-  } else {
-    BinFloat32(data, n, hist, bins, scale, check, nullptr);
+  if (!UseLanes(n, bins)) {
+    AccumulateSmall(header, hist, bins, data, n);
+    return;
   }
+  BlockAccumulator acc(header, hist, bins);
+  for (size_t off = 0; off < n; off += kScanBlock) acc.Add(data + off, std::min(kScanBlock, n - off));
+  acc.Finish();
 }
 
 void AccumulateFloat16(double* header, double* hist, uint32_t bins, const uint16_t* data, size_t n) {
   const float* table = Halves().v;
-  std::vector<float> buf(std::min(n, kBlock * 8));
-  Summary s;
-  for (size_t off = 0; off < n; off += buf.size()) {
-    const size_t m = std::min(buf.size(), n - off);
+  std::vector<float> buf(UseLanes(n, bins) ? std::min(n, kScanBlock) : n);
+  auto convert = [&](size_t off, size_t m) {
     for (size_t k = 0; k < m; ++k) buf[k] = table[data[off + k]];
-    Scan(buf.data(), m, s);
+  };
+  if (!UseLanes(n, bins)) {
+    convert(0, n);
+    AccumulateSmall(header, hist, bins, buf.data(), n);
+    return;
   }
-  const bool check = s.finite != n;
-  const double scale = Apply(header, hist, bins, s);
-  if (scale == 0) return;
-  std::unique_ptr<Lanes> owned;
-  if (UseLanes(n, bins)) owned.reset(new Lanes(bins));
-  Lanes* lanes = owned.get();
-  size_t sinceFlush = 0;
-  for (size_t off = 0; off < n; off += buf.size()) {
-    const size_t m = std::min(buf.size(), n - off);
-    for (size_t k = 0; k < m; ++k) buf[k] = table[data[off + k]];
-    if (lanes) {
-      const bool f = IsNormalFloatScale(scale);
-      if (check) {
-        if (f) BinLanes<true, true>(buf.data(), m, lanes->data(), lanes->stride(), scale);
-        else BinLanes<true, false>(buf.data(), m, lanes->data(), lanes->stride(), scale);
-      } else {
-        if (f) BinLanes<false, true>(buf.data(), m, lanes->data(), lanes->stride(), scale);
-        else BinLanes<false, false>(buf.data(), m, lanes->data(), lanes->stride(), scale);
-      }
-      sinceFlush += m;
-      if (sinceFlush >= kChunk) {  // keep every lane far below 2^32
-        lanes->FlushInto(hist, bins);
-        sinceFlush = 0;
-      }
-    } else {
-      BinDirect(buf.data(), m, hist, scale, check);
-    }
+  BlockAccumulator acc(header, hist, bins);
+  for (size_t off = 0; off < n; off += kScanBlock) {
+    const size_t m = std::min(kScanBlock, n - off);
+    convert(off, m);
+    acc.Add(buf.data(), m);
   }
-  if (lanes) lanes->FlushInto(hist, bins);
+  acc.Finish();
 }
 
 }  // namespace trtcalib
