@@ -50,6 +50,8 @@ export interface CalibrateOptions {
   calibrator?: CalibratorOptions;
   /** TensorRT version of the cache header ("10.3.0"); detected when absent (error when none is installed). */
   trtVersion?: string;
+  /** false: compute the scales (result.amax) and save the statistics, but write no cache (no TensorRT version needed). */
+  writeCaches?: boolean;
   /** Header algorithm to write instead of the algorithm's own (e.g. EntropyCalibration2 for trtexec --calib). */
   cacheAlgorithm?: string;
   /** Cache path; only with a single algorithm. */
@@ -80,7 +82,8 @@ export interface TensorRange {
 
 export interface CalibrateResult {
   model: string;
-  trtVersion: { version: string; encoded: number; source: string };
+  /** Absent when no cache was written (writeCaches: false). */
+  trtVersion?: { version: string; encoded: number; source: string };
   caches: CacheWritten[];
   statsFile: string;
   /** Whether the statistics were collected now or read from a file. */
@@ -112,9 +115,12 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   if (options.data && options.fromStats) throw new UserError('Give either --data (calibrate on images) or --from-stats (reuse statistics), not both.');
   if (!options.data && !options.fromStats) throw new UserError('No calibration data: pass --data DIR (images) or --from-stats FILE.');
 
-  const trt = resolveTrtVersion(options.trtVersion);
+  const writeCaches = options.writeCaches ?? true;
+  const trt = writeCaches ? resolveTrtVersion(options.trtVersion) : undefined;
   // Echoed once every check has passed, so that a failing run prints its error alone.
-  const announce = () => reporter.info(`TensorRT cache version: ${formatTrtVersion(trt.version)} (${encodeTrtVersion(trt.version)}, ${trt.source})`);
+  const announce = () => {
+    if (trt) reporter.info(`TensorRT cache version: ${formatTrtVersion(trt.version)} (${encodeTrtVersion(trt.version)}, ${trt.source})`);
+  };
 
   const modelSha = await modelSha256(options.model);
   const model = await loadOnnxModel(options.model);
@@ -162,6 +168,8 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   for (const algorithm of algorithms) {
     const calibrator = CALIBRATORS[algorithm];
     const amax = amaxes.get(algorithm)!;
+    amaxOut[algorithm] = Object.fromEntries(ordered.map((t) => [t.name, amax.get(t.name)!]));
+    if (!trt) continue;
     // TensorRT has no percentile/MSE calibrator class: such caches carry the header of IInt8EntropyCalibrator2,
     // the calibrator trtexec --calib uses, so that they are read rather than silently recalibrated.
     const header = options.cacheAlgorithm ?? (calibrator.trtNative ? calibrator.cacheName : 'EntropyCalibration2');
@@ -173,7 +181,6 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
     const file = options.out ?? path.join(outDir, `${modelBase}.${algorithm}.cache`);
     await writeFileAtomic(file, text);
     caches.push({ algorithm, file, header: text.slice(0, text.indexOf('\n')), tensors: ordered.length });
-    amaxOut[algorithm] = Object.fromEntries(ordered.map((t) => [t.name, amax.get(t.name)!]));
   }
 
   const withData = ordered.filter((t) => t.absMax > 0);
@@ -190,7 +197,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   const total = (performance.now() - started) / 1000;
   return {
     model: options.model,
-    trtVersion: { version: formatTrtVersion(trt.version), encoded: encodeTrtVersion(trt.version), source: trt.source },
+    ...(trt ? { trtVersion: { version: formatTrtVersion(trt.version), encoded: encodeTrtVersion(trt.version), source: trt.source } } : {}),
     caches,
     statsFile: options.fromStats ?? statsFile,
     statsSource: options.fromStats ? 'file' : 'collected',

@@ -5,6 +5,7 @@ import { register as registerCache } from './cache.js';
 import { register as registerCalibrate } from './calibrate.js';
 import { register as registerDoctor } from './doctor.js';
 import { register as registerPreview } from './preview.js';
+import { register as registerQuantize } from './quantize.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../package.json') as { version: string };
@@ -14,6 +15,7 @@ export const VERSION: string = pkg.version;
 const COMMANDS: Array<(program: Command) => void> = [
   registerCalibrate,
   registerPreview,
+  registerQuantize,
   registerCache,
   registerBuild,
   registerDoctor,

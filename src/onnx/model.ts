@@ -8,12 +8,13 @@
  * Byte order: ONNX raw_data is little-endian; the typed-array views here assume a little-endian host
  * (x86-64, arm64), as onnxruntime-node does.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
+import { writeFileAtomic } from '../util/fs.js';
 import { UserError } from '../errors.js';
 import { DTYPES, dtypeFromOnnx, elementCount, type DType, type Tensor, type TypedArray } from '../tensor.js';
 
@@ -283,16 +284,6 @@ export async function writeOnnxModel(file: string, model: OnnxModel): Promise<vo
   await writeFileAtomic(file, saveOnnxModel(model));
 }
 
-export async function writeFileAtomic(file: string, bytes: Uint8Array): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw new UserError(`cannot write ${file}: ${(err as Error).message}`, { hint: 'check that the output folder exists and is writable' });
-  }
-}
 
 /** sha256 (hex) of the model file's bytes, streamed. External data files are not part of the hash. */
 export async function modelSha256(file: string): Promise<string> {

@@ -85,6 +85,8 @@ export interface QdqResult {
   residualAdds: string[];
   /** Activation tensors that got a Q/DQ pair. */
   quantizedTensors: string[];
+  /** Activation tensor -> the name of its dequantized copy (what the INT8 consumers read; for layerwise error). */
+  dequantized: Map<string, string>;
   weights: QuantizedWeight[];
   /** Weighted ops left in float, and why. */
   skipped: Array<{ node: string; op: string; reason: string }>;
@@ -204,7 +206,7 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
   const actPlan = new Map<string, Array<[number, number]>>();
   /** (node index, input slot) -> weight plan. */
   const weightPlan = new Map<string, { tensor: string; axis: number | null; node: number; slot: number }>();
-  const result: Omit<QdqResult, 'model' | 'opset'> = { quantizedNodes: [], residualAdds: [], quantizedTensors: [], weights: [], skipped: [] };
+  const result: Omit<QdqResult, 'model' | 'opset'> = { quantizedNodes: [], residualAdds: [], quantizedTensors: [], dequantized: new Map(), weights: [], skipped: [] };
   const quantizedProducers = new Set<number>();
 
   const activationProblem = (name: string): string | undefined => {
@@ -311,6 +313,7 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
     );
     for (const [k, slot] of uses) replaced.set(`${k}:${slot}`, dqName);
     result.quantizedTensors.push(name);
+    result.dequantized.set(name, dqName);
   }
 
   // Weights: one int8 copy per (tensor, axis), shared by the nodes that use it that way.

@@ -1,0 +1,85 @@
+import { Command, Option } from 'commander';
+import { DEFAULT_OUT_DIR } from '../app/calibrate.js';
+import { quantize, type QuantizeResult } from '../app/quantize.js';
+import { ALGORITHM_NAMES } from '../calibrators/registry.js';
+import { addCommonOptions, emit, parseInteger, reporterFor, type CommonOptions } from './common.js';
+import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+
+interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'data'> {
+  model: string;
+  data?: string;
+  cache?: string;
+  algo: string;
+  precision: 'int8' | 'fp16';
+  precisionMap?: string;
+  forTensorrt?: boolean;
+  out?: string;
+  outDir: string;
+  threads?: number;
+}
+
+const EXAMPLES = `
+Examples:
+  # INT8 Q/DQ model from a calibration cache (explicit quantization: TensorRT 10 and 11, onnxruntime)
+  trt-calib quantize --model model.onnx --cache calib-cache/model.entropy2.cache --out model.int8.onnx
+
+  # calibrate on images first, then quantize
+  trt-calib quantize --model model.onnx --data ./images --preset imagenet --algo percentile
+
+  # keep some layers in FP16/FP32 (a map from trt-calib sensitivity --max-drop, or written by hand)
+  trt-calib quantize --model model.onnx --cache calib-cache/model.entropy2.cache --precision-map calib-cache/model.precision.json
+
+  # FP16 model: onnxruntime-runnable (to measure FP16 accuracy), or a pure float16 graph for TensorRT
+  trt-calib quantize --model model.onnx --precision fp16
+  trt-calib quantize --model model.onnx --precision fp16 --for-tensorrt --out model.fp16.onnx
+
+Placement of the Q/DQ pairs and the weight scheme: docs/quantization.md.`;
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('quantize')
+    .description('write a Q/DQ INT8 ONNX model (explicit quantization) from a calibration cache, or an FP16 model')
+    .requiredOption('--model <file>', 'FP32 ONNX model')
+    .option('--cache <file>', 'calibration cache with the activation scales')
+    .option('--algo <name>', `with --data: the calibration algorithm (${ALGORITHM_NAMES.join(', ')})`, 'entropy2')
+    .addOption(new Option('--precision <p>', 'int8 (Q/DQ) or fp16').choices(['int8', 'fp16']).default('int8'))
+    .option('--precision-map <file>', 'JSON {layer: "int8"|"fp16"|"fp32"}: layers kept out of INT8')
+    .option('--for-tensorrt', 'fp16: a pure float16 graph, without the float32 emulation onnxruntime\'s CPU kernels need')
+    .option('-o, --out <file>', `output model (default ${DEFAULT_OUT_DIR}/<model>.<algo>.int8.onnx or .fp16.onnx)`)
+    .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
+    .option('--threads <n>', 'onnxruntime intra-op threads when calibrating', parseInteger(1, 1024));
+  addPreprocessOptions(cmd, { dataRequired: false });
+  addCommonOptions(cmd).addHelpText('after', EXAMPLES);
+  cmd.action(async (opts: QuantizeCliValues) => {
+    const reporter = reporterFor(opts);
+    const result = await quantize({
+      model: opts.model,
+      precision: opts.precision,
+      cache: opts.cache,
+      data: opts.data !== undefined ? preprocessOptionsFrom(opts as PreprocessCliValues) : undefined,
+      algorithm: opts.algo,
+      precisionMap: opts.precisionMap,
+      forTensorRT: opts.forTensorrt,
+      out: opts.out,
+      outDir: opts.outDir,
+      threads: opts.threads,
+      reporter,
+    });
+    emit(opts, result, () => text(result));
+  });
+}
+
+function text(r: QuantizeResult): string {
+  const lines = [`wrote ${r.out} (${r.precision}${r.algorithm ? `, ${r.algorithm} scales` : ''}${r.cache ? ` from ${r.cache}` : ''})`];
+  if (r.precision === 'int8') {
+    lines.push(`  ${r.int8Layers} layers in INT8, ${r.quantizedTensors} activations quantized, ${r.fp16Layers} FP16 and ${r.fp32Layers} FP32 layers kept by the precision map`);
+    if (r.opset && r.opset.from !== r.opset.to) lines.push(`  opset ${r.opset.from} -> ${r.opset.to} (per-channel Q/DQ needs 13)${r.opset.converted.length ? `, converted: ${r.opset.converted.join(', ')}` : ''}`);
+  } else {
+    lines.push(`  ${r.fp16Layers} nodes in FP16, ${r.fp32Layers} kept in FP32`);
+  }
+  if (r.skipped.length > 0) {
+    lines.push(`  ${r.skipped.length} weighted layer(s) left in float:`);
+    for (const s of r.skipped.slice(0, 10)) lines.push(`    ${s.node} (${s.op}): ${s.reason}`);
+  }
+  return lines.join('\n');
+}
