@@ -220,27 +220,33 @@ export function klScan(hist: ArrayLike<number>, spec: KlScanSpec): KlScanResult 
       const row = len * (n + 1);
       for (let st = 0; st + len <= end; st++) table[row + st] = g(st, st + len);
     }
-    const acc = new Float64Array(4);
-    nonLastSum = (i) => {
-      // bounds ceil(l*i/L), stepped without division; four partial sums in the order of native/src/stats/kl.cc
-      const qStep = Math.floor(i / L);
-      const rStep = i - qStep * L;
-      acc.fill(0);
-      let st = 0;
-      let e = 0;
-      let r = L - 1;
-      for (let l = 1; l < L; l++) {
-        e += qStep;
-        r += rStep;
-        if (r >= L) {
-          e++;
-          r -= L;
+    // every candidate's sum at once, level by level (consecutive candidates read neighbouring entries); each
+    // candidate's sum runs over the levels in order, as in native/src/stats/kl.cc
+    const count = n - spec.startBin + 1;
+    const nonLast = new Float64Array(count);
+    for (let l = 1; l < L; l++) {
+      // bounds ceil(l'*i/L) for l' = l-1 (start) and l (end), stepped along i without division
+      const ns = (l - 1) * spec.startBin + L - 1;
+      const ne = l * spec.startBin + L - 1;
+      let sq = Math.floor(ns / L);
+      let sr = ns - sq * L;
+      let eq = Math.floor(ne / L);
+      let er = ne - eq * L;
+      for (let k = 0; k < count; k++) {
+        nonLast[k]! += table[(eq - sq) * (n + 1) + sq]!;
+        sr += l - 1;
+        if (sr >= L) {
+          sq++;
+          sr -= L;
         }
-        acc[(l - 1) & 3]! += table[(e - st) * (n + 1) + st]!;
-        st = e;
+        er += l;
+        if (er >= L) {
+          eq++;
+          er -= L;
+        }
       }
-      return acc[0]! + acc[1]! + (acc[2]! + acc[3]!);
-    };
+    }
+    nonLastSum = (i) => nonLast[i - spec.startBin]!;
   }
 
   for (let i = spec.startBin; i <= n; i++) {

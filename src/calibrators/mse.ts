@@ -36,12 +36,16 @@ const low = new Float64Array(3);
 const high = new Float64Array(3);
 const all = new Float64Array(3);
 
-/** Expected total squared error (see the file header) of quantising the tensor with amax A > 0. */
-export function expectedSquaredError(density: HistogramDensity, A: number, qmax: number = MSE_SEARCH.qmax): number {
+/**
+ * Expected total squared error (see the file header) of quantising the tensor with amax A > 0. `total` may hold
+ * density.moments(Infinity) when the caller evaluates many candidates.
+ */
+export function expectedSquaredError(density: HistogramDensity, A: number, qmax: number = MSE_SEARCH.qmax, total?: Float64Array): number {
   const s = A / qmax;
   density.moments(s / 2, low);
   density.moments(A - s / 2, high);
-  density.moments(Infinity, all);
+  if (total) all.set(total);
+  else density.moments(Infinity, all);
   const rounding = ((s * s) / 12) * (high[0]! - low[0]!);
   const c0 = all[0]! - high[0]!;
   const c1 = all[1]! - high[1]!;
@@ -66,9 +70,10 @@ export function mseSearch(stats: TensorStatistics, search: MseSearch = MSE_SEARC
   const density = given ?? new HistogramDensity(stats);
   let best = Infinity;
   let amax = stats.absMax;
+  const total = density.moments(Infinity);
   for (let i = startBin; i <= candidates; i++) {
     const A = (i * stats.absMax) / candidates;
-    const e = expectedSquaredError(density, A, qmax);
+    const e = expectedSquaredError(density, A, qmax, total);
     errors[i - startBin] = e;
     if (e < best) {
       best = e;

@@ -55,33 +55,41 @@ int KlScan(const double* hist, int n, const KlSpec& spec, double* out) {
   } else {
     byWidth.assign(n / L + 1, nan);
   }
-  auto nonLastSum = [&](int i) -> double {
-    if (!spec.proportional) {
-      const int m = i / L;
-      double v = byWidth[m];
-      if (std::isnan(v)) {
-        v = 0;
-        for (int l = 0; l < L - 1; ++l) v += g(l * m, (l + 1) * m);
-        byWidth[m] = v;
-      }
-      return v;
-    }
-    // bounds ceil(l*i/L) = floor((l*i + L - 1) / L), stepped without division; four partial sums (level l goes
-    // to acc[(l-1) & 3]) keep the additions from waiting on each other; kl.ts sums in the same order.
-    const int qStep = i / L, rStep = i % L;
-    double acc[4] = {0, 0, 0, 0};
-    int st = 0, e = 0, r = L - 1;
+  // proportional: the sum over the levels before the last for every candidate at once, level by level, so that
+  // consecutive candidates read neighbouring table entries; each candidate's sum runs over l in order (as kl.ts).
+  std::vector<double> nonLast;
+  if (spec.proportional) {
+    nonLast.assign(count, 0.0);
     for (int l = 1; l < L; ++l) {
-      e += qStep;
-      r += rStep;
-      if (r >= L) {
-        ++e;
-        r -= L;
+      // bounds ceil(l'*i/L) = floor((l'*i + L - 1) / L) for l' = l-1 (start) and l (end), stepped along i
+      const int ns = (l - 1) * spec.startBin + L - 1, ne = l * spec.startBin + L - 1;
+      int sq = ns / L, sr = ns % L, eq = ne / L, er = ne % L;
+      for (int k = 0; k < count; ++k) {
+        nonLast[k] += table[size_t(eq - sq) * (n + 1) + sq];
+        // carries without branches: their pattern has a period of up to L steps, too long to predict
+        sr += l - 1;
+        if (sr >= L) {
+          ++sq;
+          sr -= L;
+        }
+        er += l;
+        if (er >= L) {
+          ++eq;
+          er -= L;
+        }
       }
-      acc[(l - 1) & 3] += table[size_t(e - st) * (n + 1) + st];
-      st = e;
     }
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  }
+  auto nonLastSum = [&](int i) -> double {
+    if (spec.proportional) return nonLast[i - spec.startBin];
+    const int m = i / L;
+    double v = byWidth[m];
+    if (std::isnan(v)) {
+      v = 0;
+      for (int l = 0; l < L - 1; ++l) v += g(l * m, (l + 1) * m);
+      byWidth[m] = v;
+    }
+    return v;
   };
 
   for (int i = spec.startBin; i <= n; ++i) {
