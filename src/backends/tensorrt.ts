@@ -149,19 +149,27 @@ export function calibrationFeed(
   const stats: CalibrationFeedStats = { batches: 0, images: 0, droppedImages: 0 };
   let iterator: AsyncIterator<BatchLike> | undefined;
   let finished = false;
+  let pulling = false; // a next() of the source is in flight
   const name = options.inputName ? ` for input ${JSON.stringify(options.inputName)}` : '';
 
   const close = async () => {
     if (finished) return;
     finished = true;
-    await iterator?.return?.();
+    const closing = iterator?.return?.();
+    // An async generator handles return() only once its pending next() settles: after a cancel while a decode
+    // hangs, that may be never, so do not wait for it then.
+    if (pulling) closing?.catch(() => {});
+    else await closing;
   };
 
   const nextBatch = async (): Promise<Float32Array | null> => {
     if (finished) return null;
     iterator ??= source[Symbol.asyncIterator]();
     for (;;) {
-      const step = await iterator.next();
+      pulling = true;
+      const step = await iterator.next().finally(() => {
+        pulling = false;
+      });
       if (step.done) {
         finished = true;
         options.onEnd?.(stats);
@@ -404,6 +412,8 @@ export interface EngineBuildOptions {
   logLevel?: 'error' | 'warning' | 'info' | 'verbose';
   reporter?: Reporter;
   signal?: AbortSignal;
+  /** The native bridge to use (default: the built one, or a UserError saying how to build it). For tests and embedders. */
+  bridge?: TensorRTBinding;
 }
 
 export interface EngineBuildResult {
@@ -472,7 +482,7 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
   }
   if (!existsSync(options.model)) throw new UserError(`The model ${options.model} does not exist.`, { hint: 'Check the --model path.' });
 
-  const binding = await requireTensorRT();
+  const binding = options.bridge ?? (await requireTensorRT());
   const info: TrtInfo = binding.tensorrtInfo();
   const library = formatTensorRTLibraryVersion(info.libraryVersion);
   const implicit = info.implicitQuantization;
@@ -760,6 +770,8 @@ export interface TensorRTBackendOptions {
   timingCache?: string;
   device?: number;
   reporter?: Reporter;
+  /** The native bridge to use (default: the built one). For tests and embedders. */
+  bridge?: TensorRTBinding;
 }
 
 function toTensorInfo(t: TrtEngineIo): TensorInfo {
@@ -835,7 +847,7 @@ export function tensorrtBackend(options: TensorRTBackendOptions = {}): Backend {
   return {
     name: 'tensorrt',
     async open(model: { path: string; bytes?: Uint8Array }, session: SessionOptions = {}): Promise<Session> {
-      const binding = await requireTensorRT();
+      const binding = options.bridge ?? (await requireTensorRT());
       let bytes: Uint8Array;
       let modelOutputs: string[] | undefined;
       if (/\.(engine|plan|trt)$/i.test(model.path)) {
@@ -868,6 +880,7 @@ export function tensorrtBackend(options: TensorRTBackendOptions = {}): Backend {
             device: options.device,
             reporter: options.reporter,
             markOutputs: session.expose,
+            bridge: binding,
           });
           bytes = built.engine;
           modelOutputs = built.network.outputs.map((o) => o.name);
