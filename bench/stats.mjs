@@ -4,7 +4,7 @@
 // every Conv output and its ReLU6), with ReLU-like and signed value distributions. Synthetic so that the kernel
 // is measured alone; the end-to-end calibration benchmark (bench/calibrate.mjs) runs the real model.
 //
-// Reports: histogram kernel MB/s (one thread; two tensors at once on worker threads; a whole batch of tensors
+// Timings are the best of a few runs (the machine is shared). Reports: histogram kernel MB/s (one thread; two tensors at once on worker threads; a whole batch of tensors
 // in flight), milliseconds per tensor for every algorithm, the KL scans in TypeScript vs native, and the memory
 // the statistics hold.
 import { availableParallelism } from 'node:os';
@@ -65,6 +65,17 @@ function activation(n, seed, relu) {
 
 const now = () => performance.now();
 
+/** Best of `reps` timings of fn() in ms: the machine is shared, the minimum is the least disturbed run. */
+async function best(reps, fn) {
+  let min = Infinity;
+  for (let k = 0; k < reps; k++) {
+    const t0 = now();
+    await fn();
+    min = Math.min(min, now() - t0);
+  }
+  return min;
+}
+
 export async function benchStats({ log = console.log } = {}) {
   const { StatisticsCollector } = await dist('stats/collector.js');
   const { HISTOGRAM_BINS } = await dist('stats/types.js');
@@ -81,10 +92,7 @@ export async function benchStats({ log = console.log } = {}) {
   {
     const c = new StatisticsCollector({ asyncThreshold: Infinity });
     c.addSync('warm', big);
-    const reps = 8;
-    const t0 = now();
-    for (let k = 0; k < reps; k++) c.addSync('t', big);
-    const ms = (now() - t0) / reps;
+    const ms = await best(8, () => c.addSync('t', big));
     results.kernelSyncMBps = Math.round(mb / (ms / 1000));
     log(`histogram kernel, 1 thread: ${results.kernelSyncMBps} MB/s (${mb.toFixed(1)} MB tensor, ${ms.toFixed(1)} ms)`);
   }
@@ -92,10 +100,7 @@ export async function benchStats({ log = console.log } = {}) {
     const other = activation(big.length, 2, false);
     const c = new StatisticsCollector({ asyncThreshold: 0 });
     await Promise.all([c.add('a', big), c.add('b', other)]);
-    const reps = 6;
-    const t0 = now();
-    for (let k = 0; k < reps; k++) await Promise.all([c.add('a', big), c.add('b', other)]);
-    const ms = (now() - t0) / reps;
+    const ms = await best(6, () => Promise.all([c.add('a', big), c.add('b', other)]));
     results.kernelTwoTensorsMBps = Math.round((2 * mb) / (ms / 1000));
     log(`histogram kernel, 2 tensors at once on worker threads: ${results.kernelTwoTensorsMBps} MB/s`);
   }
@@ -105,10 +110,7 @@ export async function benchStats({ log = console.log } = {}) {
   const collector = new StatisticsCollector();
   {
     await Promise.all(batch.map((d, i) => collector.add(`act${String(i).padStart(3, '0')}`, d)));
-    const reps = 3;
-    const t0 = now();
-    for (let k = 0; k < reps; k++) await Promise.all(batch.map((d, i) => collector.add(`act${String(i).padStart(3, '0')}`, d)));
-    const ms = (now() - t0) / reps;
+    const ms = await best(4, () => Promise.all(batch.map((d, i) => collector.add(`act${String(i).padStart(3, '0')}`, d))));
     results.batchTensors = batch.length;
     results.batchMB = +batchMB.toFixed(1);
     results.batchMs = +ms.toFixed(1);
@@ -126,9 +128,7 @@ export async function benchStats({ log = console.log } = {}) {
   for (const name of ALGORITHM_NAMES) {
     const cal = CALIBRATORS[name];
     for (const s of stats.slice(0, 5)) cal.compute(s);
-    const t0 = now();
-    for (const s of stats) cal.compute(s);
-    const ms = (now() - t0) / stats.length;
+    const ms = (await best(3, () => stats.forEach((s) => cal.compute(s)))) / stats.length;
     results.msPerTensor[name] = +ms.toFixed(3);
   }
   log(`ms per tensor, one thread: ${Object.entries(results.msPerTensor).map(([k, v]) => `${k} ${v}`).join(', ')}`);
@@ -138,21 +138,15 @@ export async function benchStats({ log = console.log } = {}) {
     ['entropy', ENTROPY_SPEC, (s) => entropyHistogram(s)],
   ]) {
     const hs = stats.map(prep).filter(Boolean).map((h) => h.counts);
-    const t0 = now();
-    for (const h of hs) klScan(h, spec);
-    const t1 = now();
-    for (const h of hs) klScanNative(h, spec);
-    const t2 = now();
-    scans[label] = { typescriptMs: +((t1 - t0) / hs.length).toFixed(3), nativeMs: +((t2 - t1) / hs.length).toFixed(3) };
+    const ts = (await best(3, () => hs.forEach((h) => klScan(h, spec)))) / hs.length;
+    const cc = (await best(3, () => hs.forEach((h) => klScanNative(h, spec)))) / hs.length;
+    scans[label] = { typescriptMs: +ts.toFixed(3), nativeMs: +cc.toFixed(3) };
   }
   results.klScanMsPerTensor = scans;
   log(`KL scan ms per tensor, TypeScript vs native: ${Object.entries(scans).map(([k, v]) => `${k} ${v.typescriptMs} vs ${v.nativeMs}`).join(', ')}`);
   {
     await computeAllAmaxes(ALGORITHM_NAMES, stats);
-    const reps = 3;
-    const t0 = now();
-    for (let k = 0; k < reps; k++) await computeAllAmaxes(ALGORITHM_NAMES, stats);
-    const ms = (now() - t0) / reps;
+    const ms = await best(3, () => computeAllAmaxes(ALGORITHM_NAMES, stats));
     results.allAlgorithmsMs = +ms.toFixed(1);
     log(`all ${ALGORITHM_NAMES.length} algorithms for ${stats.length} tensors (computeAllAmaxes): ${ms.toFixed(1)} ms`);
   }

@@ -34,6 +34,9 @@ export interface LoadStatisticsOptions {
 
 /** Encodes stored statistics to bytes (deterministic). Throws on statistics that break the invariants. */
 export function encodeStatistics(stored: StoredStatistics): Buffer {
+  // refuse now what loadStatistics would refuse later
+  const provenanceProblem = checkProvenance(stored.provenance);
+  if (provenanceProblem) throw new Error(`Statistics provenance is incomplete: ${provenanceProblem}`);
   const bins = stored.provenance.histogramBins;
   const tensors = [...stored.tensors].sort((a, b) => compareNames(a.name, b.name));
   for (let i = 0; i < tensors.length; i++) {

@@ -137,6 +137,12 @@ describe('statistics store', () => {
     );
   });
 
+  it('refuses to write statistics that could not be read back', async () => {
+    const stored = await sample();
+    stored.provenance = { ...stored.provenance, modelSha256: '' };
+    expect(() => encodeStatistics(stored)).toThrow(/provenance is incomplete: modelSha256 is not a sha256/);
+  });
+
   it('refuses a newer format version with an upgrade hint, and a missing file clearly', async () => {
     const packr = new Packr({ useRecords: false });
     const v = packr.unpack(encodeStatistics(await sample())) as Record<string, unknown>;
