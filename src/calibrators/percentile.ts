@@ -4,7 +4,10 @@
  * for Deep Learning Inference: Principles and Empirical Evaluation" (2020), read from our finer histogram:
  * rank r = count * p / 100; the exact zeros come first (r <= zeroCount gives 0); inside the bin where the
  * cumulative count reaches r the value is interpolated linearly (values uniform in a bin, the top bin ending at
- * absMax), so p = 100 gives absMax. TensorRT has no percentile calibrator: trtNative is false.
+ * absMax), so p = 100 gives absMax. When the exact zeros alone make up p% of the values (a tensor that is almost
+ * always 0), the percentile is taken over the non-zero values instead (pytorch-quantization's skip_zeros), so that
+ * a tensor with data never gets amax 0, which would mean "no data". TensorRT has no percentile calibrator:
+ * trtNative is false.
  */
 import { invalidParameter } from '../errors.js';
 import type { TensorStatistics } from '../stats/types.js';
@@ -25,7 +28,10 @@ export function percentileAmax(stats: TensorStatistics, percentile: number = DEF
   const p = checkPercentile(percentile);
   if (stats.count === 0 || !(stats.absMax > 0)) return 0;
   if (p === 100) return stats.absMax;
-  return (density ?? new HistogramDensity(stats)).quantile((stats.count * p) / 100, stats.zeroCount);
+  const d = density ?? new HistogramDensity(stats);
+  const rank = (stats.count * p) / 100;
+  if (rank <= stats.zeroCount) return d.quantile(stats.zeroCount + (d.nonZero * p) / 100, stats.zeroCount);
+  return d.quantile(rank, stats.zeroCount);
 }
 
 export const percentile: Calibrator = {

@@ -207,12 +207,23 @@ describe('percentile (computed by hand)', () => {
   // bins of width 1 over [0, 8): 2 exact zeros + 2 values in (0,1) (bin 0), 4 values in [2,3), 2 in [4, 4.5] (absMax)
   const s = handStats([4, 0, 4, 0, 2, 0, 0, 0], { zeroCount: 2, absMax: 4.5, range: 8, min: 0, max: 4.5 });
   it('interpolates linearly inside the bin where the cumulative count reaches p% of count', () => {
-    expect(percentileAmax(s, 20)).toBe(0); // rank 2 <= 2 exact zeros
+    // rank 2 <= 2 exact zeros: the zeros alone reach 20%, so take 20% of the 8 non-zero values instead:
+    // rank 2 + 1.6 = 3.6: 1.6 of the 2 values of (0,1) -> 0.8
+    expect(percentileAmax(s, 20)).toBeCloseTo(0.8, 14);
     expect(percentileAmax(s, 30)).toBe(0.5); // rank 3: 1 of the 2 values of (0,1) -> halfway
     expect(percentileAmax(s, 50)).toBe(2.25); // rank 5: 1 of 4 values of [2,3) -> 2 + 1/4
     expect(percentileAmax(s, 90)).toBe(4.25); // rank 9: 1 of 2 values of [4, 4.5] -> 4 + 0.5 * 0.5
     expect(percentileAmax(s, 100)).toBe(4.5);
   });
+  it('never gives 0 for a tensor that has non-zero values', () => {
+    // 199 990 zeros and the values 1..10: 99.99% of 200 000 values are zeros, so the percentile is taken over the
+    // 10 non-zero values: rank 9.999 -> 0.999 of the way through the value 10 (alone in its bin [10, 10])
+    const z = statsOf([...new Array(199_990).fill(0), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(percentileAmax(z, 99.99)).toBe(10);
+    expect(percentileAmax(z, 50)).toBeGreaterThan(4.9);
+    expect(percentileAmax(z, 50)).toBeLessThan(5.1);
+  });
+
   it('rejects a percentile outside (0, 100]', () => {
     expect(() => percentileAmax(s, 0)).toThrow(UserError);
     expect(() => percentileAmax(s, 101)).toThrow(/Expected a number greater than 0 and at most 100 for --percentile but received 101/);
