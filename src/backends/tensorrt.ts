@@ -426,7 +426,17 @@ export interface EngineBuildResult {
   calibration:
     | { mode: 'none' }
     | { mode: 'cache'; cache: string; algorithm: string; entries: number; bytes: number }
-    | { mode: 'calibrated'; algorithm: TrtCalibrationAlgorithm; batches: number; images: number; droppedImages: number; batchDims: number[]; cacheOut?: string }
+    | {
+        mode: 'calibrated';
+        algorithm: TrtCalibrationAlgorithm;
+        batches: number;
+        images: number;
+        droppedImages: number;
+        batchDims: number[];
+        /** The cache TensorRT wrote, and how many tensors it holds. */
+        cacheOut?: string;
+        cacheTensors?: number;
+      }
     | { mode: 'qdq' };
   profile: ProfileEntry[];
   timingCache?: string;
@@ -601,6 +611,7 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
 
   const cacheOut =
     mode === 'calibrated' ? (options.cacheOut ?? path.join(DEFAULT_CACHE_DIR, `${modelStem(options.model)}.tensorrt-${algorithm}.cache`)) : undefined;
+  let writtenTensors: number | undefined;
   // One Reporter task at a time: the calibration images while TensorRT asks for them, TensorRT's top-level build
   // phases otherwise (calibration runs inside one of them).
   let phase: string | undefined;
@@ -645,7 +656,17 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
     readCache: (kind) => (kind === 'calibration' && cacheBytes ? cacheBytes : null),
     writeCache: async (bytes, kind) => {
       if (!cacheOut) return; // cache-only builds: TensorRT writing back the cache it read changes nothing
-      await writeFileAtomic(kind === 'histogram' ? cacheOut.replace(/\.cache$/, '') + '.histogram' : cacheOut, bytes);
+      if (kind === 'histogram') {
+        await writeFileAtomic(`${cacheOut.replace(/\.cache$/, '')}.histogram`, bytes);
+        return;
+      }
+      // Read back with our codec, so that `cache show/diff` will read it too; bytes are written as TensorRT gave them.
+      try {
+        writtenTensors = parseCalibrationCache(bytes, 'the cache TensorRT wrote').entries.length;
+      } catch (err) {
+        warn(`TensorRT wrote a calibration cache that trt-calib's reader rejects (${(err as Error).message}); it is kept as is.`);
+      }
+      await writeFileAtomic(cacheOut, bytes);
     },
     onProgress: (e) => {
       // Only the top-level phases: nested ones come and go thousands of times.
@@ -701,6 +722,7 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
             droppedImages: feed!.stats.droppedImages,
             batchDims: batchDims!,
             cacheOut: result.calibration.cacheWrites > 0 ? cacheOut : undefined,
+            cacheTensors: writtenTensors,
           }
         : { mode };
   return {

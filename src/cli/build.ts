@@ -145,7 +145,7 @@ function textSummary(r: EngineBuildResult, skipped: number): string {
       `scales: TensorRT ${c.algorithm} calibrator on ${c.images} images in ${c.batches} batches of ${c.batchDims.join('x')}` +
         `${c.droppedImages > 0 ? ` (${c.droppedImages} left out: last partial batch)` : ''}${skipped > 0 ? `, ${skipped} unreadable skipped` : ''}`,
     );
-    if (c.cacheOut) lines.push(`TensorRT's cache: ${c.cacheOut}`);
+    if (c.cacheOut) lines.push(`TensorRT's cache: ${c.cacheOut}${c.cacheTensors !== undefined ? ` (${c.cacheTensors} tensors)` : ''}`);
   } else if (c.mode === 'qdq') lines.push(`scales: the model's ${r.precision.qdqLayers} Q/DQ layers`);
   for (const p of r.profile) {
     const same = p.min.join('x') === p.max.join('x');

@@ -130,7 +130,7 @@ describe('buildEngine with --data: TensorRT calibrates on the images', () => {
     expect(rec.options!.profile).toEqual([{ input: 'input', min: [3, 3, 32, 32], opt: [3, 3, 32, 32], max: [3, 3, 32, 32] }]);
     expect(rec.options).toMatchObject({ int8: true, fp16: false, layerPrecisions: [], precisionConstraints: 'obey' });
     expect(rec.batches).toBe(2);
-    expect(r.calibration).toEqual({ mode: 'calibrated', algorithm: 'minmax', batches: 2, images: 6, droppedImages: 2, batchDims: [3, 3, 32, 32], cacheOut });
+    expect(r.calibration).toEqual({ mode: 'calibrated', algorithm: 'minmax', batches: 2, images: 6, droppedImages: 2, batchDims: [3, 3, 32, 32], cacheOut, cacheTensors: 1 });
     expect(reporter.warnings.some((w) => /the last 2 image\(s\) were not used: TensorRT calibrates on full batches of 3 \(choose a --batch that divides 8/.test(w))).toBe(true);
     expect(Buffer.compare(await readFile(cacheOut), TRT_CACHE)).toBe(0);
     expect((await readFile(out)).toString()).toBe('ENGINE after 2 batches');

@@ -7,6 +7,7 @@
 // strongly typed and INT8 comes from the model's Q/DQ nodes.
 #include "tensorrt/builder.h"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
@@ -119,7 +120,8 @@ BuildSpec ReadSpec(Napi::Object o) {
 
 #if TRTCALIB_PROGRESS
 // Build phases go to JavaScript as onProgress events; returning false from stepComplete is how TensorRT lets an
-// application stop a build, so a cancel or a JS error ends the build within one step.
+// application stop a build, so a cancel or a JS error ends the build within one step. TensorRT calls it from several
+// internal threads: everything here is thread-safe (Task::Progress posts under a lock).
 class ProgressMonitor final : public nvinfer1::IProgressMonitor {
  public:
   explicit ProgressMonitor(Task& task) : task_(task) {}
@@ -136,10 +138,10 @@ class ProgressMonitor final : public nvinfer1::IProgressMonitor {
     });
   }
   bool stepComplete(char const* phaseName, int32_t step) noexcept override {
-    auto now = std::chrono::steady_clock::now();
-    // Tactic timing reports thousands of steps: forward at most ten a second.
-    if (now - lastStep_ >= std::chrono::milliseconds(100)) {
-      lastStep_ = now;
+    // Tactic timing reports thousands of steps, from several threads: forward at most ten a second.
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    int64_t last = lastStepMs_.load();
+    if (now - last >= 100 && lastStepMs_.compare_exchange_strong(last, now)) {
       std::string phase = phaseName ? phaseName : "";
       task_.Progress([phase, step](Napi::Env env) {
         Napi::Object e = Napi::Object::New(env);
@@ -163,7 +165,7 @@ class ProgressMonitor final : public nvinfer1::IProgressMonitor {
 
  private:
   Task& task_;
-  std::chrono::steady_clock::time_point lastStep_{};
+  std::atomic<int64_t> lastStepMs_{0};
 };
 #endif
 
@@ -212,6 +214,16 @@ void SetProfile(nvinfer1::IOptimizationProfile& profile, const std::string& inpu
 BuildResult Build(Task& task, [[maybe_unused]] std::shared_ptr<Task> taskRef, const BuildSpec& spec, BridgeLogger& logger) {
   auto started = std::chrono::steady_clock::now();
   BuildResult result;
+  // Declared first so that they outlive every TensorRT object that uses them (TensorRT requires it).
+#if TRTCALIB_PROGRESS
+  ProgressMonitor monitor(task);
+#endif
+  std::shared_ptr<BatchFeeder> feeder;
+#if TRTCALIB_IMPLICIT_QUANT
+  TRTCALIB_ALLOW_DEPRECATED_BEGIN
+  std::unique_ptr<nvinfer1::IInt8Calibrator> calibrator;
+  TRTCALIB_ALLOW_DEPRECATED_END
+#endif
   cudaError_t cuda = cudaSetDevice(spec.device);
   if (cuda != cudaSuccess) {
     throw std::runtime_error("CUDA could not use device " + std::to_string(spec.device) + ": " + cudaGetErrorString(cuda));
@@ -254,16 +266,13 @@ BuildResult Build(Task& task, [[maybe_unused]] std::shared_ptr<Task> taskRef, co
   }
 
 #if TRTCALIB_PROGRESS
-  ProgressMonitor monitor(task);
   config->setProgressMonitor(&monitor);
 #endif
 
-  std::shared_ptr<BatchFeeder> feeder;
 #if TRTCALIB_IMPLICIT_QUANT
   TRTCALIB_ALLOW_DEPRECATED_BEGIN
   if (spec.int8) config->setFlag(nvinfer1::BuilderFlag::kINT8);
   if (spec.fp16) config->setFlag(nvinfer1::BuilderFlag::kFP16);
-  std::unique_ptr<nvinfer1::IInt8Calibrator> calibrator;
   if (spec.calibrate) {
     nvinfer1::ITensor* input = FindTensor(network, spec.calibrationInput);
     if (input == nullptr || !input->isNetworkInput()) {
