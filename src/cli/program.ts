@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { createRequire } from 'node:module';
 import { register as registerBuild } from './build.js';
 import { register as registerCache } from './cache.js';
+import { register as registerCompare } from './compare.js';
 import { register as registerCalibrate } from './calibrate.js';
 import { register as registerDoctor } from './doctor.js';
 import { register as registerPreview } from './preview.js';
@@ -16,6 +17,7 @@ const COMMANDS: Array<(program: Command) => void> = [
   registerCalibrate,
   registerPreview,
   registerQuantize,
+  registerCompare,
   registerCache,
   registerBuild,
   registerDoctor,

@@ -1,0 +1,216 @@
+/**
+ * `compare`: runs FP32, FP16 and INT8 variants (one per calibration cache) of a model on the same preprocessed
+ * batches and reports, per output and per layer, how far each is from FP32 — and, with labels, their accuracy.
+ * The report is a typed value (src/compare/types.ts); renderers format it; `maxDrop` turns it into a gate.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { getBackend } from '../backends/index.js';
+import type { Session } from '../backends/types.js';
+import { ALGORITHM_NAMES, computeAllAmaxes } from '../calibrators/registry.js';
+import { loadLabels } from '../compare/labels.js';
+import { buildCompareReport, buildHistograms } from '../compare/report.js';
+import { labelMap, runComparison, type VariantRun } from '../compare/run.js';
+import type { CompareReport, Precision, TradeoffCurve } from '../compare/types.js';
+import { createDataset } from '../datasets/dataset.js';
+import { resolveBatchSize, resolvePreprocess } from '../datasets/presets.js';
+import { UserError } from '../errors.js';
+import { graphInputs, graphOutputs, listActivations } from '../onnx/graph.js';
+import { loadOnnxModel, modelSha256, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
+import { readPrecisionMap, type PrecisionMap } from '../precision/map.js';
+import { silentReporter, type Reporter } from '../reporter.js';
+import { loadStatistics } from '../stats/store.js';
+import { TOOL_VERSION } from '../version.js';
+import { DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
+import { buildFp16Variant, buildInt8Variant, loadCacheFor } from './variants.js';
+
+export interface CompareOptions {
+  model: string;
+  data: DataOptions;
+  /** One INT8 variant per cache. */
+  caches?: readonly string[];
+  precisions?: readonly Precision[];
+  /** "folders" or a CSV of path,label. */
+  labels?: string;
+  classes?: string;
+  /** Accuracy points (or agreement points without labels) a variant may lose before the gate fails. */
+  maxDrop?: number;
+  /** Per-layer SNR of the INT8 variants (default true). */
+  layers?: boolean;
+  /** Statistics for the per-tensor histograms (default <outDir>/<model>.stats.msgpack when present). */
+  stats?: string;
+  precisionMap?: string;
+  /** Dense outputs: the same-side threshold (default 0.3). */
+  threshold?: number;
+  worst?: number;
+  /** Folder of report.json and report.html (default <outDir>/<model>.report). */
+  reportDir?: string;
+  outDir?: string;
+  threads?: number;
+  /** Extra data for the report (issue 5's trade-off curve). */
+  tradeoff?: TradeoffCurve;
+  reporter?: Reporter;
+}
+
+export interface CompareResult {
+  report: CompareReport;
+  files: string[];
+}
+
+export async function compare(options: CompareOptions): Promise<CompareResult> {
+  const reporter = options.reporter ?? silentReporter;
+  const precisions: Precision[] = [...new Set<Precision>(options.precisions ?? ['fp32', 'fp16', 'int8'])];
+  const caches = [...new Set(options.caches ?? [])];
+  if (precisions.includes('int8') && caches.length === 0) {
+    throw new UserError('INT8 needs activation scales: pass --cache FILE (one or more, comma-separated), or drop int8 from --precisions.', {
+      hint: 'Write caches with: trt-calib --model m.onnx --data ./calib --algo all',
+    });
+  }
+  if (!precisions.includes('int8') && caches.length > 0) throw new UserError('--cache was given but --precisions has no int8.');
+  const outDir = options.outDir ?? DEFAULT_OUT_DIR;
+  const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
+
+  const sha = await modelSha256(options.model);
+  const model = await loadOnnxModel(options.model);
+  const activations = listActivations(model, { file: options.model }).map((a) => a.name);
+  const inputs = graphInputs(model);
+  if (inputs.length !== 1 || !inputs[0]!.dims) throw new UserError(`${options.model} must have one image input with a declared rank to be compared on images.`);
+  const input = { name: inputs[0]!.name, dims: inputs[0]!.dims };
+  const preprocess = resolvePreprocess(options.data.preprocess ?? {}, input);
+  const batchSize = resolveBatchSize({ batch: options.data.batch, shapes: options.data.preprocess?.shapes }, input, 8);
+  const dataset = await createDataset({
+    data: options.data.data,
+    preprocess,
+    inputName: input.name,
+    batchSize,
+    maxImages: options.data.maxImages,
+    seed: options.data.seed,
+    strict: options.data.strict,
+    concurrency: options.data.concurrency,
+  });
+  const labelAssignment = options.labels ? await loadLabels(dataset.files, { labels: options.labels, classes: options.classes, dataRoot: options.data.data }) : undefined;
+  let precisionMap: PrecisionMap | undefined;
+  if (options.precisionMap) precisionMap = await readPrecisionMap(options.precisionMap);
+
+  // Build every variant before the long pass, so that a bad cache fails in a second.
+  const int8 = [];
+  for (const file of caches) {
+    const loaded = await loadCacheFor(file, activations, options.model);
+    const built = buildInt8Variant(model, loaded.scales, { precisionMap, file: options.model });
+    int8.push({ loaded, built });
+  }
+  const names = new Map<string, number>();
+  const variantName = (base: string) => {
+    const n = (names.get(base) ?? 0) + 1;
+    names.set(base, n);
+    return n === 1 ? base : `${base}-${n}`;
+  };
+
+  const backend = getBackend('onnxruntime');
+  const layerNames = options.layers === false ? [] : [...new Set(int8.flatMap((v) => v.built.qdq.quantizedTensors))];
+  const sessions: Session[] = [];
+  const open = async (file: string, m: OnnxModel | undefined, expose: readonly string[]) => {
+    const s = await backend.open(m ? { path: file, bytes: saveOnnxModel(m) } : { path: file }, { threads: options.threads, expose });
+    sessions.push(s);
+    return s;
+  };
+  try {
+    const reference = await open(options.model, undefined, layerNames.filter((n) => !inputs.some((i) => i.name === n)));
+    const variants: VariantRun[] = [];
+    if (precisions.includes('fp16')) {
+      const fp16 = buildFp16Variant(model, { file: options.model });
+      variants.push({ spec: { name: 'fp16', precision: 'fp16' }, session: await open(`${options.model} (fp16)`, fp16.model, []) });
+    }
+    for (const { loaded, built } of int8) {
+      const layers = options.layers === false ? [] : built.qdq.quantizedTensors.map((t) => ({ reference: t, variant: built.qdq.dequantized.get(t)! }));
+      const name = variantName(`int8-${loaded.algorithm}${precisionMap ? '-mixed' : ''}`);
+      variants.push({
+        spec: { name, precision: 'int8', algorithm: loaded.algorithm, modelFile: loaded.file },
+        session: await open(`${options.model} (${name})`, built.model, layers.map((l) => l.variant)),
+        layers,
+      });
+    }
+    const opTypes = new Map<string, string>();
+    for (const n of model.graph?.node ?? []) for (const o of n.output ?? []) opTypes.set(o, n.opType ?? '');
+
+    reporter.info(`comparing ${[...(precisions.includes('fp32') ? ['fp32'] : []), ...variants.map((v) => v.spec.name)].join(', ')} on ${dataset.size} images, batch ${batchSize}`);
+    const run = await runComparison({
+      dataset,
+      reference,
+      variants,
+      labels: labelAssignment ? labelMap(dataset.files, labelAssignment.labels) : undefined,
+      includeReference: precisions.includes('fp32'),
+      metrics: { threshold: options.threshold, worstCount: options.worst },
+      opTypes,
+      reporter,
+    });
+    for (const s of run.skipped) reporter.warn(`skipped ${s.file}: ${s.reason}`);
+    if (run.images === 0) throw new UserError(`None of the images in ${options.data.data} could be read.`);
+
+    const histograms = await histogramsFor(options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`), options.stats !== undefined, sha, options.model, run.variants, reporter);
+    const report = buildCompareReport({
+      tool: { name: 'trt-calib', version: TOOL_VERSION },
+      model: {
+        file: options.model,
+        sha256: sha,
+        inputs: inputs.map((i) => ({ name: i.name, dims: i.dims ?? [] })),
+        outputs: graphOutputs(model).map((o) => ({ name: o.name, dims: o.dims ?? [] })),
+      },
+      data: {
+        source: options.data.data,
+        images: run.images,
+        skipped: run.skipped.length,
+        ...(labelAssignment
+          ? { labels: { source: labelAssignment.source, ...(labelAssignment.classes ? { classes: labelAssignment.classes } : {}), labelled: labelAssignment.labelled, unlabelled: labelAssignment.unlabelled.length } }
+          : {}),
+      },
+      settings: {
+        backend: 'onnxruntime',
+        batchSize,
+        ...(options.threads ? { threads: options.threads } : {}),
+        precisions,
+        algorithms: int8.map((v) => v.loaded.algorithm),
+        threshold: options.threshold ?? 0.3,
+        worstCount: options.worst ?? 5,
+        ...(options.maxDrop !== undefined ? { maxDrop: options.maxDrop } : {}),
+        preprocess,
+      },
+      variants: run.variants,
+      ...(histograms ? { histograms } : {}),
+      ...(options.tradeoff ? { tradeoff: options.tradeoff } : {}),
+    });
+    const reportDir = options.reportDir ?? path.join(outDir, `${modelBase}.report`);
+    const { writeReportFiles } = await import('../compare/write.js');
+    const files = await writeReportFiles(report, { json: path.join(reportDir, 'report.json'), html: path.join(reportDir, 'report.html'), reporter });
+    return { report, files };
+  } finally {
+    for (const s of sessions) await s.release();
+  }
+}
+
+/**
+ * Per-tensor histograms for the report, with the threshold every algorithm would pick, from the stored statistics.
+ * Statistics of another model are refused when named explicitly and silently left out when only found by default.
+ */
+async function histogramsFor(file: string, explicit: boolean, sha: string, modelFile: string, variants: CompareReport['variants'], reporter: Reporter) {
+  if (!existsSync(file)) {
+    if (explicit) throw new UserError(`The statistics file ${file} does not exist.`);
+    reporter.info(`no statistics at ${file}: the report has no histograms (run calibration first, or pass --stats)`);
+    return undefined;
+  }
+  let stored;
+  try {
+    stored = await loadStatistics(file, { expectModelSha256: sha, modelFile });
+  } catch (err) {
+    if (explicit) throw err;
+    reporter.warn(`${file} left out of the report: ${(err as Error).message}`);
+    return undefined;
+  }
+  const amaxes = await computeAllAmaxes(ALGORITHM_NAMES, stored.tensors);
+  const thresholds = [...amaxes].map(([algorithm, amax]) => ({ algorithm, amax }));
+  // Layer SNR of the best INT8 variant, to sort the histograms worst first.
+  const int8 = variants.filter((v) => v.precision === 'int8' && v.layers && v.layers.length > 0);
+  const snr = new Map<string, number>();
+  for (const l of int8[0]?.layers ?? []) snr.set(l.name, l.snrDb);
+  return buildHistograms(stored.tensors, thresholds, snr);
+}

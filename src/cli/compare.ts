@@ -1,0 +1,100 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { compare } from '../app/compare.js';
+import { DEFAULT_OUT_DIR } from '../app/calibrate.js';
+import { renderJson } from '../compare/render-json.js';
+import { renderText } from '../compare/render-text.js';
+import type { Precision } from '../compare/types.js';
+import { GateError } from '../errors.js';
+import { addCommonOptions, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
+import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+
+interface CompareCliValues extends CommonOptions, PreprocessCliValues {
+  model: string;
+  cache: string[];
+  precisions: Precision[];
+  labels?: string;
+  classes?: string;
+  maxDrop?: number;
+  layers: boolean;
+  stats?: string;
+  precisionMap?: string;
+  threshold: number;
+  worst: number;
+  reportDir?: string;
+  outDir: string;
+  threads?: number;
+}
+
+const EXAMPLES = `
+Examples:
+  # FP32 vs FP16 vs INT8 for every algorithm's cache, on validation images (FP32 predictions as the reference)
+  trt-calib compare --model model.onnx --data ./val --cache calib-cache/model.entropy2.cache,calib-cache/model.minmax.cache
+
+  # with labels from folder names (val/<class>/img.jpg) and a class list; fail (exit 2) when INT8 loses > 1 point
+  trt-calib compare --model model.onnx --data ./val --labels folders --classes classes.txt \\
+                    --cache calib-cache/model.entropy2.cache --max-drop 1
+
+  # a detector's probability map: cosine, SNR and the fraction of pixels on the same side of 0.3
+  trt-calib compare --model ppocr_v4_det.onnx --data ./street --preset paddleocr-det --shapes x:1x3x576x768 \\
+                    --cache calib-cache/ppocr_v4_det.entropy2.cache
+
+Writes <out-dir>/<model>.report/report.json (schema: docs/report-schema.md) and report.html (self-contained).
+Exit code 2 when --max-drop is exceeded.`;
+
+const collect = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
+
+function parsePrecisions(value: string): Precision[] {
+  const list = value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+  const bad = list.filter((p) => p !== 'fp32' && p !== 'fp16' && p !== 'int8');
+  if (list.length === 0 || bad.length > 0) throw new InvalidArgumentError('Expected a comma-separated list of fp32, fp16, int8.');
+  return list as Precision[];
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('compare')
+    .description('compare INT8 (one variant per cache) and FP16 against FP32 on images: per output, per layer, per image; optional accuracy gate')
+    .requiredOption('--model <file>', 'FP32 ONNX model')
+    .option('--cache <files>', 'calibration cache(s), comma-separated or repeated: one INT8 variant each', collect, [])
+    .option('--precisions <list>', 'variants to run: fp32,fp16,int8', parsePrecisions, ['fp32', 'fp16', 'int8'] as Precision[])
+    .option('--labels <source>', '"folders" (class = parent folder name) or a CSV of path,label')
+    .option('--classes <file>', 'class names, one per line (line index = class index)')
+    .option('--max-drop <points>', 'gate: exit 2 when a variant loses more than this many accuracy points (agreement points without labels)', parseNumber(0, 100))
+    .option('--no-layers', 'skip the per-layer SNR of the INT8 variants (faster, less memory)')
+    .option('--stats <file>', 'statistics for the per-tensor histograms (default <out-dir>/<model>.stats.msgpack)')
+    .option('--precision-map <file>', 'layers kept out of INT8 (JSON {layer: "int8"|"fp16"|"fp32"})')
+    .option('--threshold <t>', 'dense outputs: the same-side threshold', parseNumber(-1e9, 1e9), 0.3)
+    .option('--worst <n>', 'worst images listed per variant', parseInteger(0, 1000), 5)
+    .option('--report-dir <dir>', 'folder of report.json and report.html (default <out-dir>/<model>.report)')
+    .option('--out-dir <dir>', 'folder of the default inputs and outputs', DEFAULT_OUT_DIR)
+    .option('--threads <n>', 'onnxruntime intra-op threads', parseInteger(1, 1024));
+  addPreprocessOptions(cmd);
+  addCommonOptions(cmd).addHelpText('after', EXAMPLES);
+  cmd.action(async (opts: CompareCliValues) => {
+    const reporter = reporterFor(opts);
+    const { report, files } = await compare({
+      model: opts.model,
+      data: preprocessOptionsFrom(opts),
+      caches: opts.cache,
+      precisions: opts.precisions,
+      labels: opts.labels,
+      classes: opts.classes,
+      maxDrop: opts.maxDrop,
+      layers: opts.layers,
+      stats: opts.stats,
+      precisionMap: opts.precisionMap,
+      threshold: opts.threshold,
+      worst: opts.worst,
+      reportDir: opts.reportDir,
+      outDir: opts.outDir,
+      threads: opts.threads,
+      reporter,
+    });
+    if (opts.json) process.stdout.write(renderJson(report));
+    else if (!opts.quiet) process.stdout.write(`${renderText(report)}\nreport: ${files.join(', ')}\n`);
+    if (report.gate && !report.gate.passed) {
+      const failed = report.gate.variants.filter((v) => !v.passed).map((v) => `${v.name} lost ${v.drop.toFixed(2)} points`);
+      throw new GateError(`accuracy gate failed (${report.gate.metric}, --max-drop ${report.gate.maxDrop}): ${failed.join(', ')}`);
+    }
+  });
+}
