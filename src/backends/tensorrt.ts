@@ -27,6 +27,7 @@ import { PACKAGE_ROOT, tensorrtBridge } from '../native.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { DTYPES, type DType, type Tensor, elementCount } from '../tensor.js';
 import { readUserFile, writeFileAtomic } from '../util/fs.js';
+import { readPrecisionMap, type LayerPrecision } from '../precision/map.js';
 import type {
   FeederCallbacks,
   TensorRTBinding,
@@ -202,35 +203,8 @@ export function calibrationFeed(
 
 // ---------------------------------------------------------------------------------------------- precision map
 
-export type LayerPrecisionName = 'int8' | 'fp16' | 'fp32';
-const PRECISIONS: readonly LayerPrecisionName[] = ['int8', 'fp16', 'fp32'];
-
-/**
- * Reads a precision map: JSON `{ "<ONNX node name>": "int8" | "fp16" | "fp32", ... }` (what `--mixed auto` writes),
- * or the same under a "layers" key. Keys are ONNX node names, or "Op:firstOutput" for unnamed nodes.
- */
-export function parsePrecisionMap(text: string, source = 'precision map'): Map<string, LayerPrecisionName> {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new UserError(`${source} is not valid JSON: ${(err as Error).message}`, {
-      hint: 'A precision map is a JSON object {"<ONNX node name>": "int8" | "fp16" | "fp32"}.',
-    });
-  }
-  const body = json && typeof json === 'object' && !Array.isArray(json) && 'layers' in json ? (json as { layers: unknown }).layers : json;
-  if (!body || typeof body !== 'object' || Array.isArray(body)) {
-    throw new UserError(`${source} must be a JSON object mapping ONNX node names to "int8", "fp16" or "fp32".`);
-  }
-  const map = new Map<string, LayerPrecisionName>();
-  for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
-    if (!PRECISIONS.includes(value as LayerPrecisionName)) {
-      throw new UserError(`${source}: layer ${JSON.stringify(key)} has precision ${JSON.stringify(value)}; expected "int8", "fp16" or "fp32".`);
-    }
-    map.set(key, value as LayerPrecisionName);
-  }
-  return map;
-}
+/** ONNX node -> precision: the precision map of src/precision/map.ts (read and parsed there). */
+export type LayerPrecisionName = LayerPrecision;
 
 /** TensorRT layers that carry no arithmetic: a precision constraint on them means nothing (and can fail a build). */
 const UNCONSTRAINED_LAYER_TYPES = new Set(['Constant', 'Shape']);
@@ -540,10 +514,7 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
   let layerPrecisions: Array<{ layer: string; precision: 'fp16' | 'fp32' }> = [];
   if (options.precisionMap !== undefined) {
     const source = typeof options.precisionMap === 'string' ? options.precisionMap : 'precision map';
-    const map =
-      typeof options.precisionMap === 'string'
-        ? parsePrecisionMap((await readUserFile(options.precisionMap, 'The precision map')).toString('utf8'), options.precisionMap)
-        : options.precisionMap;
+    const map = typeof options.precisionMap === 'string' ? await readPrecisionMap(options.precisionMap) : options.precisionMap;
     layerPrecisions = resolvePrecisionMap(map, network.layers, source).map(({ layer, precision }) => ({ layer, precision }));
     if (layerPrecisions.some((l) => l.precision === 'fp16') && !fp16) {
       fp16 = true;

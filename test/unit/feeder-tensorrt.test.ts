@@ -11,7 +11,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   buildEngine,
   calibrationFeed,
-  parsePrecisionMap,
   requireTensorRT,
   resolvePrecisionMap,
   resolveProfile,
@@ -108,14 +107,6 @@ const LAYERS_10: TrtLayerDesc[] = [
 const LAYERS_86: TrtLayerDesc[] = LAYERS_10.map((l) => ({ ...l, onnxNode: null }));
 
 describe('precision map -> TensorRT layers', () => {
-  it('reads a flat map or one under "layers", and rejects other precisions', () => {
-    expect([...parsePrecisionMap('{"a": "fp16", "b": "int8"}')]).toEqual([['a', 'fp16'], ['b', 'int8']]);
-    expect([...parsePrecisionMap('{"layers": {"a": "fp32"}}')]).toEqual([['a', 'fp32']]);
-    expect(() => parsePrecisionMap('{"a": "bf16"}', 'm.precision.json')).toThrow(/m\.precision\.json: layer "a" has precision "bf16"; expected "int8", "fp16" or "fp32"/);
-    expect(() => parsePrecisionMap('[1]', 'm.json')).toThrow(UserError);
-    expect(() => parsePrecisionMap('{', 'm.json')).toThrow(/m\.json is not valid JSON/);
-  });
-
   it('constrains every arithmetic layer of a node (TensorRT 10 metadata), leaves int8 entries to TensorRT, skips constants', () => {
     const map = new Map([
       ['/classifier/Gemm', 'fp16'],
