@@ -480,19 +480,21 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
 
   // Where INT8 comes from, by TensorRT generation and model kind.
   let mode: 'none' | 'cache' | 'calibrated' | 'qdq' = 'none';
-  if (!implicit) {
+  // TensorRT 11, and strongly typed networks on 9-10: every type comes from the model (Q/DQ nodes, casts).
+  const typedByModel = !implicit || stronglyTyped;
+  const why = implicit ? 'a strongly typed network takes every type from the model' : `TensorRT ${library} has no implicit quantization`;
+  if (typedByModel) {
     if (options.cache !== undefined || options.calibrationData !== undefined || options.precisionMap !== undefined) {
-      throw new UserError(
-        `TensorRT ${library} has no implicit quantization (no calibrators, caches or per-layer precisions): INT8 and FP16 come from the model itself.`,
-        { hint: 'Make a Q/DQ model with `trt-calib quantize --model m.onnx --cache C [--precision-map P]` and build that: `trt-calib build --model m.qdq.onnx --out m.engine`.' },
-      );
+      throw new UserError(`${why} (no calibrators, caches or per-layer precisions): INT8 and FP16 come from the model itself.`, {
+        hint: 'Make a Q/DQ model with `trt-calib quantize --model m.onnx --cache C [--precision-map P]` and build that: `trt-calib build --model m.qdq.onnx --out m.engine`.',
+      });
     }
     if (int8 && !qdq) {
-      throw new UserError(`${options.model} has no QuantizeLinear/DequantizeLinear nodes, and TensorRT ${library} makes INT8 engines only from such a model.`, {
+      throw new UserError(`${options.model} has no QuantizeLinear/DequantizeLinear nodes, and ${why}: INT8 engines come only from such a model.`, {
         hint: 'Run `trt-calib quantize` first and build the Q/DQ model it writes.',
       });
     }
-    if (fp16) warn(`--fp16 has no effect with TensorRT ${library}: FP16 comes from the model's casts (trt-calib quantize --precision-map).`);
+    if (fp16) warn(`--fp16 has no effect here (${why}): FP16 comes from the model's casts (trt-calib quantize --precision-map).`);
     if (qdq) mode = 'qdq';
     fp16 = false;
   } else if (qdq) {
@@ -609,8 +611,8 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
 
   const buildOptions: TrtBuildOptions = {
     model: options.model,
-    int8: implicit && int8,
-    fp16: implicit && fp16,
+    int8: !typedByModel && int8,
+    fp16: !typedByModel && fp16,
     stronglyTyped,
     workspaceBytes: options.workspaceMiB !== undefined ? options.workspaceMiB * 1024 * 1024 : undefined,
     timingCache: timingCacheBytes,

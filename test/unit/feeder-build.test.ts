@@ -282,13 +282,24 @@ describe('precision map, Q/DQ models and TensorRT 11', () => {
 
     const plain = fakeBridge({}, { implicit: false, version: 110100 });
     await expect(buildEngine(options({ int8: true, shapes: { fixed: 'input:1x3x32x32' } }, {}, plain))).rejects.toThrow(
-      /has no QuantizeLinear\/DequantizeLinear nodes, and TensorRT 11\.1\.0 makes INT8 engines only from such a model/,
+      /has no QuantizeLinear\/DequantizeLinear nodes, and TensorRT 11\.1\.0 has no implicit quantization: INT8 engines come only from such a model/,
     );
     const cache = path.join(tmp, 'c11.cache');
     await writeFile(cache, 'TRT-110100-EntropyCalibration2\n');
     const err = (await buildEngine(options({ int8: true, cache }, {}, plain)).catch((e: unknown) => e)) as UserError;
     expect(err.message).toMatch(/TensorRT 11\.1\.0 has no implicit quantization/);
     expect(err.hint).toMatch(/trt-calib quantize/);
+  });
+
+  it('a strongly typed network on TensorRT 10 follows the same rules: no flags, no calibration, Q/DQ for INT8', async () => {
+    const rec: Recorded = {};
+    const bridge = fakeBridge(rec, { network: { ...NETWORK, qdqLayers: 6 } });
+    const r = await buildEngine(options({ int8: true, fp16: true, stronglyTyped: true, shapes: { fixed: 'input:1x3x32x32' } }, rec, bridge));
+    expect(rec.options).toMatchObject({ int8: false, fp16: false, stronglyTyped: true });
+    expect(r.calibration).toEqual({ mode: 'qdq' });
+    await expect(buildEngine(options({ stronglyTyped: true, precisionMap: new Map([['/fc/Gemm', 'fp16']]) }, {}))).rejects.toThrow(
+      /a strongly typed network takes every type from the model/,
+    );
   });
 });
 

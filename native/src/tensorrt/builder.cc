@@ -218,6 +218,7 @@ BuildResult Build(Task& task, [[maybe_unused]] std::shared_ptr<Task> taskRef, co
 #if TRTCALIB_PROGRESS
   ProgressMonitor monitor(task);
 #endif
+  TrtPtr<nvinfer1::ITimingCache> timingCache;
   std::shared_ptr<BatchFeeder> feeder;
 #if TRTCALIB_IMPLICIT_QUANT
   TRTCALIB_ALLOW_DEPRECATED_BEGIN
@@ -256,7 +257,6 @@ BuildResult Build(Task& task, [[maybe_unused]] std::shared_ptr<Task> taskRef, co
     }
   }
 
-  TrtPtr<nvinfer1::ITimingCache> timingCache;
   if (spec.useTimingCache) {
     timingCache.reset(config->createTimingCache(spec.timingCache.data(), spec.timingCache.size()));
     if (!timingCache) throw std::runtime_error("TensorRT could not read the timing cache:\n" + logger.Errors());
