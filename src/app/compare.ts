@@ -29,6 +29,8 @@ export interface CompareOptions {
   data: DataOptions;
   /** One INT8 variant per cache. */
   caches?: readonly string[];
+  /** Already-written model files compared as they are (a `quantize` output, another tool's Q/DQ model...). */
+  variantModels?: readonly string[];
   precisions?: readonly Precision[];
   /** "folders" or a CSV of path,label. */
   labels?: string;
@@ -61,7 +63,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   const reporter = options.reporter ?? silentReporter;
   const precisions: Precision[] = [...new Set<Precision>(options.precisions ?? ['fp32', 'fp16', 'int8'])];
   const caches = [...new Set(options.caches ?? [])];
-  if (precisions.includes('int8') && caches.length === 0) {
+  if (precisions.includes('int8') && caches.length === 0 && (options.variantModels ?? []).length === 0) {
     throw new UserError('INT8 needs activation scales: pass --cache FILE (one or more, comma-separated), or drop int8 from --precisions.', {
       hint: 'Write caches with: trt-calib --model m.onnx --data ./calib --algo all',
     });
@@ -130,6 +132,13 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
         layers,
       });
     }
+    for (const file of options.variantModels ?? []) {
+      const m = await loadOnnxModel(file);
+      const precision = precisionOfModel(m);
+      const name = variantName(path.basename(file).replace(/\.onnx$/i, ''));
+      variants.push({ spec: { name, precision, modelFile: file }, session: await open(file, undefined, []) });
+    }
+    if (variants.length === 0 && !precisions.includes('fp32')) throw new UserError('Nothing to compare: --precisions names no variant.');
     const opTypes = new Map<string, string>();
     for (const n of model.graph?.node ?? []) for (const o of n.output ?? []) opTypes.set(o, n.opType ?? '');
 
@@ -186,6 +195,14 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   } finally {
     for (const s of sessions) await s.release();
   }
+}
+
+/** What a model file computes in: INT8 when it has QuantizeLinear nodes, FP16 when it has float16 weights, else FP32. */
+function precisionOfModel(model: OnnxModel): Precision {
+  const g = model.graph;
+  if (g?.node?.some((n) => n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear')) return 'int8';
+  if (g?.initializer?.some((t) => t.dataType === 10)) return 'fp16';
+  return 'fp32';
 }
 
 /**

@@ -55,6 +55,12 @@ function ortSessionOptions(options: OnnxruntimeSessionOptions): InferenceSession
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: options.graphOptimizationLevel ?? 'all',
+    // Keep QuantizeLinear/DequantizeLinear as they are (fake quantization in float) instead of fusing them into
+    // onnxruntime's own int8 kernels. The fused kernels change with the CPU (VNNI or not; the u8s8 AVX2 path
+    // saturates with full-range int8 weights) and with which tensors a session exposes, so the same Q/DQ model
+    // would give other numbers on another machine or in another command. Emulated Q/DQ gives the same numbers
+    // everywhere, and it is how TensorRT's INT8 accuracy is usually estimated (pytorch-quantization, ModelOpt).
+    extra: { session: { disable_quant_qdq: '1' } },
     // onnxruntime logs from native code straight to stderr, past our Reporter; its errors reach us as
     // exceptions anyway (turned into UserErrors below), so keep only fatal messages.
     logSeverityLevel: 4,

@@ -11,6 +11,7 @@ import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues }
 interface CompareCliValues extends CommonOptions, PreprocessCliValues {
   model: string;
   cache: string[];
+  variantModel: string[];
   precisions: Precision[];
   labels?: string;
   classes?: string;
@@ -34,6 +35,9 @@ Examples:
   trt-calib compare --model model.onnx --data ./val --labels folders --classes classes.txt \\
                     --cache calib-cache/model.entropy2.cache --max-drop 1
 
+  # a model written earlier (trt-calib quantize, or another quantizer) compared as it is
+  trt-calib compare --model model.onnx --data ./val --precisions fp32 --variant-model calib-cache/model.entropy2.int8.onnx
+
   # a detector's probability map: cosine, SNR and the fraction of pixels on the same side of 0.3
   trt-calib compare --model ppocr_v4_det.onnx --data ./street --preset paddleocr-det --shapes x:1x3x576x768 \\
                     --cache calib-cache/ppocr_v4_det.entropy2.cache
@@ -56,6 +60,7 @@ export function register(program: Command): void {
     .description('compare INT8 (one variant per cache) and FP16 against FP32 on images: per output, per layer, per image; optional accuracy gate')
     .requiredOption('--model <file>', 'FP32 ONNX model')
     .option('--cache <files>', 'calibration cache(s), comma-separated or repeated: one INT8 variant each', collect, [])
+    .option('--variant-model <files>', 'model file(s) compared as they are, comma-separated or repeated (e.g. the output of trt-calib quantize)', collect, [])
     .option('--precisions <list>', 'variants to run: fp32,fp16,int8', parsePrecisions, ['fp32', 'fp16', 'int8'] as Precision[])
     .option('--labels <source>', '"folders" (class = parent folder name) or a CSV of path,label')
     .option('--classes <file>', 'class names, one per line (line index = class index)')
@@ -76,6 +81,7 @@ export function register(program: Command): void {
       model: opts.model,
       data: preprocessOptionsFrom(opts),
       caches: opts.cache,
+      variantModels: opts.variantModel,
       precisions: opts.precisions,
       labels: opts.labels,
       classes: opts.classes,
