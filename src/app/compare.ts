@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { getBackend } from '../backends/index.js';
+import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import type { Session } from '../backends/types.js';
 import { ALGORITHM_NAMES, computeAllAmaxes } from '../calibrators/registry.js';
 import { loadLabels } from '../compare/labels.js';
@@ -49,6 +49,8 @@ export interface CompareOptions {
   reportDir?: string;
   outDir?: string;
   threads?: number;
+  /** How onnxruntime executes the Q/DQ variants (see OnnxruntimeSessionOptions.qdq); default 'emulate'. */
+  qdq?: 'emulate' | 'onnxruntime';
   /** Extra data for the report (issue 5's trade-off curve). */
   tradeoff?: TradeoffCurve;
   reporter?: Reporter;
@@ -108,11 +110,11 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     return n === 1 ? base : `${base}-${n}`;
   };
 
-  const backend = getBackend('onnxruntime');
+  const backend = onnxruntimeBackend;
   const layerNames = options.layers === false ? [] : [...new Set(int8.flatMap((v) => v.built.qdq.quantizedTensors))];
   const sessions: Session[] = [];
   const open = async (file: string, m: OnnxModel | undefined, expose: readonly string[]) => {
-    const s = await backend.open(m ? { path: file, bytes: saveOnnxModel(m) } : { path: file }, { threads: options.threads, expose });
+    const s = await backend.open(m ? { path: file, bytes: saveOnnxModel(m) } : { path: file }, { threads: options.threads, expose, qdq: options.qdq ?? 'emulate' });
     sessions.push(s);
     return s;
   };
@@ -174,7 +176,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
           : {}),
       },
       settings: {
-        backend: 'onnxruntime',
+        backend: options.qdq === 'onnxruntime' ? 'onnxruntime (its own QDQ kernels)' : 'onnxruntime (Q/DQ emulated as TensorRT computes it)',
         batchSize,
         ...(options.threads ? { threads: options.threads } : {}),
         precisions,

@@ -44,6 +44,12 @@ export function fromOrtTensor(t: OrtTensor, name: string): Tensor {
 // ---------------------------------------------------------------------------------------------------------------
 
 export interface OnnxruntimeSessionOptions extends SessionOptions {
+  /**
+   * Q/DQ models: 'emulate' (default) keeps QuantizeLinear/DequantizeLinear as fake quantization in float, with
+   * float biases as TensorRT has them; 'onnxruntime' lets onnxruntime apply its own QDQ rewrites (int32 bias
+   * quantization, int8 kernels), i.e. how the model would run when deployed on onnxruntime.
+   */
+  qdq?: 'emulate' | 'onnxruntime';
   /** onnxruntime graph optimisation level; 'all' by default (see the file comment). */
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'layout' | 'all';
 }
@@ -60,7 +66,7 @@ function ortSessionOptions(options: OnnxruntimeSessionOptions): InferenceSession
     // saturates with full-range int8 weights) and with which tensors a session exposes, so the same Q/DQ model
     // would give other numbers on another machine or in another command. Emulated Q/DQ gives the same numbers
     // everywhere, and it is how TensorRT's INT8 accuracy is usually estimated (pytorch-quantization, ModelOpt).
-    extra: { session: { disable_quant_qdq: '1' } },
+    ...(options.qdq === 'onnxruntime' ? {} : { extra: { session: { disable_quant_qdq: '1' } } }),
     // onnxruntime logs from native code straight to stderr, past our Reporter; its errors reach us as
     // exceptions anyway (turned into UserErrors below), so keep only fatal messages.
     logSeverityLevel: 4,

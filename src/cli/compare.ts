@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { compare } from '../app/compare.js';
 import { DEFAULT_OUT_DIR } from '../app/calibrate.js';
 import { renderJson } from '../compare/render-json.js';
@@ -24,6 +24,7 @@ interface CompareCliValues extends CommonOptions, PreprocessCliValues {
   reportDir?: string;
   outDir: string;
   threads?: number;
+  qdq: 'emulate' | 'onnxruntime';
 }
 
 const EXAMPLES = `
@@ -72,7 +73,12 @@ export function register(program: Command): void {
     .option('--worst <n>', 'worst images listed per variant', parseInteger(0, 1000), 5)
     .option('--report-dir <dir>', 'folder of report.json and report.html (default <out-dir>/<model>.report)')
     .option('--out-dir <dir>', 'folder of the default inputs and outputs', DEFAULT_OUT_DIR)
-    .option('--threads <n>', 'onnxruntime intra-op threads', parseInteger(1, 1024));
+    .option('--threads <n>', 'onnxruntime intra-op threads', parseInteger(1, 1024))
+    .addOption(
+      new Option('--qdq <mode>', 'INT8 execution: emulate (fake quantization with float biases, as TensorRT computes) or onnxruntime (its own int8 kernels and int32 biases, as deployed on onnxruntime)')
+        .choices(['emulate', 'onnxruntime'])
+        .default('emulate'),
+    );
   addPreprocessOptions(cmd);
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CompareCliValues) => {
@@ -94,6 +100,7 @@ export function register(program: Command): void {
       reportDir: opts.reportDir,
       outDir: opts.outDir,
       threads: opts.threads,
+      qdq: opts.qdq,
       reporter,
     });
     if (opts.json) process.stdout.write(renderJson(report));
