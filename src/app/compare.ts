@@ -49,6 +49,11 @@ export interface CompareOptions {
   reportDir?: string;
   outDir?: string;
   threads?: number;
+  /**
+   * 'onnxruntime' (default): Q/DQ models on the CPU. 'tensorrt': real engines through the native bridge, built
+   * from the FP32 model at each variant's precision (INT8 from each cache), run with enqueueV3.
+   */
+  backend?: 'onnxruntime' | 'tensorrt';
   /** How onnxruntime executes the Q/DQ variants (see OnnxruntimeSessionOptions.qdq); default 'emulate'. */
   qdq?: 'emulate' | 'onnxruntime';
   /** Extra data for the report (issue 5's trade-off curve). */
@@ -110,35 +115,49 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     return n === 1 ? base : `${base}-${n}`;
   };
 
-  const backend = onnxruntimeBackend;
+  const useTrt = options.backend === 'tensorrt';
   const layerNames = options.layers === false ? [] : [...new Set(int8.flatMap((v) => v.built.qdq.quantizedTensors))];
   const sessions: Session[] = [];
   const open = async (file: string, m: OnnxModel | undefined, expose: readonly string[]) => {
-    const s = await backend.open(m ? { path: file, bytes: saveOnnxModel(m) } : { path: file }, { threads: options.threads, expose, qdq: options.qdq ?? 'emulate' });
+    const s = await onnxruntimeBackend.open(m ? { path: file, bytes: saveOnnxModel(m) } : { path: file }, { threads: options.threads, expose, qdq: options.qdq ?? 'emulate' });
+    sessions.push(s);
+    return s;
+  };
+  // TensorRT: every variant is an engine built from the FP32 model (INT8 with the cache's scales), exposing the
+  // same tensor names, so that layers compare name to name.
+  const openTrt = async (precision: Precision, cache?: string, file = options.model, expose: readonly string[] = layerNames) => {
+    const { tensorrtBackend } = await import('../backends/tensorrt.js');
+    const s = await tensorrtBackend({ precision, cache, precisionMap, reporter }).open({ path: file }, { expose });
     sessions.push(s);
     return s;
   };
   try {
-    const reference = await open(options.model, undefined, layerNames.filter((n) => !inputs.some((i) => i.name === n)));
+    const exposedInRef = layerNames.filter((n) => !inputs.some((i) => i.name === n));
+    const reference = useTrt ? await openTrt('fp32', undefined, options.model, exposedInRef) : await open(options.model, undefined, exposedInRef);
     const variants: VariantRun[] = [];
     if (precisions.includes('fp16')) {
-      const fp16 = buildFp16Variant(model, { file: options.model });
-      variants.push({ spec: { name: 'fp16', precision: 'fp16' }, session: await open(`${options.model} (fp16)`, fp16.model, []) });
+      const session = useTrt ? await openTrt('fp16', undefined, options.model, []) : await open(`${options.model} (fp16)`, buildFp16Variant(model, { file: options.model }).model, []);
+      variants.push({ spec: { name: 'fp16', precision: 'fp16' }, session });
     }
     for (const { loaded, built } of int8) {
-      const layers = options.layers === false ? [] : built.qdq.quantizedTensors.map((t) => ({ reference: t, variant: built.qdq.dequantized.get(t)! }));
       const name = variantName(`int8-${loaded.algorithm}${precisionMap ? '-mixed' : ''}`);
-      variants.push({
-        spec: { name, precision: 'int8', algorithm: loaded.algorithm, modelFile: loaded.file },
-        session: await open(`${options.model} (${name})`, built.model, layers.map((l) => l.variant)),
-        layers,
-      });
+      const spec = { name, precision: 'int8' as const, algorithm: loaded.algorithm, modelFile: loaded.file };
+      if (useTrt) {
+        const layers = options.layers === false ? [] : built.qdq.quantizedTensors.filter((t) => exposedInRef.includes(t));
+        variants.push({ spec, session: await openTrt('int8', loaded.file, options.model, layers), layers });
+        continue;
+      }
+      // The INT8 value of a quantized tensor is its dequantized copy: compare that with the FP32 tensor.
+      const layers = options.layers === false ? [] : built.qdq.quantizedTensors.map((t) => ({ reference: t, variant: built.qdq.dequantized.get(t)! }));
+      variants.push({ spec, session: await open(`${options.model} (${name})`, built.model, layers.map((l) => l.variant)), layers });
     }
     for (const file of options.variantModels ?? []) {
-      const m = await loadOnnxModel(file);
-      const precision = precisionOfModel(m);
-      const name = variantName(path.basename(file).replace(/\.onnx$/i, ''));
-      variants.push({ spec: { name, precision, modelFile: file }, session: await open(file, undefined, []) });
+      const isEngine = /\.(engine|plan|trt)$/i.test(file);
+      if (isEngine && !useTrt) throw new UserError(`${file} is a TensorRT engine: compare it with --backend tensorrt.`);
+      const precision = isEngine ? 'int8' : precisionOfModel(await loadOnnxModel(file));
+      const name = variantName(path.basename(file).replace(/\.(onnx|engine|plan|trt)$/i, ''));
+      const session = useTrt ? await openTrt(precision, undefined, file, []) : await open(file, undefined, []);
+      variants.push({ spec: { name, precision, modelFile: file }, session });
     }
     if (variants.length === 0 && !precisions.includes('fp32')) throw new UserError('Nothing to compare: --precisions names no variant.');
     const opTypes = new Map<string, string>();
@@ -176,7 +195,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
           : {}),
       },
       settings: {
-        backend: options.qdq === 'onnxruntime' ? 'onnxruntime (its own QDQ kernels)' : 'onnxruntime (Q/DQ emulated as TensorRT computes it)',
+        backend: useTrt ? 'tensorrt' : options.qdq === 'onnxruntime' ? 'onnxruntime (its own QDQ kernels)' : 'onnxruntime (Q/DQ emulated as TensorRT computes it)',
         batchSize,
         ...(options.threads ? { threads: options.threads } : {}),
         precisions,

@@ -25,6 +25,7 @@ interface CompareCliValues extends CommonOptions, PreprocessCliValues {
   outDir: string;
   threads?: number;
   qdq: 'emulate' | 'onnxruntime';
+  backend: 'onnxruntime' | 'tensorrt';
 }
 
 const EXAMPLES = `
@@ -74,6 +75,7 @@ export function register(program: Command): void {
     .option('--report-dir <dir>', 'folder of report.json and report.html (default <out-dir>/<model>.report)')
     .option('--out-dir <dir>', 'folder of the default inputs and outputs', DEFAULT_OUT_DIR)
     .option('--threads <n>', 'onnxruntime intra-op threads', parseInteger(1, 1024))
+    .addOption(new Option('--backend <name>', 'onnxruntime (CPU, Q/DQ models) or tensorrt (real engines, needs the TensorRT bridge: see trt-calib doctor)').choices(['onnxruntime', 'tensorrt']).default('onnxruntime'))
     .addOption(
       new Option('--qdq <mode>', 'INT8 execution: emulate (fake quantization with float biases, as TensorRT computes) or onnxruntime (its own int8 kernels and int32 biases, as deployed on onnxruntime)')
         .choices(['emulate', 'onnxruntime'])
@@ -101,6 +103,7 @@ export function register(program: Command): void {
       outDir: opts.outDir,
       threads: opts.threads,
       qdq: opts.qdq,
+      backend: opts.backend,
       reporter,
     });
     if (opts.json) process.stdout.write(renderJson(report));

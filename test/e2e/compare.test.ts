@@ -110,6 +110,18 @@ describe('compare (MobileNetV2)', () => {
   });
 });
 
+describe('compare --backend tensorrt where TensorRT is absent', () => {
+  it('exits 1 with the bridge message and writes no report', async () => {
+    const dir = path.join(tmp, 'trt-report');
+    const r = await runCli(['compare', '--model', MOBILENET, '--data', IMAGES, '--preset', 'raw01', '--cache', cache('minmax'), '--backend', 'tensorrt', '--out-dir', caches, '--report-dir', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/TensorRT/);
+    expect(r.stderr).toMatch(/TENSORRT_ROOT/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(dir)).toBe(false);
+  });
+});
+
 describe('compare on a dense output (PP-OCRv4 detector probability map)', () => {
   it('reports cosine, SNR and the fraction of pixels on the same side of 0.3 for FP16 and INT8', async () => {
     const dir = path.join(tmp, 'ppocr');
