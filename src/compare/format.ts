@@ -35,7 +35,17 @@ export function fmtNum(n: number | undefined): string {
 /** "41/43 (95.35%)" for a classifier, "99.12%" for a dense map's same-side fraction. */
 export function fmtAgreement(v: VariantReport, primary: OutputMetrics | undefined): string {
   if (primary?.kind === 'classifier' && primary.agreeCount !== undefined) return `${primary.agreeCount}/${primary.images} (${fmtPct(primary.agreement)})`;
+  if (primary?.kind === 'dense' && primary.sameSideFraction !== undefined) return fmtSameSide(primary.sameSideFraction, primary.elements);
   return fmtPct(v.agreement);
+}
+
+/**
+ * A dense map's same-side fraction. A handful of flipped pixels in millions (a false detection) would round to
+ * "100.00%", so any difference is spelled out as a pixel count.
+ */
+export function fmtSameSide(fraction: number, elements: number): string {
+  const differing = Math.round((1 - fraction) * elements);
+  return differing === 0 ? fmtPct(fraction) : `${fmtPct(fraction, fraction > 0.9999 ? 5 : 2)} (${differing} px differ)`;
 }
 
 export function agreementLabel(primary: OutputMetrics | undefined): string {

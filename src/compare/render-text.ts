@@ -6,6 +6,7 @@
 import {
   agreementLabel,
   fmtAgreement,
+  fmtSameSide,
   fmtCos,
   fmtDb,
   fmtNum,
@@ -62,7 +63,7 @@ export function renderText(report: CompareReport, options: TextRenderOptions = {
     const orows: string[][] = [['variant', 'output', 'cos mean', 'cos worst', 'SNR dB', 'mean |err|', 'max |err|', 'same side']];
     for (const v of report.variants) {
       for (const o of v.outputs) {
-        orows.push([v.name, o.name, fmtCos(o.cosineMean), fmtCos(o.cosineMin), fmtDb(o.snrDb), fmtNum(o.meanAbsErr), fmtNum(o.maxAbsErr), o.sameSideFraction === undefined ? '-' : fmtPct(o.sameSideFraction)]);
+        orows.push([v.name, o.name, fmtCos(o.cosineMean), fmtCos(o.cosineMin), fmtDb(o.snrDb), fmtNum(o.meanAbsErr), fmtNum(o.maxAbsErr), o.sameSideFraction === undefined ? '-' : fmtSameSide(o.sameSideFraction, o.elements)]);
       }
     }
     out.push(textTable(orows, '  '));
