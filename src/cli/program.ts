@@ -7,6 +7,7 @@ import { register as registerCalibrate } from './calibrate.js';
 import { register as registerDoctor } from './doctor.js';
 import { register as registerPreview } from './preview.js';
 import { register as registerQuantize } from './quantize.js';
+import { register as registerSensitivity } from './sensitivity.js';
 
 const require = createRequire(import.meta.url);
 const pkg = require('../../package.json') as { version: string };
@@ -18,6 +19,7 @@ const COMMANDS: Array<(program: Command) => void> = [
   registerPreview,
   registerQuantize,
   registerCompare,
+  registerSensitivity,
   registerCache,
   registerBuild,
   registerDoctor,

@@ -1,0 +1,146 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_OUT_DIR } from '../app/calibrate.js';
+import { GateError } from '../errors.js';
+import { precisionMapPath } from '../precision/map.js';
+import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC, analyzeSensitivity, type SensitivityReport } from '../sensitivity/analyze.js';
+import { autoMixedPrecision } from '../sensitivity/auto.js';
+import { DEFAULT_MAX_MEMORY_BYTES } from '../sensitivity/data.js';
+import type { MixedResult } from '../sensitivity/mixed.js';
+import { MEASURES, RANK_METRICS, type MeasureChoice, type RankMetric } from '../sensitivity/rank.js';
+import { renderMixed, renderSensitivity } from '../sensitivity/render.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
+import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+
+interface SensitivityCliValues extends CommonOptions, PreprocessCliValues {
+  model: string;
+  cache: string;
+  measure: MeasureChoice;
+  metric: RankMetric;
+  layers?: string[];
+  threads?: number;
+  maxMemory: number;
+  top?: number;
+  out?: string;
+  maxDrop?: number;
+  maxLayers?: string;
+  precisionOut?: string;
+  outDir: string;
+}
+
+const EXAMPLES = `
+Measures:
+  one-at-a-time  only the layer in INT8, every other layer float: the damage it does alone (the default: one badly
+                 calibrated layer stands out even when full INT8 is so damaged that removing any single layer
+                 changes little)
+  leave-one-out  every layer INT8 but this one: what taking it out of INT8 recovers (best when full INT8 is close
+                 to the budget and layers interact)
+  both           both, ranked by their sum
+
+Every layer also gets its own SNR: its quantized input(s) against FP32 (in), its per-channel INT8 weights (w),
+and, one-at-a-time, its output against a float copy of the layer on the same input (out).
+The images are decoded and FP32 runs once; they stay in memory (images x C x H x W x 4 bytes, limited by
+--max-memory); each variant is one onnxruntime session over them.
+
+Examples:
+  # rank the layers of MobileNetV2 on the calibration images
+  trt-calib sensitivity --model mobilenet_v2.onnx --cache calib-cache/mobilenet_v2.mse.cache --data ./calib --preset raw01
+
+  # and choose the fewest layers to keep out of INT8 for a drop of at most 2.33 points of top-1 agreement
+  # (42 of 43 images); writes ${DEFAULT_OUT_DIR}/mobilenet_v2.precision.json for quantize --precision-map
+  trt-calib sensitivity --model mobilenet_v2.onnx --cache calib-cache/mobilenet_v2.mse.cache --data ./calib \\
+            --preset raw01 --max-drop 2.33 --max-layers 10%
+
+  # a quick look at a few layers on a few images
+  trt-calib sensitivity --model m.onnx --cache C --data ./val --max-images 8 --layers 'block_1*,conv1'
+
+Exit codes: 0 done (budget met, when --max-drop is given), 1 usage or data error, 2 the budget cannot be met.`;
+
+function layerList(value: string, previous: string[] = []): string[] {
+  const parts = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (parts.length === 0) throw new InvalidArgumentError('Expected layer names or globs, comma-separated.');
+  return [...previous, ...parts];
+}
+
+function layerCap(value: string): string {
+  if (!/^\s*\d+(\.\d+)?%?\s*$/.test(value)) throw new InvalidArgumentError('Expected a number of layers or a percentage, e.g. 6 or 10%.');
+  return value.trim();
+}
+
+export function register(program: Command): void {
+  const cmd = program
+    .command('sensitivity')
+    .description('rank quantizable layers by how much INT8 hurts the outputs; with --max-drop, choose the layers to keep in FP16/FP32 and write a precision map')
+    .requiredOption('--model <file>', 'FP32 ONNX model')
+    .requiredOption('--cache <file>', 'calibration cache with the activation scales')
+    .addOption(new Option('--measure <m>', 'one-at-a-time, leave-one-out or both (see below)').choices(MEASURES as string[]).default(DEFAULT_MEASURE))
+    .addOption(new Option('--metric <m>', 'rank by the mean output cosine, the agreement (top-1, or same-side for maps), or the worst image\'s cosine').choices(RANK_METRICS as string[]).default(DEFAULT_RANK_METRIC))
+    .option('--layers <names>', 'only these layers: names or globs (* and ?), comma-separated', layerList)
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', parseInteger(1, 1024))
+    .option('--max-memory <MiB>', 'limit for the images and FP32 outputs kept in memory', parseNumber(1, 1024 * 1024), DEFAULT_MAX_MEMORY_BYTES / 1024 ** 2)
+    .option('--top <n>', 'print only the n most sensitive layers', parseInteger(1))
+    .option('-o, --out <file>', 'write the full results as JSON (ranking, and the trade-off with --max-drop)')
+    .option('--max-drop <points>', 'choose a precision map: the largest drop against FP32, in points of top-1 agreement (top-1 accuracy with labels; same-side fraction for dense maps)', parseNumber(0, 100))
+    .option('--max-layers <n|p%>', 'with --max-drop: keep at most this many layers out of INT8 (a count, or a percentage of the quantizable layers)', layerCap)
+    .option('--precision-out <file>', `with --max-drop: the precision map to write (default ${DEFAULT_OUT_DIR}/<model>.precision.json)`)
+    .option('--out-dir <dir>', 'folder of the default precision map', DEFAULT_OUT_DIR);
+  addPreprocessOptions(cmd);
+  addCommonOptions(cmd).addHelpText('after', EXAMPLES);
+  cmd.action(async (opts: SensitivityCliValues) => {
+    const reporter = reporterFor(opts);
+    const data = preprocessOptionsFrom(opts);
+    const { report, context } = await analyzeSensitivity({
+      model: opts.model,
+      cache: opts.cache,
+      data,
+      measure: opts.measure,
+      metric: opts.metric,
+      ...(opts.layers ? { layers: opts.layers } : {}),
+      ...(opts.threads ? { threads: opts.threads } : {}),
+      maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
+      reporter,
+    });
+    let mixed: MixedResult | undefined;
+    if (opts.maxDrop !== undefined) {
+      ({ mixed } = await autoMixedPrecision(context, {
+        maxDrop: opts.maxDrop,
+        sensitivity: report,
+        ...(opts.maxLayers !== undefined ? { maxNonInt8: opts.maxLayers } : {}),
+        out: opts.precisionOut ?? precisionMapPath(opts.model, opts.outDir),
+        reporter,
+      }));
+    }
+    const json = resultJson(report, mixed);
+    if (opts.out) await writeFileAtomic(opts.out, `${JSON.stringify(json, null, 2)}\n`);
+    emit(opts, json, () => {
+      const text = [renderSensitivity(report, opts.top !== undefined ? { top: opts.top } : {})];
+      if (mixed) text.push(renderMixed(mixed, report.quantizableLayers));
+      if (opts.out) text.push(`wrote ${opts.out}`);
+      return text.join('\n');
+    });
+    if (mixed && !mixed.met) throw new GateError(`the accuracy budget of ${opts.maxDrop} points cannot be met: ${mixed.reason}`);
+  });
+}
+
+/** The JSON form: the sensitivity report, and the search with its map as a plain object. */
+export function resultJson(report: SensitivityReport, mixed?: MixedResult): unknown {
+  const finite = (v: number) => (Number.isFinite(v) ? v : v > 0 ? 'Infinity' : '-Infinity');
+  const clean = JSON.parse(JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' ? finite(v) : v))) as unknown;
+  if (!mixed) return { sensitivity: clean };
+  return {
+    sensitivity: clean,
+    mixed: {
+      met: mixed.met,
+      ...(mixed.reason !== undefined ? { reason: mixed.reason } : {}),
+      metric: mixed.metric,
+      target: mixed.target,
+      chosen: mixed.chosen,
+      map: Object.fromEntries(mixed.map),
+      ...(mixed.written !== undefined ? { written: mixed.written } : {}),
+      points: mixed.points,
+      tradeoff: mixed.tradeoff,
+      evaluations: mixed.evaluations,
+      seconds: mixed.seconds,
+    },
+  };
+}

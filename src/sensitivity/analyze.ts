@@ -1,0 +1,393 @@
+/**
+ * Per-layer sensitivity analysis: which quantizable layers hurt the model's outputs most when quantized.
+ *
+ * Method. The images are decoded once and FP32 runs once (src/sensitivity/data.ts). The fully quantized Q/DQ
+ * model is built once (src/onnx/qdq.ts placement); each variant is that model with the Q/DQ of some layers
+ * taken out (src/sensitivity/variants.ts), opened in onnxruntime from bytes and run over the kept batches:
+ * - one-at-a-time: only this layer INT8, every other layer float. Measures the damage a layer does alone, free of
+ *   interactions; its float twin also gives the layer's own output SNR.
+ * - leave-one-out: every layer INT8 but this one. Measures what taking the layer out of INT8 recovers from the
+ *   fully quantized model: the question the mixed-precision search asks at each step.
+ * Both report the primary output's agreement with FP32 (top-1 agreement, or same-side fraction for dense maps,
+ * or top-1 accuracy with labels) and its mean and worst per-image cosine, and every layer gets its own SNR: the
+ * INT8 noise of its quantized input(s) against their FP32 values (measured in the FP32 pass), of its weights, and
+ * (one-at-a-time) of its output.
+ *
+ * Default measure: one-at-a-time. It ranks a layer by what its own quantization does, so one badly calibrated
+ * layer stands out clearly even when the fully quantized model is so damaged that removing any single layer
+ * changes little (leave-one-out's gains are then small and noisy: on the MobileNetV2 fixture with entropy2
+ * scales, see docs/mixed-precision.md). Leave-one-out is the better choice when the full INT8 model is close to
+ * the budget and interactions matter; `both` adds the two.
+ *
+ * This is the layer-wise sensitivity analysis of NVIDIA's pytorch-quantization / TensorRT Model Optimizer and of
+ * onnxruntime's qdq_loss_debug, done on the exported ONNX with onnxruntime's INT8 kernels.
+ */
+import { onnxruntimeBackend } from '../backends/onnxruntime.js';
+import { weightScales, quantizeWeights } from '../onnx/qdq.js';
+import { snrFromSums } from '../compare/metrics.js';
+import type { DataOptions } from '../app/calibrate.js';
+import { loadCacheFor } from '../app/variants.js';
+import { createDataset } from '../datasets/dataset.js';
+import { resolveBatchSize, resolvePreprocess } from '../datasets/presets.js';
+import type { PreprocessConfig } from '../datasets/types.js';
+import { UserError } from '../errors.js';
+import { graphInputs, listActivations } from '../onnx/graph.js';
+import { graphOf, loadOnnxModel, tensorFromProto, type OnnxModel, type OnnxTensorProto } from '../onnx/model.js';
+import { quantizeQdq, type QdqResult } from '../onnx/qdq.js';
+import { silentReporter, type Reporter } from '../reporter.js';
+import { prepareEvaluationData, type EvaluationData } from './data.js';
+import { evaluateModel, type VariantScore } from './evaluate.js';
+import { FP16_MAX } from './noise.js';
+import { rankLayers, type MeasureChoice, type RankMetric } from './rank.js';
+import { VariantBuilder, type LayerPlan } from './variants.js';
+
+export const DEFAULT_MEASURE: MeasureChoice = 'one-at-a-time';
+export const DEFAULT_RANK_METRIC: RankMetric = 'cosine';
+/**
+ * FP16 is "not enough" for a layer when a value it reads, holds or writes passes the float16 range (65504: it
+ * would become infinite), or when float16 rounding alone costs its input or output more than this SNR: float16
+ * keeps 11 significant bits (about 70 dB on normal-range data); below 45 dB a tensor has a large share of its
+ * energy under 6.1e-5, where float16 turns subnormal and loses bits.
+ */
+export const FP16_MIN_SNR_DB = 45;
+
+export interface Fp16Check {
+  /** False when FP16 is not enough for this layer (see FP16_MIN_SNR_DB): keep it in FP32 instead. */
+  enough: boolean;
+  reason?: string;
+  inputAbsMax: number;
+  outputAbsMax: number;
+  weightAbsMax: number;
+  inputFp16SnrDb: number;
+  outputFp16SnrDb: number;
+}
+
+export interface LayerSensitivity {
+  /** The precision map's key (node name, or 'Op:firstOutput'). */
+  name: string;
+  op: string;
+  kind: 'weighted' | 'residual-add';
+  /** Quantized activation inputs and weights. */
+  inputs: string[];
+  weights: string[];
+  /** INT8 noise of the quantized input(s) against FP32 (dB), over every image. */
+  inputSnrDb: number;
+  /** Values of the input(s) that INT8 saturates (beyond the scale's range), a fraction. */
+  inputSaturated: number;
+  /** INT8 per-channel noise of the weights (dB); absent for residual Adds. */
+  weightSnrDb?: number;
+  /** One-at-a-time: the layer's output against its float twin's (dB). */
+  outputSnrDb?: number;
+  fp16: Fp16Check;
+  oneAtATime?: VariantScore;
+  leaveOneOut?: VariantScore;
+  /** The ranking key (see src/sensitivity/rank.ts); larger is more sensitive. */
+  sensitivity: number;
+  /** 1 = most sensitive. */
+  rank: number;
+}
+
+export interface SensitivityReport {
+  format: 'trt-calib-sensitivity';
+  formatVersion: 1;
+  model: string;
+  cache: { file: string; algorithm: string };
+  data: { source: string; images: number; skipped: number; batchSize: number; preprocess: PreprocessConfig };
+  measure: MeasureChoice;
+  metric: RankMetric;
+  /** What `agreement`/`value` means for this model: top1-agreement, same-side, top1-accuracy (or cosine). */
+  budgetMetric: VariantScore['metric'];
+  /** The fully quantized model against FP32. */
+  fullInt8: VariantScore;
+  quantizableLayers: number;
+  /** Layers ranked, most sensitive first (all, or those --layers selected). */
+  layers: LayerSensitivity[];
+  /** Layers the Q/DQ writer leaves in float, and why (no scale in the cache...). */
+  notQuantized: Array<{ node: string; op: string; reason: string }>;
+  memoryBytes: number;
+  seconds: { prepare: number; measure: number; total: number; perVariant: number };
+  variants: number;
+}
+
+export interface SensitivityOptions {
+  model: string;
+  cache: string;
+  data: DataOptions;
+  measure?: MeasureChoice;
+  metric?: RankMetric;
+  /** Only these layers (names or globs with * and ?). */
+  layers?: readonly string[];
+  threads?: number;
+  /** Memory limit for the kept images and FP32 outputs (bytes). */
+  maxMemoryBytes?: number;
+  labels?: ReadonlyMap<string, number>;
+  reporter?: Reporter;
+  signal?: AbortSignal;
+}
+
+/** Everything loaded once and shared by the analysis and the mixed-precision search. */
+export interface SensitivityContext {
+  modelFile: string;
+  model: OnnxModel;
+  scales: Map<string, number>;
+  cache: { file: string; algorithm: string };
+  full: QdqResult;
+  builder: VariantBuilder;
+  data: EvaluationData;
+  preprocess: PreprocessConfig;
+  batchSize: number;
+  source: string;
+  threads?: number;
+  /** Weight SNR (dB) and |w| max per weight tensor. */
+  weightStats: Map<string, { snrDb: number; absMax: number }>;
+  seconds: number;
+}
+
+/** Loads the model and the cache, builds the full Q/DQ model, decodes the images and runs FP32 once. */
+export async function prepareSensitivity(options: Omit<SensitivityOptions, 'measure' | 'metric'>): Promise<SensitivityContext> {
+  const started = performance.now();
+  const reporter = options.reporter ?? silentReporter;
+  const model = await loadOnnxModel(options.model);
+  const activations = listActivations(model, { file: options.model }).map((a) => a.name);
+  const cache = await loadCacheFor(options.cache, activations, options.model);
+  const full = quantizeQdq(model, { activationScales: cache.scales, file: options.model });
+  const builder = new VariantBuilder(model, full);
+  if (builder.layers.length === 0) {
+    throw new UserError(`No layer of ${options.model} can be quantized with ${options.cache}.`, {
+      hint: full.skipped.length > 0 ? `e.g. ${full.skipped[0]!.node}: ${full.skipped[0]!.reason}` : 'The model has no Conv, ConvTranspose, Gemm or MatMul with constant weights.',
+    });
+  }
+  // A bad --layers fails now, before the images are decoded.
+  selectLayers(builder.layers, options.layers);
+
+  const inputs = graphInputs(model);
+  if (inputs.length !== 1) throw new UserError(`${options.model} has ${inputs.length} inputs; sensitivity analysis feeds models with one image input.`);
+  const input = inputs[0]!;
+  if (!input.dims) throw new UserError(`${options.model}: the rank of input '${input.name}' is not declared.`, { hint: 'Give its shape with --shapes.' });
+  const modelInput = { name: input.name, dims: input.dims };
+  const preprocess = resolvePreprocess(options.data.preprocess ?? {}, modelInput);
+  const batchSize = resolveBatchSize({ batch: options.data.batch, shapes: options.data.preprocess?.shapes }, modelInput, 8);
+  const dataset = await createDataset({
+    data: options.data.data,
+    preprocess,
+    inputName: input.name,
+    batchSize,
+    maxImages: options.data.maxImages,
+    seed: options.data.seed,
+    strict: options.data.strict,
+    concurrency: options.data.concurrency,
+  });
+
+  // Measured in the FP32 pass: each layer's quantized inputs (INT8 with their scale, and FP16) and its output
+  // (FP16 range). An input scale wins over "range only" when a tensor is both.
+  const measure = new Map<string, number | undefined>();
+  for (const l of builder.layers) if (!measure.has(l.output)) measure.set(l.output, undefined);
+  for (const l of builder.layers) for (const a of l.activations) measure.set(a, cache.scales.get(a));
+  const inputNames = new Set(inputs.map((i) => i.name));
+  const session = await onnxruntimeBackend.open(
+    { path: options.model },
+    { ...(options.threads ? { threads: options.threads } : {}), expose: [...measure.keys()].filter((n) => !inputNames.has(n)) },
+  );
+  let data: EvaluationData;
+  try {
+    reporter.info(`${builder.layers.length} quantizable layers; keeping ${dataset.size} images of ${dataset.imageDims.join('x')} in memory`);
+    data = await prepareEvaluationData({
+      dataset,
+      session,
+      outputs: session.outputs.map((o) => o.name),
+      measure,
+      ...(options.maxMemoryBytes !== undefined ? { maxBytes: options.maxMemoryBytes } : {}),
+      ...(options.labels ? { labels: options.labels } : {}),
+      reporter,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } finally {
+    await session.release();
+  }
+
+  return {
+    modelFile: options.model,
+    model,
+    scales: cache.scales,
+    cache: { file: cache.file, algorithm: cache.algorithm },
+    full,
+    builder,
+    data,
+    preprocess,
+    batchSize,
+    source: options.data.data,
+    ...(options.threads ? { threads: options.threads } : {}),
+    weightStats: weightStatistics(model, full),
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** Per-channel INT8 noise and range of each quantized weight, from the weights themselves. */
+function weightStatistics(model: OnnxModel, full: QdqResult): Map<string, { snrDb: number; absMax: number }> {
+  const g = graphOf(model);
+  const sources = new Map<string, OnnxTensorProto>(g.initializer.map((t) => [t.name, t]));
+  for (const n of g.node) {
+    const v = n.opType === 'Constant' ? n.attribute.find((a) => a.name === 'value')?.t : undefined;
+    if (v && n.output[0]) sources.set(n.output[0], v as OnnxTensorProto);
+  }
+  const out = new Map<string, { snrDb: number; absMax: number }>();
+  for (const w of full.weights) {
+    if (out.has(w.tensor)) continue;
+    const proto = sources.get(w.tensor);
+    if (!proto) continue;
+    const t = tensorFromProto(proto);
+    const data = t.data as Float32Array;
+    const scales = weightScales(data, t.dims, w.axis);
+    const q = quantizeWeights(data, t.dims, w.axis, scales);
+    // Channel of element i: (i / inner) % channels, as in the Q/DQ writer's layout.
+    const channels = w.axis === null ? 1 : t.dims[w.axis]!;
+    const inner = w.axis === null ? data.length : t.dims.slice(w.axis + 1).reduce((a, b) => a * b, 1);
+    let signal = 0;
+    let noise = 0;
+    let absMax = 0;
+    for (let i = 0; i < data.length; i++) {
+      const x = data[i]!;
+      const c = w.axis === null ? 0 : Math.floor(i / inner) % channels;
+      const d = x - q[i]! * scales[c]!;
+      signal += x * x;
+      noise += d * d;
+      if (Math.abs(x) > absMax) absMax = Math.abs(x);
+    }
+    out.set(w.tensor, { snrDb: snrFromSums(signal, noise), absMax });
+  }
+  return out;
+}
+
+/** Layers whose name matches one of the patterns (exact, or a glob with * and ?). Unmatched patterns are errors. */
+export function selectLayers(layers: readonly LayerPlan[], patterns: readonly string[] | undefined): LayerPlan[] {
+  if (!patterns || patterns.length === 0) return [...layers];
+  const regexes = patterns.map((p) => ({ p, re: new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`) }));
+  const unmatched = regexes.filter(({ re }) => !layers.some((l) => re.test(l.name))).map(({ p }) => p);
+  if (unmatched.length > 0) {
+    throw new UserError(`--layers: no quantizable layer matches ${unmatched.map((p) => JSON.stringify(p)).join(', ')}.`, {
+      hint: `Quantizable layers are e.g. ${layers.slice(0, 4).map((l) => l.name).join(', ')}; run without --layers to list them all.`,
+    });
+  }
+  return layers.filter((l) => regexes.some(({ re }) => re.test(l.name)));
+}
+
+function fp16Check(ctx: SensitivityContext, l: LayerPlan): Fp16Check {
+  const ins = l.activations.map((a) => ctx.data.noise.get(a)!).filter(Boolean);
+  const out = ctx.data.noise.get(l.output);
+  const inputAbsMax = Math.max(0, ...ins.map((n) => n.absMax));
+  const outputAbsMax = out?.absMax ?? 0;
+  const weightAbsMax = Math.max(0, ...l.weights.map((w) => ctx.weightStats.get(w)?.absMax ?? 0));
+  const inputFp16SnrDb = snrFromSums(ins.reduce((s, n) => s + n.fp16SampleSignal, 0), ins.reduce((s, n) => s + n.fp16Noise, 0));
+  const outputFp16SnrDb = out ? out.fp16SnrDb : Number.POSITIVE_INFINITY;
+  const check: Fp16Check = { enough: true, inputAbsMax, outputAbsMax, weightAbsMax, inputFp16SnrDb, outputFp16SnrDb };
+  const fmt = (x: number) => x.toPrecision(4);
+  if (inputAbsMax > FP16_MAX) check.reason = `its input reaches ${fmt(inputAbsMax)}, beyond the FP16 range (65504)`;
+  else if (outputAbsMax > FP16_MAX) check.reason = `its output reaches ${fmt(outputAbsMax)}, beyond the FP16 range (65504)`;
+  else if (weightAbsMax > FP16_MAX) check.reason = `a weight reaches ${fmt(weightAbsMax)}, beyond the FP16 range (65504)`;
+  else if (inputFp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its input ${inputFp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
+  else if (outputFp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its output ${outputFp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
+  if (check.reason !== undefined) check.enough = false;
+  return check;
+}
+
+/** The layers' own numbers (SNRs, FP16 check), before any variant runs. */
+function layerBasics(ctx: SensitivityContext, l: LayerPlan): Omit<LayerSensitivity, 'sensitivity' | 'rank'> {
+  const ins = l.activations.map((a) => ctx.data.noise.get(a)!);
+  const signal = ins.reduce((s, n) => s + n.signal, 0);
+  const noise = ins.reduce((s, n) => s + n.int8Noise, 0);
+  const count = ins.reduce((s, n) => s + n.count, 0);
+  const saturated = ins.reduce((s, n) => s + n.saturated, 0);
+  const w = l.weights.map((x) => ctx.weightStats.get(x)).filter((x) => x !== undefined);
+  const out: Omit<LayerSensitivity, 'sensitivity' | 'rank'> = {
+    name: l.name,
+    op: l.op,
+    kind: l.kind,
+    inputs: l.activations,
+    weights: l.weights,
+    inputSnrDb: snrFromSums(signal, noise),
+    inputSaturated: count === 0 ? 0 : saturated / count,
+    fp16: fp16Check(ctx, l),
+  };
+  if (w.length > 0) out.weightSnrDb = Math.min(...w.map((x) => x.snrDb));
+  return out;
+}
+
+/** FP16 checks of every quantizable layer (for the mixed-precision search). */
+export function fp16Checks(ctx: SensitivityContext): Map<string, Fp16Check> {
+  return new Map(ctx.builder.layers.map((l) => [l.name, fp16Check(ctx, l)]));
+}
+
+export interface MeasureOptions {
+  measure?: MeasureChoice;
+  metric?: RankMetric;
+  layers?: readonly string[];
+  reporter?: Reporter;
+  signal?: AbortSignal;
+}
+
+/** Runs the variants and ranks the layers (see the file comment). */
+export async function measureSensitivity(ctx: SensitivityContext, options: MeasureOptions = {}): Promise<SensitivityReport> {
+  const reporter = options.reporter ?? silentReporter;
+  const measure = options.measure ?? DEFAULT_MEASURE;
+  const metric = options.metric ?? DEFAULT_RANK_METRIC;
+  const selected = selectLayers(ctx.builder.layers, options.layers);
+  const all = new Set(ctx.builder.layers.map((l) => l.name));
+  const started = performance.now();
+  const evalOptions = { ...(ctx.threads ? { threads: ctx.threads } : {}), file: ctx.modelFile };
+
+  let variants = 0;
+  const fullInt8 = (await evaluateModel(ctx.builder.build(all).model, ctx.data, { ...evalOptions, name: 'int8' })).score;
+  variants++;
+  const rows: Array<Omit<LayerSensitivity, 'sensitivity' | 'rank'>> = [];
+  reporter.start(`sensitivity (${measure})`, selected.length, 'layers');
+  try {
+    for (const [i, l] of selected.entries()) {
+      options.signal?.throwIfAborted();
+      const row = layerBasics(ctx, l);
+      if (measure !== 'leave-one-out') {
+        const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
+        const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
+        row.oneAtATime = r.score;
+        if (r.twin) row.outputSnrDb = r.twin.snrDb;
+        variants++;
+      }
+      if (measure !== 'one-at-a-time') {
+        const others = new Set(all);
+        others.delete(l.name);
+        const r = await evaluateModel(ctx.builder.build(others).model, ctx.data, { ...evalOptions, name: l.name });
+        row.leaveOneOut = r.score;
+        variants++;
+      }
+      rows.push(row);
+      reporter.update({ done: i + 1, detail: l.name });
+    }
+  } finally {
+    reporter.stop();
+  }
+  const measureSeconds = (performance.now() - started) / 1000;
+  const ranked = rankLayers(rows, measure, metric, fullInt8);
+  return {
+    format: 'trt-calib-sensitivity',
+    formatVersion: 1,
+    model: ctx.modelFile,
+    cache: ctx.cache,
+    data: { source: ctx.source, images: ctx.data.files.length, skipped: ctx.data.skipped.length, batchSize: ctx.batchSize, preprocess: ctx.preprocess },
+    measure,
+    metric,
+    budgetMetric: fullInt8.metric,
+    fullInt8,
+    quantizableLayers: ctx.builder.layers.length,
+    layers: ranked,
+    notQuantized: ctx.full.skipped,
+    memoryBytes: ctx.data.bytes,
+    seconds: { prepare: ctx.seconds, measure: measureSeconds, total: ctx.seconds + measureSeconds, perVariant: measureSeconds / variants },
+    variants,
+  };
+}
+
+/** prepareSensitivity then measureSensitivity: the `sensitivity` command's work. */
+export async function analyzeSensitivity(options: SensitivityOptions): Promise<{ report: SensitivityReport; context: SensitivityContext }> {
+  const context = await prepareSensitivity(options);
+  const report = await measureSensitivity(context, options);
+  return { report, context };
+}

@@ -1,0 +1,154 @@
+/**
+ * The evaluation data that sensitivity analysis and the mixed-precision search run every variant on: the
+ * images decoded and preprocessed ONCE and kept in memory as Float32 batches, and the FP32 model's outputs on
+ * them, computed ONCE. Every variant (one per layer and measure, one per search step) then costs one
+ * onnxruntime session and one inference pass, never a decode.
+ *
+ * Memory bound: images x (one image's elements, e.g. C x H x W) x 4 bytes for the inputs, plus the FP32
+ * outputs (images x output elements x 4 bytes; 20 bytes per image for a 5-class classifier). The 43 calibration
+ * images of the MobileNetV2 fixture take 43 x 3 x 224 x 224 x 4 = 25.9 MB. Above `maxBytes` the work is refused
+ * before any image is decoded, with the number of images that would fit.
+ *
+ * The same FP32 pass also measures, on the way, the INT8 and FP16 rounding noise of the tensors the caller names
+ * (the quantized inputs of the layers, and their outputs for the FP16 range), as running sums: no activation is
+ * kept.
+ */
+import path from 'node:path';
+import type { Session } from '../backends/types.js';
+import type { Dataset, SkippedFile } from '../datasets/types.js';
+import { UserError } from '../errors.js';
+import { silentReporter, type Reporter } from '../reporter.js';
+import { elementCount, formatDims, type Tensor } from '../tensor.js';
+import { floatValues } from '../compare/metrics.js';
+import { TensorNoise } from './noise.js';
+
+export const DEFAULT_MAX_MEMORY_BYTES = 2 * 1024 ** 3;
+
+export interface CachedBatch {
+  /** Float32 data of `dims`, batch first, exactly as the dataset produced it. */
+  data: Float32Array;
+  dims: number[];
+  files: string[];
+}
+
+export interface EvaluationData {
+  /** The model input the batches feed. */
+  inputName: string;
+  batches: CachedBatch[];
+  /** FP32 outputs per batch (copies, so that they outlive the session), by output name. */
+  fp32Outputs: Array<Record<string, Tensor>>;
+  /** The outputs compared, in the model's order. */
+  outputs: string[];
+  /** Images kept (skipped files excluded), in order. */
+  files: string[];
+  skipped: SkippedFile[];
+  /** Class per image when the caller gave labels (undefined: unlabelled). */
+  labels?: Array<number | undefined>;
+  /** Bytes held by the batches and the FP32 outputs. */
+  bytes: number;
+  /** Noise sums of the tensors measured during the FP32 pass. */
+  noise: Map<string, TensorNoise>;
+  seconds: { decodeAndFp32: number };
+}
+
+export interface PrepareOptions {
+  dataset: Dataset;
+  /** The FP32 model's session; it must expose every tensor of `measure` that is not a graph input. */
+  session: Session;
+  /** Outputs to compare (default: the session's outputs). */
+  outputs?: readonly string[];
+  /** Tensors whose INT8 noise (with this scale) and FP16 noise are measured; undefined scale: FP16 and range only. */
+  measure?: ReadonlyMap<string, number | undefined>;
+  /** Refuse above this many bytes of kept data (default 2 GiB). */
+  maxBytes?: number;
+  /** Class index per file (path as the dataset names it, resolved). */
+  labels?: ReadonlyMap<string, number>;
+  reporter?: Reporter;
+  signal?: AbortSignal;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+/** Checks the memory bound before anything is decoded (see the file comment). */
+export function checkMemoryBound(dataset: Dataset, maxBytes: number): number {
+  const perImage = elementCount(dataset.imageDims) * 4;
+  const need = dataset.size * perImage;
+  if (need > maxBytes) {
+    const fit = Math.max(1, Math.floor(maxBytes / perImage));
+    throw new UserError(
+      `Keeping ${dataset.size} preprocessed images in memory takes ${dataset.size} x ${formatDims(dataset.imageDims)} x 4 bytes = ${mib(need)}, above the limit of ${mib(maxBytes)}.`,
+      { hint: `Use --max-images ${fit} (a reproducible subset), or raise --max-memory if the machine has the memory.` },
+    );
+  }
+  return need;
+}
+
+/** Decodes every image once, runs FP32 once, keeps both (see the file comment). */
+export async function prepareEvaluationData(options: PrepareOptions): Promise<EvaluationData> {
+  const { dataset, session } = options;
+  const reporter = options.reporter ?? silentReporter;
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_MEMORY_BYTES;
+  checkMemoryBound(dataset, maxBytes);
+  const outputs = [...(options.outputs ?? session.outputs.map((o) => o.name))];
+  if (outputs.length === 0) throw new UserError('The model has no outputs to compare.');
+  const measure = options.measure ?? new Map<string, number | undefined>();
+  const noise = new Map<string, TensorNoise>([...measure].map(([name, scale]) => [name, new TensorNoise(scale)]));
+  const fetch = [...new Set([...outputs, ...measure.keys()])];
+  const labelsByFile = options.labels === undefined ? undefined : new Map([...options.labels].map(([f, l]) => [path.resolve(f), l]));
+
+  const batches: CachedBatch[] = [];
+  const fp32Outputs: Array<Record<string, Tensor>> = [];
+  const files: string[] = [];
+  const skipped: SkippedFile[] = [];
+  let bytes = 0;
+  const started = performance.now();
+  reporter.start('decoding and running FP32', dataset.size, 'images');
+  try {
+    for await (const batch of dataset.batches({
+      onSkip: (s) => {
+        skipped.push(s);
+        reporter.warn(`skipped ${s.file}: ${s.reason}`);
+      },
+      ...(options.signal ? { signal: options.signal } : {}),
+    })) {
+      const kept: Record<string, Tensor> = {};
+      await session.runEach({ [dataset.inputName]: { dtype: 'float32', dims: batch.dims, data: batch.data } }, fetch, (name, tensor) => {
+        const n = noise.get(name);
+        if (n) n.add(floatValues(tensor, `tensor ${JSON.stringify(name)}`));
+        // Copy: onnxruntime's buffers are released (or reused) after the callback.
+        if (outputs.includes(name)) kept[name] = { dtype: tensor.dtype, dims: [...tensor.dims], data: tensor.data.slice() as Tensor['data'] };
+        // Output buffers are reused from batch to batch (what is kept is copied above): exposing every layer's
+        // input allocates tens of megabytes per batch otherwise.
+      }, { reuseOutputs: true });
+      for (const name of outputs) bytes += kept[name]!.data.byteLength;
+      bytes += batch.data.byteLength;
+      if (bytes > maxBytes) {
+        throw new UserError(`The kept images and FP32 outputs passed the memory limit of ${mib(maxBytes)} after ${files.length + batch.files.length} images.`, {
+          hint: 'Use --max-images to evaluate on fewer images, or raise --max-memory.',
+        });
+      }
+      batches.push({ data: batch.data, dims: batch.dims, files: batch.files });
+      fp32Outputs.push(kept);
+      files.push(...batch.files);
+      reporter.update({ done: files.length + skipped.length, detail: path.basename(batch.files[batch.files.length - 1]!) });
+    }
+  } finally {
+    reporter.stop();
+  }
+  if (files.length === 0) throw new UserError('No image could be decoded: nothing to evaluate.');
+  const data: EvaluationData = {
+    inputName: dataset.inputName,
+    batches,
+    fp32Outputs,
+    outputs,
+    files,
+    skipped,
+    bytes,
+    noise,
+    seconds: { decodeAndFp32: (performance.now() - started) / 1000 },
+  };
+  if (labelsByFile) data.labels = files.map((f) => labelsByFile.get(path.resolve(f)));
+  return data;
+}

@@ -1,0 +1,125 @@
+/**
+ * Runs one variant model over the kept batches and compares it with the kept FP32 outputs, with the comparison
+ * machinery of src/compare (the same metrics `compare` reports): the primary output's agreement with FP32 (top-1
+ * agreement for a classifier, same-side fraction for a dense map; top-1 accuracy when labelled), its mean and
+ * worst per-image cosine.
+ */
+import { onnxruntimeBackend } from '../backends/onnxruntime.js';
+import { PairSums, floatValues } from '../compare/metrics.js';
+import { VariantComparison, choosePrimaryOutput, gateMetricOf } from '../compare/report.js';
+import type { GateMetric, VariantReport } from '../compare/types.js';
+import { exposeTensors } from '../onnx/expose.js';
+import { saveOnnxModel, type OnnxModel } from '../onnx/model.js';
+import type { EvaluationData } from './data.js';
+
+/** What one variant scored: everything the ranking and the search look at. */
+export interface VariantScore {
+  images: number;
+  /** The budget's metric: 'top1-agreement' (classifier), 'same-side' (dense map), 'top1-accuracy' (labelled). */
+  metric: GateMetric | 'cosine';
+  /** That metric's value, a fraction (for 'cosine', the mean cosine). */
+  value: number;
+  /** Its drop against FP32, in points (fractions x 100). */
+  drop: number;
+  /** Classifier: images whose top-1 class equals FP32's. */
+  agreeCount?: number;
+  agreement?: number;
+  cosineMean: number;
+  cosineMin: number;
+  /** The image with the worst cosine. */
+  worstImage?: string;
+}
+
+export interface EvaluateOptions {
+  threads?: number;
+  /** File name for messages. */
+  file?: string;
+  /** A pair of tensors of the variant to compare with each other over all images (the layer and its float twin). */
+  twin?: { output: string; reference: string };
+  /** Label for the comparison (e.g. the layer). */
+  name?: string;
+  /** Name the model's primary output (default: the compare module's choice, the first classifier output). */
+  primaryOutput?: string;
+}
+
+export interface Evaluation {
+  score: VariantScore;
+  report: VariantReport;
+  /** With `twin`: SNR (dB) and cosine of the layer's output against its float twin. */
+  twin?: { snrDb: number; cosine: number };
+}
+
+/** Score of a VariantReport (see VariantScore). */
+export function scoreOf(report: VariantReport, primaryOutput: string): VariantScore {
+  const primary = report.outputs.find((o) => o.name === primaryOutput) ?? report.outputs[0]!;
+  const metric = gateMetricOf(primary) ?? 'cosine';
+  let value: number;
+  let drop: number;
+  if (metric === 'top1-accuracy') {
+    value = report.top1!;
+    drop = report.top1Drop!;
+  } else if (metric === 'top1-agreement') {
+    value = primary.agreement!;
+    drop = ((primary.images - primary.agreeCount!) * 100) / primary.images;
+  } else if (metric === 'same-side') {
+    value = primary.sameSideFraction!;
+    drop = (1 - value) * 100;
+  } else {
+    value = primary.cosineMean;
+    drop = (1 - value) * 100;
+  }
+  const score: VariantScore = {
+    images: primary.images,
+    metric,
+    value,
+    drop,
+    cosineMean: primary.cosineMean,
+    cosineMin: primary.cosineMin,
+  };
+  if (primary.agreeCount !== undefined) {
+    score.agreeCount = primary.agreeCount;
+    score.agreement = primary.agreement!;
+  }
+  const worst = report.worst[0];
+  if (worst) score.worstImage = worst.file;
+  return score;
+}
+
+/** Runs `model` on every kept batch and compares it with FP32 (see the file comment). */
+export async function evaluateModel(model: OnnxModel, data: EvaluationData, options: EvaluateOptions = {}): Promise<Evaluation> {
+  const file = options.file ?? 'variant.onnx';
+  const fetch = [...data.outputs];
+  let m = model;
+  if (options.twin) {
+    m = exposeTensors(model, [options.twin.output, options.twin.reference], { file });
+    fetch.push(options.twin.output, options.twin.reference);
+  }
+  return evaluateBytes(saveOnnxModel(m), data, { ...options, file }, fetch);
+}
+
+/** The same, for serialized ONNX whose graph outputs already include everything fetched. */
+export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, options: EvaluateOptions = {}, fetch: readonly string[] = data.outputs): Promise<Evaluation> {
+  const session = await onnxruntimeBackend.open({ path: options.file ?? 'variant.onnx', bytes }, { ...(options.threads ? { threads: options.threads } : {}) });
+  const cmp = new VariantComparison({ name: options.name ?? 'variant', precision: 'int8' }, { worstCount: 1 });
+  const twinSums = options.twin ? new PairSums() : undefined;
+  let start = 0;
+  try {
+    for (let b = 0; b < data.batches.length; b++) {
+      const batch = data.batches[b]!;
+      const out = await session.run({ [data.inputName]: { dtype: 'float32', dims: batch.dims, data: batch.data } }, fetch);
+      const labels = data.labels?.slice(start, start + batch.files.length);
+      cmp.addOutputs(data.fp32Outputs[b]!, out, batch.files, labels, data.outputs);
+      if (twinSums && options.twin) {
+        twinSums.add(floatValues(out[options.twin.reference]!, 'twin'), floatValues(out[options.twin.output]!, 'layer'));
+      }
+      start += batch.files.length;
+    }
+  } finally {
+    await session.release();
+  }
+  const report = cmp.result(options.primaryOutput);
+  const primary = options.primaryOutput ?? choosePrimaryOutput(report.outputs);
+  const result: Evaluation = { score: scoreOf(report, primary), report };
+  if (twinSums) result.twin = { snrDb: twinSums.snrDb, cosine: twinSums.cosine };
+  return result;
+}

@@ -1,0 +1,198 @@
+/**
+ * Variant models for sensitivity analysis: the fully quantized Q/DQ model (every quantizable layer INT8, placed
+ * by src/onnx/qdq.ts) with the Q/DQ of some layers taken out again.
+ *
+ * Why start from the full model rather than from precision maps: a layer's quantization is exactly the set of its
+ * input slots that read a DequantizeLinear output in the full model. Putting a layer back to float reconnects
+ * those slots to the float tensors (the activation the Q read, the float weight); keeping only one layer in INT8
+ * keeps only its slots. So "only this layer INT8" and "every layer but this one" mean the same Q/DQ, scales and
+ * int8 weights as the full model, for every kind of layer. (A precision map cannot say "only this residual Add":
+ * Q/DQ placement quantizes an Add's skip input only when the convolution it fuses into is INT8.)
+ *
+ * For one-at-a-time, the layer can also get a float twin: the same node reading the float inputs, whose output
+ * is the layer's FP32 output on the very same input (everything upstream is float in that variant). Comparing
+ * the layer's output with its twin's gives the layer's own output SNR without keeping any FP32 activation.
+ */
+import type { onnx as OnnxTypes } from 'onnx-proto';
+import { graphOf, onnx, withGraph, type OnnxModel, type OnnxNode, type OnnxTensorProto } from '../onnx/model.js';
+import { nodeLabel } from '../onnx/opset.js';
+import type { QdqResult } from '../onnx/qdq.js';
+
+export interface QuantizedSlot {
+  slot: number;
+  kind: 'activation' | 'weight';
+  /** The input the layer reads in the full model (a DequantizeLinear output). */
+  dequantized: string;
+  /** The float tensor it replaces (the activation, or the float weight of the original model). */
+  float: string;
+}
+
+export interface LayerPlan {
+  /** Node label: the precision map's key. */
+  name: string;
+  op: string;
+  kind: 'weighted' | 'residual-add';
+  /** Index of the node in the full model's node list. */
+  node: number;
+  slots: QuantizedSlot[];
+  /** The layer's first output. */
+  output: string;
+  /** Quantized activation tensors it reads (float names) and weights. */
+  activations: string[];
+  weights: string[];
+}
+
+export interface BuiltVariant {
+  model: OnnxModel;
+  /** With `twin`: the layer's output and its float twin's output. */
+  twin?: { output: string; reference: string };
+}
+
+const TWIN_SUFFIX = '__trt_calib_fp32_twin';
+
+export class VariantBuilder {
+  readonly layers: LayerPlan[];
+  readonly #full: OnnxModel;
+  readonly #byName: Map<string, LayerPlan>;
+  /** Float weights of the original model, to restore: initializers and Constant nodes by tensor name. */
+  readonly #initializers: Map<string, OnnxTensorProto>;
+  readonly #constants: Map<string, OnnxNode>;
+
+  constructor(original: OnnxModel, full: QdqResult) {
+    this.#full = full.model;
+    const og = graphOf(original);
+    this.#initializers = new Map(og.initializer.map((t) => [t.name, t]));
+    this.#constants = new Map();
+    for (const n of og.node) if (n.opType === 'Constant' && (n.domain ?? '') === '' && n.output[0]) this.#constants.set(n.output[0], n);
+    const originalByLabel = new Map(og.node.map((n) => [nodeLabel(n), n]));
+
+    const g = graphOf(full.model);
+    const producer = new Map<string, OnnxNode>();
+    for (const n of g.node) for (const o of n.output) if (o) producer.set(o, n);
+    const weighted = new Set(full.quantizedNodes);
+    const adds = new Set(full.residualAdds);
+    this.layers = [];
+    g.node.forEach((node, index) => {
+      const name = nodeLabel(node);
+      if (!weighted.has(name) && !adds.has(name)) return;
+      const slots: QuantizedSlot[] = [];
+      node.input.forEach((input, slot) => {
+        const dq = producer.get(input);
+        if (!dq || dq.opType !== 'DequantizeLinear') return;
+        const q = producer.get(dq.input[0] ?? '');
+        if (q && q.opType === 'QuantizeLinear') {
+          slots.push({ slot, kind: 'activation', dequantized: input, float: q.input[0]! });
+        } else {
+          // A weight: its float original is what the original model's node reads in this slot.
+          const before = originalByLabel.get(name)?.input[slot];
+          if (!before) throw new Error(`cannot find the float weight of ${name} (input ${slot}) in the original model`);
+          slots.push({ slot, kind: 'weight', dequantized: input, float: before });
+        }
+      });
+      if (slots.length === 0) throw new Error(`layer ${name} is reported quantized but reads no DequantizeLinear output`);
+      this.layers.push({
+        name,
+        op: node.opType,
+        kind: weighted.has(name) ? 'weighted' : 'residual-add',
+        node: index,
+        slots,
+        output: node.output[0]!,
+        activations: slots.filter((s) => s.kind === 'activation').map((s) => s.float),
+        weights: slots.filter((s) => s.kind === 'weight').map((s) => s.float),
+      });
+    });
+    this.#byName = new Map(this.layers.map((l) => [l.name, l]));
+  }
+
+  layer(name: string): LayerPlan {
+    const l = this.#byName.get(name);
+    if (!l) throw new Error(`no quantizable layer ${JSON.stringify(name)}`);
+    return l;
+  }
+
+  /**
+   * The full model with only the layers in `int8` quantized. With `twin`, a float copy of that layer (which must
+   * be in `int8`) is added right after it; see the file comment.
+   */
+  build(int8: ReadonlySet<string>, options: { twin?: string } = {}): BuiltVariant {
+    for (const name of int8) this.layer(name);
+    const g = graphOf(this.#full);
+    const restore = new Map<number, Map<number, string>>();
+    const neededWeights = new Set<string>();
+    for (const l of this.layers) {
+      if (int8.has(l.name)) continue;
+      restore.set(l.node, new Map(l.slots.map((s) => [s.slot, s.float])));
+      for (const s of l.slots) if (s.kind === 'weight') neededWeights.add(s.float);
+    }
+    const nodes: OnnxNode[] = [];
+    let twin: BuiltVariant['twin'];
+    const twinLayer = options.twin !== undefined ? this.layer(options.twin) : undefined;
+    if (twinLayer && !int8.has(twinLayer.name)) throw new Error(`the twin of ${twinLayer.name} needs the layer in INT8`);
+    g.node.forEach((node, index) => {
+      const r = restore.get(index);
+      nodes.push(r ? onnx.NodeProto.create({ ...node, input: node.input.map((name, slot) => r.get(slot) ?? name) }) : node);
+      if (twinLayer && twinLayer.node === index) {
+        const floats = new Map(twinLayer.slots.map((s) => [s.slot, s.float]));
+        for (const s of twinLayer.slots) if (s.kind === 'weight') neededWeights.add(s.float);
+        const reference = `${twinLayer.output}${TWIN_SUFFIX}`;
+        nodes.push(
+          onnx.NodeProto.create({
+            ...node,
+            name: `${node.name || nodeLabel(node)}${TWIN_SUFFIX}`,
+            input: node.input.map((name, slot) => floats.get(slot) ?? name),
+            output: [reference, ...node.output.slice(1).map(() => '')],
+          }),
+        );
+        twin = { output: twinLayer.output, reference };
+      }
+    });
+
+    // Float weights the variant reads again: back from the original model (the full model dropped them).
+    const present = new Set<string>([...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
+    const initializer = [...g.initializer];
+    const constants: OnnxNode[] = [];
+    for (const w of [...neededWeights].sort()) {
+      if (present.has(w)) continue;
+      const init = this.#initializers.get(w);
+      if (init) initializer.push(init);
+      else {
+        const c = this.#constants.get(w);
+        if (!c) throw new Error(`float weight ${w} is neither an initializer nor a Constant of the original model`);
+        constants.push(c);
+      }
+    }
+    const all = [...constants, ...nodes];
+    const pruned = pruneUnreadQdq(all, g.output.map((o) => o.name));
+    const read = readNames(pruned, g.output.map((o) => o.name));
+    const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
+    return twin ? { model, twin } : { model };
+  }
+}
+
+/** Removes QuantizeLinear/DequantizeLinear nodes whose outputs nothing reads, until none is left. */
+function pruneUnreadQdq(nodes: OnnxNode[], graphOutputs: readonly string[]): OnnxNode[] {
+  let current = nodes;
+  for (;;) {
+    const read = readNames(current, graphOutputs);
+    const next = current.filter(
+      (n) => !((n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear') && (n.domain ?? '') === '' && n.output.every((o) => !o || !read.has(o))),
+    );
+    if (next.length === current.length) return next;
+    current = next;
+  }
+}
+
+function readNames(nodes: readonly OnnxNode[], graphOutputs: readonly string[]): Set<string> {
+  const read = new Set<string>(graphOutputs);
+  const visit = (ns: readonly OnnxTypes.INodeProto[]) => {
+    for (const n of ns) {
+      for (const i of n.input ?? []) if (i) read.add(i);
+      for (const a of n.attribute ?? []) {
+        if (a.g) visit(a.g.node ?? []);
+        for (const sg of a.graphs ?? []) visit(sg.node ?? []);
+      }
+    }
+  };
+  visit(nodes);
+  return read;
+}
