@@ -37,31 +37,30 @@ class PlainReporter implements Reporter {
   private task = '';
   private total = 0;
   private unit = 'items';
-  private lastDecile = -1;
   private startedAt = 0;
+  private lastPrint = 0;
   private done = 0;
+  /** Logs (CI, pipes) get a line every few seconds of a long task and one at its end: not one per 10%. */
+  static readonly INTERVAL_MS = 2000;
   constructor(private readonly stream: NodeJS.WritableStream) {}
   start(task: string, total: number, unit = 'items') {
     this.task = task;
     this.total = total;
     this.unit = unit;
-    this.lastDecile = -1;
     this.done = 0;
     this.startedAt = performance.now();
+    this.lastPrint = this.startedAt;
   }
   update(progress: ProgressUpdate) {
     this.done = progress.done;
-    if (this.total <= 0) return;
-    const decile = Math.floor((10 * progress.done) / this.total);
-    if (decile > this.lastDecile) {
-      this.lastDecile = decile;
-      this.stream.write(`${this.task}: ${progress.done}/${this.total} ${this.unit} (${rate(progress.done, this.startedAt)} ${this.unit}/s)\n`);
+    const now = performance.now();
+    if (this.total > 0 && now - this.lastPrint >= PlainReporter.INTERVAL_MS) {
+      this.lastPrint = now;
+      this.line();
     }
   }
   stop() {
-    if (this.total > 0 && this.lastDecile < 10) {
-      this.stream.write(`${this.task}: ${this.done}/${this.total} ${this.unit} (${rate(this.done, this.startedAt)} ${this.unit}/s)\n`);
-    }
+    if (this.total > 0) this.line();
     this.total = 0;
   }
   info(message: string) {
@@ -69,6 +68,9 @@ class PlainReporter implements Reporter {
   }
   warn(message: string) {
     this.stream.write(`warning: ${message}\n`);
+  }
+  private line() {
+    this.stream.write(`${this.task}: ${this.done}/${this.total} ${this.unit} (${rate(this.done, this.startedAt)} ${this.unit}/s)\n`);
   }
 }
 
