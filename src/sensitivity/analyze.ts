@@ -37,7 +37,7 @@ import { quantizeQdq, type QdqResult } from '../onnx/qdq.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { prepareEvaluationData, type EvaluationData } from './data.js';
 import { evaluateModel, type VariantScore } from './evaluate.js';
-import { FP16_MAX } from './noise.js';
+import { FP16_MAX, TensorNoise } from './noise.js';
 import { rankLayers, type MeasureChoice, type RankMetric } from './rank.js';
 import { VariantBuilder, type LayerPlan } from './variants.js';
 
@@ -56,10 +56,11 @@ export interface Fp16Check {
   enough: boolean;
   reason?: string;
   inputAbsMax: number;
-  outputAbsMax: number;
   weightAbsMax: number;
   inputFp16SnrDb: number;
-  outputFp16SnrDb: number;
+  /** The output's, when one-at-a-time saw it (through the layer's float twin). */
+  outputAbsMax?: number;
+  outputFp16SnrDb?: number;
 }
 
 export interface LayerSensitivity {
@@ -178,10 +179,11 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
     concurrency: options.data.concurrency,
   });
 
-  // Measured in the FP32 pass: each layer's quantized inputs (INT8 with their scale, and FP16) and its output
-  // (FP16 range). An input scale wins over "range only" when a tensor is both.
+  // Measured in the FP32 pass: each layer's quantized inputs (INT8 noise with their scale, FP16 noise, range).
+  // Only inputs are exposed: exposing a convolution's output would keep onnxruntime from fusing it with the
+  // Clip that follows, and the FP32 outputs would then differ (in the last bits) from a plain FP32 run. A layer's
+  // output is seen by its float twin instead (one-at-a-time).
   const measure = new Map<string, number | undefined>();
-  for (const l of builder.layers) if (!measure.has(l.output)) measure.set(l.output, undefined);
   for (const l of builder.layers) for (const a of l.activations) measure.set(a, cache.scales.get(a));
   const inputNames = new Set(inputs.map((i) => i.name));
   const session = await onnxruntimeBackend.open(
@@ -271,21 +273,23 @@ export function selectLayers(layers: readonly LayerPlan[], patterns: readonly st
   return layers.filter((l) => regexes.some(({ re }) => re.test(l.name)));
 }
 
-function fp16Check(ctx: SensitivityContext, l: LayerPlan): Fp16Check {
-  const ins = l.activations.map((a) => ctx.data.noise.get(a)!).filter(Boolean);
-  const out = ctx.data.noise.get(l.output);
+/** FP16 check of a layer from its inputs (FP32 pass), weights and, when known, its output (the float twin). */
+function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: TensorNoise): Fp16Check {
+  const ins = l.activations.map((a) => ctx.data.noise.get(a)).filter((n): n is TensorNoise => n !== undefined);
   const inputAbsMax = Math.max(0, ...ins.map((n) => n.absMax));
-  const outputAbsMax = out?.absMax ?? 0;
   const weightAbsMax = Math.max(0, ...l.weights.map((w) => ctx.weightStats.get(w)?.absMax ?? 0));
   const inputFp16SnrDb = snrFromSums(ins.reduce((s, n) => s + n.fp16SampleSignal, 0), ins.reduce((s, n) => s + n.fp16Noise, 0));
-  const outputFp16SnrDb = out ? out.fp16SnrDb : Number.POSITIVE_INFINITY;
-  const check: Fp16Check = { enough: true, inputAbsMax, outputAbsMax, weightAbsMax, inputFp16SnrDb, outputFp16SnrDb };
+  const check: Fp16Check = { enough: true, inputAbsMax, weightAbsMax, inputFp16SnrDb };
+  if (output) {
+    check.outputAbsMax = output.absMax;
+    check.outputFp16SnrDb = output.fp16SnrDb;
+  }
   const fmt = (x: number) => x.toPrecision(4);
   if (inputAbsMax > FP16_MAX) check.reason = `its input reaches ${fmt(inputAbsMax)}, beyond the FP16 range (65504)`;
-  else if (outputAbsMax > FP16_MAX) check.reason = `its output reaches ${fmt(outputAbsMax)}, beyond the FP16 range (65504)`;
+  else if (output && output.absMax > FP16_MAX) check.reason = `its output reaches ${fmt(output.absMax)}, beyond the FP16 range (65504)`;
   else if (weightAbsMax > FP16_MAX) check.reason = `a weight reaches ${fmt(weightAbsMax)}, beyond the FP16 range (65504)`;
   else if (inputFp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its input ${inputFp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
-  else if (outputFp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its output ${outputFp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
+  else if (output && output.fp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its output ${output.fp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
   if (check.reason !== undefined) check.enough = false;
   return check;
 }
@@ -312,9 +316,13 @@ function layerBasics(ctx: SensitivityContext, l: LayerPlan): Omit<LayerSensitivi
   return out;
 }
 
-/** FP16 checks of every quantizable layer (for the mixed-precision search). */
-export function fp16Checks(ctx: SensitivityContext): Map<string, Fp16Check> {
-  return new Map(ctx.builder.layers.map((l) => [l.name, fp16Check(ctx, l)]));
+/**
+ * FP16 checks of every quantizable layer (for the mixed-precision search): those of `report` where it measured
+ * the layer (with its output, one-at-a-time), else from the inputs and weights alone.
+ */
+export function fp16Checks(ctx: SensitivityContext, report?: SensitivityReport): Map<string, Fp16Check> {
+  const measured = new Map((report?.layers ?? []).map((l) => [l.name, l.fp16]));
+  return new Map(ctx.builder.layers.map((l) => [l.name, measured.get(l.name) ?? fp16Check(ctx, l)]));
 }
 
 export interface MeasureOptions {
@@ -348,7 +356,10 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
         const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
         const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
         row.oneAtATime = r.score;
-        if (r.twin) row.outputSnrDb = r.twin.snrDb;
+        if (r.twin) {
+          row.outputSnrDb = r.twin.snrDb;
+          row.fp16 = fp16Check(ctx, l, r.twin.reference);
+        }
         variants++;
       }
       if (measure !== 'one-at-a-time') {

@@ -53,7 +53,7 @@ export async function autoMixedPrecision(ctx: SensitivityContext, options: AutoM
       ...(options.reporter ? { reporter: options.reporter } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     }));
-  const notEnough = new Map([...fp16Checks(ctx)].filter(([, c]) => !c.enough).map(([l, c]) => [l, c.reason!]));
+  const notEnough = new Map([...fp16Checks(ctx, sensitivity)].filter(([, c]) => !c.enough).map(([l, c]) => [l, c.reason!]));
   const mixed = await chooseMixedPrecision({
     model: ctx.model,
     scales: ctx.scales,

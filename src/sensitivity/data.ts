@@ -116,7 +116,7 @@ export async function prepareEvaluationData(options: PrepareOptions): Promise<Ev
       const kept: Record<string, Tensor> = {};
       await session.runEach({ [dataset.inputName]: { dtype: 'float32', dims: batch.dims, data: batch.data } }, fetch, (name, tensor) => {
         const n = noise.get(name);
-        if (n) n.add(floatValues(tensor, `tensor ${JSON.stringify(name)}`));
+        if (n) n.addImages(floatValues(tensor, `tensor ${JSON.stringify(name)}`), batch.files.length);
         // Copy: onnxruntime's buffers are released (or reused) after the callback.
         if (outputs.includes(name)) kept[name] = { dtype: tensor.dtype, dims: [...tensor.dims], data: tensor.data.slice() as Tensor['data'] };
         // Output buffers are reused from batch to batch (what is kept is copied above): exposing every layer's

@@ -11,6 +11,7 @@ import type { GateMetric, VariantReport } from '../compare/types.js';
 import { exposeTensors } from '../onnx/expose.js';
 import { saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import type { EvaluationData } from './data.js';
+import { TensorNoise } from './noise.js';
 
 /** What one variant scored: everything the ranking and the search look at. */
 export interface VariantScore {
@@ -45,8 +46,9 @@ export interface EvaluateOptions {
 export interface Evaluation {
   score: VariantScore;
   report: VariantReport;
-  /** With `twin`: SNR (dB) and cosine of the layer's output against its float twin. */
-  twin?: { snrDb: number; cosine: number };
+  /** With `twin`: SNR (dB) and cosine of the layer's output against its float twin, and the twin's values (the
+   * layer's FP32 output): range and FP16 noise. */
+  twin?: { snrDb: number; cosine: number; reference: TensorNoise };
 }
 
 /** Score of a VariantReport (see VariantScore). */
@@ -102,6 +104,7 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
   const session = await onnxruntimeBackend.open({ path: options.file ?? 'variant.onnx', bytes }, { ...(options.threads ? { threads: options.threads } : {}) });
   const cmp = new VariantComparison({ name: options.name ?? 'variant', precision: 'int8' }, { worstCount: 1 });
   const twinSums = options.twin ? new PairSums() : undefined;
+  const twinNoise = options.twin ? new TensorNoise() : undefined;
   let start = 0;
   try {
     for (let b = 0; b < data.batches.length; b++) {
@@ -110,7 +113,9 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
       const labels = data.labels?.slice(start, start + batch.files.length);
       cmp.addOutputs(data.fp32Outputs[b]!, out, batch.files, labels, data.outputs);
       if (twinSums && options.twin) {
-        twinSums.add(floatValues(out[options.twin.reference]!, 'twin'), floatValues(out[options.twin.output]!, 'layer'));
+        const reference = floatValues(out[options.twin.reference]!, 'twin');
+        twinSums.add(reference, floatValues(out[options.twin.output]!, 'layer'));
+        twinNoise!.addImages(reference, batch.files.length);
       }
       start += batch.files.length;
     }
@@ -120,6 +125,6 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
   const report = cmp.result(options.primaryOutput);
   const primary = options.primaryOutput ?? choosePrimaryOutput(report.outputs);
   const result: Evaluation = { score: scoreOf(report, primary), report };
-  if (twinSums) result.twin = { snrDb: twinSums.snrDb, cosine: twinSums.cosine };
+  if (twinSums) result.twin = { snrDb: twinSums.snrDb, cosine: twinSums.cosine, reference: twinNoise! };
   return result;
 }

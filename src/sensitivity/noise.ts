@@ -70,8 +70,10 @@ export class TensorNoise {
 
   add(values: ArrayLike<number>): void {
     const s = this.scale !== undefined && this.scale > 0 ? this.scale : undefined;
-    let signal = 0;
-    let i8 = 0;
+    // The running sums continue from the totals (not from 0 per call), so that they are one sequential sum over
+    // every value in image order: the same bytes whatever the batch size.
+    let signal = this.signal;
+    let i8 = this.int8Noise;
     let absMax = this.absMax;
     let overflow = 0;
     let saturated = 0;
@@ -118,8 +120,10 @@ export class TensorNoise {
     }
     // FP16 rounding noise on every FP16_SAMPLE_STRIDE-th element (a systematic sample: float16 rounding is
     // ~70 dB on normal-range data and the check only looks for far worse), with the signal of the same sample.
-    let sampleSignal = 0;
-    let f16 = 0;
+    // The sample restarts at each call's first element: call once per image (addImages) so that every image is
+    // sampled alike whatever the batch size.
+    let sampleSignal = this.fp16SampleSignal;
+    let f16 = this.fp16Noise;
     for (let i = 0; i < n; i += FP16_SAMPLE_STRIDE) {
       const x = values[i]!;
       if (!(x - x === 0) || (x < 0 ? -x : x) > FP16_MAX) continue;
@@ -127,15 +131,22 @@ export class TensorNoise {
       sampleSignal += x * x;
       f16 += d * d;
     }
-    this.signal += signal;
-    this.int8Noise += i8;
-    this.fp16SampleSignal += sampleSignal;
-    this.fp16Noise += f16;
+    this.signal = signal;
+    this.int8Noise = i8;
+    this.fp16SampleSignal = sampleSignal;
+    this.fp16Noise = f16;
     this.absMax = absMax;
     this.fp16Overflow += overflow;
     this.saturated += saturated;
     this.nonFinite += nonFinite;
     this.count += n - nonFinite;
+  }
+
+  /** Adds a batch of `images` images (values batch first), one image at a time. */
+  addImages(values: Float32Array | Float64Array, images: number): void {
+    const per = images > 0 ? values.length / images : values.length;
+    if (!Number.isInteger(per)) throw new Error(`${values.length} values are not ${images} images`);
+    for (let i = 0; i < images; i++) this.add(values.subarray(i * per, (i + 1) * per));
   }
 
   get int8SnrDb(): number | undefined {

@@ -57,4 +57,18 @@ describe('TensorNoise', () => {
     expect(n.fp16SampleSignal).toBe((1 + 2 ** -12) ** 2);
     expect(n.fp16SnrDb).toBeCloseTo(10 * Math.log10((1 + 2 ** -12) ** 2 / 2 ** -24), 10);
   });
+
+  it('gives the same sums whatever the batch size (one sequential sum, images sampled alike)', () => {
+    const images = Array.from({ length: 6 }, (_, i) => Float32Array.from({ length: 13 }, (_, j) => Math.sin(i * 13 + j) * (i + 1)));
+    const one = new TensorNoise(0.01);
+    for (const img of images) one.addImages(img, 1);
+    const three = new TensorNoise(0.01);
+    for (let b = 0; b < 6; b += 3) {
+      const batch = new Float32Array(39);
+      for (let k = 0; k < 3; k++) batch.set(images[b + k]!, k * 13);
+      three.addImages(batch, 3);
+    }
+    expect(three).toEqual(one);
+    expect(() => one.addImages(new Float32Array(10), 3)).toThrow(/not 3 images/);
+  });
 });

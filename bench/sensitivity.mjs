@@ -1,0 +1,139 @@
+// Sensitivity benchmark (issue 5): the whole `sensitivity` analysis on the MobileNetV2 fixture next to one plain
+// FP32 pass over the same images (as a ratio), then for each calibration algorithm the mixed-precision search
+// (top-1 agreement >= 42/43 on images/calib, at most 10% of the quantizable layers out of INT8), the chosen map
+// checked on images/val, and the chosen Q/DQ model written to disk, reloaded in onnxruntime-node and compared
+// again through the comparison module (runComparison), which must reproduce the numbers the search reported.
+//
+// BENCH_SENSITIVITY_ALGOS=minmax,mse restricts the algorithms (default: all five; the first one is timed).
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.resolve(here, '..', 'dist');
+const imp = (p) => import(path.join(dist, p));
+
+async function load() {
+  return {
+    ...(await imp('app/calibrate.js')),
+    ...(await imp('datasets/dataset.js')),
+    ...(await imp('datasets/presets.js')),
+    ...(await imp('backends/onnxruntime.js')),
+    ...(await imp('onnx/model.js')),
+    ...(await imp('precision/apply.js')),
+    ...(await imp('sensitivity/analyze.js')),
+    ...(await imp('sensitivity/auto.js')),
+    ...(await imp('compare/run.js')),
+  };
+}
+
+const PREPROCESS = { preset: 'raw01' };
+
+/** One plain FP32 pass: decode + preprocess + model outputs only, batch 8 (what sensitivity does once). */
+async function plainPass(m, model, data) {
+  const preprocess = m.resolvePreprocess(PREPROCESS, { name: 'input', dims: ['N', 3, 224, 224] });
+  const dataset = await m.createDataset({ data, preprocess, inputName: 'input', batchSize: 8 });
+  const t0 = performance.now();
+  const session = await m.onnxruntimeBackend.open({ path: model });
+  let images = 0;
+  for await (const b of dataset.batches()) {
+    await session.run({ input: { dtype: 'float32', dims: b.dims, data: b.data } });
+    images += b.files.length;
+  }
+  await session.release();
+  return { seconds: (performance.now() - t0) / 1000, images };
+}
+
+/** FP32 against a model file, through the comparison module (a path independent of the search's evaluator). */
+async function compareFile(m, model, variantFile, data) {
+  const preprocess = m.resolvePreprocess(PREPROCESS, { name: 'input', dims: ['N', 3, 224, 224] });
+  const dataset = await m.createDataset({ data, preprocess, inputName: 'input', batchSize: 8 });
+  const reference = await m.onnxruntimeBackend.open({ path: model });
+  const session = await m.onnxruntimeBackend.open({ path: variantFile });
+  try {
+    const r = await m.runComparison({ dataset, reference, variants: [{ spec: { name: 'mixed', precision: 'int8' }, session }] });
+    const v = r.variants[0];
+    const o = v.outputs.find((x) => x.kind === 'classifier');
+    return { agree: o.agreeCount, images: o.images, cosineMean: v.cosineMean, cosineMin: v.cosineMin };
+  } finally {
+    await reference.release();
+    await session.release();
+  }
+}
+
+export async function benchSensitivity({ fixtures, log = console.log } = {}) {
+  const m = await load();
+  const model = path.join(fixtures, 'models', 'mobilenet_v2_nsfw_224.onnx');
+  const calib = path.join(fixtures, 'images', 'calib');
+  const val = path.join(fixtures, 'images', 'val');
+  const algorithms = (process.env.BENCH_SENSITIVITY_ALGOS ?? 'minmax,mse,entropy,percentile,entropy2').split(',').map((s) => s.trim()).filter(Boolean);
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'trt-calib-bench-sens-'));
+  const results = { algorithms: {} };
+  try {
+    const caches = await m.calibrate({ model, data: { data: calib, preprocess: PREPROCESS, batch: 8 }, algorithms, trtVersion: '10.3.0', outDir: tmp });
+    const cacheOf = (a) => caches.caches.find((c) => c.algorithm === a).file;
+
+    await plainPass(m, model, calib); // warm-up (page cache, code loading)
+    const plain = await plainPass(m, model, calib);
+    log(`MobileNetV2, ${plain.images} images (images/calib), batch 8, ${os.availableParallelism()} cores`);
+    log(`  plain FP32 pass (decode + inference): ${plain.seconds.toFixed(2)} s`);
+    results.plainSeconds = plain.seconds;
+
+    for (const [i, algorithm] of algorithms.entries()) {
+      const t0 = performance.now();
+      const ctx = await m.prepareSensitivity({ model, cache: cacheOf(algorithm), data: { data: calib, preprocess: PREPROCESS, batch: 8 } });
+      const report = await m.measureSensitivity(ctx, {});
+      const seconds = (performance.now() - t0) / 1000;
+      const layers = report.quantizableLayers;
+      if (i === 0) {
+        log(`  sensitivity (${algorithm} cache, ${report.measure}, ${layers} layers, ${report.variants} variants): ${seconds.toFixed(1)} s` +
+          ` (decode + FP32 once ${report.seconds.prepare.toFixed(1)} s, ${report.seconds.perVariant.toFixed(2)} s per variant)`);
+        log(`  ratio sensitivity / plain FP32 pass: ${(seconds / plain.seconds).toFixed(1)}`);
+        results.sensitivitySeconds = seconds;
+        results.ratio = seconds / plain.seconds;
+      }
+      log(`\n  ${algorithm}: full INT8 ${report.fullInt8.agreeCount}/${report.fullInt8.images}, mean cosine ${report.fullInt8.cosineMean.toFixed(5)}, worst ${report.fullInt8.cosineMin.toFixed(4)}; most sensitive:`);
+      for (const l of report.layers.slice(0, 8)) {
+        log(`    ${String(l.rank).padStart(2)} ${l.name.padEnd(28)} alone ${l.oneAtATime.agreeCount}/${l.oneAtATime.images} cos ${l.oneAtATime.cosineMean.toFixed(5)}` +
+          `  SNR in ${l.inputSnrDb.toFixed(1)} dB, w ${l.weightSnrDb?.toFixed(1) ?? '-'} dB, out ${l.outputSnrDb?.toFixed(1)} dB`);
+      }
+
+      const mapFile = path.join(tmp, `${algorithm}.precision.json`);
+      const { mixed } = await m.autoMixedPrecision(ctx, { maxDrop: 2.33, maxNonInt8: '10%', sensitivity: report, out: mapFile });
+      const c = mixed.chosen;
+      const row = {
+        fullInt8: report.fullInt8.agreeCount,
+        met: mixed.met,
+        keptOut: c.keptOut,
+        int8Layers: c.int8Layers,
+        layers,
+        calibAgree: Math.round(c.agreement * plain.images),
+        calibCosine: c.meanCosine,
+        evaluations: mixed.evaluations,
+        searchSeconds: mixed.seconds,
+      };
+      // The chosen model, written to disk and reloaded: calib again (must equal the search's numbers) and val.
+      const built = m.buildMixedPrecisionModel(ctx.model, { activationScales: ctx.scales, precisionMap: mixed.map });
+      const file = path.join(tmp, `${algorithm}.mixed.onnx`);
+      await m.writeOnnxModel(file, built.model);
+      const again = await compareFile(m, model, file, calib);
+      const onVal = await compareFile(m, model, file, val);
+      row.reloadCalibAgree = again.agree;
+      row.reproduced = again.agree === row.calibAgree && again.cosineMean === c.meanCosine && again.cosineMin === c.worstCosine;
+      row.valAgree = onVal.agree;
+      row.valImages = onVal.images;
+      row.valCosine = onVal.cosineMean;
+      results.algorithms[algorithm] = row;
+      const list = c.keptOut.map((k) => `${k.layer} (${k.precision})`).join(', ') || 'none';
+      log(`    search (${mixed.evaluations} models, ${mixed.seconds.toFixed(1)} s): ${mixed.met ? 'met' : 'NOT met'}; kept out of INT8: ${c.keptOut.length} of ${layers}` +
+        ` (${((100 * c.keptOut.length) / layers).toFixed(1)}%; ${layers - c.int8Layers} without Q/DQ): ${list}`);
+      log(`    calib ${row.calibAgree}/${plain.images} (cos ${c.meanCosine.toFixed(5)}), val ${onVal.agree}/${onVal.images} (cos ${onVal.cosineMean.toFixed(5)});` +
+        ` reloaded from disk: calib ${again.agree}/${again.images}, same numbers: ${row.reproduced ? 'yes' : 'NO'}`);
+      if (!mixed.met) log(`    why: ${mixed.reason}`);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return results;
+}
