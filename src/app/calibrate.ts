@@ -262,7 +262,11 @@ async function collectStatistics(
   options.announce();
   reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors`);
   reporter.start('calibrating', dataset.size, 'images');
+  let previous: Promise<unknown> = Promise.resolve();
   try {
+    // Double buffering: the statistics of one batch are counted on worker threads while onnxruntime runs the next
+    // one into the other set of output buffers; a set is reused only after its batch has been fully counted.
+    let index = 0;
     for await (const batch of dataset.batches({
       signal: options.signal,
       onSkip: (s) => {
@@ -271,18 +275,27 @@ async function collectStatistics(
       },
     })) {
       const pending: Promise<void>[] = [];
-      await session.runEach({ [input.name]: { dtype: 'float32', dims: batch.dims, data: batch.data } }, names, (name, tensor) => {
-        const values = tensor.data instanceof Float32Array || (tensor.dtype === 'float16' && tensor.data instanceof Uint16Array) ? tensor.data : Float32Array.from(tensor.data as Float64Array);
-        pending.push(collector.add(name, values));
-      }, { reuseOutputs: true });
-      // The session may reuse its output buffers for the next batch: every tensor must be counted first.
-      await Promise.all(pending);
+      const slot = index++ % 2;
+      await session.runEach(
+        { [input.name]: { dtype: 'float32', dims: batch.dims, data: batch.data } },
+        names,
+        (name, tensor) => {
+          const values = tensor.data instanceof Float32Array || (tensor.dtype === 'float16' && tensor.data instanceof Uint16Array) ? tensor.data : Float32Array.from(tensor.data as Float64Array);
+          pending.push(collector.add(name, values));
+        },
+        { reuseOutputs: true, slot },
+      );
+      await previous;
+      previous = Promise.all(pending);
       used += batch.files.length;
       reporter.update({ done: used + skipped.length, detail: path.basename(batch.files[batch.files.length - 1]!) });
     }
+    await previous;
     await collector.flush();
   } finally {
     reporter.stop();
+    // On an error, let the counting of the last batch finish before the session and its buffers go.
+    await previous.catch(() => undefined);
     await session.release();
   }
   if (used === 0) throw new UserError(`None of the ${dataset.size} images in ${data.data} could be read.`);
