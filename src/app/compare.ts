@@ -11,7 +11,7 @@ import { ALGORITHM_NAMES, computeAllAmaxes } from '../calibrators/registry.js';
 import { loadLabels } from '../compare/labels.js';
 import { buildCompareReport, buildHistograms } from '../compare/report.js';
 import { labelMap, runComparison, type VariantRun } from '../compare/run.js';
-import type { CompareReport, Precision, TradeoffCurve } from '../compare/types.js';
+import type { CompareReport, Precision } from '../compare/types.js';
 import { createDataset } from '../datasets/dataset.js';
 import { resolveBatchSize, resolvePreprocess } from '../datasets/presets.js';
 import { UserError } from '../errors.js';
@@ -22,7 +22,9 @@ import { silentReporter, type Reporter } from '../reporter.js';
 import { loadStatistics } from '../stats/store.js';
 import { TOOL_VERSION } from '../version.js';
 import { DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
+import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, loadCacheFor } from './variants.js';
+import type { MixedResult } from '../sensitivity/mixed.js';
 
 export interface CompareOptions {
   model: string;
@@ -56,14 +58,18 @@ export interface CompareOptions {
   backend?: 'onnxruntime' | 'tensorrt';
   /** How onnxruntime executes the Q/DQ variants (see OnnxruntimeSessionOptions.qdq); default 'emulate'. */
   qdq?: 'emulate' | 'onnxruntime';
-  /** Extra data for the report (issue 5's trade-off curve). */
-  tradeoff?: TradeoffCurve;
+  /**
+   * --mixed auto: with the first cache, keep the most sensitive layers out of INT8 until the drop is at most
+   * maxDrop points on these images; the mixed model is added as a variant and the trade-off curve to the report.
+   */
+  mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string };
   reporter?: Reporter;
 }
 
 export interface CompareResult {
   report: CompareReport;
   files: string[];
+  mixed?: MixedSummary;
 }
 
 export async function compare(options: CompareOptions): Promise<CompareResult> {
@@ -100,13 +106,21 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   const labelAssignment = options.labels ? await loadLabels(dataset.files, { labels: options.labels, classes: options.classes, dataRoot: options.data.data }) : undefined;
   let precisionMap: PrecisionMap | undefined;
   if (options.precisionMap) precisionMap = await readPrecisionMap(options.precisionMap);
+  if (options.mixed && caches.length === 0) throw new UserError('--mixed auto needs a --cache (its scales are the INT8 of the mixed model).');
+  if (options.mixed && precisionMap) throw new UserError('--mixed auto chooses its own precision map: drop --precision-map.');
 
   // Build every variant before the long pass, so that a bad cache fails in a second.
-  const int8 = [];
+  const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; built: ReturnType<typeof buildInt8Variant>; mixed?: boolean }> = [];
   for (const file of caches) {
     const loaded = await loadCacheFor(file, activations, options.model);
     const built = buildInt8Variant(model, loaded.scales, { precisionMap, file: options.model });
     int8.push({ loaded, built });
+  }
+  let mixed: MixedResult | undefined;
+  if (options.mixed) {
+    ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, ...options.mixed }));
+    const loaded = int8[0]!.loaded;
+    int8.push({ loaded, built: buildInt8Variant(model, loaded.scales, { precisionMap: mixed.map, file: options.model }), mixed: true });
   }
   const names = new Map<string, number>();
   const variantName = (base: string) => {
@@ -139,8 +153,9 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
       const session = useTrt ? await openTrt('fp16', undefined, options.model, []) : await open(`${options.model} (fp16)`, buildFp16Variant(model, { file: options.model }).model, []);
       variants.push({ spec: { name: 'fp16', precision: 'fp16' }, session });
     }
-    for (const { loaded, built } of int8) {
-      const name = variantName(`int8-${loaded.algorithm}${precisionMap ? '-mixed' : ''}`);
+    for (const v of int8) {
+      const { loaded, built } = v;
+      const name = variantName(`int8-${loaded.algorithm}${precisionMap || v.mixed ? '-mixed' : ''}`);
       const spec = { name, precision: 'int8' as const, algorithm: loaded.algorithm, modelFile: loaded.file };
       if (useTrt) {
         const layers = options.layers === false ? [] : built.qdq.quantizedTensors.filter((t) => exposedInRef.includes(t));
@@ -207,12 +222,12 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
       },
       variants: run.variants,
       ...(histograms ? { histograms } : {}),
-      ...(options.tradeoff ? { tradeoff: options.tradeoff } : {}),
+      ...(mixed ? { tradeoff: mixed.tradeoff } : {}),
     });
     const reportDir = options.reportDir ?? path.join(outDir, `${modelBase}.report`);
     const { writeReportFiles } = await import('../compare/write.js');
     const files = await writeReportFiles(report, { json: path.join(reportDir, 'report.json'), html: path.join(reportDir, 'report.html'), reporter });
-    return { report, files };
+    return { report, files, ...(mixed ? { mixed: summarizeMixed(mixed) } : {}) };
   } finally {
     for (const s of sessions) await s.release();
   }

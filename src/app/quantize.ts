@@ -12,6 +12,7 @@ import { loadOnnxModel, writeOnnxModel } from '../onnx/model.js';
 import { readPrecisionMap, countPrecisions, type PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
+import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, loadCacheFor } from './variants.js';
 
 export interface QuantizeOptions {
@@ -24,6 +25,12 @@ export interface QuantizeOptions {
   algorithm?: string;
   /** Layer -> int8|fp16|fp32 (a precision map file). */
   precisionMap?: string;
+  /**
+   * --mixed auto: rank the layers on `data` (evaluation images) with the cache's scales, keep the most sensitive
+   * ones out of INT8 until the top-1 drop against FP32 is at most maxDrop points, write the precision map
+   * (precisionOut, default <outDir>/<model>.precision.json) and quantize with it.
+   */
+  mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string };
   /** FP16 for TensorRT: a pure float16 graph (default: onnxruntime-runnable, see src/onnx/fp16.ts). */
   forTensorRT?: boolean;
   out?: string;
@@ -47,6 +54,7 @@ export interface QuantizeResult {
   missingScales: string[];
   opset?: { from: number; to: number; converted: string[] };
   precisionMap?: { file: string; int8: number; fp16: number; fp32: number };
+  mixed?: MixedSummary;
 }
 
 export function defaultVariantPath(modelFile: string, suffix: string, outDir = DEFAULT_OUT_DIR): string {
@@ -64,12 +72,26 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     return { model: options.model, out, precision: 'fp16', fp16Layers: r.fp16Nodes.length, fp32Layers: r.float32Nodes.length, skipped: [], missingScales: [] };
   }
 
-  if (options.cache && options.data) throw new UserError('Give either --cache (scales from a cache) or --data (calibrate first), not both.');
-  if (!options.cache && !options.data) throw new UserError('INT8 needs activation scales: pass --cache FILE, or --data DIR to calibrate first.');
+  if (options.mixed) {
+    if (!options.cache || !options.data) throw new UserError('--mixed auto needs --cache (the scales) and --data (the images the accuracy budget is measured on).');
+    if (options.precisionMap) throw new UserError('--mixed auto writes its own precision map: drop --precision-map.');
+  } else {
+    if (options.cache && options.data) throw new UserError('Give either --cache (scales from a cache) or --data (calibrate first), not both.');
+    if (!options.cache && !options.data) throw new UserError('INT8 needs activation scales: pass --cache FILE, or --data DIR to calibrate first.');
+  }
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
   let precisionMap: PrecisionMap | undefined;
+  let precisionMapFile = options.precisionMap;
+  let mixed: MixedSummary | undefined;
   if (options.precisionMap) precisionMap = await readPrecisionMap(options.precisionMap);
+  if (options.mixed) {
+    const r = await searchMixedPrecision({ model: options.model, cache: options.cache!, data: options.data!, outDir: options.outDir, threads: options.threads, reporter, ...options.mixed });
+    precisionMap = r.mixed.map;
+    precisionMapFile = r.mixed.written;
+    mixed = summarizeMixed(r.mixed);
+    if (!r.mixed.met) reporter.warn(`the budget of ${options.mixed.maxDrop} points cannot be met (${r.mixed.reason}); quantizing with the best map found`);
+  }
 
   let scales: Map<string, number>;
   let algorithm: string;
@@ -105,7 +127,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     skipped: r.qdq.skipped,
     missingScales: missing,
     opset: r.qdq.opset,
-    ...(precisionMap && options.precisionMap ? { precisionMap: { file: options.precisionMap, int8: counts!.int8, fp16: counts!.fp16, fp32: counts!.fp32 } } : {}),
+    ...(precisionMap && precisionMapFile ? { precisionMap: { file: precisionMapFile, int8: counts!.int8, fp16: counts!.fp16, fp32: counts!.fp32 } } : {}),
+    ...(mixed ? { mixed } : {}),
   };
 }
 

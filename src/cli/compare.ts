@@ -4,7 +4,7 @@ import { DEFAULT_OUT_DIR } from '../app/calibrate.js';
 import { renderJson } from '../compare/render-json.js';
 import { renderText } from '../compare/render-text.js';
 import type { Precision } from '../compare/types.js';
-import { GateError } from '../errors.js';
+import { GateError, UserError } from '../errors.js';
 import { addCommonOptions, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
 
@@ -25,6 +25,9 @@ interface CompareCliValues extends CommonOptions, PreprocessCliValues {
   outDir: string;
   threads?: number;
   qdq: 'emulate' | 'onnxruntime';
+  mixed?: 'auto';
+  maxLayers?: string;
+  precisionOut?: string;
   backend: 'onnxruntime' | 'tensorrt';
 }
 
@@ -67,6 +70,9 @@ export function register(program: Command): void {
     .option('--labels <source>', '"folders" (class = parent folder name) or a CSV of path,label')
     .option('--classes <file>', 'class names, one per line (line index = class index)')
     .option('--max-drop <points>', 'gate: exit 2 when a variant loses more than this many accuracy points (agreement points without labels)', parseNumber(0, 100))
+    .addOption(new Option('--mixed <mode>', 'auto: also build a mixed INT8/FP16 variant from the first cache, keeping the most sensitive layers out of INT8 until --max-drop is met').choices(['auto']))
+    .option('--max-layers <n|p%>', 'with --mixed auto: at most this many layers out of INT8')
+    .option('--precision-out <file>', 'with --mixed auto: the precision map to write (default <out-dir>/<model>.precision.json)')
     .option('--no-layers', 'skip the per-layer SNR of the INT8 variants (faster, less memory)')
     .option('--stats <file>', 'statistics for the per-tensor histograms (default <out-dir>/<model>.stats.msgpack)')
     .option('--precision-map <file>', 'layers kept out of INT8 (JSON {layer: "int8"|"fp16"|"fp32"})')
@@ -85,7 +91,8 @@ export function register(program: Command): void {
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CompareCliValues) => {
     const reporter = reporterFor(opts);
-    const { report, files } = await compare({
+    if (opts.mixed && opts.maxDrop === undefined) throw new UserError('--mixed auto needs --max-drop POINTS (the accuracy budget).');
+    const { report, files, mixed } = await compare({
       model: opts.model,
       data: preprocessOptionsFrom(opts),
       caches: opts.cache,
@@ -104,10 +111,21 @@ export function register(program: Command): void {
       threads: opts.threads,
       qdq: opts.qdq,
       backend: opts.backend,
+      ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
       reporter,
     });
     if (opts.json) process.stdout.write(renderJson(report));
-    else if (!opts.quiet) process.stdout.write(`${renderText(report)}\nreport: ${files.join(', ')}\n`);
+    else if (!opts.quiet) {
+      const lines = [renderText(report)];
+      if (mixed) {
+        lines.push(
+          `mixed precision: ${mixed.met ? 'budget met' : `budget NOT met (${mixed.reason})`} with ${mixed.nonInt8Layers} layer(s) out of INT8 ` +
+            `(${mixed.keptOut.map((k) => `${k.layer}: ${k.precision}`).join(', ') || 'none'}); precision map ${mixed.precisionMap ?? '-'}`,
+        );
+      }
+      lines.push(`report: ${files.join(', ')}`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+    }
     if (report.gate && !report.gate.passed) {
       const failed = report.gate.variants.filter((v) => !v.passed).map((v) => `${v.name} lost ${v.drop.toFixed(2)} points`);
       throw new GateError(`accuracy gate failed (${report.gate.metric}, --max-drop ${report.gate.maxDrop}): ${failed.join(', ')}`);

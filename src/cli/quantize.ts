@@ -2,7 +2,8 @@ import { Command, Option } from 'commander';
 import { DEFAULT_OUT_DIR } from '../app/calibrate.js';
 import { quantize, type QuantizeResult } from '../app/quantize.js';
 import { ALGORITHM_NAMES } from '../calibrators/registry.js';
-import { addCommonOptions, emit, parseInteger, reporterFor, type CommonOptions } from './common.js';
+import { UserError } from '../errors.js';
+import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
 
 interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'data'> {
@@ -13,6 +14,10 @@ interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'da
   precision: 'int8' | 'fp16';
   precisionMap?: string;
   forTensorrt?: boolean;
+  mixed?: 'auto';
+  maxDrop?: number;
+  maxLayers?: string;
+  precisionOut?: string;
   out?: string;
   outDir: string;
   threads?: number;
@@ -29,6 +34,9 @@ Examples:
   # keep some layers in FP16/FP32 (a map from trt-calib sensitivity --max-drop, or written by hand)
   trt-calib quantize --model model.onnx --cache calib-cache/model.entropy2.cache --precision-map calib-cache/model.precision.json
 
+  # keep the most sensitive layers out of INT8 until top-1 agreement with FP32 drops at most 1 point on ./val
+  trt-calib quantize --model model.onnx --cache calib-cache/model.entropy2.cache --data ./val --mixed auto --max-drop 1
+
   # FP16 model: onnxruntime-runnable (to measure FP16 accuracy), or a pure float16 graph for TensorRT
   trt-calib quantize --model model.onnx --precision fp16
   trt-calib quantize --model model.onnx --precision fp16 --for-tensorrt --out model.fp16.onnx
@@ -44,6 +52,10 @@ export function register(program: Command): void {
     .option('--algo <name>', `with --data: the calibration algorithm (${ALGORITHM_NAMES.join(', ')})`, 'entropy2')
     .addOption(new Option('--precision <p>', 'int8 (Q/DQ) or fp16').choices(['int8', 'fp16']).default('int8'))
     .option('--precision-map <file>', 'JSON {layer: "int8"|"fp16"|"fp32"}: layers kept out of INT8')
+    .addOption(new Option('--mixed <mode>', 'auto: keep the layers that hurt accuracy most in FP16/FP32 until --max-drop is met (needs --cache and --data)').choices(['auto']))
+    .option('--max-drop <points>', 'with --mixed auto: the largest top-1 drop against FP32 allowed, in points', parseNumber(0, 100))
+    .option('--max-layers <n|p%>', 'with --mixed auto: at most this many layers out of INT8')
+    .option('--precision-out <file>', 'with --mixed auto: the precision map to write (default <out-dir>/<model>.precision.json)')
     .option('--for-tensorrt', 'fp16: a pure float16 graph, without the float32 emulation onnxruntime\'s CPU kernels need')
     .option('-o, --out <file>', `output model (default ${DEFAULT_OUT_DIR}/<model>.<algo>.int8.onnx or .fp16.onnx)`)
     .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
@@ -52,6 +64,8 @@ export function register(program: Command): void {
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: QuantizeCliValues) => {
     const reporter = reporterFor(opts);
+    if (opts.mixed && opts.maxDrop === undefined) throw new UserError('--mixed auto needs --max-drop POINTS (the accuracy budget).');
+    if (!opts.mixed && (opts.maxDrop !== undefined || opts.maxLayers !== undefined)) throw new UserError('--max-drop and --max-layers go with --mixed auto.');
     const result = await quantize({
       model: opts.model,
       precision: opts.precision,
@@ -60,6 +74,7 @@ export function register(program: Command): void {
       algorithm: opts.algo,
       precisionMap: opts.precisionMap,
       forTensorRT: opts.forTensorrt,
+      ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
       out: opts.out,
       outDir: opts.outDir,
       threads: opts.threads,
@@ -76,6 +91,13 @@ function text(r: QuantizeResult): string {
     if (r.opset && r.opset.from !== r.opset.to) lines.push(`  opset ${r.opset.from} -> ${r.opset.to} (per-channel Q/DQ needs 13)${r.opset.converted.length ? `, converted: ${r.opset.converted.join(', ')}` : ''}`);
   } else {
     lines.push(`  ${r.fp16Layers} nodes in FP16, ${r.fp32Layers} kept in FP32`);
+  }
+  if (r.mixed) {
+    lines.push(
+      `  mixed precision: ${r.mixed.met ? 'budget met' : `budget NOT met (${r.mixed.reason})`}; ${r.mixed.nonInt8Layers} layer(s) out of INT8: ` +
+        r.mixed.keptOut.map((k) => `${k.layer} (${k.precision})`).join(', ') +
+        `; agreement ${(r.mixed.agreement * 100).toFixed(2)}% (drop ${r.mixed.drop.toFixed(2)} points); map ${r.mixed.precisionMap ?? '-'}`,
+    );
   }
   if (r.skipped.length > 0) {
     lines.push(`  ${r.skipped.length} weighted layer(s) left in float:`);

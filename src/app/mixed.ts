@@ -1,0 +1,70 @@
+/**
+ * `--mixed auto` for quantize and compare: the sensitivity ranking and the mixed-precision search
+ * (src/sensitivity/), on images decoded and run in FP32 once, writing the precision map.
+ */
+import path from 'node:path';
+import { precisionMapPath } from '../precision/map.js';
+import type { Reporter } from '../reporter.js';
+import { prepareSensitivity } from '../sensitivity/analyze.js';
+import { autoMixedPrecision } from '../sensitivity/auto.js';
+import type { MixedResult } from '../sensitivity/mixed.js';
+import { DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
+
+export interface MixedSearchOptions {
+  model: string;
+  cache: string;
+  data: DataOptions;
+  maxDrop: number;
+  /** At most this many layers out of INT8 ("N" or "P%"). */
+  maxLayers?: string;
+  precisionOut?: string;
+  outDir?: string;
+  threads?: number;
+  reporter?: Reporter;
+}
+
+export async function searchMixedPrecision(options: MixedSearchOptions): Promise<{ mixed: MixedResult }> {
+  const ctx = await prepareSensitivity({
+    model: options.model,
+    cache: options.cache,
+    data: options.data,
+    ...(options.threads ? { threads: options.threads } : {}),
+    ...(options.reporter ? { reporter: options.reporter } : {}),
+  });
+  const { mixed } = await autoMixedPrecision(ctx, {
+    maxDrop: options.maxDrop,
+    ...(options.maxLayers !== undefined ? { maxNonInt8: options.maxLayers } : {}),
+    out: options.precisionOut ?? precisionMapPath(options.model, options.outDir ?? DEFAULT_OUT_DIR),
+    ...(options.reporter ? { reporter: options.reporter } : {}),
+  });
+  return { mixed };
+}
+
+export interface MixedSummary {
+  met: boolean;
+  reason?: string;
+  /** Layers kept out of INT8, most sensitive first. */
+  keptOut: Array<{ layer: string; precision: 'fp16' | 'fp32' }>;
+  int8Layers: number;
+  nonInt8Layers: number;
+  agreement: number;
+  drop: number;
+  precisionMap?: string;
+  evaluations: number;
+  seconds: number;
+}
+
+export function summarizeMixed(m: MixedResult): MixedSummary {
+  return {
+    met: m.met,
+    ...(m.reason !== undefined ? { reason: m.reason } : {}),
+    keptOut: m.chosen.keptOut,
+    int8Layers: m.chosen.int8Layers,
+    nonInt8Layers: m.chosen.nonInt8Layers,
+    agreement: m.chosen.agreement,
+    drop: m.chosen.drop,
+    ...(m.written ? { precisionMap: path.normalize(m.written) } : {}),
+    evaluations: m.evaluations,
+    seconds: m.seconds,
+  };
+}
