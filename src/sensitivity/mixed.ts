@@ -7,15 +7,18 @@
  * tooling):
  * 1. Evaluate full INT8. If it meets the budget, every layer stays INT8.
  * 2. Prefix walk: keep the k most sensitive layers out of INT8, k = 1, 2, ... 8, then growing by half each step
- *    up to the cap, until the budget is met; then bisect between the last failing and the first passing k
- *    (accuracy need not be monotonic in k, so only evaluated prefixes are ever taken).
+ *    up to the whole ranking, until the budget is met; then bisect between the last failing and the first
+ *    passing k (accuracy need not be monotonic in k, so only evaluated prefixes are ever taken). The walk may
+ *    pass the cap (--max-layers): the cap bounds the answer, and pruning often brings a longer prefix back under.
  * 3. Pruning: try putting each kept-out layer back into INT8, least sensitive first; it goes back whenever the
  *    budget still holds. The result has no layer that could go back alone.
  * 4. Precision: a kept-out layer runs in FP16 unless FP16 is not enough for it. "Not enough" is found two ways:
  *    statically (its values pass the FP16 range, or FP16 rounding alone costs it too much SNR: see
- *    FP16_MIN_SNR_DB in analyze.ts), those layers go to FP32 from the start; and empirically, when the walk fails
- *    at the cap with FP16 but the same layers in FP32 would pass, the walk is redone in FP32 and each FP32 layer
- *    of the result is then tried in FP16 again, keeping FP16 wherever the budget still holds.
+ *    FP16_MIN_SNR_DB in analyze.ts), those layers go to FP32 from the start; and empirically, when no prefix
+ *    passes with FP16 but the whole ranking in FP32 would, the walk is redone in FP32 and each FP32 layer of the
+ *    result is then tried in FP16 again, keeping FP16 wherever the budget still holds.
+ * 5. The answer must keep at most `maxNonInt8` layers out; otherwise the best map within the cap is returned
+ *    with the reason the budget was not met.
  * The budget: the drop against FP32, in points, of the primary output's agreement (top-1 agreement for a
  * classifier, same-side fraction for a dense map) or of top-1 accuracy with labels: the `--max-drop` of compare.
  *
@@ -193,11 +196,12 @@ export async function chooseMixedPrecision(options: ChooseMixedOptions): Promise
   const curve: MixedPoint[] = [];
   const allInt8 = await run(new Map(), 'all-int8', 'all INT8');
   curve.push(allInt8);
+  const whole = ranking.length;
 
   /** The walk of step 2 with a precision rule; returns the first passing prefix length, if any. */
   const walk = async (precisionOf: (l: string) => 'fp16' | 'fp32', tag: string): Promise<number | undefined> => {
     let lastFail = 0;
-    for (const k of prefixSchedule(cap)) {
+    for (const k of prefixSchedule(whole)) {
       const p = await run(prefix(k, precisionOf), 'prefix', `${tag}top ${k} kept out`);
       curve.push(p);
       if (!p.meets) {
@@ -220,20 +224,22 @@ export async function chooseMixedPrecision(options: ChooseMixedOptions): Promise
 
   let chosenKept: Kept = new Map();
   let met = allInt8.meets;
-  let reason: string | undefined;
-  if (!met && cap > 0) {
+  /** A map that meets the budget but keeps more layers out than the cap allows. */
+  let overCap: Kept | undefined;
+  if (!met && whole > 0) {
+    // The walk may go past the cap: the cap bounds the answer, not the search (pruning often brings a longer
+    // prefix back under it when the ranking is not exactly the order that matters).
     let found = await walk(staticPrecision, '');
     let precisionOf = staticPrecision;
-    if (found === undefined && ranking.slice(0, cap).some((l) => staticPrecision(l) === 'fp16')) {
+    if (found === undefined && ranking.some((l) => staticPrecision(l) === 'fp16')) {
       // FP16 not enough? The same layers in FP32.
-      const p = await run(prefix(cap, () => 'fp32'), 'fp32-check', `top ${cap} kept out in FP32`);
+      const p = await run(prefix(whole, () => 'fp32'), 'fp32-check', `top ${whole} kept out in FP32`);
       if (p.meets) {
         precisionOf = () => 'fp32';
         found = await walk(precisionOf, 'FP32: ');
       }
     }
     if (found !== undefined) {
-      met = true;
       let kept = prefix(found, precisionOf);
       // 3. Pruning, least sensitive first.
       for (const layer of ranking.slice(0, found).reverse()) {
@@ -250,12 +256,16 @@ export async function chooseMixedPrecision(options: ChooseMixedOptions): Promise
         const p = await run(trial, 'precision', `${layer} in FP16`);
         if (p.meets) kept = trial;
       }
-      chosenKept = kept;
+      if (kept.size <= cap) {
+        met = true;
+        chosenKept = kept;
+      } else overCap = kept;
     }
   }
 
   // The far end of the curve: no layer in INT8.
   const ceiling = await run(new Map(layers.map((l) => [l, staticPrecision(l)])), 'ceiling', 'no layer in INT8');
+  let reason: string | undefined;
   if (!met) {
     // The best reachable within the cap: highest value, then fewest layers out, then highest cosine.
     const within = points.filter((p) => p.keptOut.length <= cap);
@@ -264,12 +274,13 @@ export async function chooseMixedPrecision(options: ChooseMixedOptions): Promise
     );
     chosenKept = new Map(best.keptOut.map((k) => [k.layer, k.precision]));
     const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
-    if (!ceiling.meets) {
-      reason = `even with no layer in INT8 (FP16, FP32 where FP16 is not enough) the ${METRIC_NAMES[metric]} is ${pct(ceiling.agreement)}, below the target ${pct(target)}: the loss does not come from INT8 (FP16 itself, or layers the map does not control)`;
-    } else if (cap < ranking.length) {
-      reason = `keeping the ${cap} most sensitive layers out of INT8 (the cap) reaches at best ${pct(best.agreement)}, below the target ${pct(target)}; with no layer in INT8 it is ${pct(ceiling.agreement)}: raise the cap (--max-layers) or the budget`;
+    const withinCap = `within the cap the best is ${pct(best.agreement)} with ${best.keptOut.length} layer(s) out`;
+    if (overCap) {
+      reason = `meeting the target ${pct(target)} needs ${overCap.size} layers out of INT8 (${[...overCap.keys()].join(', ')}), more than the cap of ${cap}; ${withinCap}: raise the cap (--max-layers) or the budget`;
+    } else if (!ceiling.meets) {
+      reason = `even with no layer in INT8 (FP16, FP32 where FP16 is not enough) the ${METRIC_NAMES[metric]} is ${pct(ceiling.agreement)}, below the target ${pct(target)}: the loss does not come from INT8 (FP16 itself, or layers the map does not control); ${withinCap}`;
     } else {
-      reason = `no prefix of the ranking up to ${cap} layers meets the target ${pct(target)} (best ${pct(best.agreement)}); the ranking may miss interactions: try --measure leave-one-out or both`;
+      reason = `keeping all ${whole} ranked layers out of INT8 does not meet the target ${pct(target)}, but no layer in INT8 does (${pct(ceiling.agreement)}): the layers that matter were not ranked (--layers); ${withinCap}`;
     }
   }
 

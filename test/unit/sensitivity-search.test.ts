@@ -112,17 +112,18 @@ describe('chooseMixedPrecision', () => {
 
   it('finds empirically where FP16 is not enough: FP32 walk, then FP16 wherever the budget still holds', async () => {
     // A costs 5 in INT8 and still 4 in FP16 (FP16 is not enough for it); B costs 3 in INT8, nothing in FP16.
-    // FP16 walk with cap 2: {A} 7, {A,B} 4: fails. FP32 check {A,B} in FP32: 0 passes. FP32 walk: {A} 3 fails,
-    // {A,B} 0 passes (memo). Pruning: without B is {A} (memo), without A {B} 5: both fail. Precision, in
-    // ranking order: A to FP16 gives 4 (refused), B to FP16 gives 0 (kept). Then the far end, all FP16: 4.
+    // FP16 walk: {A} 7, {A,B} 4, and 4 up to all six: no prefix passes. FP32 check, all six in FP32: 0 passes.
+    // FP32 walk: {A} 3 fails, {A,B} 0 passes. Pruning: without B is {A} (memo), without A {B} 5: both fail.
+    // Precision, in ranking order: A to FP16 gives 4 (refused), B to FP16 gives 0 (kept). The far end, all in
+    // FP16, is the FP16 walk's last prefix (memo).
     const { evaluate } = fakeEvaluator({ A: 5, B: 3 }, { fp16Cost: { A: 4 } });
-    const r = await chooseMixedPrecision({ ...base, ranking: LAYERS, maxDrop: 1, maxNonInt8: 2, evaluate });
+    const r = await chooseMixedPrecision({ ...base, ranking: LAYERS, maxDrop: 1, evaluate });
     expect(r.met).toBe(true);
     expect(r.chosen.keptOut).toEqual([
       { layer: 'A', precision: 'fp32' },
       { layer: 'B', precision: 'fp16' },
     ]);
-    expect(r.points.map((p) => p.step)).toEqual(['all-int8', 'prefix', 'prefix', 'fp32-check', 'prefix', 'prune', 'precision', 'precision', 'ceiling']);
+    expect(r.points.map((p) => p.step)).toEqual(['all-int8', ...Array(6).fill('prefix'), 'fp32-check', 'prefix', 'prefix', 'prune', 'precision', 'precision']);
   });
 
   it('reports the best trade-off and why when the budget cannot be met', async () => {
@@ -130,19 +131,33 @@ describe('chooseMixedPrecision', () => {
     const { evaluate } = fakeEvaluator({ A: 5, B: 3 }, { floor: 2 });
     const r = await chooseMixedPrecision({ ...base, ranking: LAYERS, maxDrop: 1, evaluate });
     expect(r.met).toBe(false);
-    expect(r.reason).toMatch(/^even with no layer in INT8 .* top-1 agreement is 98\.00%, below the target 99\.00%/);
+    expect(r.reason).toMatch(/^even with no layer in INT8 .* top-1 agreement is 98\.00%, below the target 99\.00%.*; within the cap the best is 98\.00% with 2 layer\(s\) out$/);
     // Best: the highest agreement (98%), with the fewest layers out: A and B (the rest cost nothing).
     expect(r.chosen.keptOut.map((k) => k.layer)).toEqual(['A', 'B']);
     expect(r.written).toBeUndefined();
   });
 
   it('says when the cap is what stops it', async () => {
+    // A 5, B 3, C 2, cap 2: the walk passes the cap, top 3 (0 points) passes; no layer can go back (without C
+    // {A, B} 2, without B {A, C} 3, without A {B, C} 5). Within the cap the best is {A, B}: 98%.
     const { evaluate } = fakeEvaluator({ A: 5, B: 3, C: 2 });
     const r = await chooseMixedPrecision({ ...base, ranking: LAYERS, maxDrop: 1, maxNonInt8: 2, evaluate, out: path.join(tmp, 'never.json') });
     expect(r.met).toBe(false);
-    expect(r.reason).toMatch(/keeping the 2 most sensitive layers out of INT8 \(the cap\) reaches at best 98\.00%, below the target 99\.00%; with no layer in INT8 it is 100\.00%/);
+    expect(r.reason).toBe(
+      'meeting the target 99.00% needs 3 layers out of INT8 (A, B, C), more than the cap of 2; within the cap the best is 98.00% with 2 layer(s) out: raise the cap (--max-layers) or the budget',
+    );
     expect(r.chosen.keptOut.map((k) => k.layer)).toEqual(['A', 'B']);
     await expect(readFile(path.join(tmp, 'never.json'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('meets a cap that only a pruned longer prefix fits', async () => {
+    // Ranking A, C, D, B: C and D cost little, B costs 3. Cap 2: top 1 {A} 3.2, top 2 {A,C} 3.1, top 3 {A,C,D}
+    // 3.0 fail, top 4 passes (0); pruning: without B fails, without D {A,C,B} 0.1 passes, without C {A,B} 0.2
+    // passes, without A {B} 5.2 fails: {A, B}, within the cap.
+    const { evaluate } = fakeEvaluator({ A: 5, B: 3, C: 0.1, D: 0.1 });
+    const r = await chooseMixedPrecision({ ...base, ranking: ['A', 'C', 'D', 'B', 'E', 'F'], maxDrop: 0.5, maxNonInt8: 2, evaluate });
+    expect(r.met).toBe(true);
+    expect(r.chosen.keptOut.map((k) => k.layer)).toEqual(['A', 'B']);
   });
 
   it('keeps every layer in INT8 when full INT8 meets the budget', async () => {
