@@ -14,11 +14,12 @@ import { formatCalibrationCache, scaleFromAmax } from '../cache/trt-cache.js';
 import { encodeTrtVersion, formatTrtVersion, resolveTrtVersion, type TrtVersion } from '../cache/trt-version.js';
 import { CALIBRATORS, computeAllAmaxes } from '../calibrators/registry.js';
 import type { AlgorithmName, CalibratorOptions } from '../calibrators/types.js';
-import { createDataset } from '../datasets/dataset.js';
-import { resolveBatchSize, resolvePreprocess, type PreprocessOptions } from '../datasets/presets.js';
 import type { PreprocessConfig, SkippedFile } from '../datasets/types.js';
 import { UserError } from '../errors.js';
-import { graphInputs, listActivations, type ActivationInfo } from '../onnx/graph.js';
+import { listActivations, type ActivationInfo } from '../onnx/graph.js';
+import { datasetForModel, type DataOptions } from './data.js';
+
+export type { DataOptions } from './data.js';
 import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { StatisticsCollector } from '../stats/collector.js';
@@ -28,17 +29,6 @@ import { writeFileAtomic } from '../util/fs.js';
 import { TOOL_VERSION } from '../version.js';
 
 export const DEFAULT_OUT_DIR = 'calib-cache';
-
-export interface DataOptions {
-  /** A folder (recursive), a glob or a list file. */
-  data: string;
-  preprocess?: PreprocessOptions;
-  batch?: number;
-  maxImages?: number;
-  seed?: number;
-  strict?: boolean;
-  concurrency?: number;
-}
 
 export interface CalibrateOptions {
   model: string;
@@ -234,25 +224,7 @@ async function collectStatistics(
   options: CollectOptions,
 ) {
   const { reporter } = options;
-  const inputs = graphInputs(model);
-  if (inputs.length !== 1) {
-    throw new UserError(`${modelFile} has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); image calibration feeds models with one image input.`);
-  }
-  const input = inputs[0]!;
-  if (!input.dims) throw new UserError(`${modelFile}: the rank of input '${input.name}' is not declared.`, { hint: 'Give its shape with --shapes.' });
-  const modelInput = { name: input.name, dims: input.dims };
-  const preprocess = resolvePreprocess(data.preprocess ?? {}, modelInput);
-  const batchSize = resolveBatchSize({ batch: data.batch, shapes: data.preprocess?.shapes }, modelInput, 8);
-  const dataset = await createDataset({
-    data: data.data,
-    preprocess,
-    inputName: input.name,
-    batchSize,
-    maxImages: data.maxImages,
-    seed: data.seed,
-    strict: data.strict,
-    concurrency: data.concurrency,
-  });
+  const { input, preprocess, batchSize, dataset } = await datasetForModel(modelFile, model, data, 'calibration');
 
   const names = activations.map((a) => a.name);
   const session = await getBackend('onnxruntime').open({ path: modelFile }, { threads: options.threads, expose: names });

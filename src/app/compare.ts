@@ -12,16 +12,15 @@ import { loadLabels } from '../compare/labels.js';
 import { buildCompareReport, buildHistograms } from '../compare/report.js';
 import { labelMap, runComparison, type VariantRun } from '../compare/run.js';
 import type { CompareReport, Precision } from '../compare/types.js';
-import { createDataset } from '../datasets/dataset.js';
-import { resolveBatchSize, resolvePreprocess } from '../datasets/presets.js';
 import { UserError } from '../errors.js';
-import { graphInputs, graphOutputs, listActivations } from '../onnx/graph.js';
+import { graphOutputs, listActivations } from '../onnx/graph.js';
 import { loadOnnxModel, modelSha256, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import { readPrecisionMap, type PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { loadStatistics } from '../stats/store.js';
 import { TOOL_VERSION } from '../version.js';
-import { DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
+import { DEFAULT_OUT_DIR } from './calibrate.js';
+import { datasetForModel, type DataOptions } from './data.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, loadCacheFor } from './variants.js';
 import type { MixedResult } from '../sensitivity/mixed.js';
@@ -88,21 +87,8 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   const sha = await modelSha256(options.model);
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
-  const inputs = graphInputs(model);
-  if (inputs.length !== 1 || !inputs[0]!.dims) throw new UserError(`${options.model} must have one image input with a declared rank to be compared on images.`);
-  const input = { name: inputs[0]!.name, dims: inputs[0]!.dims };
-  const preprocess = resolvePreprocess(options.data.preprocess ?? {}, input);
-  const batchSize = resolveBatchSize({ batch: options.data.batch, shapes: options.data.preprocess?.shapes }, input, 8);
-  const dataset = await createDataset({
-    data: options.data.data,
-    preprocess,
-    inputName: input.name,
-    batchSize,
-    maxImages: options.data.maxImages,
-    seed: options.data.seed,
-    strict: options.data.strict,
-    concurrency: options.data.concurrency,
-  });
+  const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'comparison');
+  const inputs = [input];
   const labelAssignment = options.labels ? await loadLabels(dataset.files, { labels: options.labels, classes: options.classes, dataRoot: options.data.data }) : undefined;
   let precisionMap: PrecisionMap | undefined;
   if (options.precisionMap) precisionMap = await readPrecisionMap(options.precisionMap);

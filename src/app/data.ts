@@ -1,0 +1,56 @@
+/**
+ * The images a model is run on: its one image input, the preprocessing resolved against that input (presets,
+ * flags, static dims or --shapes/--size), the batch size, and the Dataset. One place for calibrate, compare and
+ * sensitivity, so that they read the same flags the same way.
+ */
+import { createDataset } from '../datasets/dataset.js';
+import { resolveBatchSize, resolvePreprocess, type PreprocessOptions } from '../datasets/presets.js';
+import type { Dataset, PreprocessConfig } from '../datasets/types.js';
+import { UserError } from '../errors.js';
+import { graphInputs } from '../onnx/graph.js';
+import type { OnnxModel } from '../onnx/model.js';
+
+export interface DataOptions {
+  /** A folder (recursive), a glob or a list file. */
+  data: string;
+  preprocess?: PreprocessOptions;
+  batch?: number;
+  maxImages?: number;
+  seed?: number;
+  strict?: boolean;
+  concurrency?: number;
+}
+
+/** Batch size when neither --batch, --shapes nor a fixed model batch says otherwise. */
+export const DEFAULT_BATCH = 8;
+
+export interface ModelData {
+  input: { name: string; dims: Array<number | string> };
+  preprocess: PreprocessConfig;
+  batchSize: number;
+  dataset: Dataset;
+}
+
+/** `purpose` completes the error for a model without exactly one image input ("calibration", "comparison"...). */
+export async function datasetForModel(modelFile: string, model: OnnxModel, data: DataOptions, purpose: string): Promise<ModelData> {
+  const inputs = graphInputs(model);
+  if (inputs.length !== 1) {
+    throw new UserError(`${modelFile} has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); ${purpose} on images feeds models with one image input.`);
+  }
+  const first = inputs[0]!;
+  if (!first.dims) throw new UserError(`${modelFile}: the rank of input '${first.name}' is not declared.`, { hint: 'Give its shape with --shapes.' });
+  const input = { name: first.name, dims: first.dims };
+  const preprocess = resolvePreprocess(data.preprocess ?? {}, input);
+  const batchSize = resolveBatchSize({ batch: data.batch, shapes: data.preprocess?.shapes }, input, DEFAULT_BATCH);
+  const dataset = await createDataset({
+    data: data.data,
+    preprocess,
+    inputName: input.name,
+    batchSize,
+    maxImages: data.maxImages,
+    seed: data.seed,
+    strict: data.strict,
+    concurrency: data.concurrency,
+  });
+  return { input, preprocess, batchSize, dataset };
+}
