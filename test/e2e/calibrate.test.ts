@@ -169,6 +169,27 @@ describe('bad input: a clear one-line error, exit 1, nothing written', () => {
   });
 });
 
+describe('unreadable images among real ones', () => {
+  const BAD = path.join(path.dirname(IMAGES), 'images-bad');
+  it('are reported by name and skipped (exit 0); --strict makes the first one fatal with nothing written', async () => {
+    const dir = path.join(tmp, 'bad');
+    const r = await runCli(['--model', MOBILENET, '--data', BAD, '--preset', 'raw01', '--algo', 'minmax', '--trt-version', '10.3.0', '--out-dir', dir, '--json']);
+    expect(r.code).toBe(0);
+    for (const f of ['corrupt-truncated.jpg', 'empty.jpg', 'not-an-image.png']) expect(r.stderr).toContain(f);
+    const json = JSON.parse(r.stdout);
+    expect(json.images.used).toBe(3);
+    expect(json.images.skipped.map((s: any) => path.basename(s.file)).sort()).toEqual(['corrupt-truncated.jpg', 'empty.jpg', 'not-an-image.png']);
+    expect(existsSync(path.join(dir, 'mobilenet_v2_nsfw_224.minmax.cache'))).toBe(true);
+
+    const strictDir = path.join(tmp, 'bad-strict');
+    const s = await runCli(['--model', MOBILENET, '--data', BAD, '--preset', 'raw01', '--algo', 'minmax', '--trt-version', '10.3.0', '--out-dir', strictDir, '--strict']);
+    expect(s.code).toBe(1);
+    expect(s.stderr).toMatch(/corrupt-truncated\.jpg|empty\.jpg|not-an-image\.png/);
+    expect(s.stderr).not.toMatch(/\n\s+at /);
+    expect(existsSync(strictDir)).toBe(false);
+  });
+});
+
 describe('PP-OCRv4 detector: Constant-node weights, dynamic input fixed by --shapes', () => {
   it('calibrates every activation and no weight', async () => {
     const dir = path.join(tmp, 'ppocr');
