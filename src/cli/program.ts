@@ -36,7 +36,22 @@ export async function buildProgram(): Promise<Command> {
     .version(VERSION, '-V, --version')
     .exitOverride()
     .showHelpAfterError('(run with --help for usage and examples)')
-    .configureOutput({ outputError: (str, write) => write(str) });
+    .configureOutput({ outputError: (str, write) => write(str) })
+    .addHelpText(
+      'after',
+      `
+Examples (on the bundled fixtures):
+  trt-calib --model test/fixtures/models/mobilenet_v2_nsfw_224.onnx --data test/fixtures/images --preset raw01 --algo all --trt-version 10.3.0
+  trt-calib preview --data test/fixtures/images --preset imagenet --out /tmp/grid.png
+  trt-calib cache show calib-cache/mobilenet_v2_nsfw_224.entropy2.cache
+  trt-calib compare --model test/fixtures/models/mobilenet_v2_nsfw_224.onnx --data test/fixtures/images --preset raw01 \\
+                    --cache calib-cache/mobilenet_v2_nsfw_224.entropy2.cache,calib-cache/mobilenet_v2_nsfw_224.minmax.cache
+  trt-calib quantize --model test/fixtures/models/mobilenet_v2_nsfw_224.onnx --cache calib-cache/mobilenet_v2_nsfw_224.entropy2.cache
+
+Run trt-calib <command> --help for each command's options and examples.
+Exit codes: 0 success, 1 user error (bad input or option; message only, --verbose for a stack trace),
+            2 an accuracy gate failed (compare --max-drop, sensitivity --max-drop), 3 internal error (a bug).`,
+    );
 
   // One line per command; each file exports register(program). Order is the order in --help.
   for (const register of COMMANDS) register(program);
