@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { getBackend } from '../backends/index.js';
 import { formatCalibrationCache, scaleFromAmax } from '../cache/trt-cache.js';
@@ -224,21 +225,22 @@ async function collectStatistics(
   options: CollectOptions,
 ) {
   const { reporter } = options;
-  const { input, preprocess, batchSize, dataset } = await datasetForModel(modelFile, model, data, 'calibration');
+  // Batch 1 by default: every activation of a batch is alive at once (61 MB per image for MobileNetV2), and
+  // onnxruntime on the CPU is as fast per image at batch 1 (measured: 435 MiB and 2.0 s vs 1.65 GB and 2.1 s at
+  // batch 8 on 43 images). The statistics do not depend on the batch size.
+  const { input, preprocess, batchSize, dataset } = await datasetForModel(modelFile, model, data, 'calibration', 1);
 
   const names = activations.map((a) => a.name);
-  const session = await getBackend('onnxruntime').open({ path: modelFile }, { threads: options.threads, expose: names });
+  // onnxruntime gets all cores but one by default: image decoding and the statistics kernels run beside it.
+  const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
+  const session = await getBackend('onnxruntime').open({ path: modelFile }, { threads, expose: names });
   const collector = new StatisticsCollector();
   const skipped: SkippedFile[] = [];
   let used = 0;
   options.announce();
   reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors`);
   reporter.start('calibrating', dataset.size, 'images');
-  let previous: Promise<unknown> = Promise.resolve();
   try {
-    // Double buffering: the statistics of one batch are counted on worker threads while onnxruntime runs the next
-    // one into the other set of output buffers; a set is reused only after its batch has been fully counted.
-    let index = 0;
     for await (const batch of dataset.batches({
       signal: options.signal,
       onSkip: (s) => {
@@ -247,7 +249,6 @@ async function collectStatistics(
       },
     })) {
       const pending: Promise<void>[] = [];
-      const slot = index++ % 2;
       await session.runEach(
         { [input.name]: { dtype: 'float32', dims: batch.dims, data: batch.data } },
         names,
@@ -255,19 +256,17 @@ async function collectStatistics(
           const values = tensor.data instanceof Float32Array || (tensor.dtype === 'float16' && tensor.data instanceof Uint16Array) ? tensor.data : Float32Array.from(tensor.data as Float64Array);
           pending.push(collector.add(name, values));
         },
-        { reuseOutputs: true, slot },
+        { reuseOutputs: true },
       );
-      await previous;
-      previous = Promise.all(pending);
+      // The next run writes into the same output buffers: every tensor of this batch must be counted first.
+      // (Double buffering was measured: it starves image decoding on 2 cores and gains nothing.)
+      await Promise.all(pending);
       used += batch.files.length;
       reporter.update({ done: used + skipped.length, detail: path.basename(batch.files[batch.files.length - 1]!) });
     }
-    await previous;
     await collector.flush();
   } finally {
     reporter.stop();
-    // On an error, let the counting of the last batch finish before the session and its buffers go.
-    await previous.catch(() => undefined);
     await session.release();
   }
   if (used === 0) throw new UserError(`None of the ${dataset.size} images in ${data.data} could be read.`);

@@ -32,7 +32,7 @@ export interface ModelData {
 }
 
 /** `purpose` completes the error for a model without exactly one image input ("calibration", "comparison"...). */
-export async function datasetForModel(modelFile: string, model: OnnxModel, data: DataOptions, purpose: string): Promise<ModelData> {
+export async function datasetForModel(modelFile: string, model: OnnxModel, data: DataOptions, purpose: string, defaultBatch = DEFAULT_BATCH): Promise<ModelData> {
   const inputs = graphInputs(model);
   if (inputs.length !== 1) {
     throw new UserError(`${modelFile} has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); ${purpose} on images feeds models with one image input.`);
@@ -41,7 +41,7 @@ export async function datasetForModel(modelFile: string, model: OnnxModel, data:
   if (!first.dims) throw new UserError(`${modelFile}: the rank of input '${first.name}' is not declared.`, { hint: 'Give its shape with --shapes.' });
   const input = { name: first.name, dims: first.dims };
   const preprocess = resolvePreprocess(data.preprocess ?? {}, input);
-  const batchSize = resolveBatchSize({ batch: data.batch, shapes: data.preprocess?.shapes }, input, DEFAULT_BATCH);
+  const batchSize = resolveBatchSize({ batch: data.batch, shapes: data.preprocess?.shapes }, input, defaultBatch);
   const dataset = await createDataset({
     data: data.data,
     preprocess,

@@ -124,7 +124,7 @@ export class OnnxruntimeSession implements Session {
    * outputs while the input dims stay the same. Exposing every activation allocates (and page-faults) tens of
    * megabytes per image; writing into the same buffers each batch removes most of that cost.
    */
-  readonly #outputPools = new Map<number, { key: string; tensors: Map<string, OrtTensor> }>();
+  #outputPool: { key: string; tensors: Map<string, OrtTensor> } | undefined;
 
   constructor(session: InferenceSession, file: string, exposed: readonly string[], modelOutputs: readonly string[], options: InferenceSession.SessionOptions) {
     this.#session = session;
@@ -193,7 +193,7 @@ export class OnnxruntimeSession implements Session {
     return ortFetch;
   }
 
-  async #runOrt(feed: Record<string, Tensor>, ortFetch: readonly string[], reuseOutputs = false, slot = 0): Promise<InferenceSession.ReturnType> {
+  async #runOrt(feed: Record<string, Tensor>, ortFetch: readonly string[], reuseOutputs = false): Promise<InferenceSession.ReturnType> {
     const session = this.#ortSession();
     const feeds: Record<string, OrtTensor> = {};
     for (const [name, t] of Object.entries(feed)) feeds[name] = toOrtTensor(t);
@@ -201,12 +201,11 @@ export class OnnxruntimeSession implements Session {
       if (ortFetch.length === 0) return {};
       if (!reuseOutputs) return await session.run(feeds, ortFetch);
       const key = Object.entries(feed).map(([n, t]) => `${n}:${t.dims.join('x')}`).join(',');
-      const kept = this.#outputPools.get(slot);
-      const pool = kept?.key === key ? kept.tensors : undefined;
+      const pool = this.#outputPool?.key === key ? this.#outputPool.tensors : undefined;
       const fetches: Record<string, OrtTensor | null> = {};
       for (const name of ortFetch) fetches[name] = pool?.get(name) ?? null;
       const results = await session.run(feeds, fetches);
-      this.#outputPools.set(slot, { key, tensors: new Map(ortFetch.map((n) => [n, results[n] as OrtTensor])) });
+      this.#outputPool = { key, tensors: new Map(ortFetch.map((n) => [n, results[n] as OrtTensor])) };
       return results;
     } catch (err) {
       const dims = Object.entries(feed).map(([n, t]) => `'${n}' ${formatDims(t.dims)}`).join(', ');
@@ -228,18 +227,17 @@ export class OnnxruntimeSession implements Session {
   /**
    * Runs one batch and hands the fetched tensors to `onTensor` one at a time, in `fetch` order, awaiting each.
    * A tensor's memory may be reclaimed once `onTensor` has returned (or its promise settled): consumers that
-   * keep data must copy it. With `reuseOutputs`, the next runEach with the same input dims and the same `slot`
-   * writes into the same buffers: every use of a tensor must be over before that run starts. Two slots let a
-   * consumer still read one batch's tensors while the next batch runs into the other slot's buffers.
+   * keep data must copy it. With `reuseOutputs`, the next runEach with the same input dims writes into the same
+   * buffers: every use of a tensor must be over before the next run starts.
    */
   async runEach(
     feed: Record<string, Tensor>,
     fetch: readonly string[],
     onTensor: (name: string, tensor: Tensor) => void | Promise<void>,
-    options: { reuseOutputs?: boolean; slot?: number } = {},
+    options: { reuseOutputs?: boolean } = {},
   ): Promise<void> {
     this.#checkFeed(feed);
-    const results: Record<string, OrtTensor | undefined> = { ...(await this.#runOrt(feed, this.#splitFetch(fetch), options.reuseOutputs, options.slot)) } as Record<string, OrtTensor>;
+    const results: Record<string, OrtTensor | undefined> = { ...(await this.#runOrt(feed, this.#splitFetch(fetch), options.reuseOutputs)) } as Record<string, OrtTensor>;
     for (const name of fetch) {
       if (this.#inputNames.has(name)) {
         await onTensor(name, feed[name]!);
@@ -256,7 +254,7 @@ export class OnnxruntimeSession implements Session {
   async release(): Promise<void> {
     const s = this.#session;
     this.#session = undefined;
-    this.#outputPools.clear();
+    this.#outputPool = undefined;
     if (s) await s.release();
   }
 }

@@ -31,12 +31,7 @@ export interface Session {
     feed: Record<string, Tensor>,
     fetch: readonly string[],
     onTensor: (name: string, tensor: Tensor) => void | Promise<void>,
-    options?: {
-      /** Write into the output buffers of the previous run of the same slot (same input dims): tensors stay valid until then. */
-      reuseOutputs?: boolean;
-      /** Buffer set for reuseOutputs (default 0). */
-      slot?: number;
-    },
+    options?: { /** Write into the previous run's output buffers (same input dims): tensors are valid only until the next run. */ reuseOutputs?: boolean },
   ): Promise<void>;
   release(): Promise<void>;
 }
