@@ -15,14 +15,14 @@ import type { CompareReport, Precision } from '../compare/types.js';
 import { UserError } from '../errors.js';
 import { graphOutputs, listActivations } from '../onnx/graph.js';
 import { loadOnnxModel, modelSha256, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
-import { readPrecisionMap, type PrecisionMap } from '../precision/map.js';
+import type { PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { loadStatistics } from '../stats/store.js';
 import { TOOL_VERSION } from '../version.js';
 import { DEFAULT_OUT_DIR } from './calibrate.js';
 import { datasetForModel, type DataOptions } from './data.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
-import { buildFp16Variant, buildInt8Variant, loadCacheFor } from './variants.js';
+import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
 import type { MixedResult } from '../sensitivity/mixed.js';
 
 export interface CompareOptions {
@@ -91,7 +91,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   const inputs = [input];
   const labelAssignment = options.labels ? await loadLabels(dataset.files, { labels: options.labels, classes: options.classes, dataRoot: options.data.data }) : undefined;
   let precisionMap: PrecisionMap | undefined;
-  if (options.precisionMap) precisionMap = await readPrecisionMap(options.precisionMap);
+  if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
   if (options.mixed && caches.length === 0) throw new UserError('--mixed auto needs a --cache (its scales are the INT8 of the mixed model).');
   if (options.mixed && precisionMap) throw new UserError('--mixed auto chooses its own precision map: drop --precision-map.');
 

@@ -9,11 +9,11 @@ import { UserError } from '../errors.js';
 import { checkModel } from '../onnx/check.js';
 import { listActivations } from '../onnx/graph.js';
 import { loadOnnxModel, writeOnnxModel } from '../onnx/model.js';
-import { readPrecisionMap, countPrecisions, type PrecisionMap } from '../precision/map.js';
+import { countPrecisions, type PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
-import { buildFp16Variant, buildInt8Variant, loadCacheFor } from './variants.js';
+import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
 
 export interface QuantizeOptions {
   model: string;
@@ -84,7 +84,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let precisionMap: PrecisionMap | undefined;
   let precisionMapFile = options.precisionMap;
   let mixed: MixedSummary | undefined;
-  if (options.precisionMap) precisionMap = await readPrecisionMap(options.precisionMap);
+  if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
   if (options.mixed) {
     const r = await searchMixedPrecision({ model: options.model, cache: options.cache!, data: options.data!, outDir: options.outDir, threads: options.threads, reporter, ...options.mixed });
     precisionMap = r.mixed.map;

@@ -9,7 +9,8 @@ import { UserError } from '../errors.js';
 import { convertToFp16WithReport, type Fp16Result } from '../onnx/fp16.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { buildMixedPrecisionModel, type MixedModelResult } from '../precision/apply.js';
-import type { PrecisionMap } from '../precision/map.js';
+import { readPrecisionMap, type PrecisionMap } from '../precision/map.js';
+import { nodeLabel } from '../onnx/opset.js';
 import { readUserFile } from '../util/fs.js';
 
 export interface LoadedCache {
@@ -56,4 +57,9 @@ export function buildInt8Variant(model: OnnxModel, scales: ReadonlyMap<string, n
  */
 export function buildFp16Variant(model: OnnxModel, options: { forTensorRT?: boolean; file?: string } = {}): Fp16Result {
   return convertToFp16WithReport(model, { cpuFallback: !options.forTensorRT, file: options.file });
+}
+
+/** Reads a precision map and checks every layer it names is a node of the model (a typo is an error, not ignored). */
+export async function readPrecisionMapFor(file: string, model: OnnxModel, modelFile: string): Promise<Map<string, import('../precision/map.js').LayerPrecision>> {
+  return readPrecisionMap(file, { layers: (model.graph?.node ?? []).map((n) => nodeLabel(n)), model: modelFile });
 }

@@ -73,6 +73,16 @@ describe('compare (MobileNetV2)', () => {
     expect(fromFile.outputs[0].snrDb).toBe(inMemory.outputs[0].snrDb);
   });
 
+  it('quantize refuses a precision map naming a layer the model does not have, and writes nothing', async () => {
+    const map = path.join(tmp, 'typo.precision.json');
+    await writeFile(map, JSON.stringify({ bn_Conv1: 'fp16', block_99_typo: 'fp32' }));
+    const out = path.join(tmp, 'never.onnx');
+    const r = await runCli(['quantize', '--model', MOBILENET, '--cache', cache('minmax'), '--precision-map', map, '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/block_99_typo/);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('--max-drop: exit 0 when the gate passes, 2 when it fails (report written either way)', async () => {
     const pass = await runCli(['compare', '--model', MOBILENET, '--data', IMAGES, '--preset', 'raw01', '--cache', cache('minmax'), '--no-layers', '--max-drop', '100', '--out-dir', caches, '--report-dir', path.join(tmp, 'gate-pass'), '--quiet']);
     expect(pass.code).toBe(0);
