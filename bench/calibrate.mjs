@@ -38,7 +38,8 @@ async function calibratePass(m, model, data, batch, outDir) {
   const t0 = performance.now();
   const r = await m.calibrate({
     model,
-    data: { data, preprocess: { preset: 'raw01' }, batch },
+    // batch undefined: the command's default (1), with its default threads (all cores but one).
+    data: { data, preprocess: { preset: 'raw01' }, ...(batch ? { batch } : {}) },
     algorithms: ['entropy2', 'entropy', 'minmax', 'percentile', 'mse'],
     trtVersion: '10.3.0',
     outDir,
@@ -46,11 +47,43 @@ async function calibratePass(m, model, data, batch, outDir) {
   return { seconds: (performance.now() - t0) / 1000, collect: r.seconds.collect, algorithms: r.seconds.algorithms, images: r.images.used };
 }
 
+/** Per-image cost of the parts, on a synthetic batch of 1: onnxruntime plain, with every activation exposed, and the statistics. */
+async function components(m, model) {
+  const { loadOnnxModel } = await import(path.join(dist, 'onnx', 'model.js'));
+  const { listActivations } = await import(path.join(dist, 'onnx', 'graph.js'));
+  const { StatisticsCollector } = await import(path.join(dist, 'stats', 'collector.js'));
+  const names = listActivations(await loadOnnxModel(model)).map((a) => a.name);
+  const x = { dtype: 'float32', dims: [1, 3, 224, 224], data: new Float32Array(3 * 224 * 224).map((_, i) => ((i * 7919) % 255) / 255) };
+  const plain = await m.getBackend('onnxruntime').open({ path: model }, { threads: 1 });
+  const exposed = await m.getBackend('onnxruntime').open({ path: model }, { threads: 1, expose: names });
+  const time = async (fn, n = 20) => {
+    await fn();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await fn();
+    return (performance.now() - t0) / n;
+  };
+  const kept = [];
+  await exposed.runEach({ input: x }, names, (n, t) => kept.push([n, t.data.slice()]));
+  const collector = new StatisticsCollector({ asyncThreshold: Infinity });
+  const result = {
+    tensors: names.length,
+    mb: kept.reduce((s, [, d]) => s + d.byteLength, 0) / 1e6,
+    plain: await time(() => plain.run({ input: x })),
+    exposed: await time(() => exposed.runEach({ input: x }, names, () => {}, { reuseOutputs: true })),
+    stats: await time(async () => {
+      for (const [n, d] of kept) await collector.add(n, d);
+    }),
+  };
+  await plain.release();
+  await exposed.release();
+  return result;
+}
+
 /** Child mode: one calibration, then print peak RSS. */
 if (process.argv[2] === '--child') {
   const [model, data, outDir] = process.argv.slice(3);
   const m = await load();
-  await calibratePass(m, model, data, 8, outDir);
+  await calibratePass(m, model, data, undefined, outDir);
   process.stdout.write(JSON.stringify({ maxRssMiB: process.resourceUsage().maxRSS / 1024 }));
   process.exit(0);
 }
@@ -63,22 +96,27 @@ export async function benchCalibrate({ fixtures, log = console.log, repeats = 3 
   try {
     // Warm-up: first decodes and session creation pay one-off costs (page cache, code loading).
     await plainPass(m, model, data, 8);
-    await calibratePass(m, model, data, 8, path.join(tmp, 'warm'));
+    await calibratePass(m, model, data, undefined, path.join(tmp, 'warm'));
     const plain = [];
     const calib = [];
+    const calib8 = [];
     for (let i = 0; i < repeats; i++) {
       plain.push(await plainPass(m, model, data, 8));
-      calib.push(await calibratePass(m, model, data, 8, path.join(tmp, `run${i}`)));
+      calib.push(await calibratePass(m, model, data, undefined, path.join(tmp, `run${i}`)));
+      calib8.push(await calibratePass(m, model, data, 8, path.join(tmp, `run8-${i}`)));
     }
     const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const plainS = median(plain.map((p) => p.seconds));
     const calibS = median(calib.map((c) => c.seconds));
+    const calib8S = median(calib8.map((c) => c.seconds));
     const images = plain[0].images;
-    log(`MobileNetV2, ${images} images (images/calib), batch 8, ${os.availableParallelism()} cores, median of ${repeats}:`);
-    log(`  plain FP32 pass (decode + inference):     ${plainS.toFixed(2)} s  (${(images / plainS).toFixed(1)} images/s)`);
-    log(`  calibration (statistics + 5 algorithms):  ${calibS.toFixed(2)} s  (collection ${median(calib.map((c) => c.collect)).toFixed(2)} s, algorithms ${median(calib.map((c) => c.algorithms)).toFixed(2)} s)`);
+    log(`MobileNetV2, ${images} images (images/calib), ${os.availableParallelism()} cores, median of ${repeats}:`);
+    log(`  plain FP32 pass (decode + inference, batch 8):   ${plainS.toFixed(2)} s  (${(images / plainS).toFixed(1)} images/s)`);
+    log(`  calibration, defaults (batch 1):                 ${calibS.toFixed(2)} s  (collection ${median(calib.map((c) => c.collect)).toFixed(2)} s, 5 algorithms ${median(calib.map((c) => c.algorithms)).toFixed(2)} s)`);
+    log(`  calibration, batch 8:                            ${calib8S.toFixed(2)} s`);
     log(`  ratio calibration / plain: ${(calibS / plainS).toFixed(2)}  (target <= 1.5)`);
-
+    const parts = await components(m, model);
+    log(`  where the time goes, per image (one thread each): onnxruntime plain ${parts.plain.toFixed(1)} ms, with all ${parts.tensors} activations exposed ${parts.exposed.toFixed(1)} ms; statistics of those ${parts.mb.toFixed(0)} MB ${parts.stats.toFixed(1)} ms`);
     // Peak memory for N and 4N images: 4 copies of the folder under other names.
     const four = path.join(tmp, 'x4');
     const files = readdirSync(data);
@@ -91,7 +129,7 @@ export async function benchCalibrate({ fixtures, log = console.log, repeats = 3 
     const peakN = peak(data);
     const peak4N = peak(four);
     log(`  peak RSS: ${files.length} images ${peakN.toFixed(0)} MiB, ${4 * files.length} images ${peak4N.toFixed(0)} MiB (+${((100 * (peak4N - peakN)) / peakN).toFixed(1)}%, target within 10%)`);
-    return { images, plainSeconds: plainS, calibrationSeconds: calibS, ratio: calibS / plainS, peakRssMiB: { n: peakN, n4: peak4N } };
+    return { images, plainSeconds: plainS, calibrationSeconds: calibS, calibrationBatch8Seconds: calib8S, ratio: calibS / plainS, components: parts, peakRssMiB: { n: peakN, n4: peak4N } };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -10,7 +10,6 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { getBackend } from '../backends/index.js';
 import { formatCalibrationCache, scaleFromAmax } from '../cache/trt-cache.js';
 import { encodeTrtVersion, formatTrtVersion, resolveTrtVersion, type TrtVersion } from '../cache/trt-version.js';
 import { CALIBRATORS, computeAllAmaxes } from '../calibrators/registry.js';
@@ -23,7 +22,7 @@ import { datasetForModel, type DataOptions } from './data.js';
 export type { DataOptions } from './data.js';
 import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
 import { silentReporter, type Reporter } from '../reporter.js';
-import { StatisticsCollector } from '../stats/collector.js';
+import { StatisticsWorker } from '../stats/worker-client.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -233,14 +232,16 @@ async function collectStatistics(
   const names = activations.map((a) => a.name);
   // onnxruntime gets all cores but one by default: image decoding and the statistics kernels run beside it.
   const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
-  const session = await getBackend('onnxruntime').open({ path: modelFile }, { threads, expose: names });
-  const collector = new StatisticsCollector();
+  // The model runs in a worker thread (see src/stats/collect-worker.ts): decoding goes on beside it.
+  const worker = new StatisticsWorker({ modelFile, inputName: input.name, names, threads });
   const skipped: SkippedFile[] = [];
   let used = 0;
-  options.announce();
-  reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors`);
-  reporter.start('calibrating', dataset.size, 'images');
+  let tensors: TensorStatistics[] = [];
   try {
+    await worker.start();
+    options.announce();
+    reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors`);
+    reporter.start('calibrating', dataset.size, 'images');
     for await (const batch of dataset.batches({
       signal: options.signal,
       onSkip: (s) => {
@@ -248,26 +249,14 @@ async function collectStatistics(
         reporter.warn(`skipped ${s.file}: ${s.reason}`);
       },
     })) {
-      const pending: Promise<void>[] = [];
-      await session.runEach(
-        { [input.name]: { dtype: 'float32', dims: batch.dims, data: batch.data } },
-        names,
-        (name, tensor) => {
-          const values = tensor.data instanceof Float32Array || (tensor.dtype === 'float16' && tensor.data instanceof Uint16Array) ? tensor.data : Float32Array.from(tensor.data as Float64Array);
-          pending.push(collector.add(name, values));
-        },
-        { reuseOutputs: true },
-      );
-      // The next run writes into the same output buffers: every tensor of this batch must be counted first.
-      // (Double buffering was measured: it starves image decoding on 2 cores and gains nothing.)
-      await Promise.all(pending);
+      await worker.add(batch.dims, batch.data);
       used += batch.files.length;
       reporter.update({ done: used + skipped.length, detail: path.basename(batch.files[batch.files.length - 1]!) });
     }
-    await collector.flush();
+    if (used > 0) tensors = await worker.finish();
   } finally {
     reporter.stop();
-    await session.release();
+    await worker.close();
   }
   if (used === 0) throw new UserError(`None of the ${dataset.size} images in ${data.data} could be read.`);
 
@@ -287,7 +276,7 @@ async function collectStatistics(
       histogramBins: HISTOGRAM_BINS,
       createdBy: 'trt-calib calibrate',
     },
-    tensors: collector.result(),
+    tensors,
   };
   return { stored, preprocess, batchSize, used, skipped };
 }
