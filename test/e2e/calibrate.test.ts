@@ -155,6 +155,16 @@ describe('bad input: a clear one-line error, exit 1, nothing written', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('a shape onnxruntime rejects mid-run (in the statistics worker): its message, exit 1, nothing written', async () => {
+    const out = path.join(tmp, 'out-ortfail');
+    const r = await runCli(['--model', PPOCR, '--data', IMAGES, '--preset', 'paddleocr-det', '--shapes', 'x:1x3x50x70', '--resize', 'stretch', '--trt-version', '8.6.1', '--out-dir', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/trt-calib: error: onnxruntime failed to run .*ppocr_v4_det\.onnx on input 'x' 1x3x50x70/);
+    expect(r.stderr).toMatch(/--shapes/);
+    expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('no TensorRT version given and none installed', async () => {
     const out = path.join(tmp, 'out-nover');
     const r = await runCli(['--model', MOBILENET, '--data', IMAGES, '--out-dir', out], { env: { TENSORRT_ROOT: '/nonexistent' } });
