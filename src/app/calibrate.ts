@@ -80,7 +80,8 @@ export interface CalibrateResult {
   statsSource: 'collected' | 'file';
   preprocess?: PreprocessConfig;
   batchSize?: number;
-  images: { used: number; skipped: SkippedFile[] };
+  /** dropped: images of a last, short batch that a fixed-batch model cannot run. */
+  images: { used: number; skipped: SkippedFile[]; dropped: number };
   tensors: number;
   seconds: { total: number; collect: number; algorithms: number };
   imagesPerSecond?: number;
@@ -193,7 +194,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
     statsSource: options.fromStats ? 'file' : 'collected',
     preprocess: collected?.preprocess,
     batchSize: collected?.batchSize,
-    images: { used: collected?.used ?? 0, skipped: collected?.skipped ?? [] },
+    images: { used: collected?.used ?? 0, skipped: collected?.skipped ?? [], dropped: collected?.dropped ?? 0 },
     tensors: ordered.length,
     seconds: { total, collect: collectSeconds, algorithms: algoSeconds },
     imagesPerSecond: collected ? collected.used / collectSeconds : undefined,
@@ -237,6 +238,7 @@ async function collectStatistics(
   const skipped: SkippedFile[] = [];
   let used = 0;
   let tensors: TensorStatistics[] = [];
+  let dropped = 0;
   try {
     await worker.start();
     options.announce();
@@ -249,6 +251,12 @@ async function collectStatistics(
         reporter.warn(`skipped ${s.file}: ${s.reason}`);
       },
     })) {
+      if (batch.partial && typeof input.dims[0] === 'number' && input.dims[0] > 0 && batch.files.length !== input.dims[0]) {
+        // A model with a fixed batch cannot run the short last batch; padding it would count images twice.
+        dropped = batch.files.length;
+        reporter.warn(`the last ${dropped} image(s) were not used: ${modelFile} has a fixed batch of ${input.dims[0]} (use --max-images to pick a multiple)`);
+        continue;
+      }
       await worker.add(batch.dims, batch.data);
       used += batch.files.length;
       reporter.update({ done: used + skipped.length, detail: path.basename(batch.files[batch.files.length - 1]!) });
@@ -278,7 +286,7 @@ async function collectStatistics(
     },
     tensors,
   };
-  return { stored, preprocess, batchSize, used, skipped };
+  return { stored, preprocess, batchSize, used, skipped, dropped };
 }
 
 /**

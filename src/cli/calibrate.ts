@@ -85,7 +85,7 @@ function jsonSummary(r: CalibrateResult) {
     caches: r.caches,
     statsFile: r.statsFile,
     statsSource: r.statsSource,
-    images: { used: r.images.used, skipped: r.images.skipped },
+    images: { used: r.images.used, skipped: r.images.skipped, dropped: r.images.dropped },
     batchSize: r.batchSize,
     preprocess: r.preprocess,
     tensors: r.tensors,

@@ -200,6 +200,27 @@ describe('unreadable images among real ones', () => {
   });
 });
 
+describe('a model with a fixed batch', () => {
+  it('runs full batches and leaves out a short last one with a warning (padding would count images twice)', async () => {
+    const { loadOnnxModel, writeOnnxModel } = await import('../../src/onnx/model.js');
+    const model = await loadOnnxModel(MOBILENET);
+    for (const io of [...model.graph!.input!, ...model.graph!.output!]) {
+      const dim = io.type!.tensorType!.shape!.dim![0]!;
+      dim.dimParam = '';
+      dim.dimValue = 4 as never;
+    }
+    const fixed = path.join(tmp, 'mobilenet_b4.onnx');
+    await writeOnnxModel(fixed, model);
+    const r = await runCli(['--model', fixed, '--data', IMAGES, '--max-images', '7', '--preset', 'raw01', '--algo', 'minmax', '--trt-version', '10.3.0', '--out-dir', path.join(tmp, 'b4'), '--json']);
+    expect(r.stderr).not.toMatch(/internal error/);
+    expect(r.code).toBe(0);
+    const json = JSON.parse(r.stdout);
+    expect(json.batchSize).toBe(4);
+    expect(json.images).toMatchObject({ used: 4, dropped: 3 });
+    expect(r.stderr).toMatch(/last 3 image\(s\) were not used: .* fixed batch of 4/);
+  });
+});
+
 describe('PP-OCRv4 detector: Constant-node weights, dynamic input fixed by --shapes', () => {
   it('calibrates every activation and no weight', async () => {
     const dir = path.join(tmp, 'ppocr');
