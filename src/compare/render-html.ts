@@ -160,13 +160,13 @@ function outputsSection(report: CompareReport): string {
     for (const o of v.outputs) {
       rows.push(
         `<tr><td>${esc(v.name)}</td><td class="name">${esc(o.name)}</td><td>${esc(o.kind)}</td><td>${esc(o.dims.join('x'))}</td><td>${fmtCos(o.cosineMean)}</td><td>${fmtCos(o.cosineMin)}</td>` +
-          `<td>${fmtDb(o.snrDb)}</td><td>${fmtNum(o.meanAbsErr)}</td><td>${fmtNum(o.maxAbsErr)}</td><td>${o.sameSideFraction === undefined ? '-' : fmtPct(o.sameSideFraction)}</td></tr>`,
+          `<td>${fmtDb(o.snrDb)}</td><td>${fmtNum(o.meanAbsErr)}</td><td>${fmtNum(o.maxAbsErr)}</td><td>${o.sameSideFraction === undefined ? '-' : fmtPct(o.sameSideFraction)}</td><td>${o.iou === undefined ? '-' : o.iou.toFixed(4)}</td></tr>`,
       );
     }
   }
   return (
     `<h2 id="outputs">Outputs</h2>\n<table><thead><tr><th>variant</th><th>output</th><th>kind</th><th>dims</th><th>mean cosine</th><th>worst cosine</th>` +
-    `<th>SNR dB</th><th>mean |err|</th><th>max |err|</th><th>same side</th></tr></thead><tbody>${rows.join('')}</tbody></table>`
+    `<th>SNR dB</th><th>mean |err|</th><th>max |err|</th><th>same side</th><th title="intersection over union of the maps thresholded like the same-side column">IoU</th></tr></thead><tbody>${rows.join('')}</tbody></table>`
   );
 }
 

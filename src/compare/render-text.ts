@@ -60,10 +60,10 @@ export function renderText(report: CompareReport, options: TextRenderOptions = {
   const outputNames = first.outputs.map((o) => o.name);
   if (outputNames.length > 1 || first.outputs.some((o) => o.kind === 'dense')) {
     out.push('', 'Outputs:');
-    const orows: string[][] = [['variant', 'output', 'cos mean', 'cos worst', 'SNR dB', 'mean |err|', 'max |err|', 'same side']];
+    const orows: string[][] = [['variant', 'output', 'cos mean', 'cos worst', 'SNR dB', 'mean |err|', 'max |err|', 'same side', 'IoU']];
     for (const v of report.variants) {
       for (const o of v.outputs) {
-        orows.push([v.name, o.name, fmtCos(o.cosineMean), fmtCos(o.cosineMin), fmtDb(o.snrDb), fmtNum(o.meanAbsErr), fmtNum(o.maxAbsErr), o.sameSideFraction === undefined ? '-' : fmtSameSide(o.sameSideFraction, o.elements)]);
+        orows.push([v.name, o.name, fmtCos(o.cosineMean), fmtCos(o.cosineMin), fmtDb(o.snrDb), fmtNum(o.meanAbsErr), fmtNum(o.maxAbsErr), o.sameSideFraction === undefined ? '-' : fmtSameSide(o.sameSideFraction, o.elements), o.iou === undefined ? '-' : o.iou.toFixed(4)]);
       }
     }
     out.push(textTable(orows, '  '));

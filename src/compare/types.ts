@@ -54,6 +54,10 @@ export interface OutputMetrics {
   accuracy?: AccuracyMetrics;
   /** dense: fraction of elements on the same side of `threshold` as FP32. */
   sameSideFraction?: number;
+  /** dense: intersection over union of the maps thresholded at `threshold` (FP32 vs variant), over all images; absent when no element reaches it. */
+  iou?: number;
+  /** dense: elements at or above `threshold` in FP32 or in the variant (the union the IoU is over). */
+  aboveUnion?: number;
   threshold?: number;
 }
 
@@ -71,6 +75,8 @@ export interface ImageRecord {
   variantTop1?: number;
   label?: number;
   sameSideFraction?: number;
+  /** dense: this image's IoU of the thresholded maps (absent when neither map reaches the threshold). */
+  iou?: number;
 }
 
 /** One quantized tensor of a variant against the same tensor in FP32, over all images. */

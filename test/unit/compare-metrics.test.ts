@@ -10,6 +10,7 @@ import {
   OutputComparison,
   outputKind,
   sameSideFraction,
+  thresholdIou,
   snrDb,
   top1Agreement,
   topKAccuracy,
@@ -76,6 +77,13 @@ describe('ranking metrics', () => {
   it('same-side fraction at 0.3: value >= threshold is above', () => {
     // (0.1,0.2) same; (0.5,0.2) differ; (0.3,0.31) same; (0.29,0.3) differ
     expect(sameSideFraction([0.1, 0.5, 0.3, 0.29], [0.2, 0.2, 0.31, 0.3], 0.3)).toBe(0.5);
+  });
+  it('IoU of the thresholded maps: intersection over union of the elements >= 0.3', () => {
+    // above in ref: 0.5, 0.3 (indices 1, 2); above in x: 0.31, 0.3 (indices 2, 3); both: index 2; either: 1, 2, 3
+    expect(thresholdIou([0.1, 0.5, 0.3, 0.29], [0.2, 0.2, 0.31, 0.3], 0.3)).toBe(1 / 3);
+    // Nothing reaches the threshold in either map: no IoU to speak of.
+    expect(thresholdIou([0.1, 0.2], [0.2, 0.1], 0.3)).toBeUndefined();
+    expect(thresholdIou([0.9, 0.1], [0.8, 0.1], 0.3)).toBe(1);
   });
 });
 
@@ -184,6 +192,12 @@ describe('OutputComparison', () => {
     expect(worst[0]!.file).toBe('s2.jpg');
     expect(worst[0]!.cosine).toBeCloseTo(cos1, 12);
     expect(worst[0]!.sameSideFraction).toBe(3 / 4); // 1 of its 4 pixels crossed
+    // image 1: FP32 above at 0.5 only, the variant nowhere -> IoU 0/1; image 0: 0.9 and 0.4 in both -> 2/2.
+    expect(worst[0]!.iou).toBe(0);
+    expect(worst[1]!.iou).toBe(1);
+    // over both images: intersection 2, union 3
+    expect(metrics.iou).toBe(2 / 3);
+    expect(metrics.aboveUnion).toBe(3);
     expect(worst[1]!.cosine).toBe(1);
     expect(metrics.cosineMean).toBeCloseTo((1 + cos1) / 2, 12);
     expect(metrics.agreement).toBeUndefined();

@@ -23,9 +23,9 @@ describe('text report', () => {
   it('lists the outputs and the same-side fraction for dense maps; no accuracy columns without labels', () => {
     const text = renderText(syntheticReport({ dense: true, maxDrop: 0 }));
     expect(text).toContain('Outputs:');
-    expect(text).toMatch(/^ {2}int8-minmax +prob_map +0\.\d{5} .*\d+\.\d\d% \(\d+ px differ\)$/m);
+    expect(text).toMatch(/^ {2}int8-minmax +prob_map +0\.\d{5} .*\d+\.\d\d% \(\d+ px differ\) +[01]\.\d{4}$/m);
     // A map identical on the threshold shows the plain percentage.
-    expect(text).toMatch(/^ {2}fp16 +prob_map .* 100\.00%$/m);
+    expect(text).toMatch(/^ {2}fp16 +prob_map .* 100\.00% +1\.0000$/m);
     expect(text.split('\n')[2]).not.toContain('drop');
     expect(text).toMatch(/^Gate FAILED: top-1 disagreement with FP32 at most 0 points: fp16 0\.00, int8-entropy2 \d+\.\d\d > max\.$/m);
   });
