@@ -32,10 +32,10 @@ export function fmtNum(n: number | undefined): string {
   return a >= 1e-3 && a < 1e5 ? n.toPrecision(4) : n.toExponential(3);
 }
 
-/** "41/43 (95.35%)" for a classifier, "99.12%" for a dense map's same-side fraction. */
+/** "41/43 (95.35%)" for a classifier, "0.8544" for a dense map's IoU of the thresholded maps. */
 export function fmtAgreement(v: VariantReport, primary: OutputMetrics | undefined): string {
   if (primary?.kind === 'classifier' && primary.agreeCount !== undefined) return `${primary.agreeCount}/${primary.images} (${fmtPct(primary.agreement)})`;
-  if (primary?.kind === 'dense' && primary.sameSideFraction !== undefined) return fmtSameSide(primary.sameSideFraction, primary.elements);
+  if (primary?.kind === 'dense') return primary.iou === undefined ? '1 (both empty)' : primary.iou.toFixed(4);
   return fmtPct(v.agreement);
 }
 
@@ -50,12 +50,12 @@ export function fmtSameSide(fraction: number, elements: number): string {
 
 export function agreementLabel(primary: OutputMetrics | undefined): string {
   if (primary?.kind === 'classifier') return 'top-1 agreement';
-  if (primary?.kind === 'dense') return `same side of ${primary.threshold ?? 0.3}`;
+  if (primary?.kind === 'dense') return `IoU at ${primary.threshold ?? 0.3}`;
   return 'agreement';
 }
 
 export function gateMetricLabel(metric: GateMetric): string {
-  return metric === 'top1-accuracy' ? 'top-1 accuracy drop' : metric === 'top1-agreement' ? 'top-1 disagreement with FP32' : 'pixels on the other side of the threshold';
+  return metric === 'top1-accuracy' ? 'top-1 accuracy drop' : metric === 'top1-agreement' ? 'top-1 disagreement with FP32' : '1 - IoU of the thresholded maps';
 }
 
 export function variantLabel(v: VariantReport): string {

@@ -243,6 +243,14 @@ function countSameSide(ref: Values, x: Values, threshold: number, offset: number
   return { same, total, both, either };
 }
 
+/**
+ * A dense map's agreement with FP32, the one used for the winner, the --max-drop gate and the mixed-precision
+ * budget: the IoU of the thresholded maps, 1 when neither map reaches the threshold anywhere (both empty agree).
+ */
+export function denseAgreement(o: { iou?: number }): number {
+  return o.iou ?? 1;
+}
+
 /** IoU of the maps thresholded at `threshold` (v >= threshold); undefined when neither has an element above it. */
 export function thresholdIou(ref: Values, x: Values, threshold: number): number | undefined {
   checkLengths(ref, x);

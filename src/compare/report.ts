@@ -3,7 +3,7 @@
  * FP16, each INT8 algorithm), the winner among the INT8 variants, the --max-drop gate and the display histograms.
  *
  * Winner: the INT8 variant with the highest agreement with FP32 on the primary output (top-1 agreement for a
- * classifier, same-side fraction for a dense map); ties broken by the higher mean per-image cosine, then the
+ * classifier, IoU of the thresholded maps for a dense map: see denseAgreement); ties broken by the higher mean per-image cosine, then the
  * higher worst-image cosine, then the variant name (so there is always exactly one).
  *
  * Gate (--max-drop X, in points): with labels, the drop of top-1 accuracy against FP32; without, 100 x (1 -
@@ -12,7 +12,7 @@
 import { UserError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { TensorStatistics } from '../stats/types.js';
-import { LayerComparison, OutputComparison, type OutputComparisonOptions } from './metrics.js';
+import { LayerComparison, OutputComparison, denseAgreement, type OutputComparisonOptions } from './metrics.js';
 import type {
   CompareReport,
   GateMetric,
@@ -135,7 +135,7 @@ export function choosePrimaryOutput(outputs: readonly OutputMetrics[]): string {
 }
 
 function agreementOf(o: OutputMetrics): number | undefined {
-  return o.kind === 'classifier' ? o.agreement : o.kind === 'dense' ? o.sameSideFraction : undefined;
+  return o.kind === 'classifier' ? o.agreement : o.kind === 'dense' ? denseAgreement(o) : undefined;
 }
 
 /** Strict order: true when a beats b (see the header of this file). */
@@ -174,7 +174,7 @@ export function pickWinner(variants: readonly VariantReport[]): Winner | undefin
 export function gateMetricOf(primary: OutputMetrics): GateMetric | undefined {
   if (primary.accuracy !== undefined) return 'top1-accuracy';
   if (primary.kind === 'classifier') return 'top1-agreement';
-  if (primary.kind === 'dense') return 'same-side';
+  if (primary.kind === 'dense') return 'threshold-iou';
   return undefined;
 }
 
@@ -195,7 +195,7 @@ export function evaluateGate(variants: readonly VariantReport[], maxDrop: number
     let drop: number;
     if (metric === 'top1-accuracy') drop = v.top1Drop!;
     else if (metric === 'top1-agreement') drop = ((o.images - o.agreeCount!) * 100) / o.images;
-    else drop = (1 - o.sameSideFraction!) * 100;
+    else drop = (1 - denseAgreement(o)) * 100;
     return { name: v.name, drop, passed: drop <= maxDrop };
   });
   return { maxDrop, metric, variants: rows, passed: rows.every((r) => r.passed) };

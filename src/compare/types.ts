@@ -108,7 +108,7 @@ export interface VariantReport {
   /** (FP32 top-1 - this top-1) x 100, in accuracy points. */
   top1Drop?: number;
   top5Drop?: number;
-  /** The primary output's agreement with FP32: top-1 agreement (classifier) or same-side fraction (dense map). */
+  /** The primary output's agreement with FP32: top-1 agreement (classifier) or IoU of the thresholded maps (dense map; 1 when both are empty). */
   agreement?: number;
   /** Per-image cosine of the primary output: mean and worst. */
   cosineMean: number;
@@ -131,7 +131,7 @@ export interface Winner {
   reason: string;
 }
 
-export type GateMetric = 'top1-accuracy' | 'top1-agreement' | 'same-side';
+export type GateMetric = 'top1-accuracy' | 'top1-agreement' | 'threshold-iou';
 
 export interface GateVariant {
   name: string;

@@ -8,7 +8,7 @@
  *   interactions; its float twin also gives the layer's own output SNR.
  * - leave-one-out: every layer INT8 but this one. Measures what taking the layer out of INT8 recovers from the
  *   fully quantized model: the question the mixed-precision search asks at each step.
- * Both report the primary output's agreement with FP32 (top-1 agreement, or same-side fraction for dense maps,
+ * Both report the primary output's agreement with FP32 (top-1 agreement, or IoU of the thresholded maps for dense maps,
  * or top-1 accuracy with labels) and its mean and worst per-image cosine, and every layer gets its own SNR: the
  * INT8 noise of its quantized input(s) against their FP32 values (measured in the FP32 pass), of its weights, and
  * (one-at-a-time) of its output.
@@ -96,7 +96,7 @@ export interface SensitivityReport {
   data: { source: string; images: number; skipped: number; batchSize: number; preprocess: PreprocessConfig };
   measure: MeasureChoice;
   metric: RankMetric;
-  /** What `agreement`/`value` means for this model: top1-agreement, same-side, top1-accuracy (or cosine). */
+  /** What `agreement`/`value` means for this model: top1-agreement, threshold-iou, top1-accuracy (or cosine). */
   budgetMetric: VariantScore['metric'];
   /** The fully quantized model against FP32. */
   fullInt8: VariantScore;

@@ -1,11 +1,11 @@
 /**
  * Runs one variant model over the kept batches and compares it with the kept FP32 outputs, with the comparison
  * machinery of src/compare (the same metrics `compare` reports): the primary output's agreement with FP32 (top-1
- * agreement for a classifier, same-side fraction for a dense map; top-1 accuracy when labelled), its mean and
+ * agreement for a classifier, IoU of the thresholded maps for a dense map; top-1 accuracy when labelled), its mean and
  * worst per-image cosine.
  */
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
-import { PairSums, floatValues } from '../compare/metrics.js';
+import { PairSums, denseAgreement, floatValues } from '../compare/metrics.js';
 import { VariantComparison, choosePrimaryOutput, gateMetricOf } from '../compare/report.js';
 import type { GateMetric, VariantReport } from '../compare/types.js';
 import { exposeTensors } from '../onnx/expose.js';
@@ -16,7 +16,7 @@ import { TensorNoise } from './noise.js';
 /** What one variant scored: everything the ranking and the search look at. */
 export interface VariantScore {
   images: number;
-  /** The budget's metric: 'top1-agreement' (classifier), 'same-side' (dense map), 'top1-accuracy' (labelled). */
+  /** The budget's metric: 'top1-agreement' (classifier), 'threshold-iou' (dense map), 'top1-accuracy' (labelled). */
   metric: GateMetric | 'cosine';
   /** That metric's value, a fraction (for 'cosine', the mean cosine). */
   value: number;
@@ -63,8 +63,8 @@ export function scoreOf(report: VariantReport, primaryOutput: string): VariantSc
   } else if (metric === 'top1-agreement') {
     value = primary.agreement!;
     drop = ((primary.images - primary.agreeCount!) * 100) / primary.images;
-  } else if (metric === 'same-side') {
-    value = primary.sameSideFraction!;
+  } else if (metric === 'threshold-iou') {
+    value = denseAgreement(primary);
     drop = (1 - value) * 100;
   } else {
     value = primary.cosineMean;

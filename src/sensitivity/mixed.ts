@@ -20,7 +20,7 @@
  * 5. The answer must keep at most `maxNonInt8` layers out; otherwise the best map within the cap is returned
  *    with the reason the budget was not met.
  * The budget: the drop against FP32, in points, of the primary output's agreement (top-1 agreement for a
- * classifier, same-side fraction for a dense map) or of top-1 accuracy with labels: the `--max-drop` of compare.
+ * classifier, IoU of the thresholded maps for a dense map) or of top-1 accuracy with labels: the `--max-drop` of compare.
  *
  * Every evaluation is one model built from a precision map by src/precision/apply.ts (the model `quantize`
  * writes from that map) and run on the kept batches; an evaluator can be injected (tests).
@@ -110,7 +110,7 @@ export interface MixedResult {
 const METRIC_NAMES: Record<VariantScore['metric'], string> = {
   'top1-agreement': 'top-1 agreement',
   'top1-accuracy': 'top-1 accuracy',
-  'same-side': 'same-side fraction',
+  'threshold-iou': 'IoU of the thresholded maps',
   cosine: 'mean cosine',
 };
 

@@ -25,7 +25,7 @@ function table(header: string[], rows: string[][], right: ReadonlySet<number>): 
 const METRIC_WORDS: Record<VariantScore['metric'], string> = {
   'top1-agreement': 'top-1 agreement',
   'top1-accuracy': 'top-1 accuracy',
-  'same-side': 'same-side fraction',
+  'threshold-iou': 'IoU of the thresholded maps',
   cosine: 'mean cosine',
 };
 

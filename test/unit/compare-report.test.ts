@@ -66,6 +66,28 @@ describe('gate (--max-drop)', () => {
     expect(g.metric).toBe('top1-accuracy');
     expect(g.passed).toBe(true);
   });
+  it('dense map: 100 x (1 - IoU of the thresholded maps), which flipped text pixels cannot hide behind background', () => {
+    // One 1x10x10 map: FP32 marks 4 pixels >= 0.3 (a "word"); the variant keeps 1 of them and adds 2 elsewhere.
+    // Same side: 100 - 3 - 2 = 95 of 100 pixels (95%); IoU: 1 / (4 + 2) = 1/6.
+    const refMap = new Array(100).fill(0.01);
+    const varMap = new Array(100).fill(0.01);
+    for (const i of [10, 11, 12, 13]) refMap[i] = 0.9;
+    for (const i of [10, 50, 51]) varMap[i] = 0.8;
+    const c = new VariantComparison({ name: 'int8-x', precision: 'int8' });
+    c.addOutputs({ map: f32([1, 1, 10, 10], refMap) }, { map: f32([1, 1, 10, 10], varMap) }, ['a']);
+    const v = c.result();
+    expect(v.outputs[0]!.sameSideFraction).toBe(0.95);
+    expect(v.outputs[0]!.iou).toBe(1 / 6);
+    expect(v.agreement).toBe(1 / 6);
+    const g = evaluateGate([v], 10, 'map', pickWinner([v]));
+    expect(g.metric).toBe('threshold-iou');
+    expect(g.variants[0]!.drop).toBeCloseTo((100 * 5) / 6, 12);
+    expect(g.passed).toBe(false);
+    // Both maps empty everywhere: they agree.
+    const empty = new VariantComparison({ name: 'int8-e', precision: 'int8' });
+    empty.addOutputs({ map: f32([1, 1, 2, 2], [0, 0.1, 0, 0]) }, { map: f32([1, 1, 2, 2], [0, 0.2, 0, 0]) }, ['a']);
+    expect(empty.result().agreement).toBe(1);
+  });
   it('refuses a gate on an output with no agreement measure', () => {
     const c = new VariantComparison({ name: 'int8-x', precision: 'int8' });
     c.addOutputs({ score: f32([2, 1], [1, 2]) }, { score: f32([2, 1], [1, 2.5]) }, ['a', 'b']);
