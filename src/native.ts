@@ -26,9 +26,10 @@ export interface NativeBinding extends FeederBinding {
    * power-of-two length; data: float32 values, or float16 bits in a Uint16Array. Throws TypeError/RangeError on
    * malformed arguments. Used only by src/stats/collector.ts.
    */
-  statsAccumulate(header: Float64Array, hist: Float64Array, data: Float32Array | Uint16Array): void;
+  /** With lo and hi (float32 data only), counts clamp(x, lo, hi). */
+  statsAccumulate(header: Float64Array, hist: Float64Array, data: Float32Array | Uint16Array, lo?: number, hi?: number): void;
   /** The same on a libuv worker thread; the arrays must not be touched (or updated again) until it settles. */
-  statsAccumulateAsync(header: Float64Array, hist: Float64Array, data: Float32Array | Uint16Array): Promise<void>;
+  statsAccumulateAsync(header: Float64Array, hist: Float64Array, data: Float32Array | Uint16Array, lo?: number, hi?: number): Promise<void>;
   readonly statsHeaderSize: number;
   /**
    * KL-divergence threshold scan of src/calibrators/kl.ts (`klScan`) in C++: returns the chosen number of bins and

@@ -22,6 +22,7 @@ import { datasetForModel, type DataOptions } from './data.js';
 export type { DataOptions } from './data.js';
 import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
 import { silentReporter, type Reporter } from '../reporter.js';
+import { planCollection } from '../stats/derive.js';
 import { StatisticsWorker } from '../stats/worker-client.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
@@ -52,6 +53,8 @@ export interface CalibrateOptions {
   statsOut?: string;
   /** onnxruntime intra-op threads (0: its default). */
   threads?: number;
+  /** false: export every activation instead of counting Clip/Relu/Pad outputs from their inputs (same statistics; slower). */
+  deriveStatistics?: boolean;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -130,7 +133,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
     announce();
     reporter.info(`statistics: ${options.fromStats} (${stored.provenance.imageCount} images, ${tensors.length} tensors)`);
   } else {
-    collected = await collectStatistics(options.model, model, activations, options.data!, { threads: options.threads, reporter, signal: options.signal, announce });
+    collected = await collectStatistics(options.model, model, activations, options.data!, { threads: options.threads, reporter, signal: options.signal, announce, derive: options.deriveStatistics });
     tensors = collected.stored.tensors;
     collected.stored.provenance.modelSha256 = modelSha;
     await saveStatistics(statsFile, collected.stored);
@@ -206,6 +209,8 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
 }
 
 interface CollectOptions {
+  /** false: export every activation from onnxruntime (for checking that derived statistics are the same). */
+  derive?: boolean;
   /** Called once the checks have passed, before the long pass. */
   announce: () => void;
   threads?: number;
@@ -234,7 +239,9 @@ async function collectStatistics(
   // onnxruntime gets all cores but one by default: image decoding and the statistics kernels run beside it.
   const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
   // The model runs in a worker thread (see src/stats/collect-worker.ts): decoding goes on beside it.
-  const worker = new StatisticsWorker({ modelFile, inputName: input.name, names, threads });
+  // Clip/Relu/Pad outputs are counted from their inputs' values rather than exported (src/stats/derive.ts).
+  const plan = planCollection(model, activations, { derive: options.derive });
+  const worker = new StatisticsWorker({ modelFile, inputName: input.name, plan, threads });
   const skipped: SkippedFile[] = [];
   let used = 0;
   let tensors: TensorStatistics[] = [];

@@ -17,11 +17,13 @@ import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { UserError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { StatisticsCollector } from './collector.js';
+import { padZeros, type CollectionPlan, type DerivedTensor } from './derive.js';
 
 export interface CollectWorkerData {
   modelFile: string;
   inputName: string;
-  names: string[];
+  /** Tensors onnxruntime exports, and those counted from them (./derive.ts). */
+  plan: CollectionPlan;
   threads: number;
 }
 
@@ -39,7 +41,10 @@ function serialize(err: unknown): SerializedError {
 }
 
 async function main(port: NonNullable<typeof parentPort>, config: CollectWorkerData): Promise<void> {
-  const session = await onnxruntimeBackend.open({ path: config.modelFile }, { threads: config.threads, expose: config.names });
+  const { exported, derived } = config.plan;
+  const session = await onnxruntimeBackend.open({ path: config.modelFile }, { threads: config.threads, expose: exported });
+  const byRoot = new Map<string, DerivedTensor[]>();
+  for (const d of derived) byRoot.set(d.root, [...(byRoot.get(d.root) ?? []), d]);
   const collector = new StatisticsCollector();
   let chain: Promise<void> = Promise.resolve();
   let failed = false;
@@ -56,10 +61,15 @@ async function main(port: NonNullable<typeof parentPort>, config: CollectWorkerD
           const pending: Promise<void>[] = [];
           await session.runEach(
             { [config.inputName]: { dtype: 'float32', dims: m.dims, data: m.data } },
-            config.names,
+            exported,
             (name, t: Tensor) => {
               const values = t.data instanceof Float32Array || (t.dtype === 'float16' && t.data instanceof Uint16Array) ? t.data : Float32Array.from(t.data as Float64Array);
               pending.push(collector.add(name, values));
+              // Clip/Relu/Pad outputs counted from this tensor's values (./derive.ts; float32 roots only).
+              for (const d of byRoot.get(name) ?? []) {
+                pending.push(collector.add(d.name, values as Float32Array, d.clamp));
+                if (d.pads) pending.push(collector.addZeros(d.name, padZeros(t.dims, d.pads)));
+              }
             },
             { reuseOutputs: true },
           );

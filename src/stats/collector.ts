@@ -71,14 +71,16 @@ export class StatisticsCollector {
    * Adds a tensor's values (float32, or float16 bits in a Uint16Array) to the statistics of `name`.
    * The promise settles when they are counted; `data` must not be modified before that.
    */
-  add(name: string, data: Float32Array | Uint16Array): Promise<void> {
+  add(name: string, data: Float32Array | Uint16Array, clamp?: { lo: number; hi: number }): Promise<void> {
     checkName(name);
     checkData(data);
+    if (clamp && !(data instanceof Float32Array)) throw invalidParameter('data', 'a Float32Array when clamp bounds are given', data);
     const state = this.state(name);
     const sync = data.length < this.asyncThreshold;
     if (state.inflight === 0 && sync) {
       try {
-        this.native.statsAccumulate(state.header, state.hist, data);
+        if (clamp) this.native.statsAccumulate(state.header, state.hist, data, clamp.lo, clamp.hi);
+        else this.native.statsAccumulate(state.header, state.hist, data);
         return Promise.resolve();
       } catch (err) {
         this.fail(err);
@@ -86,8 +88,9 @@ export class StatisticsCollector {
       }
     }
     const previous = state.tail ?? Promise.resolve();
+    const lohi: [] | [number, number] = clamp ? [clamp.lo, clamp.hi] : [];
     const run = (): void | Promise<void> =>
-      sync ? this.native.statsAccumulate(state.header, state.hist, data) : this.native.statsAccumulateAsync(state.header, state.hist, data);
+      sync ? this.native.statsAccumulate(state.header, state.hist, data, ...lohi) : this.native.statsAccumulateAsync(state.header, state.hist, data, ...lohi);
     state.inflight++;
     // `done` settles after the counter drops, so the state is idle once every returned promise has settled.
     const done = previous.then(run).finally(() => {
@@ -96,6 +99,19 @@ export class StatisticsCollector {
     state.tail = done.catch((err: unknown) => this.fail(err));
     return done;
   }
+
+  /**
+   * Adds `count` zeros (a constant-0 Pad's padding, counted without the padded tensor). Uses the same kernel on a
+   * shared, read-only buffer of zeros, so the result is exactly that of counting the zeros.
+   */
+  addZeros(name: string, count: number): Promise<void> {
+    if (!Number.isSafeInteger(count) || count < 0) throw invalidParameter('count', 'a whole number >= 0', count);
+    if (count === 0) return Promise.resolve();
+    if (StatisticsCollector.zeros.length < count) StatisticsCollector.zeros = new Float32Array(Math.max(count, 2 * StatisticsCollector.zeros.length));
+    return this.add(name, StatisticsCollector.zeros.subarray(0, count));
+  }
+
+  private static zeros = new Float32Array(0);
 
   /** Synchronous add, on the calling thread. Not allowed while an asynchronous update of `name` is pending. */
   addSync(name: string, data: Float32Array | Uint16Array): void {

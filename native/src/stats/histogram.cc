@@ -424,6 +424,23 @@ void AccumulateFloat32(double* header, double* hist, uint32_t bins, const float*
   acc.Finish();
 }
 
+void AccumulateFloat32Clamped(double* header, double* hist, uint32_t bins, const float* data, size_t n, float lo, float hi) {
+  // Clamped block by block into a scratch buffer that stays in L2, then counted by the ordinary kernel: counts do
+  // not depend on how the values are split into calls, so the result is that of counting the clamped tensor.
+  constexpr size_t kClampBlock = 16384;
+  std::vector<float> scratch(std::min(n, kClampBlock));
+  for (size_t off = 0; off < n; off += kClampBlock) {
+    const size_t m = std::min(kClampBlock, n - off);
+    const float* src = data + off;
+    for (size_t i = 0; i < m; i++) {
+      const float v = src[i];
+      // NaN compares false both ways and passes through unchanged, as onnxruntime's Clip leaves it.
+      scratch[i] = v < lo ? lo : (v > hi ? hi : v);
+    }
+    AccumulateFloat32(header, hist, bins, scratch.data(), m);
+  }
+}
+
 void AccumulateFloat16(double* header, double* hist, uint32_t bins, const uint16_t* data, size_t n) {
   const float* table = Halves().v;
   std::vector<float> buf(UseLanes(n, bins) ? std::min(n, kScanBlock) : n);

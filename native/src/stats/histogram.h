@@ -36,6 +36,9 @@ enum HeaderField : int {
 
 // Adds n float32 values to the state. `bins` must be a power of two in [2, 2^24].
 void AccumulateFloat32(double* header, double* hist, uint32_t bins, const float* data, size_t n);
+// Adds clamp(x, lo, hi) for n float32 values x (NaN stays NaN): the statistics of Clip(x, lo, hi) or Relu(x)
+// (lo 0, hi +inf) counted from x itself, value for value the same as counting the op's output.
+void AccumulateFloat32Clamped(double* header, double* hist, uint32_t bins, const float* data, size_t n, float lo, float hi);
 // Adds n IEEE half-precision values (raw 16-bit patterns) to the state.
 void AccumulateFloat16(double* header, double* hist, uint32_t bins, const uint16_t* data, size_t n);
 

@@ -1,7 +1,9 @@
 // N-API surface of the statistics kernels (typed in src/native.ts, called only by src/stats/collector.ts).
 //
-//   statsAccumulate(header: Float64Array(9), hist: Float64Array(bins), data: Float32Array | Uint16Array): void
-//   statsAccumulateAsync(header, hist, data): Promise<void>
+//   statsAccumulate(header: Float64Array(9), hist: Float64Array(bins), data: Float32Array | Uint16Array, lo?, hi?): void
+//   statsAccumulateAsync(header, hist, data, lo?, hi?): Promise<void>
+// With lo and hi (numbers; float32 data only), the values counted are clamp(x, lo, hi): Clip/Relu outputs counted
+// from their input.
 //   klScan(hist: Float64Array, spec, divergences?: Float64Array): number         (chosen number of bins)
 //   klScanAsync(hists: Float64Array[], spec): Promise<Int32Array>                   (one worker for the list)
 //
@@ -30,6 +32,9 @@ struct Args {
   const void* data = nullptr;
   size_t length = 0;
   bool half = false;
+  bool clamp = false;
+  float lo = 0;
+  float hi = 0;
 };
 
 Napi::Float64Array ExpectFloat64Array(const Napi::Env& env, const Napi::Value& v, const char* what) {
@@ -74,11 +79,21 @@ Args ParseArgs(const Napi::CallbackInfo& info) {
       throw Napi::TypeError::New(env, "Expected a Float32Array or Uint16Array (float16) for data");
   }
   a.length = data.ElementLength();
+  if (info.Length() >= 5 && !info[3].IsUndefined()) {
+    if (!info[3].IsNumber() || !info[4].IsNumber()) throw Napi::TypeError::New(env, "Expected numbers for the clamp bounds (lo, hi)");
+    if (a.half) throw Napi::TypeError::New(env, "Clamped accumulation takes float32 data");
+    a.clamp = true;
+    a.lo = static_cast<float>(info[3].As<Napi::Number>().DoubleValue());
+    a.hi = static_cast<float>(info[4].As<Napi::Number>().DoubleValue());
+    if (!(a.lo <= a.hi)) throw Napi::RangeError::New(env, "Expected lo <= hi for the clamp bounds");
+  }
   return a;
 }
 
 void Run(const Args& a) {
-  if (a.half) {
+  if (a.clamp) {
+    AccumulateFloat32Clamped(a.header, a.hist, a.bins, static_cast<const float*>(a.data), a.length, a.lo, a.hi);
+  } else if (a.half) {
     AccumulateFloat16(a.header, a.hist, a.bins, static_cast<const uint16_t*>(a.data), a.length);
   } else {
     AccumulateFloat32(a.header, a.hist, a.bins, static_cast<const float*>(a.data), a.length);
