@@ -25,13 +25,11 @@
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { weightScales, quantizeWeights } from '../onnx/qdq.js';
 import { snrFromSums } from '../compare/metrics.js';
-import type { DataOptions } from '../app/calibrate.js';
+import { datasetForModel, type DataOptions } from '../app/data.js';
 import { loadCacheFor } from '../app/variants.js';
-import { createDataset } from '../datasets/dataset.js';
-import { resolveBatchSize, resolvePreprocess } from '../datasets/presets.js';
 import type { PreprocessConfig } from '../datasets/types.js';
 import { UserError } from '../errors.js';
-import { graphInputs, listActivations } from '../onnx/graph.js';
+import { listActivations } from '../onnx/graph.js';
 import { graphOf, loadOnnxModel, tensorFromProto, type OnnxModel, type OnnxTensorProto } from '../onnx/model.js';
 import { quantizeQdq, type QdqResult } from '../onnx/qdq.js';
 import { silentReporter, type Reporter } from '../reporter.js';
@@ -161,23 +159,7 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
   // A bad --layers fails now, before the images are decoded.
   selectLayers(builder.layers, options.layers);
 
-  const inputs = graphInputs(model);
-  if (inputs.length !== 1) throw new UserError(`${options.model} has ${inputs.length} inputs; sensitivity analysis feeds models with one image input.`);
-  const input = inputs[0]!;
-  if (!input.dims) throw new UserError(`${options.model}: the rank of input '${input.name}' is not declared.`, { hint: 'Give its shape with --shapes.' });
-  const modelInput = { name: input.name, dims: input.dims };
-  const preprocess = resolvePreprocess(options.data.preprocess ?? {}, modelInput);
-  const batchSize = resolveBatchSize({ batch: options.data.batch, shapes: options.data.preprocess?.shapes }, modelInput, 8);
-  const dataset = await createDataset({
-    data: options.data.data,
-    preprocess,
-    inputName: input.name,
-    batchSize,
-    maxImages: options.data.maxImages,
-    seed: options.data.seed,
-    strict: options.data.strict,
-    concurrency: options.data.concurrency,
-  });
+  const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'sensitivity analysis');
 
   // Measured in the FP32 pass: each layer's quantized inputs (INT8 noise with their scale, FP16 noise, range).
   // Only inputs are exposed: exposing a convolution's output would keep onnxruntime from fusing it with the
@@ -185,7 +167,7 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
   // output is seen by its float twin instead (one-at-a-time).
   const measure = new Map<string, number | undefined>();
   for (const l of builder.layers) for (const a of l.activations) measure.set(a, cache.scales.get(a));
-  const inputNames = new Set(inputs.map((i) => i.name));
+  const inputNames = new Set([input.name]);
   const session = await onnxruntimeBackend.open(
     { path: options.model },
     { ...(options.threads ? { threads: options.threads } : {}), expose: [...measure.keys()].filter((n) => !inputNames.has(n)) },
