@@ -4,10 +4,10 @@
  * throws: a failure is reported as the missing piece it reveals.
  */
 import { execFile } from 'node:child_process';
-import { readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { detectTensorRTInstall, formatTensorRTLibraryVersion, type TensorRTDetection } from '../backends/tensorrt.js';
+import { findTensorRTLibraryFile } from '../util/tensorrt-install.js';
 import type { TrtInfo } from '../backends/tensorrt-native.js';
 import { loadNative, nativeAddonPath, tensorrtBridge } from '../native.js';
 
@@ -77,22 +77,6 @@ function packageVersion(name: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** libnvinfer.so.X.Y.Z in the usual folders: the runtime is there even when the headers are not. */
-function findTensorRTLibraryFile(detection: TensorRTDetection | undefined): string | undefined {
-  const dirs = detection?.searched.tensorrtLib ?? [];
-  for (const dir of dirs) {
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      continue;
-    }
-    const lib = names.find((n) => /^libnvinfer\.so\.\d+\.\d+\.\d+$/.test(n));
-    if (lib) return path.join(dir, lib);
-  }
-  return undefined;
 }
 
 export async function collectDoctorReport(): Promise<DoctorReport> {

@@ -17,17 +17,17 @@
  */
 import { existsSync, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseCalibrationCache } from '../cache/trt-cache.js';
 import { decodeTrtVersion, formatTrtVersion } from '../cache/trt-version.js';
 import type { Batch, Dataset } from '../datasets/types.js';
 import { parseShapes } from '../datasets/shapes.js';
 import { UserError, invalidParameter } from '../errors.js';
-import { PACKAGE_ROOT, tensorrtBridge } from '../native.js';
+import { tensorrtBridge } from '../native.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { DTYPES, type DType, type Tensor, elementCount } from '../tensor.js';
 import { readUserFile, writeFileAtomic } from '../util/fs.js';
 import { readPrecisionMap, type LayerPrecision } from '../precision/map.js';
+import { findTensorRTInstall, type TensorRTDetection } from '../util/tensorrt-install.js';
 import type {
   FeederCallbacks,
   TensorRTBinding,
@@ -47,26 +47,11 @@ export type { TrtCalibrationAlgorithm, TrtNetworkDesc, TrtLayerDesc, TrtTensorDe
 
 // ---------------------------------------------------------------------------------------------- availability
 
-/** What native/find-tensorrt.js reports (also `node native/find-tensorrt.js --json`). */
-export interface TensorRTDetection {
-  found: boolean;
-  version?: { major: number; minor: number; patch: number; build?: number };
-  versionString?: string;
-  headers?: string;
-  includeDirs: string[];
-  libraries: string[];
-  libDirs: string[];
-  cuda: { found: boolean; includeDir?: string; library?: string; version?: string };
-  searched: { tensorrtInclude: string[]; tensorrtLib: string[]; cudaInclude: string[]; cudaLib: string[] };
-  reason?: string;
-  hint: string;
-}
+export type { TensorRTDetection } from '../util/tensorrt-install.js';
 
 /** Runs the same detection as the native build (native/find-tensorrt.js), now. */
 export async function detectTensorRTInstall(env: NodeJS.ProcessEnv = process.env): Promise<TensorRTDetection> {
-  const script = path.join(PACKAGE_ROOT, 'native', 'find-tensorrt.js');
-  const mod = (await import(pathToFileURL(script).href)) as { findTensorRT(env?: NodeJS.ProcessEnv): TensorRTDetection };
-  return mod.findTensorRT(env);
+  return findTensorRTInstall(env);
 }
 
 /** The bridge, or a UserError that says why it is missing and how to get it (`trt-calib build` exits 1 with it). */

@@ -7,9 +7,9 @@
  * TensorRT ignores a cache whose header does not match its own version and silently recalibrates, so the version
  * is never guessed: it is given (--trt-version) or detected from an installed TensorRT.
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
+import { findTensorRTInstall, findTensorRTLibraryFile, versionFromHeader } from '../util/tensorrt-install.js';
 
 export interface TrtVersion {
   major: number;
@@ -61,51 +61,22 @@ export interface DetectedTrt {
 }
 
 /**
- * Finds an installed TensorRT: NvInferVersion.h under TENSORRT_ROOT or the usual include folders, else the
- * version in a libnvinfer.so.X.Y.Z file name. Returns undefined when none is found.
+ * Finds an installed TensorRT with the same detection as the native build and `doctor`: NvInferVersion.h under
+ * TENSORRT_ROOT, the tar-file folders or the system include folders, else the version in a libnvinfer.so.X.Y.Z
+ * file name (runtime-only installs). Returns undefined when none is found.
  */
 export function detectTensorRt(env: NodeJS.ProcessEnv = process.env): DetectedTrt | undefined {
-  const roots = [env.TENSORRT_ROOT, env.TRT_ROOT, env.TENSORRT_HOME, '/usr/local/tensorrt', '/opt/tensorrt'].filter(
-    (r): r is string => typeof r === 'string' && r.length > 0,
-  );
-  const headerDirs = [...roots.map((r) => path.join(r, 'include')), '/usr/include/x86_64-linux-gnu', '/usr/include/aarch64-linux-gnu', '/usr/include'];
-  for (const dir of headerDirs) {
-    const file = path.join(dir, 'NvInferVersion.h');
-    if (!existsSync(file)) continue;
-    const v = versionFromHeader(readFileSync(file, 'utf8'));
-    if (v) return { version: v, source: file };
+  const detection = findTensorRTInstall(env);
+  if (detection.version && detection.headers) {
+    const { major, minor, patch } = detection.version;
+    return { version: { major, minor, patch }, source: path.join(detection.headers, 'NvInferVersion.h') };
   }
-  const libDirs = [...roots.map((r) => path.join(r, 'lib')), ...roots.map((r) => path.join(r, 'lib64')), '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib'];
-  for (const dir of libDirs) {
-    let names: string[];
-    try {
-      names = readdirSync(dir);
-    } catch {
-      continue;
-    }
-    for (const name of names) {
-      const m = /^libnvinfer\.so\.(\d+)\.(\d+)\.(\d+)$/.exec(name);
-      if (m) return { version: { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]) }, source: path.join(dir, name) };
-    }
-  }
-  return undefined;
+  const lib = findTensorRTLibraryFile(detection);
+  const m = lib ? /\.so\.(\d+)\.(\d+)\.(\d+)$/.exec(lib) : null;
+  return m ? { version: { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]) }, source: lib! } : undefined;
 }
 
-/** Reads NV_TENSORRT_MAJOR/MINOR/PATCH (or the TRT_*_ENTERPRISE numbers they point to since 10.x). */
-export function versionFromHeader(text: string): TrtVersion | undefined {
-  const get = (field: 'MAJOR' | 'MINOR' | 'PATCH'): number | undefined => {
-    const direct = new RegExp(`#define\\s+NV_TENSORRT_${field}\\s+(\\d+)`).exec(text);
-    if (direct) return Number(direct[1]);
-    const enterprise = new RegExp(`#define\\s+TRT_${field}_ENTERPRISE\\s+(\\d+)`).exec(text);
-    if (enterprise) return Number(enterprise[1]);
-    return undefined;
-  };
-  const major = get('MAJOR');
-  const minor = get('MINOR');
-  const patch = get('PATCH');
-  if (major === undefined || minor === undefined || patch === undefined) return undefined;
-  return { major, minor, patch };
-}
+export { versionFromHeader };
 
 /**
  * The version a cache header is written for: the one given, else the detected one, else a UserError that says

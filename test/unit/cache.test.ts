@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   cacheToRangeTable,
@@ -31,6 +34,21 @@ describe('TensorRT version encoding', () => {
     expect(versionFromHeader('#define NV_TENSORRT_MAJOR 8 //!< x\n#define NV_TENSORRT_MINOR 6\n#define NV_TENSORRT_PATCH 1\n')).toEqual({ major: 8, minor: 6, patch: 1 });
     const v10 = '#define TRT_MAJOR_ENTERPRISE 10\n#define TRT_MINOR_ENTERPRISE 16\n#define TRT_PATCH_ENTERPRISE 0\n#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE\n';
     expect(versionFromHeader(v10)).toEqual({ major: 10, minor: 16, patch: 0 });
+  });
+  it('detects an installed TensorRT with the same detection as the build and doctor, or from a runtime-only library', () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'fake-trt-'));
+    try {
+      mkdirSync(path.join(root, 'include'));
+      mkdirSync(path.join(root, 'lib'));
+      writeFileSync(path.join(root, 'lib', 'libnvinfer.so.8.6.1'), '');
+      // Runtime only (no headers): the version comes from the library's file name.
+      expect(resolveTrtVersion(undefined, { TENSORRT_ROOT: root })).toEqual({ version: { major: 8, minor: 6, patch: 1 }, source: `detected at ${path.join(root, 'lib', 'libnvinfer.so.8.6.1')}` });
+      writeFileSync(path.join(root, 'include', 'NvInfer.h'), '');
+      writeFileSync(path.join(root, 'include', 'NvInferVersion.h'), '#define TRT_MAJOR_ENTERPRISE 10\n#define TRT_MINOR_ENTERPRISE 3\n#define TRT_PATCH_ENTERPRISE 0\n');
+      expect(resolveTrtVersion(undefined, { TENSORRT_ROOT: root })).toEqual({ version: { major: 10, minor: 3, patch: 0 }, source: `detected at ${path.join(root, 'include', 'NvInferVersion.h')}` });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
   it('refuses to guess a version when none is given or installed', () => {
     expect(() => resolveTrtVersion(undefined, { TENSORRT_ROOT: '/nonexistent' })).toThrow(/--trt-version/);
