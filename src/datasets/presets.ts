@@ -28,20 +28,15 @@ export const CHANNEL_ORDERS: readonly ChannelOrder[] = ['RGB', 'BGR'];
 /** The center-crop fraction of torchvision/timm evaluation: shorter side = floor(crop / 0.875) (224 -> 256). */
 export const DEFAULT_CROP_FRACTION = 0.875;
 
-export interface PresetDefinition {
+/** A preset: the preprocessing fields it fixes (each overridable by a flag), a description and a default size. */
+export type PresetDefinition = Pick<
+  PreprocessConfig,
+  'resize' | 'multipleOf' | 'interpolation' | 'padValue' | 'channelOrder' | 'scale' | 'mean' | 'std' | 'layout'
+> & {
   description: string;
   /** Output size used when no model input fixes it (e.g. `preview` without a model). */
   size: number;
-  resize: ResizeMode;
-  multipleOf?: number;
-  interpolation: Interpolation;
-  padValue: number;
-  channelOrder: ChannelOrder;
-  scale: number;
-  mean: number[];
-  std: number[];
-  layout: Layout;
-}
+};
 
 const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 const IMAGENET_STD = [0.229, 0.224, 0.225];
