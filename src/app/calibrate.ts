@@ -29,7 +29,9 @@ import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '..
 import { writeFileAtomic } from '../util/fs.js';
 import { TOOL_VERSION } from '../version.js';
 
-export const DEFAULT_OUT_DIR = 'calib-cache';
+import { DEFAULT_OUT_DIR } from './defaults.js';
+
+export { DEFAULT_OUT_DIR };
 
 export interface CalibrateOptions {
   model: string;

@@ -1,8 +1,9 @@
 import { Command, Option } from 'commander';
-import { calibrate, DEFAULT_OUT_DIR, type CalibrateResult } from '../app/calibrate.js';
+import type { CalibrateResult } from '../app/calibrate.js';
+import { DEFAULT_OUT_DIR } from '../app/defaults.js';
 import { TRT_CACHE_ALGORITHMS } from '../cache/trt-cache.js';
 import { ALGORITHM_NAMES, CALIBRATORS, parseAlgorithms } from '../calibrators/registry.js';
-import { summarizeSkipped } from '../datasets/dataset.js';
+import { summarizeSkipped } from '../datasets/skipped.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, describePreprocess, type PreprocessCliValues } from './preprocess-options.js';
 
@@ -59,6 +60,7 @@ export function register(program: Command): void {
     const reporter = reporterFor(opts);
     const algorithms = parseAlgorithms(opts.algo);
     const data = opts.data !== undefined ? preprocessOptionsFrom(opts as PreprocessCliValues) : undefined;
+    const { calibrate } = await import('../app/calibrate.js');
     const result = await calibrate({
       model: opts.model,
       data,

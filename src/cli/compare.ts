@@ -1,6 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { compare } from '../app/compare.js';
-import { DEFAULT_OUT_DIR } from '../app/calibrate.js';
+import { DEFAULT_OUT_DIR } from '../app/defaults.js';
 import { renderJson } from '../compare/render-json.js';
 import { renderText } from '../compare/render-text.js';
 import type { Precision } from '../compare/types.js';
@@ -92,6 +91,7 @@ export function register(program: Command): void {
   cmd.action(async (opts: CompareCliValues) => {
     const reporter = reporterFor(opts);
     if (opts.mixed && opts.maxDrop === undefined) throw new UserError('--mixed auto needs --max-drop POINTS (the accuracy budget).');
+    const { compare } = await import('../app/compare.js');
     const { report, files, mixed } = await compare({
       model: opts.model,
       data: preprocessOptionsFrom(opts),

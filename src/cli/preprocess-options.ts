@@ -5,7 +5,7 @@
  * trackSkips() reports skipped files through the reporter and summarises them at the end.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { createDataset, summarizeSkipped } from '../datasets/dataset.js';
+import { summarizeSkipped } from '../datasets/skipped.js';
 import { INTERPOLATIONS, RESIZE_MODES, presetNames, resolveBatchSize, resolvePreprocess } from '../datasets/presets.js';
 import type { ModelInputInfo, PreprocessOptions } from '../datasets/presets.js';
 import { parseSize } from '../datasets/shapes.js';
@@ -172,6 +172,8 @@ export async function datasetFromOptions(
 ): Promise<{ dataset: Dataset; config: PreprocessConfig }> {
   const config = resolvePreprocess(options.preprocess, input);
   const batchSize = resolveBatchSize({ batch: options.batch, shapes: options.preprocess.shapes }, input, defaultBatch);
+  // Loaded here, not at start-up: it brings sharp (about 100 ms), which --help and --version do not need.
+  const { createDataset } = await import('../datasets/dataset.js');
   const dataset = await createDataset({
     data: options.data,
     preprocess: config,

@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { renderPreview } from '../datasets/preview.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { addCommonOptions, emit, parseInteger, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, datasetFromOptions, describePreprocess, preprocessOptionsFrom, trackSkips, type PreprocessCliValues } from './preprocess-options.js';
@@ -40,6 +39,7 @@ export function register(program: Command): void {
       const count = Math.min(opts.count, dataset.size);
       reporter.start('preview', count, 'images');
       let done = 0;
+      const { renderPreview } = await import('../datasets/preview.js');
       const result = await renderPreview(dataset, {
         count,
         onSkip: skips.onSkip,

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
-import { DEFAULT_OUT_DIR } from '../app/calibrate.js';
-import { quantize, type QuantizeResult } from '../app/quantize.js';
+import { DEFAULT_OUT_DIR } from '../app/defaults.js';
+import type { QuantizeResult } from '../app/quantize.js';
 import { ALGORITHM_NAMES } from '../calibrators/registry.js';
 import { UserError } from '../errors.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
@@ -66,6 +66,7 @@ export function register(program: Command): void {
     const reporter = reporterFor(opts);
     if (opts.mixed && opts.maxDrop === undefined) throw new UserError('--mixed auto needs --max-drop POINTS (the accuracy budget).');
     if (!opts.mixed && (opts.maxDrop !== undefined || opts.maxLayers !== undefined)) throw new UserError('--max-drop and --max-layers go with --mixed auto.');
+    const { quantize } = await import('../app/quantize.js');
     const result = await quantize({
       model: opts.model,
       precision: opts.precision,

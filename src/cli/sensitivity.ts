@@ -1,12 +1,11 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_OUT_DIR } from '../app/calibrate.js';
+import { DEFAULT_OUT_DIR } from '../app/defaults.js';
 import { GateError } from '../errors.js';
 import { precisionMapPath } from '../precision/map.js';
-import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC, analyzeSensitivity, type SensitivityReport } from '../sensitivity/analyze.js';
-import { autoMixedPrecision } from '../sensitivity/auto.js';
+import type { SensitivityReport } from '../sensitivity/analyze.js';
 import { DEFAULT_MAX_MEMORY_BYTES } from '../sensitivity/data.js';
 import type { MixedResult } from '../sensitivity/mixed.js';
-import { MEASURES, RANK_METRICS, type MeasureChoice, type RankMetric } from '../sensitivity/rank.js';
+import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC, MEASURES, RANK_METRICS, type MeasureChoice, type RankMetric } from '../sensitivity/rank.js';
 import { renderMixed, renderSensitivity } from '../sensitivity/render.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
@@ -89,6 +88,8 @@ export function register(program: Command): void {
   cmd.action(async (opts: SensitivityCliValues) => {
     const reporter = reporterFor(opts);
     const data = preprocessOptionsFrom(opts);
+    const { analyzeSensitivity } = await import('../sensitivity/analyze.js');
+    const { autoMixedPrecision } = await import('../sensitivity/auto.js');
     const { report, context } = await analyzeSensitivity({
       model: opts.model,
       cache: opts.cache,

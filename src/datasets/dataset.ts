@@ -12,6 +12,7 @@ import { availableParallelism } from 'node:os';
 import { UserError, invalidParameter } from '../errors.js';
 import { discoverImages, seededPick, sortPaths } from './discovery.js';
 import { mapOrdered } from './prefetch.js';
+import { summarizeSkipped } from './skipped.js';
 import { ImageDecodeError, decodeImage, imageDims, imageElementCount, normalisationTables, writeImageTensor } from './preprocess.js';
 import type { Batch, BatchOptions, Dataset, PreprocessConfig, SkippedFile } from './types.js';
 
@@ -129,15 +130,4 @@ class ImageDataset implements Dataset {
   }
 }
 
-/**
- * One line, then one line per skipped file (at most `limit`, then "... and N more"): what the CLI prints
- * after a pass, e.g. "3 of 11 images skipped:\n  a.jpg: empty file (0 bytes)".
- */
-export function summarizeSkipped(skipped: readonly SkippedFile[], used: number, limit = 20): string {
-  if (skipped.length === 0) return `${used} image(s) used, none skipped.`;
-  const total = used + skipped.length;
-  const lines = [`${skipped.length} of ${total} image(s) skipped:`];
-  for (const s of skipped.slice(0, limit)) lines.push(`  ${s.file}: ${s.reason}`);
-  if (skipped.length > limit) lines.push(`  ... and ${skipped.length - limit} more`);
-  return lines.join('\n');
-}
+export { summarizeSkipped };

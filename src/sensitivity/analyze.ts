@@ -39,8 +39,9 @@ import { FP16_MAX, TensorNoise } from './noise.js';
 import { rankLayers, type MeasureChoice, type RankMetric } from './rank.js';
 import { VariantBuilder, type LayerPlan } from './variants.js';
 
-export const DEFAULT_MEASURE: MeasureChoice = 'one-at-a-time';
-export const DEFAULT_RANK_METRIC: RankMetric = 'cosine';
+import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC } from './rank.js';
+
+export { DEFAULT_MEASURE, DEFAULT_RANK_METRIC };
 /**
  * FP16 is "not enough" for a layer when a value it reads, holds or writes passes the float16 range (65504: it
  * would become infinite), or when float16 rounding alone costs its input or output more than this SNR: float16

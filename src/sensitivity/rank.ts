@@ -11,6 +11,10 @@
  */
 import type { VariantScore } from './evaluate.js';
 
+/** The default measure and ranking metric (why: docs/mixed-precision.md). */
+export const DEFAULT_MEASURE: MeasureChoice = 'one-at-a-time';
+export const DEFAULT_RANK_METRIC: RankMetric = 'cosine';
+
 export type SensitivityMeasure = 'one-at-a-time' | 'leave-one-out';
 export type MeasureChoice = SensitivityMeasure | 'both';
 export const MEASURES: readonly MeasureChoice[] = ['one-at-a-time', 'leave-one-out', 'both'];
