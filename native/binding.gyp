@@ -14,8 +14,11 @@
         "src/feeder/task.cc",
         "src/feeder/batch_feeder.cc",
         "src/feeder/feeder_binding.cc",
+        "src/ort/collector.cc",
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "src"],
+      # dlopen (src/ort/collector.cc loads onnxruntime-node's onnxruntime library at run time)
+      "conditions": [["OS=='linux'", { "libraries": ["-ldl"] }]],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],

@@ -45,7 +45,45 @@ export interface NativeBinding extends FeederBinding {
     hists: Float64Array[],
     spec: { grouping: string; emptyBins: string; ties: string; levels: number; startBin: number; emptyQ?: number },
   ): Promise<Int32Array>;
+  // --- onnxruntime statistics collector (native/src/ort/collector.cc), used only by src/stats/native-collect.ts ---
+  OrtCollector: new (libraryPath: string, model: Uint8Array, config: OrtCollectorConfig) => OrtCollector;
   [key: string]: unknown;
+}
+
+/** Where a tensor's values are counted: a state, optionally clamped, plus a Pad's zeros (see src/stats/derive.ts). */
+export interface OrtCollectorTarget {
+  state: number;
+  clamp?: [number, number];
+  pads?: number[];
+  /** Only the pad's zeros go to this state; its values are merged in from another state afterwards. */
+  zerosOnly?: boolean;
+}
+
+export interface OrtCollectorConfig {
+  threads: number;
+  /** onnxruntime GraphOptimizationLevel value (0, 1, 2, 3, 99). */
+  optimization: number;
+  configEntries: [string, string][];
+  inputName: string;
+  bins: number;
+  /** Number of statistics states (each a 9-value header and `bins` counts). */
+  states: number;
+  /** Targets counted from the input data itself. */
+  inputTargets: OrtCollectorTarget[];
+  outputs: { name: string; targets: OrtCollectorTarget[] }[];
+}
+
+/** A session whose outputs are counted in native memory; see native/src/ort/collector.cc for the contract. */
+export interface OrtCollector {
+  /** Loads onnxruntime and the model; resolves to onnxruntime's version. */
+  open(): Promise<string>;
+  /** Runs one batch; the outputs stay native under the returned id until count(id). */
+  infer(data: Float32Array, dims: number[]): Promise<number>;
+  /** Counts a run's outputs into the states and frees them. One count at a time. */
+  count(id: number): Promise<void>;
+  /** Copies of every state: headers (states x 9) and histograms (states x bins). */
+  result(): { headers: Float64Array; hists: Float64Array };
+  close(): void;
 }
 
 let cached: NativeBinding | undefined;

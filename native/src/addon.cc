@@ -3,11 +3,13 @@
 #include <napi.h>
 
 #include "feeder/feeder_binding.h"
+#include "ort/collector.h"
 #include "stats/stats.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   trtcalib::InitStats(env, exports);
   trtcalib::InitFeeder(env, exports);
+  trtcalib::InitOrtCollector(env, exports);
   return exports;
 }
 

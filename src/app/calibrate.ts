@@ -24,6 +24,7 @@ import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { planCollection } from '../stats/derive.js';
 import { StatisticsWorker } from '../stats/worker-client.js';
+import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError, type StatisticsPass } from '../stats/native-collect.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
 import { writeFileAtomic } from '../util/fs.js';
@@ -243,13 +244,12 @@ async function collectStatistics(
   // The model runs in a worker thread (see src/stats/collect-worker.ts): decoding goes on beside it.
   // Clip/Relu/Pad outputs are counted from their inputs' values rather than exported (src/stats/derive.ts).
   const plan = planCollection(model, activations, { derive: options.derive });
-  const worker = new StatisticsWorker({ modelFile, inputName: input.name, plan, threads });
+  const worker = await openStatisticsPass({ modelFile, model, inputName: input.name, plan, activations, threads }, reporter);
   const skipped: SkippedFile[] = [];
   let used = 0;
   let tensors: TensorStatistics[] = [];
   let dropped = 0;
   try {
-    await worker.start();
     options.announce();
     reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors`);
     reporter.start('calibrating', dataset.size, 'images');
@@ -296,6 +296,35 @@ async function collectStatistics(
     tensors,
   };
   return { stored, preprocess, batchSize, used, skipped, dropped };
+}
+
+/**
+ * The statistics pass: activations counted natively next to onnxruntime's C API (src/stats/native-collect.ts)
+ * where onnxruntime-node's library can be loaded, else the model in a worker thread through onnxruntime-node
+ * (src/stats/collect-worker.ts). Both give the same statistics, byte for byte.
+ */
+async function openStatisticsPass(config: Parameters<typeof nativeCollectionUnsupported>[0] & { modelFile: string; threads: number }, reporter: Reporter): Promise<StatisticsPass> {
+  const forced = process.env.TRT_CALIB_COLLECTOR === 'native';
+  const why = nativeCollectionUnsupported(config);
+  if (!why || forced) {
+    const pass = new NativeStatistics(config);
+    try {
+      await pass.start();
+      return pass;
+    } catch (err) {
+      await pass.close();
+      if (!(err instanceof OnnxruntimeLibraryError) || forced) throw err;
+      reporter.info(`statistics through onnxruntime-node (${err.message})`);
+    }
+  }
+  const worker = new StatisticsWorker({ modelFile: config.modelFile, inputName: config.inputName, plan: config.plan, threads: config.threads });
+  try {
+    await worker.start();
+  } catch (err) {
+    await worker.close();
+    throw err;
+  }
+  return worker;
 }
 
 /**

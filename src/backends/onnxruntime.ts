@@ -15,7 +15,10 @@
  * image is bit-identical whether the image runs alone or in a batch, and with 1 or 2 intra-op threads
  * (test/unit/backend-onnxruntime.test.ts checks it), so statistics do not depend on batch size or threads.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { InferenceSession, Tensor as OrtTensor } from 'onnxruntime-node';
 import { UserError } from '../errors.js';
@@ -73,6 +76,72 @@ function ortSessionOptions(options: OnnxruntimeSessionOptions): InferenceSession
   };
 }
 
+/** The error for a run onnxruntime refused (the same wording on every path that runs a model). */
+export function runFailure(file: string, feed: Record<string, { dims: readonly number[] }>, err: unknown): UserError {
+  const dims = Object.entries(feed).map(([n, t]) => `'${n}' ${formatDims(t.dims)}`).join(', ');
+  return new UserError(`onnxruntime failed to run ${file} on input ${dims}: ${firstLine((err as Error).message)}`, {
+    hint: 'the model may need another input size (e.g. multiples of 32 for detectors): set --size or --shapes',
+  });
+}
+
+/** The error for a model onnxruntime refuses to load. */
+export function loadFailure(file: string, err: unknown): UserError {
+  return new UserError(`onnxruntime cannot load ${file}: ${firstLine((err as Error).message)}`, {
+    hint: 'check that the model is valid (onnx.checker) and uses operators onnxruntime supports',
+  });
+}
+
+const OPTIMIZATION_LEVELS = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
+
+/**
+ * The settings of ortSessionOptions() for onnxruntime's C API (src/stats/native-collect.ts runs sessions through
+ * it): the same threads and optimisation level, and `extra` flattened to config entries the way onnxruntime-node
+ * does it ({session: {disable_quant_qdq: '1'}} -> 'session.disable_quant_qdq' = '1').
+ */
+export function nativeSessionConfig(options: OnnxruntimeSessionOptions): { threads: number; optimization: number; configEntries: [string, string][] } {
+  const o = ortSessionOptions(options);
+  const configEntries: [string, string][] = [];
+  const walk = (prefix: string, value: object) => {
+    for (const [k, v] of Object.entries(value)) {
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (v && typeof v === 'object') walk(key, v as object);
+      else configEntries.push([key, String(v)]);
+    }
+  };
+  if (o.extra) walk('', o.extra);
+  return { threads: o.intraOpNumThreads ?? 0, optimization: OPTIMIZATION_LEVELS[o.graphOptimizationLevel ?? 'all'], configEntries };
+}
+
+/**
+ * The onnxruntime shared library that onnxruntime-node ships and loads (bin/napi-v*\/<platform>/<arch>/), or
+ * undefined when this platform's is not there. Loading this same file keeps one onnxruntime in the process.
+ */
+export function onnxruntimeLibraryPath(): string | undefined {
+  let root: string;
+  try {
+    root = path.resolve(path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..');
+  } catch {
+    return undefined;
+  }
+  const bin = path.join(root, 'bin');
+  if (!existsSync(bin)) return undefined;
+  const names: Partial<Record<NodeJS.Platform, RegExp>> = {
+    linux: /^libonnxruntime\.so\.1$/,
+    darwin: /^libonnxruntime\.1\.dylib$/,
+    win32: /^onnxruntime\.dll$/,
+  };
+  const pattern = names[process.platform];
+  if (!pattern) return undefined;
+  const napis = readdirSync(bin).filter((d) => /^napi-v\d+$/.test(d)).sort((a, b) => Number(b.slice(6)) - Number(a.slice(6)));
+  for (const napi of napis) {
+    const dir = path.join(bin, napi, process.platform, process.arch);
+    if (!existsSync(dir)) continue;
+    const file = readdirSync(dir).find((f) => pattern.test(f));
+    if (file) return path.join(dir, file);
+  }
+  return undefined;
+}
+
 function firstLine(message: string): string {
   return message.split('\n').map((l) => l.trim()).filter(Boolean).slice(0, 3).join(' ');
 }
@@ -94,15 +163,43 @@ async function createOrtSession(source: string | Uint8Array, file: string, optio
     // Tell "not an ONNX file" apart from "ONNX that onnxruntime refuses".
     if (typeof source === 'string') await loadOnnxModel(source);
     else decodeOnnxModel(source, file);
-    throw new UserError(`onnxruntime cannot load ${file}: ${firstLine((err as Error).message)}`, {
-      hint: 'check that the model is valid (onnx.checker) and uses operators onnxruntime supports',
-    });
+    throw loadFailure(file, err);
   }
 }
 
 function tensorInfoFromMetadata(m: InferenceSession.ValueMetadata): TensorInfo | undefined {
   if (!m.isTensor || !ORT_TYPES.has(m.type)) return undefined;
   return { name: m.name, dtype: m.type as DType, dims: m.shape.map((d) => (typeof d === 'number' ? d : d === '' ? -1 : d)) };
+}
+
+/** Checks a feed against the model inputs: every input present, types equal, ranks and static dims equal. */
+export function checkFeed(file: string, inputs: readonly TensorInfo[], feed: Record<string, Tensor>): void {
+  const inputNames = new Set(inputs.map((i) => i.name));
+  for (const name of Object.keys(feed)) {
+    if (!inputNames.has(name)) {
+      throw new UserError(`${file} has no input '${name}' (its inputs: ${[...inputNames].join(', ')})`, {
+        hint: 'name the model inputs as the model does, e.g. in --shapes',
+      });
+    }
+  }
+  for (const input of inputs) {
+    const t = feed[input.name];
+    if (!t) {
+      throw new UserError(`${file}: no data for model input '${input.name}' (${input.dtype} ${formatDims(input.dims)})`, {
+        hint: 'every model input needs data',
+      });
+    }
+    if (t.dtype !== input.dtype) {
+      throw new UserError(`model input '${input.name}' of ${file} expects ${input.dtype} but the data is ${t.dtype}`, {
+        hint: 'image presets produce float32; pick a preprocessing that matches the model',
+      });
+    }
+    const mismatch = t.dims.length !== input.dims.length || input.dims.some((d, i) => typeof d === 'number' && d >= 0 && d !== t.dims[i]);
+    if (mismatch) throw shapeError(file, input, t.dims);
+    if (elementCount(t.dims) !== t.data.length) {
+      throw new Error(`tensor for '${input.name}' has ${t.data.length} values for dims ${formatDims(t.dims)}`);
+    }
+  }
 }
 
 export class OnnxruntimeSession implements Session {
@@ -153,33 +250,8 @@ export class OnnxruntimeSession implements Session {
     return this.#session;
   }
 
-  /** Checks the feed against the model inputs: every input present, types equal, ranks and static dims equal. */
   #checkFeed(feed: Record<string, Tensor>): void {
-    for (const name of Object.keys(feed)) {
-      if (!this.#inputNames.has(name)) {
-        throw new UserError(`${this.file} has no input '${name}' (its inputs: ${[...this.#inputNames].join(', ')})`, {
-          hint: 'name the model inputs as the model does, e.g. in --shapes',
-        });
-      }
-    }
-    for (const input of this.inputs) {
-      const t = feed[input.name];
-      if (!t) {
-        throw new UserError(`${this.file}: no data for model input '${input.name}' (${input.dtype} ${formatDims(input.dims)})`, {
-          hint: 'every model input needs data',
-        });
-      }
-      if (t.dtype !== input.dtype) {
-        throw new UserError(`model input '${input.name}' of ${this.file} expects ${input.dtype} but the data is ${t.dtype}`, {
-          hint: 'image presets produce float32; pick a preprocessing that matches the model',
-        });
-      }
-      const mismatch = t.dims.length !== input.dims.length || input.dims.some((d, i) => typeof d === 'number' && d >= 0 && d !== t.dims[i]);
-      if (mismatch) throw shapeError(this.file, input, t.dims);
-      if (elementCount(t.dims) !== t.data.length) {
-        throw new Error(`tensor for '${input.name}' has ${t.data.length} values for dims ${formatDims(t.dims)}`);
-      }
-    }
+    checkFeed(this.file, this.inputs, feed);
   }
 
   #splitFetch(fetch: readonly string[]): string[] {
@@ -208,10 +280,7 @@ export class OnnxruntimeSession implements Session {
       this.#outputPool = { key, tensors: new Map(ortFetch.map((n) => [n, results[n] as OrtTensor])) };
       return results;
     } catch (err) {
-      const dims = Object.entries(feed).map(([n, t]) => `'${n}' ${formatDims(t.dims)}`).join(', ');
-      throw new UserError(`onnxruntime failed to run ${this.file} on input ${dims}: ${firstLine((err as Error).message)}`, {
-        hint: 'the model may need another input size (e.g. multiples of 32 for detectors): set --size or --shapes',
-      });
+      throw runFailure(this.file, feed, err);
     }
   }
 

@@ -12,17 +12,10 @@ import { UserError } from '../../src/errors.js';
 import { StatisticsCollector } from '../../src/stats/collector.js';
 import { accumulateReference, emptyStatistics } from '../../src/stats/histogram.js';
 import type { TensorStatistics } from '../../src/stats/types.js';
+import { mulberry32 } from '../../src/datasets/discovery.js';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers (mulberry32, as --max-images sampling uses). */
+const rng = mulberry32;
 
 function statsOf(values: ArrayLike<number>, name = 't'): TensorStatistics {
   const s = emptyStatistics(name);

@@ -12,18 +12,10 @@ import {
   statisticsProblem,
 } from '../../src/stats/histogram.js';
 import { HISTOGRAM_BINS, type TensorStatistics } from '../../src/stats/types.js';
+import { mulberry32 } from '../../src/datasets/discovery.js';
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers (mulberry32, as --max-images sampling uses). */
+const rng = mulberry32;
 
 /** Activation-like data: ReLU zeros, a bulk, a tail, exact powers of two, subnormals, -0. */
 function activations(n: number, seed: number, scale = 1): Float32Array {

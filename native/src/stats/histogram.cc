@@ -14,6 +14,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #if defined(__SSE2__) || defined(_M_X64)
@@ -196,6 +197,24 @@ void BinDirect(const float* d, size_t n, double* hist, double scale, bool check)
   }
 }
 
+// Re-bins `bins` counts for a range `factor` (a power of two) times wider: bin j takes bins j*f .. j*f+f-1.
+void GrowCounts(uint32_t* h, uint32_t bins, double factor) {
+  if (factor >= double(bins)) {
+    uint64_t total = 0;
+    for (uint32_t b = 0; b < bins; ++b) total += h[b];
+    std::fill(h, h + bins, 0u);
+    h[0] = uint32_t(total);  // at most the lane's own count: no overflow
+    return;
+  }
+  const uint32_t f = uint32_t(factor);
+  for (uint32_t j = 0; j < bins / f; ++j) {
+    uint32_t sum = 0;
+    for (uint32_t k = 0; k < f; ++k) sum += h[size_t(j) * f + k];
+    h[j] = sum;
+  }
+  std::fill(h + bins / f, h + bins, 0u);
+}
+
 class Lanes {
  public:
   explicit Lanes(uint32_t bins) : bins_(bins), stride_(bins + kLanePad), data_(size_t(kLanes) * stride_, 0u) {}
@@ -203,23 +222,7 @@ class Lanes {
   uint32_t stride() const { return stride_; }
   // Re-bins every lane for a range `factor` (a power of two) times wider: bin j takes bins j*f .. j*f+f-1.
   void Grow(double factor) {
-    for (uint32_t l = 0; l < kLanes; ++l) {
-      uint32_t* h = data_.data() + size_t(l) * stride_;
-      if (factor >= double(bins_)) {
-        uint64_t total = 0;
-        for (uint32_t b = 0; b < bins_; ++b) total += h[b];
-        std::fill(h, h + bins_, 0u);
-        h[0] = uint32_t(total);  // at most the lane's own count: no overflow
-        continue;
-      }
-      const uint32_t f = uint32_t(factor);
-      for (uint32_t j = 0; j < bins_ / f; ++j) {
-        uint32_t sum = 0;
-        for (uint32_t k = 0; k < f; ++k) sum += h[size_t(j) * f + k];
-        h[j] = sum;
-      }
-      std::fill(h + bins_ / f, h + bins_, 0u);
-    }
+    for (uint32_t l = 0; l < kLanes; ++l) GrowCounts(data_.data() + size_t(l) * stride_, bins_, factor);
   }
   // Adds the lane sums to hist, whose range is `factor` (a power of two >= 1) times the lanes' range; clears.
   void FlushInto(double* hist, double factor = 1) {
@@ -424,21 +427,316 @@ void AccumulateFloat32(double* header, double* hist, uint32_t bins, const float*
   acc.Finish();
 }
 
-void AccumulateFloat32Clamped(double* header, double* hist, uint32_t bins, const float* data, size_t n, float lo, float hi) {
-  // Clamped block by block into a scratch buffer that stays in L2, then counted by the ordinary kernel: counts do
-  // not depend on how the values are split into calls, so the result is that of counting the clamped tensor.
-  constexpr size_t kClampBlock = 16384;
-  std::vector<float> scratch(std::min(n, kClampBlock));
-  for (size_t off = 0; off < n; off += kClampBlock) {
-    const size_t m = std::min(kClampBlock, n - off);
-    const float* src = data + off;
-    for (size_t i = 0; i < m; i++) {
-      const float v = src[i];
-      // NaN compares false both ways and passes through unchanged, as onnxruntime's Clip leaves it.
-      scratch[i] = v < lo ? lo : (v > hi ? hi : v);
-    }
-    AccumulateFloat32(header, hist, bins, scratch.data(), m);
+// clamp(x, lo, hi) with NaN passed through unchanged, as onnxruntime's Clip leaves it.
+void ClampInto(const float* src, size_t m, float lo, float hi, float* dst) {
+  size_t i = 0;
+#ifdef TRTCALIB_SSE2
+  // maxps/minps return their second operand when either is NaN: with x second, a NaN x comes out as itself.
+  const __m128 vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
+  for (; i + 4 <= m; i += 4) _mm_storeu_ps(dst + i, _mm_min_ps(vhi, _mm_max_ps(vlo, _mm_loadu_ps(src + i))));
+#endif
+  for (; i < m; i++) {
+    const float v = src[i];
+    dst[i] = v < lo ? lo : (v > hi ? hi : v);
   }
+}
+
+void AccumulateFloat32Clamped(double* header, double* hist, uint32_t bins, const float* data, size_t n, float lo, float hi) {
+  // Clamped block by block into a scratch buffer that stays in L2 and counted by one accumulator, as float16 data
+  // is converted: the result is that of counting the clamped tensor, read from memory once.
+  std::vector<float> scratch(UseLanes(n, bins) ? std::min(n, kScanBlock) : n);
+  if (!UseLanes(n, bins)) {
+    ClampInto(data, n, lo, hi, scratch.data());
+    AccumulateSmall(header, hist, bins, scratch.data(), n);
+    return;
+  }
+  BlockAccumulator acc(header, hist, bins);
+  for (size_t off = 0; off < n; off += kScanBlock) {
+    const size_t m = std::min(kScanBlock, n - off);
+    ClampInto(data + off, m, lo, hi, scratch.data());
+    acc.Add(scratch.data(), m);
+  }
+  acc.Finish();
+}
+
+namespace {
+
+// Root and clamp statistics in one pass (AccumulateFloat32WithClamp). Each value is binned once: values inside
+// [lo, hi] (which the clamp keeps) at the clamp's range, the others at the root's; the clamp counts the others as
+// lo or hi. The lanes hold both halves side by side: [outside bins | inside bins] per lane.
+class ClampPairAccumulator {
+ public:
+  ClampPairAccumulator(double* rootHeader, double* rootHist, double* clampHeader, double* clampHist, uint32_t bins, float lo, float hi)
+      : rh_(rootHeader), rhist_(rootHist), ch_(clampHeader), chist_(clampHist), bins_(bins), lo_(lo), hi_(hi),
+        stride_(2 * bins + kLanePad), lanes_(size_t(kLanes) * stride_, 0u), rangeOut_(rootHeader[kRange]) {}
+
+  void Add(const float* d, size_t m) {
+    Summary b;
+    Scan(d, m, b);
+    Merge(rootTotal_, b);
+    if (b.finite == m) AddFinite(d, m, b);
+    else AddChecked(d, m, b);
+    sinceFlush_ += m;
+    if (sinceFlush_ >= kChunk) Flush();
+  }
+
+  void Finish() {
+    ApplyCounts(rh_, rootTotal_);
+    ApplyCounts(ch_, clampTotal_);
+    Flush();
+  }
+
+ private:
+  float Clamp(float v) const { return v < lo_ ? lo_ : (v > hi_ ? hi_ : v); }
+
+  static double AbsMaxOf(const Summary& s) {
+    if (s.finite == 0) return 0;
+    const double mn = s.min == 0 ? 0.0 : double(s.min);
+    const double mx = s.max == 0 ? 0.0 : double(s.max);
+    return std::max(-mn, mx);
+  }
+
+  void Need(double absOut, double absIn) {
+    const double out = RangeFor(absOut), in = RangeFor(absIn);
+    if (out > rangeOut_) {
+      if (rangeOut_ > 0) GrowPart(0, out / rangeOut_);
+      rangeOut_ = out;
+    }
+    if (in > rangeIn_) {
+      if (rangeIn_ > 0) GrowPart(bins_, in / rangeIn_);
+      rangeIn_ = in;
+    }
+  }
+
+  // A block without NaN or infinities: the clamp's summary follows from the root's (clamp is monotone).
+  void AddFinite(const float* d, size_t m, const Summary& b) {
+    if (m == 0) return;
+    Summary c;
+    c.finite = b.finite;
+    c.min = Clamp(b.min);
+    c.max = Clamp(b.max);
+    Need(AbsMaxOf(b), AbsMaxOf(c));
+    const double sOut = rangeOut_ > 0 ? double(bins_) / rangeOut_ : 0.0;
+    const double sIn = rangeIn_ > 0 ? double(bins_) / rangeIn_ : 0.0;
+    uint64_t below = 0, above = 0;
+    if ((sOut == 0 || IsNormalFloatScale(sOut)) && (sIn == 0 || IsNormalFloatScale(sIn))) {
+      BinBlock<true>(d, m, sOut, sIn, below, above);
+    } else {
+      BinBlock<false>(d, m, sOut, sIn, below, above);
+    }
+    // clamp(x) == 0: a zero inside [lo, hi], or a value clamped to a bound that is 0.
+    c.zeros = (lo_ <= 0 && 0 <= hi_ ? b.zeros : 0) + (lo_ == 0 ? below : 0) + (hi_ == 0 ? above : 0);
+    Merge(clampTotal_, c);
+    below_ += below;
+    above_ += above;
+    if (below) boundsAbsMax_ = std::max(boundsAbsMax_, double(std::fabs(lo_)));
+    if (above) boundsAbsMax_ = std::max(boundsAbsMax_, double(std::fabs(hi_)));
+  }
+
+  template <bool kFloat>
+  void BinBlock(const float* d, size_t m, double sOut, double sIn, uint64_t& below, uint64_t& above) {
+    int32_t idx[kBlock];
+    const float lo = lo_, hi = hi_;
+    const float fOut = float(sOut), fIn = float(sIn);
+    const int32_t inOffset = int32_t(bins_);
+    uint32_t* h0 = lanes_.data();
+    uint32_t* h1 = h0 + stride_;
+    uint32_t* h2 = h1 + stride_;
+    uint32_t* h3 = h2 + stride_;
+    for (size_t base = 0; base < m; base += kBlock) {
+      const size_t n = std::min(kBlock, m - base);
+      const float* p = d + base;
+      uint32_t nb = 0, na = 0;
+      size_t k = 0;
+#ifdef TRTCALIB_SSE2
+      if (kFloat) {
+        // Branch-free: data around 0 makes inside/outside a coin flip for the branch predictor.
+        const __m128 vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi), vIn = _mm_set1_ps(fIn), vOut = _mm_set1_ps(fOut);
+        const __m128 absMask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+        const __m128i vOffset = _mm_set1_epi32(inOffset);
+        __m128i cb = _mm_setzero_si128(), ca = _mm_setzero_si128();
+        for (; k + 4 <= n; k += 4) {
+          const __m128 x = _mm_loadu_ps(p + k);
+          const __m128 lt = _mm_cmplt_ps(x, vlo);
+          const __m128 gt = _mm_cmpgt_ps(x, vhi);
+          const __m128 out = _mm_or_ps(lt, gt);
+          const __m128 scale = _mm_or_ps(_mm_and_ps(out, vOut), _mm_andnot_ps(out, vIn));
+          const __m128i bin = _mm_cvttps_epi32(_mm_mul_ps(_mm_and_ps(x, absMask), scale));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(idx + k), _mm_add_epi32(bin, _mm_andnot_si128(_mm_castps_si128(out), vOffset)));
+          cb = _mm_sub_epi32(cb, _mm_castps_si128(lt));
+          ca = _mm_sub_epi32(ca, _mm_castps_si128(gt));
+        }
+        alignas(16) uint32_t b4[4], a4[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(b4), cb);
+        _mm_store_si128(reinterpret_cast<__m128i*>(a4), ca);
+        nb = b4[0] + b4[1] + b4[2] + b4[3];
+        na = a4[0] + a4[1] + a4[2] + a4[3];
+      }
+#endif
+      for (; k < n; ++k) {
+        const float x = p[k];
+        const float a = std::fabs(x);
+        const bool lt = x < lo, gt = x > hi;
+        const bool in = !(lt | gt);
+        nb += lt;
+        na += gt;
+        const int32_t bin = kFloat ? int32_t(a * (in ? fIn : fOut)) : int32_t(double(a) * (in ? sIn : sOut));
+        idx[k] = bin + (in ? inOffset : 0);
+      }
+      below += nb;
+      above += na;
+      k = 0;
+      for (; k + 4 <= n; k += 4) {
+        h0[idx[k]]++;
+        h1[idx[k + 1]]++;
+        h2[idx[k + 2]]++;
+        h3[idx[k + 3]]++;
+      }
+      for (; k < n; ++k) h0[idx[k]]++;
+    }
+  }
+
+  // A block with NaN or infinities (rare): the clamp's summary from the clamped values themselves.
+  void AddChecked(const float* d, size_t m, const Summary& b) {
+    std::vector<float> clamped(m);
+    ClampInto(d, m, lo_, hi_, clamped.data());
+    Summary c;
+    ScanCareful(clamped.data(), m, c);
+    // The inside half's range from the finite values only: an infinity clamped to a finite bound is counted as
+    // that bound (below_/above_), and must not widen the range the root later merges the inside half at.
+    Summary fromFinite;
+    fromFinite.finite = b.finite;
+    fromFinite.min = Clamp(b.min);
+    fromFinite.max = Clamp(b.max);
+    Need(AbsMaxOf(b), AbsMaxOf(fromFinite));
+    const double sOut = rangeOut_ > 0 ? double(bins_) / rangeOut_ : 0.0;
+    const double sIn = rangeIn_ > 0 ? double(bins_) / rangeIn_ : 0.0;
+    uint32_t* h = lanes_.data();
+    for (size_t i = 0; i < m; ++i) {
+      const float x = d[i];
+      if (x != x) continue;  // NaN: counted in both summaries, binned in neither
+      const bool finite = (Bits(x) & 0x7fffffffu) < 0x7f800000u;
+      if (x < lo_) {
+        if (std::isfinite(lo_)) {  // the clamp's value is lo (else -inf, counted by its summary)
+          below_++;
+          boundsAbsMax_ = std::max(boundsAbsMax_, double(std::fabs(lo_)));
+        }
+        if (finite) h[size_t(double(std::fabs(x)) * sOut)]++;
+      } else if (x > hi_) {
+        if (std::isfinite(hi_)) {
+          above_++;
+          boundsAbsMax_ = std::max(boundsAbsMax_, double(std::fabs(hi_)));
+        }
+        if (finite) h[size_t(double(std::fabs(x)) * sOut)]++;
+      } else if (finite) {
+        h[bins_ + size_t(double(std::fabs(x)) * sIn)]++;
+      }
+    }
+    Merge(clampTotal_, c);
+  }
+
+  void GrowPart(uint32_t offset, double factor) {
+    for (uint32_t l = 0; l < kLanes; ++l) GrowCounts(lanes_.data() + size_t(l) * stride_ + offset, bins_, factor);
+  }
+
+  // Adds one half of the lanes to hist, whose range is `factor` (a power of two >= 1) times the half's.
+  bool AddPart(uint32_t offset, double* hist, double factor) const {
+    const uint32_t f = factor >= double(bins_) ? bins_ : uint32_t(factor);
+    bool any = false;
+    for (uint32_t b = 0; b < bins_; ++b) {
+      uint64_t c = 0;
+      for (uint32_t l = 0; l < kLanes; ++l) c += lanes_[size_t(l) * stride_ + offset + b];
+      if (c) {
+        hist[b / f] += double(c);
+        any = true;
+      }
+    }
+    return any;
+  }
+
+  bool PartEmpty(uint32_t offset) const {
+    for (uint32_t l = 0; l < kLanes; ++l) {
+      const uint32_t* h = lanes_.data() + size_t(l) * stride_ + offset;
+      for (uint32_t b = 0; b < bins_; ++b) {
+        if (h[b]) return false;
+      }
+    }
+    return true;
+  }
+
+  static void PlaceValue(double* header, double* hist, uint32_t bins, float value, uint64_t count) {
+    if (count == 0) return;
+    const double range = header[kRange];
+    hist[range > 0 ? size_t(double(std::fabs(value)) * (double(bins) / range)) : 0] += double(count);
+  }
+
+  void Flush() {
+    // The clamp: inside values, then the values clamped to lo and hi.
+    // (ch_'s absMax is updated only in Finish; a flush within a call also needs room for the bounds placed.)
+    const double clampTarget = std::max({RangeFor(ch_[kAbsMax]), rangeIn_, RangeFor(boundsAbsMax_)});
+    if (clampTarget > ch_[kRange]) GrowRange(ch_, chist_, bins_, clampTarget);
+    const bool insideEmpty = PartEmpty(bins_);
+    // A half whose range is still 0 holds only zeros (bin 0 under any range): factor 1.
+    if (!insideEmpty) AddPart(bins_, chist_, rangeIn_ > 0 ? ch_[kRange] / rangeIn_ : 1);
+    PlaceValue(ch_, chist_, bins_, lo_, below_);
+    PlaceValue(ch_, chist_, bins_, hi_, above_);
+    below_ = above_ = 0;
+    // The root: the outside values and the inside ones, whose range cannot exceed the root's (an inside value v
+    // bounds |clamp(x)| by max(|x|, |v|) over the data).
+    const double rootTarget = std::max(RangeFor(rh_[kAbsMax]), rangeOut_);
+    if (rootTarget > rh_[kRange]) GrowRange(rh_, rhist_, bins_, rootTarget);
+    AddPart(0, rhist_, rangeOut_ > 0 ? rh_[kRange] / rangeOut_ : 1);
+    if (!insideEmpty) {
+      if (rangeIn_ > rh_[kRange] && rangeIn_ > 0) throw std::logic_error("clamp statistics: inside range exceeds the root's");
+      AddPart(bins_, rhist_, rangeIn_ > 0 ? rh_[kRange] / rangeIn_ : 1);
+    }
+    std::fill(lanes_.begin(), lanes_.end(), 0u);
+    sinceFlush_ = 0;
+  }
+
+  double* rh_;
+  double* rhist_;
+  double* ch_;
+  double* chist_;
+  uint32_t bins_;
+  float lo_;
+  float hi_;
+  uint32_t stride_;
+  std::vector<uint32_t> lanes_;
+  double rangeOut_;
+  // The inside half's range starts at 0, not at the clamp state's: that may exceed the root's range (an infinity
+  // clamped to a finite bound widens the clamp, not the root), while this call's inside values never do.
+  double rangeIn_ = 0;
+  Summary rootTotal_;
+  Summary clampTotal_;
+  uint64_t below_ = 0;
+  uint64_t above_ = 0;
+  double boundsAbsMax_ = 0;  // |lo| / |hi| when values were clamped to them
+  size_t sinceFlush_ = 0;
+};
+
+}  // namespace
+
+void AccumulateFloat32WithClamp(double* header, double* hist, double* clampHeader, double* clampHist, uint32_t bins, const float* data, size_t n, float lo, float hi) {
+  if (!UseLanes(n, bins)) {
+    AccumulateFloat32(header, hist, bins, data, n);
+    AccumulateFloat32Clamped(clampHeader, clampHist, bins, data, n, lo, hi);
+    return;
+  }
+  ClampPairAccumulator acc(header, hist, clampHeader, clampHist, bins, lo, hi);
+  for (size_t off = 0; off < n; off += kScanBlock) acc.Add(data + off, std::min(kScanBlock, n - off));
+  acc.Finish();
+}
+
+void AccumulateZeros(double* header, double* hist, uint64_t n) {
+  if (n == 0) return;
+  Summary s;
+  s.finite = n;
+  s.zeros = n;
+  s.min = 0;
+  s.max = 0;
+  ApplyCounts(header, s);
+  hist[0] += double(n);  // all zeros: bin 0 under any range, as AccumulateSmall counts them
 }
 
 void AccumulateFloat16(double* header, double* hist, uint32_t bins, const uint16_t* data, size_t n) {

@@ -39,6 +39,11 @@ void AccumulateFloat32(double* header, double* hist, uint32_t bins, const float*
 // Adds clamp(x, lo, hi) for n float32 values x (NaN stays NaN): the statistics of Clip(x, lo, hi) or Relu(x)
 // (lo 0, hi +inf) counted from x itself, value for value the same as counting the op's output.
 void AccumulateFloat32Clamped(double* header, double* hist, uint32_t bins, const float* data, size_t n, float lo, float hi);
+// Both at once, reading the data once: x into (header, hist) and clamp(x, lo, hi) into (clampHeader, clampHist),
+// each state exactly as the two calls above would leave it. Each value is binned once.
+void AccumulateFloat32WithClamp(double* header, double* hist, double* clampHeader, double* clampHist, uint32_t bins, const float* data, size_t n, float lo, float hi);
+// Adds n zeros (a constant-0 Pad's padding): the same state as counting n zero values.
+void AccumulateZeros(double* header, double* hist, uint64_t n);
 // Adds n IEEE half-precision values (raw 16-bit patterns) to the state.
 void AccumulateFloat16(double* header, double* hist, uint32_t bins, const uint16_t* data, size_t n);
 

@@ -44,15 +44,15 @@ Napi::Float64Array ExpectFloat64Array(const Napi::Env& env, const Napi::Value& v
   return v.As<Napi::Float64Array>();
 }
 
-Args ParseArgs(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 3) throw Napi::TypeError::New(env, "Expected (header, hist, data)");
+Args ParseValues(Napi::Env env, const std::vector<napi_value>& args) {
+  auto info = [&](size_t k) { return k < args.size() ? Napi::Value(env, args[k]) : env.Undefined(); };
+  if (args.size() < 3) throw Napi::TypeError::New(env, "Expected (header, hist, data)");
   Args a;
-  Napi::Float64Array header = ExpectFloat64Array(env, info[0], "header");
+  Napi::Float64Array header = ExpectFloat64Array(env, info(0), "header");
   if (header.ElementLength() != kHeaderSize) {
     throw Napi::RangeError::New(env, "Expected a header of " + std::to_string(kHeaderSize) + " values");
   }
-  Napi::Float64Array hist = ExpectFloat64Array(env, info[1], "hist");
+  Napi::Float64Array hist = ExpectFloat64Array(env, info(1), "hist");
   const size_t bins = hist.ElementLength();
   if (bins < 2 || bins > (size_t(1) << 24) || (bins & (bins - 1)) != 0) {
     throw Napi::RangeError::New(env, "Expected a histogram whose length is a power of two in [2, 2^24]");
@@ -65,8 +65,8 @@ Args ParseArgs(const Napi::CallbackInfo& info) {
   if (!(absMax >= 0) || !(absMax < 1e300) || a.header[kRange] != RangeFor(absMax)) {
     throw Napi::RangeError::New(env, "Inconsistent statistics header: range must be the smallest power of two above absMax");
   }
-  if (!info[2].IsTypedArray()) throw Napi::TypeError::New(env, "Expected a Float32Array or Uint16Array (float16) for data");
-  Napi::TypedArray data = info[2].As<Napi::TypedArray>();
+  if (!info(2).IsTypedArray()) throw Napi::TypeError::New(env, "Expected a Float32Array or Uint16Array (float16) for data");
+  Napi::TypedArray data = info(2).As<Napi::TypedArray>();
   switch (data.TypedArrayType()) {
     case napi_float32_array:
       a.data = data.As<Napi::Float32Array>().Data();
@@ -79,15 +79,21 @@ Args ParseArgs(const Napi::CallbackInfo& info) {
       throw Napi::TypeError::New(env, "Expected a Float32Array or Uint16Array (float16) for data");
   }
   a.length = data.ElementLength();
-  if (info.Length() >= 5 && !info[3].IsUndefined()) {
-    if (!info[3].IsNumber() || !info[4].IsNumber()) throw Napi::TypeError::New(env, "Expected numbers for the clamp bounds (lo, hi)");
+  if (args.size() >= 5 && !info(3).IsUndefined()) {
+    if (!info(3).IsNumber() || !info(4).IsNumber()) throw Napi::TypeError::New(env, "Expected numbers for the clamp bounds (lo, hi)");
     if (a.half) throw Napi::TypeError::New(env, "Clamped accumulation takes float32 data");
     a.clamp = true;
-    a.lo = static_cast<float>(info[3].As<Napi::Number>().DoubleValue());
-    a.hi = static_cast<float>(info[4].As<Napi::Number>().DoubleValue());
+    a.lo = static_cast<float>(info(3).As<Napi::Number>().DoubleValue());
+    a.hi = static_cast<float>(info(4).As<Napi::Number>().DoubleValue());
     if (!(a.lo <= a.hi)) throw Napi::RangeError::New(env, "Expected lo <= hi for the clamp bounds");
   }
   return a;
+}
+
+Args ParseArgs(const Napi::CallbackInfo& info) {
+  std::vector<napi_value> args;
+  for (size_t k = 0; k < info.Length(); ++k) args.push_back(info[k]);
+  return ParseValues(info.Env(), args);
 }
 
 void Run(const Args& a) {
@@ -98,6 +104,27 @@ void Run(const Args& a) {
   } else {
     AccumulateFloat32(a.header, a.hist, a.bins, static_cast<const float*>(a.data), a.length);
   }
+}
+
+// statsAccumulatePair(header, hist, clampHeader, clampHist, data: Float32Array, lo, hi): x into the first state and
+// clamp(x, lo, hi) into the second, in one pass (AccumulateFloat32WithClamp).
+Napi::Value AccumulatePair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 7) throw Napi::TypeError::New(env, "Expected (header, hist, clampHeader, clampHist, data, lo, hi)");
+  Napi::CallbackInfo const& i = info;
+  // Reuse the single-state checks on (header, hist, data, lo, hi) and (clampHeader, clampHist, data, lo, hi).
+  std::vector<napi_value> first = {i[0], i[1], i[4], i[5], i[6]};
+  std::vector<napi_value> second = {i[2], i[3], i[4], i[5], i[6]};
+  Args root = ParseValues(env, first);
+  Args clamped = ParseValues(env, second);
+  if (root.half) throw Napi::TypeError::New(env, "Clamped accumulation takes float32 data");
+  if (root.bins != clamped.bins) throw Napi::RangeError::New(env, "Expected histograms of the same length");
+  try {
+    AccumulateFloat32WithClamp(root.header, root.hist, clamped.header, clamped.hist, root.bins, static_cast<const float*>(root.data), root.length, root.lo, root.hi);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
 }
 
 Napi::Value Accumulate(const Napi::CallbackInfo& info) {
@@ -240,6 +267,7 @@ Napi::Value KlScanAsync(const Napi::CallbackInfo& info) {
 
 void InitStats(Napi::Env env, Napi::Object exports) {
   exports.Set("statsAccumulate", Napi::Function::New(env, Accumulate, "statsAccumulate"));
+  exports.Set("statsAccumulatePair", Napi::Function::New(env, AccumulatePair, "statsAccumulatePair"));
   exports.Set("statsAccumulateAsync", Napi::Function::New(env, AccumulateAsync, "statsAccumulateAsync"));
   exports.Set("statsHeaderSize", Napi::Number::New(env, kHeaderSize));
   exports.Set("klScan", Napi::Function::New(env, KlScanSync, "klScan"));

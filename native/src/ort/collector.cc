@@ -1,0 +1,597 @@
+// OrtCollector: runs a model with its activations exposed through onnxruntime's C API and counts their statistics
+// in native memory (typed in src/native.ts, used only by src/stats/native-collect.ts).
+//
+//   new OrtCollector(libraryPath, model: Uint8Array, config)
+//     config: { threads, optimization (0/1/2/3/99), configEntries: [key, value][], inputName, bins, states,
+//               inputTargets: Target[], outputs: { name, targets: Target[] }[] }
+//     Target: { state, clamp?: [lo, hi], pads?: number[], zerosOnly?: boolean }
+//   open(): Promise<string>                  loads the library and the session (returns onnxruntime's version)
+//   infer(data: Float32Array, dims): Promise<number>   one run; the outputs stay here under the returned id
+//   count(id): Promise<void>                 counts that run's outputs into the states, then frees them
+//   result(): { headers: Float64Array, hists: Float64Array }   copies of every state (states x 9, states x bins)
+//   close(): void                            frees the session and any run not counted
+//
+// Threads: infer() and count() each run on a libuv worker thread, so the next image's inference overlaps the
+// previous image's counting. They never share data: a run's outputs belong to its infer worker, then to its count
+// worker; one count() at a time may be in flight (the states are updated by one thread), and the input's own
+// targets are counted by the infer worker, into states no output targets. Every count is an exact integer, so
+// the result does not depend on this scheduling.
+#include <napi.h>
+
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#if defined(_WIN32)
+#include <windows.h>
+#else
+#include <dlfcn.h>
+#endif
+
+#include "ort/ort_api.h"
+#include "ort/collector.h"
+#include "stats/histogram.h"
+
+namespace trtcalib {
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------------
+// The onnxruntime library: loaded once per process, never unloaded (onnxruntime-node keeps its environment for
+// the life of the process too).
+
+struct Runtime {
+  ort::Api api;
+  ort::Env* env = nullptr;
+  ort::MemoryInfo* cpu = nullptr;
+  std::string path;
+};
+
+// Prefix of the errors that concern the library rather than the model (the caller may fall back to another path).
+const std::string kLibraryError = "onnxruntime library: ";
+
+std::mutex g_runtimeMutex;
+Runtime* g_runtime = nullptr;
+
+void Check(const ort::Api& api, ort::Status* status, const std::string& what) {
+  if (!status) return;
+  std::string message = api.GetErrorMessage(status);
+  api.ReleaseStatus(status);
+  throw std::runtime_error(what.empty() ? message : what + ": " + message);
+}
+
+void* OpenLibrary(const std::string& path, std::string& error) {
+#if defined(_WIN32)
+  HMODULE h = LoadLibraryA(path.c_str());
+  if (!h) error = "LoadLibrary failed with error " + std::to_string(GetLastError());
+  return reinterpret_cast<void*>(h);
+#else
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!h) error = dlerror();
+  return h;
+#endif
+}
+
+void* Symbol(void* library, const char* name) {
+#if defined(_WIN32)
+  return reinterpret_cast<void*>(GetProcAddress(reinterpret_cast<HMODULE>(library), name));
+#else
+  return dlsym(library, name);
+#endif
+}
+
+const Runtime& LoadRuntime(const std::string& path) {
+  std::lock_guard<std::mutex> lock(g_runtimeMutex);
+  if (g_runtime) {
+    if (g_runtime->path != path) throw std::runtime_error(kLibraryError + "onnxruntime is already loaded from " + g_runtime->path);
+    return *g_runtime;
+  }
+  std::string error;
+  void* library = OpenLibrary(path, error);
+  if (!library) throw std::runtime_error(kLibraryError + "cannot load " + path + ": " + error);
+  auto getBase = reinterpret_cast<ort::GetApiBaseFn>(Symbol(library, "OrtGetApiBase"));
+  if (!getBase) throw std::runtime_error(kLibraryError + path + " has no OrtGetApiBase: not an onnxruntime library");
+  const ort::ApiBase* base = getBase();
+  const void* table = base ? base->GetApi(ort::kApiVersion) : nullptr;
+  if (!table) {
+    throw std::runtime_error(kLibraryError + "onnxruntime " + (base ? base->GetVersionString() : "?") + " at " + path +
+                             " does not serve API version " + std::to_string(ort::kApiVersion) + " (onnxruntime >= 1.16 needed)");
+  }
+  auto runtime = std::make_unique<Runtime>();
+  runtime->api.Fill(table);
+  runtime->api.version = base->GetVersionString();
+  runtime->path = path;
+  Check(runtime->api, runtime->api.CreateEnv(ort::kLoggingLevelFatal, "trt-calib", &runtime->env), "onnxruntime CreateEnv");
+  Check(runtime->api, runtime->api.CreateCpuMemoryInfo(ort::kArenaAllocator, ort::kMemTypeDefault, &runtime->cpu), "onnxruntime CreateCpuMemoryInfo");
+  g_runtime = runtime.release();
+  return *g_runtime;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+struct Target {
+  uint32_t state = 0;
+  bool clamp = false;
+  float lo = 0;
+  float hi = 0;
+  std::vector<int64_t> pads;  // Pad: [begin..., end...]; its zeros follow from the counted tensor's dims
+  bool zerosOnly = false;     // values counted into another state (merged by the caller): only the pad's zeros here
+};
+
+struct TensorView {
+  int type = 0;
+  std::vector<int64_t> dims;
+  size_t count = 0;
+  const void* data = nullptr;
+};
+
+TensorView View(const ort::Api& api, ort::Value* value, const std::string& name) {
+  TensorView v;
+  ort::TensorTypeAndShapeInfo* info = nullptr;
+  Check(api, api.GetTensorTypeAndShape(value, &info), "onnxruntime output '" + name + "'");
+  ort::Status* status = api.GetTensorElementType(info, &v.type);
+  size_t rank = 0;
+  if (!status) status = api.GetDimensionsCount(info, &rank);
+  if (!status) {
+    v.dims.resize(rank);
+    status = api.GetDimensions(info, v.dims.data(), rank);
+  }
+  if (!status) status = api.GetTensorShapeElementCount(info, &v.count);
+  api.ReleaseTensorTypeAndShapeInfo(info);
+  Check(api, status, "onnxruntime output '" + name + "'");
+  void* data = nullptr;
+  Check(api, api.GetTensorMutableData(value, &data), "onnxruntime output '" + name + "'");
+  v.data = data;
+  return v;
+}
+
+class States {
+ public:
+  States(size_t states, uint32_t bins) : bins_(bins), headers_(states * kHeaderSize, 0.0), hists_(states * size_t(bins), 0.0) {
+    for (size_t s = 0; s < states; ++s) {
+      headers_[s * kHeaderSize + kMin] = std::numeric_limits<double>::infinity();
+      headers_[s * kHeaderSize + kMax] = -std::numeric_limits<double>::infinity();
+    }
+  }
+  size_t size() const { return headers_.size() / kHeaderSize; }
+  uint32_t bins() const { return bins_; }
+  double* header(uint32_t s) { return headers_.data() + size_t(s) * kHeaderSize; }
+  double* hist(uint32_t s) { return hists_.data() + size_t(s) * bins_; }
+  const std::vector<double>& headers() const { return headers_; }
+  const std::vector<double>& hists() const { return hists_; }
+
+  void Count(const std::vector<Target>& targets, const TensorView& v, const std::string& name) {
+    // The tensor itself and its first clamp (Conv -> Relu/Clip) in one pass over the data.
+    const Target* plain = nullptr;
+    const Target* clamped = nullptr;
+    if (v.type == ort::kElementFloat) {
+      for (const Target& t : targets) {
+        if (!t.zerosOnly && !t.clamp && !plain) plain = &t;
+        if (!t.zerosOnly && t.clamp && !clamped) clamped = &t;
+      }
+    }
+    const bool paired = plain && clamped;
+    if (paired) {
+      AccumulateFloat32WithClamp(header(plain->state), hist(plain->state), header(clamped->state), hist(clamped->state), bins_,
+                                 static_cast<const float*>(v.data), v.count, clamped->lo, clamped->hi);
+    }
+    for (const Target& t : targets) {
+      double* h = header(t.state);
+      double* hist = this->hist(t.state);
+      if (!t.zerosOnly && !(paired && (&t == plain || &t == clamped))) {
+        if (v.type == ort::kElementFloat) {
+          const float* d = static_cast<const float*>(v.data);
+          if (t.clamp) AccumulateFloat32Clamped(h, hist, bins_, d, v.count, t.lo, t.hi);
+          else AccumulateFloat32(h, hist, bins_, d, v.count);
+        } else if (v.type == ort::kElementFloat16 && !t.clamp) {
+          AccumulateFloat16(h, hist, bins_, static_cast<const uint16_t*>(v.data), v.count);
+        } else {
+          throw std::runtime_error("tensor '" + name + "' has onnxruntime element type " + std::to_string(v.type) +
+                                   (t.clamp ? ", not float32 (clamped counting)" : ", neither float32 nor float16"));
+        }
+      }
+      if (!t.pads.empty()) {
+        if (t.pads.size() != 2 * v.dims.size()) throw std::runtime_error("pads of '" + name + "' do not match its rank");
+        uint64_t inner = 1, outer = 1;
+        for (size_t i = 0; i < v.dims.size(); ++i) {
+          inner *= uint64_t(v.dims[i]);
+          outer *= uint64_t(v.dims[i] + t.pads[i] + t.pads[i + v.dims.size()]);
+        }
+        AccumulateZeros(h, hist, outer - inner);
+      }
+    }
+  }
+
+ private:
+  uint32_t bins_;
+  std::vector<double> headers_;
+  std::vector<double> hists_;
+};
+
+std::vector<Target> ParseTargets(const Napi::Env& env, const Napi::Value& value, size_t states) {
+  if (!value.IsArray()) throw Napi::TypeError::New(env, "Expected an array of targets");
+  Napi::Array list = value.As<Napi::Array>();
+  std::vector<Target> targets;
+  for (uint32_t i = 0; i < list.Length(); ++i) {
+    Napi::Value item = list.Get(i);
+    if (!item.IsObject()) throw Napi::TypeError::New(env, "Expected a target object");
+    Napi::Object o = item.As<Napi::Object>();
+    Target t;
+    Napi::Value state = o.Get("state");
+    if (!state.IsNumber() || state.As<Napi::Number>().Int64Value() < 0 || size_t(state.As<Napi::Number>().Int64Value()) >= states) {
+      throw Napi::RangeError::New(env, "Expected a target state index below config.states");
+    }
+    t.state = uint32_t(state.As<Napi::Number>().Uint32Value());
+    Napi::Value clamp = o.Get("clamp");
+    if (!clamp.IsUndefined()) {
+      if (!clamp.IsArray() || clamp.As<Napi::Array>().Length() != 2) throw Napi::TypeError::New(env, "Expected clamp as [lo, hi]");
+      t.clamp = true;
+      t.lo = float(clamp.As<Napi::Array>().Get(uint32_t(0)).As<Napi::Number>().DoubleValue());
+      t.hi = float(clamp.As<Napi::Array>().Get(uint32_t(1)).As<Napi::Number>().DoubleValue());
+      if (!(t.lo <= t.hi)) throw Napi::RangeError::New(env, "Expected lo <= hi for the clamp bounds");
+    }
+    Napi::Value pads = o.Get("pads");
+    if (!pads.IsUndefined()) {
+      if (!pads.IsArray()) throw Napi::TypeError::New(env, "Expected pads as an array of numbers");
+      Napi::Array p = pads.As<Napi::Array>();
+      for (uint32_t k = 0; k < p.Length(); ++k) {
+        const int64_t v = p.Get(k).As<Napi::Number>().Int64Value();
+        if (v < 0) throw Napi::RangeError::New(env, "Expected pads >= 0");
+        t.pads.push_back(v);
+      }
+    }
+    t.zerosOnly = o.Get("zerosOnly").ToBoolean().Value();
+    targets.push_back(std::move(t));
+  }
+  return targets;
+}
+
+class Collector;
+
+// Resolves or rejects a promise from a worker; keeps the collector's JS object alive while the worker runs.
+class CollectorWorker : public Napi::AsyncWorker {
+ public:
+  CollectorWorker(Napi::Env env, Collector* owner, Napi::Object self, const char* name);
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void OnError(const Napi::Error& e) override;
+  void Settle();
+  Collector* owner_;
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference self_;
+};
+
+class Collector : public Napi::ObjectWrap<Collector> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "OrtCollector",
+                       {InstanceMethod<&Collector::Open>("open"), InstanceMethod<&Collector::Infer>("infer"),
+                        InstanceMethod<&Collector::CountOutputs>("count"), InstanceMethod<&Collector::Result>("result"),
+                        InstanceMethod<&Collector::Close>("close")});
+  }
+
+  explicit Collector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Collector>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsObject()) {
+      throw Napi::TypeError::New(env, "Expected (libraryPath: string, model: Uint8Array, config: object)");
+    }
+    libraryPath_ = info[0].As<Napi::String>().Utf8Value();
+    Napi::TypedArray model = info[1].As<Napi::TypedArray>();
+    if (model.TypedArrayType() != napi_uint8_array) throw Napi::TypeError::New(env, "Expected a Uint8Array for the model");
+    const uint8_t* bytes = model.As<Napi::Uint8Array>().Data();
+    model_.assign(bytes, bytes + model.ByteLength());
+    Napi::Object c = info[2].As<Napi::Object>();
+    auto number = [&](const char* key) {
+      Napi::Value v = c.Get(key);
+      if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("Expected a number for config.") + key);
+      return v.As<Napi::Number>().DoubleValue();
+    };
+    threads_ = int(number("threads"));
+    optimization_ = int(number("optimization"));
+    const double bins = number("bins");
+    const double states = number("states");
+    if (!(bins >= 2 && bins <= double(1 << 24)) || (uint32_t(bins) & (uint32_t(bins) - 1)) != 0) {
+      throw Napi::RangeError::New(env, "Expected config.bins to be a power of two in [2, 2^24]");
+    }
+    if (!(states >= 0 && states < 1e7)) throw Napi::RangeError::New(env, "Expected config.states >= 0");
+    states_ = std::make_unique<States>(size_t(states), uint32_t(bins));
+    Napi::Value input = c.Get("inputName");
+    if (!input.IsString()) throw Napi::TypeError::New(env, "Expected a string for config.inputName");
+    inputName_ = input.As<Napi::String>().Utf8Value();
+    Napi::Value entries = c.Get("configEntries");
+    if (!entries.IsArray()) throw Napi::TypeError::New(env, "Expected config.configEntries as [key, value][]");
+    for (uint32_t i = 0; i < entries.As<Napi::Array>().Length(); ++i) {
+      Napi::Array kv = entries.As<Napi::Array>().Get(i).As<Napi::Array>();
+      config_.emplace_back(kv.Get(uint32_t(0)).As<Napi::String>().Utf8Value(), kv.Get(uint32_t(1)).As<Napi::String>().Utf8Value());
+    }
+    inputTargets_ = ParseTargets(env, c.Get("inputTargets"), states_->size());
+    Napi::Value outputs = c.Get("outputs");
+    if (!outputs.IsArray()) throw Napi::TypeError::New(env, "Expected config.outputs as an array");
+    for (uint32_t i = 0; i < outputs.As<Napi::Array>().Length(); ++i) {
+      Napi::Object o = outputs.As<Napi::Array>().Get(i).As<Napi::Object>();
+      Napi::Value name = o.Get("name");
+      if (!name.IsString()) throw Napi::TypeError::New(env, "Expected a string for an output name");
+      outputNames_.push_back(name.As<Napi::String>().Utf8Value());
+      outputTargets_.push_back(ParseTargets(env, o.Get("targets"), states_->size()));
+    }
+  }
+
+  ~Collector() override { ReleaseAll(); }
+
+  // --- called by the workers ---
+  const Runtime* runtime() const { return runtime_; }
+  ort::Session* session() const { return session_; }
+  States& states() { return *states_; }
+  const std::vector<Target>& inputTargets() const { return inputTargets_; }
+  const std::vector<std::vector<Target>>& outputTargets() const { return outputTargets_; }
+  const std::vector<std::string>& outputNames() const { return outputNames_; }
+  const std::string& inputName() const { return inputName_; }
+
+  void Opened(const Runtime* runtime, ort::Session* session) {
+    runtime_ = runtime;
+    session_ = session;
+    std::vector<uint8_t>().swap(model_);
+  }
+  // Called on the JS thread when a worker settles.
+  void WorkerDone() {
+    if (--inflight_ == 0 && closing_) ReleaseAll();
+  }
+  void CountDone() { counting_ = false; }
+  uint32_t Store(std::vector<ort::Value*> outputs) {
+    const uint32_t id = nextId_++;
+    batches_[id] = std::move(outputs);
+    return id;
+  }
+  void FreeValues(std::vector<ort::Value*>& values) const {
+    if (!runtime_) return;
+    for (ort::Value*& v : values) {
+      if (v) runtime_->api.ReleaseValue(v);
+      v = nullptr;
+    }
+  }
+
+  // Session options and model for the open worker.
+  const std::string& libraryPath() const { return libraryPath_; }
+  const std::vector<uint8_t>& model() const { return model_; }
+  int threads() const { return threads_; }
+  int optimization() const { return optimization_; }
+  const std::vector<std::pair<std::string, std::string>>& config() const { return config_; }
+
+ private:
+  Napi::Value Open(const Napi::CallbackInfo& info);
+  Napi::Value Infer(const Napi::CallbackInfo& info);
+  Napi::Value CountOutputs(const Napi::CallbackInfo& info);
+
+  Napi::Value Result(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (counting_) throw Napi::Error::New(env, "OrtCollector.result() while a count is in flight");
+    const auto& h = states_->headers();
+    const auto& g = states_->hists();
+    Napi::Float64Array headers = Napi::Float64Array::New(env, h.size());
+    Napi::Float64Array hists = Napi::Float64Array::New(env, g.size());
+    std::copy(h.begin(), h.end(), headers.Data());
+    std::copy(g.begin(), g.end(), hists.Data());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("headers", headers);
+    out.Set("hists", hists);
+    return out;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    closing_ = true;
+    if (inflight_ == 0) ReleaseAll();
+    return info.Env().Undefined();
+  }
+
+  void ReleaseAll() {
+    for (auto& kv : batches_) FreeValues(kv.second);
+    batches_.clear();
+    if (session_ && runtime_) runtime_->api.ReleaseSession(session_);
+    session_ = nullptr;
+  }
+
+  friend class OpenWorker;
+  friend class InferWorker;
+  friend class CountWorker;
+
+  std::string libraryPath_;
+  std::vector<uint8_t> model_;
+  int threads_ = 0;
+  int optimization_ = ort::kGraphOptEnableAll;
+  std::vector<std::pair<std::string, std::string>> config_;
+  std::string inputName_;
+  std::vector<std::string> outputNames_;
+  std::vector<Target> inputTargets_;
+  std::vector<std::vector<Target>> outputTargets_;
+  std::unique_ptr<States> states_;
+
+  const Runtime* runtime_ = nullptr;
+  ort::Session* session_ = nullptr;
+  std::map<uint32_t, std::vector<ort::Value*>> batches_;
+  uint32_t nextId_ = 1;
+  int inflight_ = 0;
+  bool opening_ = false;
+  bool counting_ = false;
+  bool closing_ = false;
+};
+
+CollectorWorker::CollectorWorker(Napi::Env env, Collector* owner, Napi::Object self, const char* name)
+    : Napi::AsyncWorker(env, name), owner_(owner), deferred_(Napi::Promise::Deferred::New(env)), self_(Napi::Persistent(self)) {}
+
+void CollectorWorker::OnError(const Napi::Error& e) {
+  Settle();
+  deferred_.Reject(e.Value());
+}
+
+void CollectorWorker::Settle() { owner_->WorkerDone(); }
+
+class OpenWorker : public CollectorWorker {
+ public:
+  using CollectorWorker::CollectorWorker;
+  void Execute() override {
+    const Runtime& rt = LoadRuntime(owner_->libraryPath());
+    const ort::Api& api = rt.api;
+    ort::SessionOptions* options = nullptr;
+    Check(api, api.CreateSessionOptions(&options), "onnxruntime CreateSessionOptions");
+    try {
+      Check(api, api.SetIntraOpNumThreads(options, owner_->threads()), "onnxruntime SetIntraOpNumThreads");
+      Check(api, api.SetInterOpNumThreads(options, 1), "onnxruntime SetInterOpNumThreads");
+      Check(api, api.SetSessionExecutionMode(options, ort::kExecutionSequential), "onnxruntime SetSessionExecutionMode");
+      Check(api, api.SetSessionGraphOptimizationLevel(options, owner_->optimization()), "onnxruntime SetSessionGraphOptimizationLevel");
+      Check(api, api.SetSessionLogSeverityLevel(options, ort::kLoggingLevelFatal), "onnxruntime SetSessionLogSeverityLevel");
+      for (const auto& kv : owner_->config()) {
+        Check(api, api.AddSessionConfigEntry(options, kv.first.c_str(), kv.second.c_str()), "onnxruntime session option " + kv.first);
+      }
+      const auto& model = owner_->model();
+      Check(api, api.CreateSessionFromArray(rt.env, model.data(), model.size(), options, &session_), "");
+    } catch (...) {
+      api.ReleaseSessionOptions(options);
+      throw;
+    }
+    api.ReleaseSessionOptions(options);
+    runtime_ = &rt;
+  }
+  void OnOK() override {
+    owner_->Opened(runtime_, session_);
+    Settle();
+    deferred_.Resolve(Napi::String::New(Env(), runtime_->api.version));
+  }
+
+ private:
+  const Runtime* runtime_ = nullptr;
+  ort::Session* session_ = nullptr;
+};
+
+class InferWorker : public CollectorWorker {
+ public:
+  InferWorker(Napi::Env env, Collector* owner, Napi::Object self, Napi::Float32Array data, std::vector<int64_t> dims)
+      : CollectorWorker(env, owner, self, "trtcalib:ortInfer"), data_(Napi::Persistent(data.As<Napi::Object>())), dims_(std::move(dims)) {
+    const Runtime* rt = owner->runtime();
+    Check(rt->api,
+          rt->api.CreateTensorWithDataAsOrtValue(rt->cpu, data.Data(), data.ByteLength(), dims_.data(), dims_.size(), ort::kElementFloat, &input_),
+          "onnxruntime input '" + owner->inputName() + "'");
+    outputs_.assign(owner->outputNames().size(), nullptr);
+  }
+  ~InferWorker() override {
+    owner_->FreeValues(outputs_);
+    if (input_) owner_->runtime()->api.ReleaseValue(input_);
+  }
+  void Execute() override {
+    const ort::Api& api = owner_->runtime()->api;
+    std::vector<const char*> names;
+    for (const auto& n : owner_->outputNames()) names.push_back(n.c_str());
+    const char* inputName = owner_->inputName().c_str();
+    const ort::Value* inputs[] = {input_};
+    Check(api, api.Run(owner_->session(), nullptr, &inputName, inputs, 1, names.data(), names.size(), outputs_.data()), "");
+    if (!owner_->inputTargets().empty()) {
+      TensorView v = View(api, input_, owner_->inputName());
+      owner_->states().Count(owner_->inputTargets(), v, owner_->inputName());
+    }
+  }
+  void OnOK() override {
+    const uint32_t id = owner_->Store(std::move(outputs_));
+    outputs_.clear();
+    Settle();
+    deferred_.Resolve(Napi::Number::New(Env(), id));
+  }
+
+ private:
+  Napi::ObjectReference data_;  // the input's memory, wrapped without a copy, stays alive until the run is done
+  std::vector<int64_t> dims_;
+  ort::Value* input_ = nullptr;
+  std::vector<ort::Value*> outputs_;
+};
+
+class CountWorker : public CollectorWorker {
+ public:
+  CountWorker(Napi::Env env, Collector* owner, Napi::Object self, std::vector<ort::Value*> outputs)
+      : CollectorWorker(env, owner, self, "trtcalib:ortCount"), outputs_(std::move(outputs)) {}
+  ~CountWorker() override { owner_->FreeValues(outputs_); }
+  void Execute() override {
+    const ort::Api& api = owner_->runtime()->api;
+    const auto& names = owner_->outputNames();
+    const auto& targets = owner_->outputTargets();
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      if (targets[i].empty()) continue;
+      TensorView v = View(api, outputs_[i], names[i]);
+      owner_->states().Count(targets[i], v, names[i]);
+      api.ReleaseValue(outputs_[i]);  // give the memory back to onnxruntime's arena as soon as it is counted
+      outputs_[i] = nullptr;
+    }
+  }
+  void OnOK() override {
+    owner_->CountDone();
+    Settle();
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    owner_->CountDone();
+    CollectorWorker::OnError(e);
+  }
+
+ private:
+  std::vector<ort::Value*> outputs_;
+};
+
+Napi::Value Collector::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (opening_ || session_) throw Napi::Error::New(env, "OrtCollector.open() called twice");
+  if (closing_) throw Napi::Error::New(env, "OrtCollector was closed");
+  opening_ = true;
+  auto* worker = new OpenWorker(env, this, Value(), "trtcalib:ortOpen");
+  inflight_++;
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value Collector::Infer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!session_ || closing_) throw Napi::Error::New(env, "OrtCollector.infer() before open() or after close()");
+  if (info.Length() < 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !info[1].IsArray()) {
+    throw Napi::TypeError::New(env, "Expected (data: Float32Array, dims: number[])");
+  }
+  Napi::Array d = info[1].As<Napi::Array>();
+  std::vector<int64_t> dims;
+  size_t n = 1;
+  for (uint32_t i = 0; i < d.Length(); ++i) {
+    const int64_t v = d.Get(i).As<Napi::Number>().Int64Value();
+    if (v < 0) throw Napi::RangeError::New(env, "Expected dims >= 0");
+    dims.push_back(v);
+    n *= size_t(v);
+  }
+  Napi::Float32Array data = info[0].As<Napi::Float32Array>();
+  if (n != data.ElementLength()) throw Napi::RangeError::New(env, "The data length does not match the dims");
+  auto* worker = new InferWorker(env, this, Value(), data, std::move(dims));
+  inflight_++;
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value Collector::CountOutputs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "Expected a run id");
+  if (counting_) throw Napi::Error::New(env, "OrtCollector.count() while another count is in flight");
+  auto it = batches_.find(info[0].As<Napi::Number>().Uint32Value());
+  if (it == batches_.end()) throw Napi::RangeError::New(env, "Unknown run id (already counted?)");
+  std::vector<ort::Value*> outputs = std::move(it->second);
+  batches_.erase(it);
+  counting_ = true;
+  auto* worker = new CountWorker(env, this, Value(), std::move(outputs));
+  inflight_++;
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace
+
+void InitOrtCollector(Napi::Env env, Napi::Object exports) { exports.Set("OrtCollector", Collector::Define(env)); }
+
+}  // namespace trtcalib

@@ -1,0 +1,96 @@
+/**
+ * Statistics counted next to onnxruntime's C API (src/stats/native-collect.ts, native/src/ort/collector.cc):
+ * the same bytes as the onnxruntime-node worker path, and clear failures.
+ */
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { calibrate } from '../../src/app/calibrate.js';
+import { nativeSessionConfig, onnxruntimeLibraryPath } from '../../src/backends/onnxruntime.js';
+import { loadNative } from '../../src/native.js';
+import { exposeTensors } from '../../src/onnx/expose.js';
+import { listActivations } from '../../src/onnx/graph.js';
+import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
+import { planCollection } from '../../src/stats/derive.js';
+import { nativeCollectionUnsupported } from '../../src/stats/native-collect.js';
+
+const ROOT = path.resolve(__dirname, '../..');
+const MOBILENET = path.join(ROOT, 'test/fixtures/models/mobilenet_v2_nsfw_224.onnx');
+const PPOCR = path.join(ROOT, 'test/fixtures/models/ppocr_v4_det.onnx');
+const IMAGES = path.join(ROOT, 'test/fixtures/images');
+
+let tmp: string;
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'trt-calib-native-'));
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+afterEach(() => {
+  delete process.env.TRT_CALIB_COLLECTOR;
+});
+
+describe('native statistics collection', () => {
+  it('is available here: onnxruntime-node ships its library for this platform', async () => {
+    expect(onnxruntimeLibraryPath()).toMatch(/onnxruntime/);
+    const m = await loadOnnxModel(MOBILENET);
+    const activations = listActivations(m);
+    expect(nativeCollectionUnsupported({ model: m, inputName: 'input', plan: planCollection(m, activations), activations })).toBeUndefined();
+  });
+
+  for (const [label, model, pre, batch] of [
+    ['MobileNetV2 (Clip, and Pad after Clip, counted from Conv outputs), batch 2', MOBILENET, { preset: 'raw01' }, 2],
+    ['PP-OCRv4 det', PPOCR, { preset: 'paddleocr-det', shapes: 'x:1x3x96x128' }, undefined],
+  ] as const) {
+    it(`gives the same statistics and caches, byte for byte, as the onnxruntime-node path: ${label}`, async () => {
+      const files: Record<string, Record<string, Buffer>> = {};
+      for (const collector of ['native', 'worker']) {
+        process.env.TRT_CALIB_COLLECTOR = collector;
+        const dir = path.join(tmp, `${path.basename(model)}-${collector}`);
+        await calibrate({ model, data: { data: IMAGES, preprocess: pre, maxImages: 5, ...(batch ? { batch } : {}) }, algorithms: ['entropy2', 'minmax', 'mse'], trtVersion: '10.3.0', outDir: dir });
+        files[collector] = Object.fromEntries(await Promise.all((await readdir(dir)).map(async (f) => [f, await readFile(path.join(dir, f))] as const)));
+      }
+      expect(Object.keys(files.native!).sort()).toEqual(Object.keys(files.worker!).sort());
+      expect(Object.keys(files.native!).some((f) => f.endsWith('.stats.msgpack'))).toBe(true);
+      for (const f of Object.keys(files.native!)) expect(files.native![f]!.equals(files.worker![f]!), f).toBe(true);
+    });
+  }
+});
+
+describe('OrtCollector (binding)', () => {
+  const native = loadNative();
+  const config = (outputs: { name: string; targets: { state: number }[] }[], states: number) => ({
+    ...nativeSessionConfig({ threads: 1 }),
+    inputName: 'input',
+    bins: 8192,
+    states,
+    inputTargets: [],
+    outputs,
+  });
+
+  it('reports a library that cannot be loaded as a library error, before any model work', async () => {
+    const c = new native.OrtCollector(path.join(tmp, 'no-such-libonnxruntime.so'), new Uint8Array(10), config([], 0));
+    await expect(c.open()).rejects.toThrow(/^onnxruntime library: /);
+    c.close();
+  });
+
+  it('runs, counts each run once, reports onnxruntime errors, and frees what was not counted', async () => {
+    const m = await loadOnnxModel(MOBILENET);
+    const bytes = saveOnnxModel(exposeTensors(m, ['bn_Conv1']));
+    const c = new native.OrtCollector(onnxruntimeLibraryPath()!, bytes, config([{ name: 'bn_Conv1', targets: [{ state: 0 }] }], 1));
+    expect(await c.open()).toMatch(/^1\.\d+\.\d+/);
+    const x = new Float32Array(3 * 224 * 224).fill(0.5);
+    const id = await c.infer(x, [1, 3, 224, 224]);
+    await c.count(id);
+    expect(() => c.count(id)).toThrow(/Unknown run id/);
+    const { headers, hists } = c.result();
+    // bn_Conv1 of one 224x224 image: 32 channels of 112x112, all finite.
+    expect(headers[0]).toBe(32 * 112 * 112);
+    expect(hists.reduce((s, v) => s + v, 0)).toBe(32 * 112 * 112);
+    await expect(c.infer(new Float32Array(3 * 100 * 100), [1, 3, 100, 100])).rejects.toThrow(/input|dimension|shape/i);
+    await c.infer(x, [1, 3, 224, 224]); // left uncounted: close() frees it
+    c.close();
+    expect(() => c.infer(x, [1, 3, 224, 224])).toThrow(/after close/);
+  });
+});
