@@ -18,12 +18,15 @@ async function load() {
   return { calibrate, createDataset, resolvePreprocess, getBackend };
 }
 
-/** One plain FP32 pass: decode + preprocess + model outputs only. */
+/**
+ * One plain FP32 pass, timed the way calibration is: from the model file to the last output (session creation
+ * included, as calibrate() includes its own), decode + preprocess + model outputs only.
+ */
 async function plainPass(m, model, data, batch) {
+  const t0 = performance.now();
   const preprocess = m.resolvePreprocess({ preset: 'raw01' }, { name: 'input', dims: ['N', 3, 224, 224] });
   const dataset = await m.createDataset({ data, preprocess, inputName: 'input', batchSize: batch });
   const session = await m.getBackend('onnxruntime').open({ path: model });
-  const t0 = performance.now();
   let images = 0;
   for await (const b of dataset.batches()) {
     await session.run({ input: { dtype: 'float32', dims: b.dims, data: b.data } });
@@ -47,35 +50,69 @@ async function calibratePass(m, model, data, batch, outDir) {
   return { seconds: (performance.now() - t0) / 1000, collect: r.seconds.collect, algorithms: r.seconds.algorithms, images: r.images.used };
 }
 
-/** Per-image cost of the parts, on a synthetic batch of 1: onnxruntime plain, with every activation exposed, and the statistics. */
+/**
+ * Per-image cost of the parts, one thread each, on a synthetic image: onnxruntime plain (onnxruntime-node), the
+ * model with the activations calibration exports run through onnxruntime's C API (src/stats/native-collect.ts),
+ * and counting their statistics (the same run with counting, minus without).
+ */
 async function components(m, model) {
-  const { loadOnnxModel } = await import(path.join(dist, 'onnx', 'model.js'));
+  const { loadOnnxModel, saveOnnxModel } = await import(path.join(dist, 'onnx', 'model.js'));
   const { listActivations } = await import(path.join(dist, 'onnx', 'graph.js'));
-  const { StatisticsCollector } = await import(path.join(dist, 'stats', 'collector.js'));
-  const names = listActivations(await loadOnnxModel(model)).map((a) => a.name);
+  const { planCollection } = await import(path.join(dist, 'stats', 'derive.js'));
+  const { exposeTensors } = await import(path.join(dist, 'onnx', 'expose.js'));
+  const { loadNative } = await import(path.join(dist, 'native.js'));
+  const { nativeSessionConfig, onnxruntimeLibraryPath } = await import(path.join(dist, 'backends', 'onnxruntime.js'));
+  const proto = await loadOnnxModel(model);
+  const activations = listActivations(proto);
+  const plan = planCollection(proto, activations);
+  const outputs = plan.exported.filter((n) => n !== 'input');
+  const bytes = saveOnnxModel(exposeTensors(proto, outputs));
   const x = { dtype: 'float32', dims: [1, 3, 224, 224], data: new Float32Array(3 * 224 * 224).map((_, i) => ((i * 7919) % 255) / 255) };
-  const plain = await m.getBackend('onnxruntime').open({ path: model }, { threads: 1 });
-  const exposed = await m.getBackend('onnxruntime').open({ path: model }, { threads: 1, expose: names });
   const time = async (fn, n = 20) => {
     await fn();
     const t0 = performance.now();
     for (let i = 0; i < n; i++) await fn();
     return (performance.now() - t0) / n;
   };
-  const kept = [];
-  await exposed.runEach({ input: x }, names, (n, t) => kept.push([n, t.data.slice()]));
-  const collector = new StatisticsCollector({ asyncThreshold: Infinity });
-  const result = {
-    tensors: names.length,
-    mb: kept.reduce((s, [, d]) => s + d.byteLength, 0) / 1e6,
-    plain: await time(() => plain.run({ input: x })),
-    exposed: await time(() => exposed.runEach({ input: x }, names, () => {}, { reuseOutputs: true })),
-    stats: await time(async () => {
-      for (const [n, d] of kept) await collector.add(n, d);
-    }),
+  const plain = await m.getBackend('onnxruntime').open({ path: model }, { threads: 1 });
+  const native = loadNative();
+  const collector = (count) => {
+    // Each exported tensor counted into its own state (the derived Clip/Relu/Pad ones come with their roots).
+    const names = [...plan.exported, ...plan.derived.map((d) => d.name)];
+    const index = new Map(names.map((n, i) => [n, i]));
+    return new native.OrtCollector(onnxruntimeLibraryPath(), bytes, {
+      ...nativeSessionConfig({ threads: 1 }),
+      inputName: 'input',
+      bins: 8192,
+      states: names.length,
+      inputTargets: [],
+      outputs: outputs.map((name) => ({
+        name,
+        targets: !count
+          ? []
+          : [{ state: index.get(name) }, ...plan.derived.filter((d) => d.root === name && !(d.clamp && d.pads)).map((d) => ({ state: index.get(d.name), ...(d.clamp ? { clamp: [d.clamp.lo, d.clamp.hi] } : {}), ...(d.pads ? { pads: d.pads } : {}) }))],
+      })),
+    });
   };
+  const without = collector(false);
+  const withCounting = collector(true);
+  await without.open();
+  await withCounting.open();
+  const serial = (c) => async () => {
+    await c.infer(x.data, x.dims);
+    await c.drain();
+  };
+  const result = {
+    tensors: activations.length,
+    exported: outputs.length,
+    plain: await time(() => plain.run({ input: x })),
+    exposed: await time(serial(without)),
+    counted: await time(serial(withCounting)),
+  };
+  result.stats = result.counted - result.exposed;
   await plain.release();
-  await exposed.release();
+  without.close();
+  withCounting.close();
   return result;
 }
 
@@ -116,7 +153,7 @@ export async function benchCalibrate({ fixtures, log = console.log, repeats = 3 
     log(`  calibration, batch 8:                            ${calib8S.toFixed(2)} s`);
     log(`  ratio calibration / plain: ${(calibS / plainS).toFixed(2)}  (target <= 1.5)`);
     const parts = await components(m, model);
-    log(`  where the time goes, per image (one thread each): onnxruntime plain ${parts.plain.toFixed(1)} ms, with all ${parts.tensors} activations exposed ${parts.exposed.toFixed(1)} ms; statistics of those ${parts.mb.toFixed(0)} MB ${parts.stats.toFixed(1)} ms`);
+    log(`  where the time goes, per image (one thread each): onnxruntime plain ${parts.plain.toFixed(1)} ms; with the ${parts.exported} exported activations (of ${parts.tensors}; the others are counted from them) ${parts.exposed.toFixed(1)} ms; counting all ${parts.tensors} ${parts.stats.toFixed(1)} ms, on its own thread beside the next image's inference`);
     // Peak memory for N and 4N images: 4 copies of the folder under other names.
     const four = path.join(tmp, 'x4');
     const files = readdirSync(data);

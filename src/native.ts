@@ -77,10 +77,10 @@ export interface OrtCollectorConfig {
 export interface OrtCollector {
   /** Loads onnxruntime and the model; resolves to onnxruntime's version. */
   open(): Promise<string>;
-  /** Runs one batch; the outputs stay native under the returned id until count(id). */
-  infer(data: Float32Array, dims: number[]): Promise<number>;
-  /** Counts a run's outputs into the states and frees them. One count at a time. */
-  count(id: number): Promise<void>;
+  /** Runs one batch and queues its outputs for the counting thread (waits while another run is queued). */
+  infer(data: Float32Array, dims: number[]): Promise<void>;
+  /** Resolves once every queued run is counted; rejects with the first counting failure. */
+  drain(): Promise<void>;
   /** Copies of every state: headers (states x 9) and histograms (states x bins). */
   result(): { headers: Float64Array; hists: Float64Array };
   close(): void;

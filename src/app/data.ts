@@ -19,6 +19,8 @@ export interface DataOptions {
   seed?: number;
   strict?: boolean;
   concurrency?: number;
+  /** Images decoded ahead of the consumer, at least (default: two batches). */
+  prefetchImages?: number;
 }
 
 /** Batch size when neither --batch, --shapes nor a fixed model batch says otherwise. */
@@ -51,6 +53,7 @@ export async function datasetForModel(modelFile: string, model: OnnxModel, data:
     seed: data.seed,
     strict: data.strict,
     concurrency: data.concurrency,
+    prefetchBatches: Math.max(2, Math.ceil((data.prefetchImages ?? 0) / batchSize)),
   });
   return { input, preprocess, batchSize, dataset };
 }

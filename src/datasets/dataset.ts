@@ -1,6 +1,7 @@
 /**
  * An image Dataset: discovered files, decoded and preprocessed ahead of the consumer with bounded
- * concurrency (mapOrdered), assembled in file order into float32 batches.
+ * concurrency (mapOrdered), assembled in file order into float32 batches (or in the order decodes finish, with
+ * batches({order: 'any'}), for consumers that do not depend on it).
  *
  * - batches() returns a fresh pass each call; two passes give identical data.
  * - A file that cannot be decoded is reported through onSkip and the batch is filled from the next files,
@@ -97,10 +98,11 @@ class ImageDataset implements Dataset {
       concurrency,
       window: Math.max(concurrency, prefetchBatches * batchSize),
       signal: options.signal,
+      // strict ends the pass at the first unreadable file: in file order, so that it is always the same one.
+      ordered: options.order !== 'any' || strict,
     });
-    let position = 0;
     for await (const result of results) {
-      const file = this.files[position++]!;
+      const file = this.files[result.index]!;
       if (!result.ok) {
         const error = result.error instanceof ImageDecodeError ? result.error : new ImageDecodeError(file, String(result.error));
         if (strict) throw error;

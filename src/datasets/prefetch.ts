@@ -4,9 +4,12 @@
  * results in the list's order whatever order they finish in. Memory is bounded by `window` results,
  * whatever the list's length; while the consumer is busy (e.g. the model runs a batch), up to `window`
  * items are prepared ahead.
+ *
+ * With `ordered: false` the results come as they finish instead (each carries its index): a consumer that does
+ * not care about order (statistics are sums) is then never held up by one slow item at the head of the list.
  */
 
-export type Settled<R> = { ok: true; value: R } | { ok: false; error: unknown };
+export type Settled<R> = { ok: true; value: R; index: number } | { ok: false; error: unknown; index: number };
 
 export interface MapOrderedOptions {
   /** Tasks running at once (>= 1). */
@@ -14,6 +17,8 @@ export interface MapOrderedOptions {
   /** Items started but not yet yielded (>= concurrency). */
   window: number;
   signal?: AbortSignal;
+  /** Yield in list order (default) or in the order the tasks finish. */
+  ordered?: boolean;
 }
 
 export async function* mapOrdered<T, R>(
@@ -24,6 +29,10 @@ export async function* mapOrdered<T, R>(
   const concurrency = Math.max(1, Math.floor(options.concurrency));
   const window = Math.max(concurrency, Math.floor(options.window));
   const { signal } = options;
+  const ordered = options.ordered ?? true;
+  // The next result to hand out: the consumed-th item in order, or the earliest finished one (Map keeps
+  // insertion order) when unordered.
+  const next = (): Settled<R> | undefined => (ordered ? results.get(consumed) : results.values().next().value);
   const results = new Map<number, Settled<R>>();
   let launched = 0;
   let consumed = 0;
@@ -43,15 +52,15 @@ export async function* mapOrdered<T, R>(
       Promise.resolve()
         .then(() => task(items[i]!, i))
         .then(
-          (value): Settled<R> => ({ ok: true, value }),
-          (error: unknown): Settled<R> => ({ ok: false, error }),
+          (value): Settled<R> => ({ ok: true, value, index: i }),
+          (error: unknown): Settled<R> => ({ ok: false, error, index: i }),
         )
         .then((settled) => {
           inFlight--;
           if (closed) return;
           results.set(i, settled);
           pump();
-          if (i === consumed) wakeUp();
+          if (!ordered || i === consumed) wakeUp();
         });
     }
   };
@@ -61,15 +70,15 @@ export async function* mapOrdered<T, R>(
     pump();
     while (consumed < items.length) {
       signal?.throwIfAborted();
-      let settled = results.get(consumed);
+      let settled = next();
       while (settled === undefined) {
         await new Promise<void>((resolve) => {
           wake = resolve;
         });
         signal?.throwIfAborted();
-        settled = results.get(consumed);
+        settled = next();
       }
-      results.delete(consumed);
+      results.delete(settled.index);
       consumed++;
       pump();
       yield settled;

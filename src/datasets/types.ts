@@ -57,6 +57,13 @@ export interface BatchOptions {
   /** Called after each image is decoded (for progress). */
   onImage?: (file: string) => void;
   signal?: AbortSignal;
+  /**
+   * 'files' (default): images in file order, so batches are the same every pass. 'any': each image as soon as it
+   * is decoded, for consumers whose result does not depend on the order (statistics are sums of exact counts):
+   * one large file at the head of the list then does not hold the others up. Batches are then made of whichever
+   * images finished first, so only use it where batch composition does not matter either.
+   */
+  order?: 'files' | 'any';
 }
 
 export interface Dataset {

@@ -8,9 +8,9 @@
  * 70 exported activations (28 MB per image) that is 17-18 ms per run against 11.5 ms through the C API, for the
  * same kernels on the same graph (measured on 2 cores; bench/calibrate.mjs prints both).
  *
- * Pipelining: image k+1 runs while image k's activations are counted (two libuv threads), so the counting cost
- * hides behind inference where cores allow. At most two runs' activations are alive at once, so peak memory does
- * not grow with the number of images. The model, its exposed outputs, the session options and the statistics are
+ * Pipelining: image k+1 runs while image k's activations are counted (the collector's own counting thread), so
+ * the counting cost hides behind inference where cores allow. At most three runs' activations are alive at once,
+ * so peak memory does not grow with the number of images. The model, its exposed outputs, the session options and the statistics are
  * those of the onnxruntime-node path (./collect-worker.ts), which stays as the fallback where the library cannot
  * be loaded; the two give the same bytes (test/unit/native-collect.test.ts).
  */
@@ -103,9 +103,6 @@ export class NativeStatistics implements StatisticsPass {
   readonly #names: string[];
   readonly #merges: Array<[string, string]>;
   readonly #collector: OrtCollector;
-  /** The count of the previous batch (never rejects: failures land in #failure). */
-  #counting: Promise<void> = Promise.resolve();
-  #failure: unknown;
   #closed = false;
   /** onnxruntime's version, once started. */
   version = '';
@@ -146,26 +143,17 @@ export class NativeStatistics implements StatisticsPass {
   }
 
   async add(dims: number[], data: Float32Array): Promise<void> {
-    this.#throwIfFailed();
     const feed = { [this.#inputName]: { dtype: 'float32' as const, dims, data } };
     checkFeed(this.#file, this.#inputs, feed);
-    let id: number;
     try {
-      id = await this.#collector.infer(data, dims);
+      await this.#collector.infer(data, dims);
     } catch (err) {
       throw runFailure(this.#file, feed, err);
     }
-    // Count this run once the previous count is over: the next run overlaps this count.
-    await this.#counting;
-    this.#throwIfFailed();
-    this.#counting = this.#collector.count(id).catch((err: unknown) => {
-      this.#failure ??= err;
-    });
   }
 
   async finish(): Promise<TensorStatistics[]> {
-    await this.#counting;
-    this.#throwIfFailed();
+    await this.#collector.drain();
     const { headers, hists } = this.#collector.result();
     const bins = HISTOGRAM_BINS;
     const byName = new Map<string, TensorStatistics>();
@@ -192,11 +180,6 @@ export class NativeStatistics implements StatisticsPass {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#counting;
     this.#collector.close();
-  }
-
-  #throwIfFailed(): void {
-    if (this.#failure !== undefined) throw this.#failure;
   }
 }

@@ -35,6 +35,17 @@ function perImage(batches: Batch[]): Map<string, Float32Array> {
 }
 
 describe('createDataset on the test photos', () => {
+  it("order 'any' hands over every image once, with the same tensors as file order (only the order may differ)", async () => {
+    const ds = await createDataset({ data: IMAGES, preprocess: config, batchSize: 3, inputName: 'input' });
+    const inOrder = perImage(await collect(ds));
+    const any: Batch[] = [];
+    for await (const b of ds.batches({ order: 'any' })) any.push(b);
+    expect(any.map((b) => b.files.length)).toEqual([3, 3, 2]);
+    const anyImages = perImage(any);
+    expect([...anyImages.keys()].sort()).toEqual([...inOrder.keys()].sort());
+    for (const [file, data] of inOrder) expect(Buffer.from(anyImages.get(file)!.buffer).equals(Buffer.from(data.buffer)), file).toBe(true);
+  });
+
   it('knows its files, size and shapes; batches hold the files in order, the last one partial', async () => {
     const ds = await createDataset({ data: IMAGES, preprocess: config, batchSize: 3, inputName: 'input' });
     expect(ds.size).toBe(8);

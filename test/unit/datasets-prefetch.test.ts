@@ -41,7 +41,7 @@ describe('mapOrdered', () => {
       { concurrency: 3, window: 6 },
     );
     const first = await gen.next();
-    expect(first.value).toEqual({ ok: true, value: 0 });
+    expect(first.value).toEqual({ ok: true, value: 0, index: 0 });
     await sleep(20); // consumer busy: the producer fills the window and stops
     expect(started).toBe(7); // item 0 taken + 6 ahead
     await gen.next();
@@ -84,5 +84,27 @@ describe('mapOrdered', () => {
       }
     }).rejects.toThrow(/abort/i);
     expect(seen).toEqual([1, 2]);
+  });
+
+  it('with ordered: false, yields results as they finish, each with its index, still within the window', async () => {
+    // Item 0 is slow: in order it would hold up everything; unordered, the others come first.
+    const delays = [60, 5, 5, 5, 5, 5];
+    let started = 0;
+    const out: Array<[number, number]> = [];
+    for await (const r of mapOrdered(
+      delays.map((_, i) => i),
+      async (i) => {
+        started++;
+        await sleep(delays[i]!);
+        return i * 10;
+      },
+      { concurrency: 2, window: 3, ordered: false },
+    )) {
+      if (r.ok) out.push([r.index, r.value]);
+      expect(started - out.length).toBeLessThanOrEqual(3);
+    }
+    expect(out.map(([i]) => i)).not.toEqual([0, 1, 2, 3, 4, 5]);
+    expect(out[0]![0]).not.toBe(0);
+    expect([...out].sort((a, b) => a[0] - b[0])).toEqual(delays.map((_, i) => [i, i * 10]));
   });
 });

@@ -6,24 +6,27 @@
 //               inputTargets: Target[], outputs: { name, targets: Target[] }[] }
 //     Target: { state, clamp?: [lo, hi], pads?: number[], zerosOnly?: boolean }
 //   open(): Promise<string>                  loads the library and the session (returns onnxruntime's version)
-//   infer(data: Float32Array, dims): Promise<number>   one run; the outputs stay here under the returned id
-//   count(id): Promise<void>                 counts that run's outputs into the states, then frees them
+//   infer(data: Float32Array, dims): Promise<void>   one run; its outputs are queued for counting
+//   drain(): Promise<void>                   resolves once every queued run is counted (rejects on a failure)
 //   result(): { headers: Float64Array, hists: Float64Array }   copies of every state (states x 9, states x bins)
-//   close(): void                            frees the session and any run not counted
+//   close(): void                            stops counting and frees the session and anything not counted
 //
-// Threads: infer() and count() each run on a libuv worker thread, so the next image's inference overlaps the
-// previous image's counting. They never share data: a run's outputs belong to its infer worker, then to its count
-// worker; one count() at a time may be in flight (the states are updated by one thread), and the input's own
-// targets are counted by the infer worker, into states no output targets. Every count is an exact integer, so
-// the result does not depend on this scheduling.
+// Threads: infer() runs onnxruntime on a libuv worker thread and hands the outputs to the collector's own counting
+// thread, so the next image's inference overlaps this image's counting without a trip through JavaScript. The
+// queue holds one run besides the one being counted: a faster inference waits (on its libuv thread) rather than
+// piling up activations, so at most three runs' outputs are alive. Runs are counted one at a time, in order; the
+// input's own targets are counted by the infer worker, into states no output targets. Every count is an exact
+// integer, so the result does not depend on this scheduling.
 #include <napi.h>
 
+#include <condition_variable>
+#include <deque>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -250,6 +253,108 @@ std::vector<Target> ParseTargets(const Napi::Env& env, const Napi::Value& value,
   return targets;
 }
 
+// Counts queued runs' outputs into the states, one run at a time, in order, on its own thread.
+class CountingThread {
+ public:
+  CountingThread(const Runtime* runtime, States* states, const std::vector<std::string>* names, const std::vector<std::vector<Target>>* targets)
+      : runtime_(runtime), states_(states), names_(names), targets_(targets), thread_([this] { Loop(); }) {}
+  ~CountingThread() { Stop(); }
+
+  // Queues a run's outputs (taking them), waiting while another run is already queued.
+  void Push(std::vector<ort::Value*> outputs) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return stop_ || queue_.empty(); });
+    if (stop_) {
+      lock.unlock();
+      Free(outputs);
+      return;
+    }
+    queue_.push_back(std::move(outputs));
+    changed_.notify_all();
+  }
+
+  // Waits until every queued run is counted; returns the first failure ("" when none).
+  std::string Drain() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return stop_ || (queue_.empty() && !busy_); });
+    return error_;
+  }
+
+  // Stops after the run being counted; drops what is queued.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stop_ && !thread_.joinable()) return;
+      stop_ = true;
+      changed_.notify_all();
+    }
+    if (thread_.joinable()) thread_.join();
+    for (auto& outputs : queue_) Free(outputs);
+    queue_.clear();
+  }
+
+ private:
+  void Loop() {
+    for (;;) {
+      std::vector<ort::Value*> outputs;
+      bool skip = false;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        outputs = std::move(queue_.front());
+        queue_.pop_front();
+        busy_ = true;
+        skip = !error_.empty();  // after a failure, the statistics are void: only free
+        changed_.notify_all();
+      }
+      std::string error;
+      if (!skip) {
+        try {
+          Count(outputs);
+        } catch (const std::exception& e) {
+          error = e.what();
+        }
+      }
+      Free(outputs);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (error_.empty()) error_ = error;
+      busy_ = false;
+      changed_.notify_all();
+    }
+  }
+
+  void Count(std::vector<ort::Value*>& outputs) {
+    const ort::Api& api = runtime_->api;
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      if ((*targets_)[i].empty() || !outputs[i]) continue;
+      TensorView v = View(api, outputs[i], (*names_)[i]);
+      states_->Count((*targets_)[i], v, (*names_)[i]);
+      api.ReleaseValue(outputs[i]);  // back to onnxruntime's arena as soon as it is counted
+      outputs[i] = nullptr;
+    }
+  }
+
+  void Free(std::vector<ort::Value*>& outputs) const {
+    for (ort::Value*& v : outputs) {
+      if (v) runtime_->api.ReleaseValue(v);
+      v = nullptr;
+    }
+  }
+
+  const Runtime* runtime_;
+  States* states_;
+  const std::vector<std::string>* names_;
+  const std::vector<std::vector<Target>>* targets_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::vector<ort::Value*>> queue_;
+  bool busy_ = false;
+  bool stop_ = false;
+  std::string error_;
+  std::thread thread_;
+};
+
 class Collector;
 
 // Resolves or rejects a promise from a worker; keeps the collector's JS object alive while the worker runs.
@@ -271,7 +376,7 @@ class Collector : public Napi::ObjectWrap<Collector> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "OrtCollector",
                        {InstanceMethod<&Collector::Open>("open"), InstanceMethod<&Collector::Infer>("infer"),
-                        InstanceMethod<&Collector::CountOutputs>("count"), InstanceMethod<&Collector::Result>("result"),
+                        InstanceMethod<&Collector::Drain>("drain"), InstanceMethod<&Collector::Result>("result"),
                         InstanceMethod<&Collector::Close>("close")});
   }
 
@@ -336,16 +441,12 @@ class Collector : public Napi::ObjectWrap<Collector> {
     runtime_ = runtime;
     session_ = session;
     std::vector<uint8_t>().swap(model_);
+    counter_ = std::make_unique<CountingThread>(runtime, states_.get(), &outputNames_, &outputTargets_);
   }
+  CountingThread& counter() { return *counter_; }
   // Called on the JS thread when a worker settles.
   void WorkerDone() {
     if (--inflight_ == 0 && closing_) ReleaseAll();
-  }
-  void CountDone() { counting_ = false; }
-  uint32_t Store(std::vector<ort::Value*> outputs) {
-    const uint32_t id = nextId_++;
-    batches_[id] = std::move(outputs);
-    return id;
   }
   void FreeValues(std::vector<ort::Value*>& values) const {
     if (!runtime_) return;
@@ -365,11 +466,11 @@ class Collector : public Napi::ObjectWrap<Collector> {
  private:
   Napi::Value Open(const Napi::CallbackInfo& info);
   Napi::Value Infer(const Napi::CallbackInfo& info);
-  Napi::Value CountOutputs(const Napi::CallbackInfo& info);
+  Napi::Value Drain(const Napi::CallbackInfo& info);
 
   Napi::Value Result(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (counting_) throw Napi::Error::New(env, "OrtCollector.result() while a count is in flight");
+    if (inflight_ > 0) throw Napi::Error::New(env, "OrtCollector.result() while a run or drain is in flight");
     const auto& h = states_->headers();
     const auto& g = states_->hists();
     Napi::Float64Array headers = Napi::Float64Array::New(env, h.size());
@@ -389,15 +490,14 @@ class Collector : public Napi::ObjectWrap<Collector> {
   }
 
   void ReleaseAll() {
-    for (auto& kv : batches_) FreeValues(kv.second);
-    batches_.clear();
+    counter_.reset();  // stops the counting thread; frees what it had not counted
     if (session_ && runtime_) runtime_->api.ReleaseSession(session_);
     session_ = nullptr;
   }
 
   friend class OpenWorker;
   friend class InferWorker;
-  friend class CountWorker;
+  friend class DrainWorker;
 
   std::string libraryPath_;
   std::vector<uint8_t> model_;
@@ -412,11 +512,9 @@ class Collector : public Napi::ObjectWrap<Collector> {
 
   const Runtime* runtime_ = nullptr;
   ort::Session* session_ = nullptr;
-  std::map<uint32_t, std::vector<ort::Value*>> batches_;
-  uint32_t nextId_ = 1;
+  std::unique_ptr<CountingThread> counter_;
   int inflight_ = 0;
   bool opening_ = false;
-  bool counting_ = false;
   bool closing_ = false;
 };
 
@@ -492,12 +590,12 @@ class InferWorker : public CollectorWorker {
       TensorView v = View(api, input_, owner_->inputName());
       owner_->states().Count(owner_->inputTargets(), v, owner_->inputName());
     }
+    owner_->counter().Push(std::move(outputs_));  // waits while another run is queued
+    outputs_.clear();
   }
   void OnOK() override {
-    const uint32_t id = owner_->Store(std::move(outputs_));
-    outputs_.clear();
     Settle();
-    deferred_.Resolve(Napi::Number::New(Env(), id));
+    deferred_.Resolve(Env().Undefined());
   }
 
  private:
@@ -507,35 +605,17 @@ class InferWorker : public CollectorWorker {
   std::vector<ort::Value*> outputs_;
 };
 
-class CountWorker : public CollectorWorker {
+class DrainWorker : public CollectorWorker {
  public:
-  CountWorker(Napi::Env env, Collector* owner, Napi::Object self, std::vector<ort::Value*> outputs)
-      : CollectorWorker(env, owner, self, "trtcalib:ortCount"), outputs_(std::move(outputs)) {}
-  ~CountWorker() override { owner_->FreeValues(outputs_); }
+  using CollectorWorker::CollectorWorker;
   void Execute() override {
-    const ort::Api& api = owner_->runtime()->api;
-    const auto& names = owner_->outputNames();
-    const auto& targets = owner_->outputTargets();
-    for (size_t i = 0; i < outputs_.size(); ++i) {
-      if (targets[i].empty()) continue;
-      TensorView v = View(api, outputs_[i], names[i]);
-      owner_->states().Count(targets[i], v, names[i]);
-      api.ReleaseValue(outputs_[i]);  // give the memory back to onnxruntime's arena as soon as it is counted
-      outputs_[i] = nullptr;
-    }
+    const std::string error = owner_->counter().Drain();
+    if (!error.empty()) throw std::runtime_error(error);
   }
   void OnOK() override {
-    owner_->CountDone();
     Settle();
     deferred_.Resolve(Env().Undefined());
   }
-  void OnError(const Napi::Error& e) override {
-    owner_->CountDone();
-    CollectorWorker::OnError(e);
-  }
-
- private:
-  std::vector<ort::Value*> outputs_;
 };
 
 Napi::Value Collector::Open(const Napi::CallbackInfo& info) {
@@ -574,16 +654,10 @@ Napi::Value Collector::Infer(const Napi::CallbackInfo& info) {
   return p;
 }
 
-Napi::Value Collector::CountOutputs(const Napi::CallbackInfo& info) {
+Napi::Value Collector::Drain(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "Expected a run id");
-  if (counting_) throw Napi::Error::New(env, "OrtCollector.count() while another count is in flight");
-  auto it = batches_.find(info[0].As<Napi::Number>().Uint32Value());
-  if (it == batches_.end()) throw Napi::RangeError::New(env, "Unknown run id (already counted?)");
-  std::vector<ort::Value*> outputs = std::move(it->second);
-  batches_.erase(it);
-  counting_ = true;
-  auto* worker = new CountWorker(env, this, Value(), std::move(outputs));
+  if (!session_ || closing_) throw Napi::Error::New(env, "OrtCollector.drain() before open() or after close()");
+  auto* worker = new DrainWorker(env, this, Value(), "trtcalib:ortDrain");
   inflight_++;
   Napi::Promise p = worker->Promise();
   worker->Queue();
