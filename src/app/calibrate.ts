@@ -259,6 +259,7 @@ async function collectStatistics(
   const batches = dataset
     .batches({
       order: batchSize === 1 || !fixedBatch ? 'any' : 'files',
+      reuseBuffer: true, // worker.add() is done with a batch's data when it resolves
       signal: options.signal,
       onSkip: (s) => {
         skipped.push(s);

@@ -117,7 +117,7 @@ class ImageDataset implements Dataset {
       options.onImage?.(file);
       if (files.length === batchSize) {
         yield { index: index++, data, dims: [batchSize, ...this.imageDims], files, partial: false };
-        data = new Float32Array(batchSize * perImage);
+        if (!options.reuseBuffer) data = new Float32Array(batchSize * perImage);
         files = [];
       }
     }

@@ -29,7 +29,8 @@
  * JPEG shrink-on-load is used with sharp's `fastShrinkOnLoad: false`, which leaves at least a factor of 2
  * to the resize kernel: results close to a full decode, at a fraction of the cost.
  */
-import { readFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import sharp, { type KernelEnum } from 'sharp';
 import { UserError } from '../errors.js';
 import type { Interpolation, PreprocessConfig } from './types.js';
@@ -143,17 +144,22 @@ export function configureSharp(): void {
 /** Reads, decodes and resizes one image; throws ImageDecodeError with a plain reason on any failure. */
 export async function decodeImage(file: string, config: PreprocessConfig): Promise<DecodedImage> {
   configureSharp();
-  let bytes: Buffer;
+  let size: number;
   try {
-    bytes = await readFile(file);
+    const st = await stat(file);
+    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    await access(file, fsConstants.R_OK);
+    size = st.size;
   } catch (err) {
     throw new ImageDecodeError(file, readReason(err));
   }
-  if (bytes.length === 0) throw new ImageDecodeError(file, 'empty file (0 bytes)');
+  if (size === 0) throw new ImageDecodeError(file, 'empty file (0 bytes)');
   try {
+    // libvips reads the file itself: its bytes never become a JS Buffer that only the garbage collector frees
+    // (on long passes those buffers made resident memory grow with the number of images).
     // failOn 'truncated': a cut-off file is an error, but the harmless warnings many real JPEGs raise
     // ("extraneous bytes before marker") are not, as in PIL and OpenCV.
-    const image = sharp(bytes, { failOn: 'truncated', autoOrient: config.autoOrient });
+    const image = sharp(file, { failOn: 'truncated', autoOrient: config.autoOrient });
     const meta = await image.metadata();
     const sourceWidth = config.autoOrient ? (meta.autoOrient?.width ?? meta.width) : meta.width;
     const sourceHeight = config.autoOrient ? (meta.autoOrient?.height ?? meta.height) : meta.height;

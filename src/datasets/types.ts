@@ -64,6 +64,12 @@ export interface BatchOptions {
    * images finished first, so only use it where batch composition does not matter either.
    */
   order?: 'files' | 'any';
+  /**
+   * The consumer is done with a batch's data when it asks for the next one: the same buffer is filled again
+   * instead of a new one per batch (less allocation and garbage collection on long passes). Not for consumers
+   * that keep, transfer or hand the data to work still running.
+   */
+  reuseBuffer?: boolean;
 }
 
 export interface Dataset {

@@ -194,8 +194,19 @@ export async function loadOnnxModel(file: string): Promise<OnnxModel> {
     throw new UserError(`cannot read model ${file}: ${(err as Error).message}`);
   }
   const model = decodeOnnxModel(bytes, file);
-  await inlineExternalData(model, file);
+  if (!(await inlineExternalData(model, file))) sourceBytes.set(model, bytes);
   return model;
+}
+
+/** The file bytes of models loaded from a file that holds all of the model (no external data). */
+const sourceBytes = new WeakMap<OnnxModel, Uint8Array>();
+
+/**
+ * The bytes `model` was decoded from, when they hold all of it (loaded by loadOnnxModel from a file without
+ * external data). Only meaningful while the model is unmodified: callers use it right after loading.
+ */
+export function sourceBytesOf(model: OnnxModel): Uint8Array | undefined {
+  return sourceBytes.get(model);
 }
 
 /** All TensorProtos of a model that may hold data: initializers and tensor attributes, subgraphs included. */
@@ -217,12 +228,15 @@ export function* modelTensors(graph: OnnxTypes.IGraphProto): Generator<OnnxTypes
   }
 }
 
-async function inlineExternalData(model: OnnxModel, file: string): Promise<void> {
+/** Reads every external tensor into the model; returns whether there was any. */
+async function inlineExternalData(model: OnnxModel, file: string): Promise<boolean> {
+  let any = false;
   const baseDir = path.dirname(path.resolve(file));
   const handles = new Map<string, Awaited<ReturnType<typeof open>>>();
   try {
     for (const t of modelTensors(model.graph!)) {
       if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+      any = true;
       const entries = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
       const location = entries.get('location');
       if (!location) {
@@ -266,6 +280,7 @@ async function inlineExternalData(model: OnnxModel, file: string): Promise<void>
   } finally {
     for (const fh of handles.values()) await fh.close();
   }
+  return any;
 }
 
 function expectedByteLength(t: OnnxTypes.ITensorProto): number | undefined {

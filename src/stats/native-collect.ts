@@ -17,9 +17,9 @@
 import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
 import type { TensorInfo } from '../backends/types.js';
 import { loadNative, type OrtCollector, type OrtCollectorTarget } from '../native.js';
-import { exposeTensors } from '../onnx/expose.js';
+import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
 import { describeInputs, type ActivationInfo } from '../onnx/graph.js';
-import { saveOnnxModel, type OnnxModel } from '../onnx/model.js';
+import type { OnnxModel } from '../onnx/model.js';
 import { compareNames } from './collector.js';
 import type { CollectionPlan } from './derive.js';
 import { mergeInto } from './histogram.js';
@@ -29,7 +29,7 @@ import { HISTOGRAM_BINS, type TensorStatistics } from './types.js';
 export interface StatisticsPass {
   /** Loads the model; rejects with why it could not. */
   start(): Promise<void>;
-  /** Hands a batch over; the caller must not modify `data` afterwards. */
+  /** Hands a batch over; `data` may be reused once the promise resolves. */
   add(dims: number[], data: Float32Array): Promise<void>;
   /** Every tensor's statistics, sorted by name, once all batches are counted. */
   finish(): Promise<TensorStatistics[]>;
@@ -118,9 +118,8 @@ export class NativeStatistics implements StatisticsPass {
     const { names, outputs, inputTargets, merges } = layout(plan, config.inputName, graphInputs);
     this.#names = names;
     this.#merges = merges;
-    // The model exactly as the onnxruntime-node path opens it (src/backends/onnxruntime.ts open()).
-    const exposed = exposeTensors(model, plan.exported.filter((n) => !graphInputs.has(n)), { file: config.modelFile });
-    const bytes = saveOnnxModel(exposed);
+    // The model as the onnxruntime-node path opens it (src/backends/onnxruntime.ts open()), with the same outputs.
+    const bytes = exposedModelBytesForOnnxruntime(model, plan.exported.filter((n) => !graphInputs.has(n)), { file: config.modelFile });
     const native = loadNative();
     this.#collector = new native.OrtCollector(library, bytes, {
       ...nativeSessionConfig({ threads: config.threads }),

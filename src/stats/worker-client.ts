@@ -62,12 +62,13 @@ export class StatisticsWorker {
     if (this.failure) throw this.failure;
   }
 
-  /** Hands a batch over (its buffer is transferred: the caller must not use `data` afterwards). */
+  /** Hands a batch over: a copy goes to the worker, so `data` is free again once this resolves. */
   async add(dims: number[], data: Float32Array): Promise<void> {
     while (this.inFlight >= MAX_IN_FLIGHT && !this.failure) await new Promise<void>((r) => this.wake.push(r));
     if (this.failure) throw this.failure;
     this.inFlight++;
-    this.worker.postMessage({ type: 'batch', dims, data } satisfies ToWorker, [data.buffer as ArrayBuffer]);
+    const copy = data.slice();
+    this.worker.postMessage({ type: 'batch', dims, data: copy } satisfies ToWorker, [copy.buffer as ArrayBuffer]);
   }
 
   /** Every tensor's statistics, sorted by name, once all batches are counted. */

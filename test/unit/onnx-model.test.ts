@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
 import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import {
+  decodeOnnxModel,
   ELEM,
   graphOf,
   loadOnnxModel,
@@ -106,6 +107,30 @@ describe('loadOnnxModel', () => {
     const byPath = await onnxruntimeBackend.open({ path: file });
     expect(Array.from((await byPath.run({ x: makeTensor('float32', [1, 2], [1, -1]) })).y!.data as Float32Array)).toEqual([-2.5, -4, -1]);
     await byPath.release();
+  });
+
+  it('exposed-model bytes for onnxruntime: file bytes plus the added outputs, or a full encoding with external data', async () => {
+    const { exposedModelBytesForOnnxruntime } = await import('../../src/onnx/expose.js');
+    const { sourceBytesOf } = await import('../../src/onnx/model.js');
+    const ort = (await import('onnxruntime-node')).default;
+    const mobilenet = await loadOnnxModel(MOBILENET);
+    const fileBytes = await readFile(MOBILENET);
+    expect(Buffer.from(sourceBytesOf(mobilenet)!).equals(fileBytes)).toBe(true);
+    const bytes = exposedModelBytesForOnnxruntime(mobilenet, ['bn_Conv1', 'block_2_add']);
+    expect(Buffer.from(bytes.subarray(0, fileBytes.length)).equals(fileBytes)).toBe(true); // appended, not re-encoded
+    const session = await ort.InferenceSession.create(bytes);
+    expect(session.outputNames).toEqual([...graphOf(mobilenet).output.map((o) => o.name), 'bn_Conv1', 'block_2_add']);
+    await session.release();
+    // With external data the file bytes are not the model: a full encoding of the inlined model instead.
+    const sub = path.join(dir, 'ext-expose');
+    await import('node:fs/promises').then((fs) => fs.mkdir(sub));
+    const { model, blob } = externalModel();
+    await writeFile(path.join(sub, 'weights.bin'), blob);
+    await writeOnnxModel(path.join(sub, 'model.onnx'), model);
+    const loaded = await loadOnnxModel(path.join(sub, 'model.onnx'));
+    expect(sourceBytesOf(loaded)).toBeUndefined();
+    const decoded = decodeOnnxModel(exposedModelBytesForOnnxruntime(loaded, ['xw']), 'exposed');
+    expect(graphOf(decoded).output.map((o) => o.name)).toEqual(['y', 'xw']);
   });
 
   it('names a missing external data file', async () => {
