@@ -247,7 +247,7 @@ async function collectStatistics(
   const names = activations.map((a) => a.name);
   // onnxruntime gets all cores but one by default: image decoding and the statistics kernels run beside it.
   const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
-  // The model runs in a worker thread (see src/stats/collect-worker.ts): decoding goes on beside it.
+  // The model runs off the main thread (openStatisticsPass below): decoding goes on beside it.
   // Clip/Relu/Pad outputs are counted from their inputs' values rather than exported (src/stats/derive.ts).
   const plan = planCollection(model, activations, { derive: options.derive });
   const skipped: SkippedFile[] = [];

@@ -1,5 +1,7 @@
 /**
- * Worker thread that runs the model with every activation exposed and counts the statistics.
+ * Worker thread that runs the model with every activation exposed and counts the statistics: the fallback path,
+ * through onnxruntime-node, where onnxruntime's C API cannot be used directly (./native-collect.ts is the usual
+ * path, and gives the same bytes).
  *
  * onnxruntime-node runs a session synchronously on the thread that calls it: on the main thread, each run (30 ms
  * per image for MobileNetV2 with its 112 activations exposed) would stop the image pipeline from handing over
@@ -9,7 +11,7 @@
  * was 5% faster but doubled the peak memory (1.25 GB instead of 0.6). Batches are processed strictly in order,
  * so the statistics are the same as on one thread.
  *
- * Protocol (see ./worker-client.ts): in: {type:'batch', dims, data} (buffer transferred), {type:'end'};
+ * Protocol (see ./worker-client.ts): in: {type:'batch', dims, data} (a copy, transferred), {type:'end'};
  * out: {type:'ready'}, {type:'done'} per batch, {type:'result', tensors}, {type:'error', error}.
  */
 import { parentPort, workerData } from 'node:worker_threads';
