@@ -10,6 +10,7 @@
         "src/addon.cc",
         "src/stats/histogram.cc",
         "src/stats/kl.cc",
+        "src/stats/density.cc",
         "src/stats/stats_binding.cc",
         "src/feeder/task.cc",
         "src/feeder/batch_feeder.cc",

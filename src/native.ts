@@ -45,6 +45,17 @@ export interface NativeBinding extends FeederBinding {
     hists: Float64Array[],
     spec: { grouping: string; emptyBins: string; ties: string; levels: number; startBin: number; emptyQ?: number },
   ): Promise<Int32Array>;
+  /**
+   * percentile and mse amax (src/calibrators/{percentile,mse}.ts, the same arithmetic in C++) for a list of tensors
+   * on one libuv worker thread. fields: [count, zeroCount, absMax, range] per tensor; percentile: p, or undefined
+   * for none; mse: [qmax, candidates, startBin], or undefined for none.
+   */
+  densityAmaxAsync(
+    fields: Float64Array,
+    hists: Float64Array[],
+    percentile: number | undefined,
+    mse: number[] | undefined,
+  ): Promise<{ percentile?: Float64Array; mse?: Float64Array }>;
   // --- onnxruntime statistics collector (native/src/ort/collector.cc), used only by src/stats/native-collect.ts ---
   OrtCollector: new (libraryPath: string, model: Uint8Array, config: OrtCollectorConfig) => OrtCollector;
   [key: string]: unknown;

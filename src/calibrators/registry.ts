@@ -3,7 +3,7 @@
  */
 import { UserError } from '../errors.js';
 import type { TensorStatistics } from '../stats/types.js';
-import { loadNative } from '../native.js';
+import { loadNative, type NativeBinding } from '../native.js';
 import { HistogramDensity } from './density.js';
 import { entropy, entropyAmaxFromBins, entropyHistogram, ENTROPY_SPEC } from './entropy.js';
 import { entropy2, entropy2AmaxFromBins, entropy2Histogram, ENTROPY2_SPEC } from './entropy2.js';
@@ -11,7 +11,7 @@ import type { RebinnedHistogram } from './histogram.js';
 import { klScan, type KlScanSpec } from './kl.js';
 import { klScanMany } from './kl-native.js';
 import { minmax, minmaxAmax } from './minmax.js';
-import { mse, mseAmax } from './mse.js';
+import { mse, mseAmax, MSE_SEARCH } from './mse.js';
 import { checkPercentile, DEFAULT_PERCENTILE, percentile, percentileAmax } from './percentile.js';
 import type { AlgorithmName, Calibrator, CalibratorOptions } from './types.js';
 
@@ -71,8 +71,9 @@ export function computeAmaxes(
 
 /**
  * amax per tensor for several algorithms, the same numbers as each calibrator's compute(). The KL scans (entropy2,
- * entropy) run on libuv worker threads through the native addon, split across the cores, while minmax, percentile
- * and mse run here; `onTensor` reports the progress of the latter. Maps are in the order of `stats`.
+ * entropy) and percentile/mse run on libuv worker threads through the native addon (native/src/stats/kl.cc and
+ * density.cc: the same arithmetic as the TypeScript), the scans split across the cores; minmax runs here. Without
+ * the addon everything runs here. `onTensor` reports the tensors done. Maps are in the order of `stats`.
  */
 export async function computeAllAmaxes(
   algorithms: readonly AlgorithmName[],
@@ -106,10 +107,24 @@ export async function computeAllAmaxes(
       );
     }
   }
-  const here = algorithms.filter((a) => a !== 'entropy2' && a !== 'entropy');
+  let here = algorithms.filter((a) => a !== 'entropy2' && a !== 'entropy');
+  const native = nativeOrUndefined();
+  if (native && (wanted.has('percentile') || wanted.has('mse'))) {
+    const fields = new Float64Array(stats.length * 4);
+    stats.forEach((s, i) => fields.set([s.count, s.zeroCount, s.absMax, s.range], i * 4));
+    const p = wanted.has('percentile') ? checkPercentile(options.percentile ?? DEFAULT_PERCENTILE) : undefined;
+    const search = wanted.has('mse') ? [MSE_SEARCH.qmax, MSE_SEARCH.candidates, MSE_SEARCH.startBin] : undefined;
+    scans.push(
+      native.densityAmaxAsync(fields, stats.map((s) => s.hist), p, search).then((r) => {
+        if (r.percentile) results.get('percentile')!.set(r.percentile);
+        if (r.mse) results.get('mse')!.set(r.mse);
+      }),
+    );
+    here = here.filter((a) => a !== 'percentile' && a !== 'mse');
+  }
   for (let t = 0; t < stats.length; t++) {
     const s = stats[t]!;
-    const density = wanted.has('percentile') || wanted.has('mse') ? new HistogramDensity(s) : undefined;
+    const density = here.includes('percentile') || here.includes('mse') ? new HistogramDensity(s) : undefined;
     for (const a of here) {
       const out = results.get(a)!;
       if (a === 'minmax') out[t] = minmaxAmax(s);
@@ -126,6 +141,14 @@ export async function computeAllAmaxes(
     out.set(a, new Map(stats.map((s, i) => [s.name, values[i]!])));
   }
   return out;
+}
+
+function nativeOrUndefined(): NativeBinding | undefined {
+  try {
+    return loadNative();
+  } catch {
+    return undefined;
+  }
 }
 
 /** Chosen bins for each histogram: native worker threads when the addon loads, else the TypeScript scan. */

@@ -99,4 +99,24 @@ describe('computeAllAmaxes', () => {
     // the entropy histograms share one re-binning
     expect(entropyHistogram(stats[0]!, entropy2Histogram(stats[0]!))!.counts[0]).toBe(entropy2Histogram(stats[0]!)!.counts[1]);
   });
+
+  it('percentile and mse on worker threads give the TypeScript numbers exactly, edge cases included', async () => {
+    const r = rng(11);
+    const c = new StatisticsCollector();
+    const tensor = (n: number, f: (u: number, i: number) => number) => Float32Array.from({ length: n }, (_, i) => f(r(), i));
+    await c.add('a-relu', tensor(50_000, (u) => Math.max(0, u - 0.7) * 9)); // 70% exact zeros
+    await c.add('b-mostly-zero', tensor(50_000, (u, i) => (i % 5000 === 0 ? u * 3 : 0))); // zeros beyond 99.9%
+    await c.add('c-all-zero', new Float32Array(30_000));
+    await c.add('d-constant', new Float32Array(30_000).fill(-2.5));
+    await c.add('e-one-outlier', tensor(40_000, (u, i) => (i === 777 ? 1e4 : u - 0.5)));
+    await c.add('f-tiny', tensor(40_000, (u) => (u - 0.5) * 1e-30));
+    const stats = [...c.result(), emptyStatistics('g-empty')];
+    for (const p of [99.99, 99.9, 50, 100]) {
+      const all = await computeAllAmaxes(['percentile', 'mse'], stats, { percentile: p });
+      for (const s of stats) {
+        expect(all.get('percentile')!.get(s.name), `${s.name} percentile ${p}`).toBe(CALIBRATORS.percentile.compute(s, { percentile: p }));
+        expect(all.get('mse')!.get(s.name), `${s.name} mse`).toBe(CALIBRATORS.mse.compute(s));
+      }
+    }
+  });
 });

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "stats/density.h"
 #include "stats/histogram.h"
 #include "stats/kl.h"
 #include "stats/stats.h"
@@ -165,6 +166,98 @@ Napi::Value AccumulateAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// densityAmaxAsync(fields: Float64Array(4n) [count, zeroCount, absMax, range per tensor], hists: Float64Array[n],
+//                  percentile: number | undefined, mse: [qmax, candidates, startBin] | undefined)
+//   -> Promise<{ percentile?: Float64Array(n), mse?: Float64Array(n) }>
+// percentile and mse amax (src/calibrators/*.ts, the same arithmetic) for a list of tensors on one worker thread.
+class DensityWorker : public Napi::AsyncWorker {
+ public:
+  DensityWorker(Napi::Env env, std::vector<HistogramFields> tensors, std::vector<Napi::ObjectReference> refs, bool percentile,
+                double p, bool mse, double qmax, int candidates, int startBin)
+      : Napi::AsyncWorker(env, "trtcalib:densityAmax"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        tensors_(std::move(tensors)),
+        refs_(std::move(refs)),
+        wantPercentile_(percentile),
+        p_(p),
+        wantMse_(mse),
+        qmax_(qmax),
+        candidates_(candidates),
+        startBin_(startBin) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+  void Execute() override {
+    percentile_.assign(tensors_.size(), 0.0);
+    mse_.assign(tensors_.size(), 0.0);
+    for (size_t t = 0; t < tensors_.size(); ++t) {
+      const HistogramDensity d(tensors_[t]);
+      if (wantPercentile_) percentile_[t] = PercentileAmax(tensors_[t], p_, d);
+      if (wantMse_) mse_[t] = MseAmax(tensors_[t], d, qmax_, candidates_, startBin_);
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object out = Napi::Object::New(env);
+    auto array = [&](const std::vector<double>& v) {
+      Napi::Float64Array a = Napi::Float64Array::New(env, v.size());
+      std::copy(v.begin(), v.end(), a.Data());
+      return a;
+    };
+    if (wantPercentile_) out.Set("percentile", array(percentile_));
+    if (wantMse_) out.Set("mse", array(mse_));
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::vector<HistogramFields> tensors_;
+  std::vector<Napi::ObjectReference> refs_;  // keeps the histograms alive until the worker is done
+  bool wantPercentile_;
+  double p_;
+  bool wantMse_;
+  double qmax_;
+  int candidates_;
+  int startBin_;
+  std::vector<double> percentile_, mse_;
+};
+
+Napi::Value DensityAmaxAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4) throw Napi::TypeError::New(env, "Expected (fields, hists, percentile, mse)");
+  Napi::Float64Array fields = ExpectFloat64Array(env, info[0], "fields");
+  if (!info[1].IsArray()) throw Napi::TypeError::New(env, "Expected an array of Float64Array histograms");
+  Napi::Array hists = info[1].As<Napi::Array>();
+  const uint32_t n = hists.Length();
+  if (fields.ElementLength() != size_t(n) * 4) throw Napi::RangeError::New(env, "Expected 4 fields per histogram");
+  std::vector<HistogramFields> tensors;
+  std::vector<Napi::ObjectReference> refs;
+  for (uint32_t i = 0; i < n; ++i) {
+    Napi::Float64Array h = ExpectFloat64Array(env, hists.Get(i), "hist");
+    const double* f = fields.Data() + size_t(i) * 4;
+    const double range = f[3], absMax = f[2];
+    const size_t bins = h.ElementLength();
+    if (bins == 0 || (absMax > 0 && !(range > absMax))) throw Napi::RangeError::New(env, "Inconsistent histogram fields");
+    if (absMax > 0 && std::floor((absMax * double(bins)) / range) >= double(bins)) throw Napi::RangeError::New(env, "absMax beyond the histogram");
+    tensors.push_back({f[0], f[1], absMax, range, h.Data(), uint32_t(bins)});
+    refs.push_back(Napi::Persistent(hists.Get(i).As<Napi::Object>()));
+  }
+  const bool percentile = info[2].IsNumber();
+  const double p = percentile ? info[2].As<Napi::Number>().DoubleValue() : 0;
+  const bool mse = info[3].IsArray();
+  double qmax = 127;
+  int candidates = 2048, startBin = 128;
+  if (mse) {
+    Napi::Array m = info[3].As<Napi::Array>();
+    qmax = m.Get(uint32_t(0)).As<Napi::Number>().DoubleValue();
+    candidates = m.Get(uint32_t(1)).As<Napi::Number>().Int32Value();
+    startBin = m.Get(uint32_t(2)).As<Napi::Number>().Int32Value();
+  }
+  auto* worker = new DensityWorker(env, std::move(tensors), std::move(refs), percentile, p, mse, qmax, candidates, startBin);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 KlSpec ParseSpec(const Napi::Env& env, const Napi::Value& v) {
   if (!v.IsObject()) throw Napi::TypeError::New(env, "Expected a KL scan spec object");
   Napi::Object o = v.As<Napi::Object>();
@@ -267,6 +360,7 @@ Napi::Value KlScanAsync(const Napi::CallbackInfo& info) {
 
 void InitStats(Napi::Env env, Napi::Object exports) {
   exports.Set("statsAccumulate", Napi::Function::New(env, Accumulate, "statsAccumulate"));
+  exports.Set("densityAmaxAsync", Napi::Function::New(env, DensityAmaxAsync, "densityAmaxAsync"));
   exports.Set("statsAccumulatePair", Napi::Function::New(env, AccumulatePair, "statsAccumulatePair"));
   exports.Set("statsAccumulateAsync", Napi::Function::New(env, AccumulateAsync, "statsAccumulateAsync"));
   exports.Set("statsHeaderSize", Napi::Number::New(env, kHeaderSize));
