@@ -58,6 +58,8 @@ export interface NativeBinding extends FeederBinding {
   ): Promise<{ percentile?: Float64Array; mse?: Float64Array }>;
   // --- onnxruntime statistics collector (native/src/ort/collector.cc), used only by src/stats/native-collect.ts ---
   OrtCollector: new (libraryPath: string, model: Uint8Array, config: OrtCollectorConfig) => OrtCollector;
+  /** Loads the onnxruntime library as OrtCollector does; its version, or throws "onnxruntime library: <why>". */
+  ortRuntimeVersion(libraryPath: string): string;
   [key: string]: unknown;
 }
 

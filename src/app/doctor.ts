@@ -10,13 +10,14 @@ import { detectTensorRTInstall, formatTensorRTLibraryVersion, type TensorRTDetec
 import { findTensorRTLibraryFile } from '../util/tensorrt-install.js';
 import type { TrtInfo } from '../backends/tensorrt-native.js';
 import { loadNative, nativeAddonPath, tensorrtBridge } from '../native.js';
+import { onnxruntimeLibraryPath } from '../backends/onnxruntime.js';
 
 const require = createRequire(import.meta.url);
 
 export type CheckStatus = 'ok' | 'missing' | 'warning';
 
 export interface DoctorCheck {
-  /** Stable key, for --json users: node, sharp, onnxruntime, native-addon, tensorrt-bridge, tensorrt, cuda, gpu. */
+  /** Stable key, for --json users: node, sharp, onnxruntime, native-addon, collector, tensorrt-bridge, tensorrt, cuda, gpu. */
   id: string;
   title: string;
   status: CheckStatus;
@@ -141,6 +142,23 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
       found: (err as Error).message,
       consequence: 'the statistics kernels are unavailable: calibrate and sensitivity fail.',
       hint: 'Build it with `npm run build:native` (python3, make and a C++17 compiler).',
+    });
+  }
+
+  // The statistics collector: onnxruntime's C API through the library onnxruntime-node ships (src/stats/native-collect.ts).
+  const library = onnxruntimeLibraryPath();
+  try {
+    if (!library) throw new Error(`onnxruntime-node ships no onnxruntime library for ${process.platform}-${process.arch}`);
+    const version = loadNative().ortRuntimeVersion(library);
+    checks.push({ id: 'collector', title: 'statistics collector', status: 'ok', found: `onnxruntime ${version} C API (${library})` });
+  } catch (err) {
+    checks.push({
+      id: 'collector',
+      title: 'statistics collector',
+      status: 'warning',
+      found: (err as Error).message.replace(/^onnxruntime library: /, ''),
+      consequence: 'calibration counts statistics through onnxruntime-node in a worker thread instead: the same results, about twice as slow.',
+      hint: 'Reinstall with `npm install` so that onnxruntime-node brings its library for this platform.',
     });
   }
 

@@ -54,7 +54,7 @@ describe('trt-calib doctor', () => {
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as { checks: Check[]; versions: Record<string, string | undefined> };
     const byId = new Map(report.checks.map((c) => [c.id, c]));
-    expect([...byId.keys()]).toEqual(['node', 'sharp', 'onnxruntime', 'native-addon', 'tensorrt', 'tensorrt-bridge', 'cuda', 'gpu']);
+    expect([...byId.keys()]).toEqual(['node', 'sharp', 'onnxruntime', 'native-addon', 'collector', 'tensorrt', 'tensorrt-bridge', 'cuda', 'gpu']);
 
     expect(report.versions.node).toBe(process.version);
     expect(byId.get('node')!.found).toContain(process.version);
@@ -65,6 +65,9 @@ describe('trt-calib doctor', () => {
     expect(byId.get('onnxruntime')!.found).toContain((require('onnxruntime-node/package.json') as { version: string }).version);
     expect(byId.get('native-addon')).toMatchObject({ status: 'ok' });
     expect(byId.get('native-addon')!.found).toContain('feederSelfTest');
+    // calibration counts next to onnxruntime's C API here (onnxruntime-node ships its library for linux-x64)
+    expect(byId.get('collector')).toMatchObject({ status: 'ok' });
+    expect(byId.get('collector')!.found).toMatch(/^onnxruntime 1\.\d+\.\d+ C API \(.*onnxruntime/);
 
     for (const c of report.checks) {
       if (c.status !== 'ok') {

@@ -709,6 +709,21 @@ Napi::Value Collector::Drain(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void InitOrtCollector(Napi::Env env, Napi::Object exports) { exports.Set("OrtCollector", Collector::Define(env)); }
+// ortRuntimeVersion(libraryPath): loads the onnxruntime library as the collector does and returns its version;
+// throws with the reason ("onnxruntime library: ...") when it cannot be used. For `trt-calib doctor`.
+Napi::Value OrtRuntimeVersion(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "Expected the onnxruntime library path");
+  try {
+    return Napi::String::New(env, LoadRuntime(info[0].As<Napi::String>().Utf8Value()).api.version);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+void InitOrtCollector(Napi::Env env, Napi::Object exports) {
+  exports.Set("OrtCollector", Collector::Define(env));
+  exports.Set("ortRuntimeVersion", Napi::Function::New(env, OrtRuntimeVersion, "ortRuntimeVersion"));
+}
 
 }  // namespace trtcalib
