@@ -499,13 +499,18 @@ class ClampPairAccumulator {
   void Need(double absOut, double absIn) {
     const double out = RangeFor(absOut), in = RangeFor(absIn);
     if (out > rangeOut_) {
-      if (rangeOut_ > 0) GrowPart(0, out / rangeOut_);
+      if (rangeOut_ > 0) GrowPart(0, out / rangeOut_, topOut_);
       rangeOut_ = out;
     }
     if (in > rangeIn_) {
-      if (rangeIn_ > 0) GrowPart(bins_, in / rangeIn_);
+      if (rangeIn_ > 0) GrowPart(bins_, in / rangeIn_, topIn_);
       rangeIn_ = in;
     }
+    // Highest bins this block can reach in each half (|x| < range: below bins).
+    if (rangeOut_ > 0) topOut_ = std::max(topOut_, int64_t(absOut * (double(bins_) / rangeOut_)));
+    else topOut_ = std::max<int64_t>(topOut_, 0);
+    if (rangeIn_ > 0) topIn_ = std::max(topIn_, int64_t(absIn * (double(bins_) / rangeIn_)));
+    else topIn_ = std::max<int64_t>(topIn_, 0);
   }
 
   // A block without NaN or infinities: the clamp's summary follows from the root's (clamp is monotone).
@@ -633,15 +638,29 @@ class ClampPairAccumulator {
     Merge(clampTotal_, c);
   }
 
-  void GrowPart(uint32_t offset, double factor) {
-    for (uint32_t l = 0; l < kLanes; ++l) GrowCounts(lanes_.data() + size_t(l) * stride_ + offset, bins_, factor);
+  // Re-bins one half for a range `factor` times wider; `top` (the highest bin in use, -1 for none) follows.
+  void GrowPart(uint32_t offset, double factor, int64_t& top) {
+    if (top < 0) return;
+    const uint32_t used = uint32_t(top) + 1;
+    const uint32_t f = factor >= double(bins_) ? bins_ : uint32_t(factor);
+    for (uint32_t l = 0; l < kLanes; ++l) {
+      uint32_t* h = lanes_.data() + size_t(l) * stride_ + offset;
+      for (uint32_t j = 0; j <= (used - 1) / f; ++j) {
+        uint32_t sum = 0;
+        for (uint32_t k = j * f; k < std::min(used, (j + 1) * f); ++k) sum += h[k];
+        h[j] = sum;
+      }
+      std::fill(h + (used - 1) / f + 1, h + used, 0u);
+    }
+    top = (used - 1) / f;
   }
 
-  // Adds one half of the lanes to hist, whose range is `factor` (a power of two >= 1) times the half's.
-  bool AddPart(uint32_t offset, double* hist, double factor) const {
+  // Adds bins 0..top of one half of the lanes to hist, whose range is `factor` (a power of two >= 1) times the
+  // half's.
+  bool AddPart(uint32_t offset, double* hist, double factor, int64_t top) const {
     const uint32_t f = factor >= double(bins_) ? bins_ : uint32_t(factor);
     bool any = false;
-    for (uint32_t b = 0; b < bins_; ++b) {
+    for (uint32_t b = 0; int64_t(b) <= top; ++b) {
       uint64_t c = 0;
       for (uint32_t l = 0; l < kLanes; ++l) c += lanes_[size_t(l) * stride_ + offset + b];
       if (c) {
@@ -652,10 +671,10 @@ class ClampPairAccumulator {
     return any;
   }
 
-  bool PartEmpty(uint32_t offset) const {
+  bool PartEmpty(uint32_t offset, int64_t top) const {
     for (uint32_t l = 0; l < kLanes; ++l) {
       const uint32_t* h = lanes_.data() + size_t(l) * stride_ + offset;
-      for (uint32_t b = 0; b < bins_; ++b) {
+      for (uint32_t b = 0; int64_t(b) <= top; ++b) {
         if (h[b]) return false;
       }
     }
@@ -673,9 +692,9 @@ class ClampPairAccumulator {
     // (ch_'s absMax is updated only in Finish; a flush within a call also needs room for the bounds placed.)
     const double clampTarget = std::max({RangeFor(ch_[kAbsMax]), rangeIn_, RangeFor(boundsAbsMax_)});
     if (clampTarget > ch_[kRange]) GrowRange(ch_, chist_, bins_, clampTarget);
-    const bool insideEmpty = PartEmpty(bins_);
+    const bool insideEmpty = PartEmpty(bins_, topIn_);
     // A half whose range is still 0 holds only zeros (bin 0 under any range): factor 1.
-    if (!insideEmpty) AddPart(bins_, chist_, rangeIn_ > 0 ? ch_[kRange] / rangeIn_ : 1);
+    if (!insideEmpty) AddPart(bins_, chist_, rangeIn_ > 0 ? ch_[kRange] / rangeIn_ : 1, topIn_);
     PlaceValue(ch_, chist_, bins_, lo_, below_);
     PlaceValue(ch_, chist_, bins_, hi_, above_);
     below_ = above_ = 0;
@@ -683,12 +702,18 @@ class ClampPairAccumulator {
     // bounds |clamp(x)| by max(|x|, |v|) over the data).
     const double rootTarget = std::max(RangeFor(rh_[kAbsMax]), rangeOut_);
     if (rootTarget > rh_[kRange]) GrowRange(rh_, rhist_, bins_, rootTarget);
-    AddPart(0, rhist_, rangeOut_ > 0 ? rh_[kRange] / rangeOut_ : 1);
+    AddPart(0, rhist_, rangeOut_ > 0 ? rh_[kRange] / rangeOut_ : 1, topOut_);
     if (!insideEmpty) {
       if (rangeIn_ > rh_[kRange] && rangeIn_ > 0) throw std::logic_error("clamp statistics: inside range exceeds the root's");
-      AddPart(bins_, rhist_, rangeIn_ > 0 ? rh_[kRange] / rangeIn_ : 1);
+      AddPart(bins_, rhist_, rangeIn_ > 0 ? rh_[kRange] / rangeIn_ : 1, topIn_);
     }
-    std::fill(lanes_.begin(), lanes_.end(), 0u);
+    // Only the bins in use were touched: clear those.
+    for (uint32_t l = 0; l < kLanes; ++l) {
+      uint32_t* h = lanes_.data() + size_t(l) * stride_;
+      if (topOut_ >= 0) std::fill(h, h + topOut_ + 1, 0u);
+      if (topIn_ >= 0) std::fill(h + bins_, h + bins_ + topIn_ + 1, 0u);
+    }
+    topOut_ = topIn_ = -1;
     sinceFlush_ = 0;
   }
 
@@ -710,6 +735,8 @@ class ClampPairAccumulator {
   uint64_t below_ = 0;
   uint64_t above_ = 0;
   double boundsAbsMax_ = 0;  // |lo| / |hi| when values were clamped to them
+  int64_t topOut_ = -1;      // highest bin in use in each half of the lanes (-1: none): flushes stop there
+  int64_t topIn_ = -1;
   size_t sinceFlush_ = 0;
 };
 
