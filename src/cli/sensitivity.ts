@@ -17,6 +17,8 @@ interface SensitivityCliValues extends CommonOptions, PreprocessCliValues {
   measure: MeasureChoice;
   metric: RankMetric;
   layers?: string[];
+  labels?: string;
+  classes?: string;
   threads?: number;
   maxMemory: number;
   top?: number;
@@ -75,6 +77,8 @@ export function register(program: Command): void {
     .addOption(new Option('--measure <m>', 'one-at-a-time, leave-one-out or both (see below)').choices(MEASURES as string[]).default(DEFAULT_MEASURE))
     .addOption(new Option('--metric <m>', 'rank by the mean output cosine, the agreement (top-1, or same-side for maps), or the worst image\'s cosine').choices(RANK_METRICS as string[]).default(DEFAULT_RANK_METRIC))
     .option('--layers <names>', 'only these layers: names or globs (* and ?), comma-separated', layerList)
+    .option('--labels <source>', 'rank and budget by top-1 accuracy: "folders" (class = parent folder name) or a CSV of path,label')
+    .option('--classes <file>', 'with --labels: class names, one per line (line index = class index)')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', parseInteger(1, 1024))
     .option('--max-memory <MiB>', 'limit for the images and FP32 outputs kept in memory', parseNumber(1, 1024 * 1024), DEFAULT_MAX_MEMORY_BYTES / 1024 ** 2)
     .option('--top <n>', 'print only the n most sensitive layers', parseInteger(1))
@@ -97,6 +101,7 @@ export function register(program: Command): void {
       measure: opts.measure,
       metric: opts.metric,
       ...(opts.layers ? { layers: opts.layers } : {}),
+      ...(opts.labels ? { labelSource: { labels: opts.labels, ...(opts.classes ? { classes: opts.classes } : {}) } } : {}),
       ...(opts.threads ? { threads: opts.threads } : {}),
       maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
       reporter,

@@ -25,6 +25,8 @@
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { weightScales, quantizeWeights } from '../onnx/qdq.js';
 import { snrFromSums } from '../compare/metrics.js';
+import { loadLabels } from '../compare/labels.js';
+import { labelMap } from '../compare/run.js';
 import { datasetForModel, type DataOptions } from '../app/data.js';
 import { loadCacheFor } from '../app/variants.js';
 import type { PreprocessConfig } from '../datasets/types.js';
@@ -120,7 +122,10 @@ export interface SensitivityOptions {
   threads?: number;
   /** Memory limit for the kept images and FP32 outputs (bytes). */
   maxMemoryBytes?: number;
+  /** Class per image file (the library form)... */
   labels?: ReadonlyMap<string, number>;
+  /** ...or where to read them, as compare's --labels and --classes ("folders" or a path,label CSV). */
+  labelSource?: { labels: string; classes?: string };
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -161,6 +166,12 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
   selectLayers(builder.layers, options.layers);
 
   const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'sensitivity analysis');
+  let labels = options.labels;
+  if (!labels && options.labelSource) {
+    const assigned = await loadLabels(dataset.files, { ...options.labelSource, dataRoot: options.data.data });
+    labels = labelMap(dataset.files, assigned.labels);
+    reporter.info(`labels: ${assigned.labelled} of ${dataset.files.length} images (${assigned.source})`);
+  }
 
   // Measured in the FP32 pass: each layer's quantized inputs (INT8 noise with their scale, FP16 noise, range).
   // Only inputs are exposed: exposing a convolution's output would keep onnxruntime from fusing it with the
@@ -182,7 +193,7 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
       outputs: session.outputs.map((o) => o.name),
       measure,
       ...(options.maxMemoryBytes !== undefined ? { maxBytes: options.maxMemoryBytes } : {}),
-      ...(options.labels ? { labels: options.labels } : {}),
+      ...(labels ? { labels } : {}),
       reporter,
       ...(options.signal ? { signal: options.signal } : {}),
     });

@@ -5,7 +5,7 @@
  * numbers the search reported. Also: the same ranking whatever the batch size, and the refusals.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -105,6 +105,25 @@ describe('trt-calib sensitivity', () => {
     expect(r.stdout).toMatch(/budget not met: meeting the target 100\.00% needs \d+ layers out of INT8 \(.*\), more than the cap of 0; within the cap the best is 87\.50% with 0 layer\(s\) out/);
     expect(r.stderr).toMatch(/the accuracy budget of 0 points cannot be met/);
     expect(existsSync(none)).toBe(false);
+  });
+
+  it('with --labels, measures and budgets top-1 accuracy (compare\'s label sources)', async () => {
+    const data = path.join(tmp, 'labelled');
+    await mkdir(path.join(data, 'Drawing'), { recursive: true });
+    await mkdir(path.join(data, 'Neutral'), { recursive: true });
+    await copyFile(path.join(IMAGES, 'opencv_doc__aero1.jpg'), path.join(data, 'Drawing', 'a.jpg'));
+    await copyFile(path.join(IMAGES, 'opencv_doc__home.jpg'), path.join(data, 'Neutral', 'b.jpg'));
+    await copyFile(path.join(IMAGES, 'opencv_doc__apple.jpg'), path.join(data, 'Neutral', 'c.jpg'));
+    const classes = path.join(tmp, 'classes.txt');
+    await writeFile(classes, 'Drawing\nHentai\nNeutral\nPorn\nSexy\n');
+    const r = await runCli(['sensitivity', '--model', MOBILENET, '--cache', cache, '--data', data, '--preset', 'raw01', '--layers', 'bn_Conv1', '--labels', 'folders', '--classes', classes, '--max-drop', '100', '--precision-out', path.join(tmp, 'labelled.precision.json'), '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.sensitivity.budgetMetric).toBe('top1-accuracy');
+    expect(out.mixed.metric).toBe('top1-accuracy');
+    const bad = await runCli(['sensitivity', '--model', MOBILENET, '--cache', cache, '--data', data, '--preset', 'raw01', '--layers', 'bn_Conv1', '--labels', path.join(tmp, 'no-such.csv')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/no-such\.csv/);
   });
 
   it('refuses before any work, naming what to change', async () => {
