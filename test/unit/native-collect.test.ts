@@ -14,6 +14,7 @@ import { listActivations } from '../../src/onnx/graph.js';
 import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
 import { planCollection } from '../../src/stats/derive.js';
 import { nativeCollectionUnsupported } from '../../src/stats/native-collect.js';
+import { silentReporter } from '../../src/reporter.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 const MOBILENET = path.join(ROOT, 'test/fixtures/models/mobilenet_v2_nsfw_224.onnx');
@@ -56,6 +57,35 @@ describe('native statistics collection', () => {
       for (const f of Object.keys(files.native!)) expect(files.native![f]!.equals(files.worker![f]!), f).toBe(true);
     });
   }
+});
+
+describe('native statistics collection in a library process', () => {
+  it('runs two calibrations at once (each its own session and counting thread) with the bytes of one alone', async () => {
+    const run = (dir: string) =>
+      calibrate({ model: MOBILENET, data: { data: IMAGES, preprocess: { preset: 'raw01' }, maxImages: 4 }, algorithms: ['minmax'], trtVersion: '10.3.0', outDir: path.join(tmp, dir) });
+    await run('alone');
+    await Promise.all([run('twin-a'), run('twin-b')]);
+    const alone = await readFile(path.join(tmp, 'alone', 'mobilenet_v2_nsfw_224.stats.msgpack'));
+    for (const dir of ['twin-a', 'twin-b']) expect((await readFile(path.join(tmp, dir, 'mobilenet_v2_nsfw_224.stats.msgpack'))).equals(alone)).toBe(true);
+  });
+
+  it('stops on an abort signal, writes nothing, and the next calibration works', async () => {
+    const controller = new AbortController();
+    const dir = path.join(tmp, 'aborted');
+    const pending = calibrate({
+      model: MOBILENET,
+      data: { data: IMAGES, preprocess: { preset: 'raw01' } },
+      algorithms: ['minmax'],
+      trtVersion: '10.3.0',
+      outDir: dir,
+      signal: controller.signal,
+      reporter: { ...silentReporter, update: () => controller.abort() }, // abort once the first image is in
+    });
+    await expect(pending).rejects.toThrow(/abort/i);
+    expect(await readdir(dir).catch(() => [])).toEqual([]);
+    const r = await calibrate({ model: MOBILENET, data: { data: IMAGES, preprocess: { preset: 'raw01' }, maxImages: 2 }, algorithms: ['minmax'], trtVersion: '10.3.0', outDir: path.join(tmp, 'after-abort') });
+    expect(r.images.used).toBe(2);
+  });
 });
 
 describe('OrtCollector (binding)', () => {
