@@ -33,3 +33,20 @@ export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.Pro
     );
   });
 }
+
+/**
+ * Three real photos in two class folders (Drawing/a.jpg, Neutral/b.jpg, Neutral/c.jpg) under `dir`, and a class
+ * list for MobileNetV2-NSFW's five classes: labelled data for --labels folders --classes.
+ */
+export async function labelledPhotos(dir: string): Promise<{ data: string; classes: string }> {
+  const { copyFile, mkdir, writeFile } = await import('node:fs/promises');
+  const data = path.join(dir, 'labelled');
+  await mkdir(path.join(data, 'Drawing'), { recursive: true });
+  await mkdir(path.join(data, 'Neutral'), { recursive: true });
+  await copyFile(path.join(IMAGES, 'opencv_doc__aero1.jpg'), path.join(data, 'Drawing', 'a.jpg'));
+  await copyFile(path.join(IMAGES, 'opencv_doc__home.jpg'), path.join(data, 'Neutral', 'b.jpg'));
+  await copyFile(path.join(IMAGES, 'opencv_doc__apple.jpg'), path.join(data, 'Neutral', 'c.jpg'));
+  const classes = path.join(dir, 'classes.txt');
+  await writeFile(classes, 'Drawing\nHentai\nNeutral\nPorn\nSexy\n');
+  return { data, classes };
+}

@@ -3,12 +3,12 @@
  * numbers compare reported, the --max-drop gate both ways, labels, and the detector's dense probability map.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile, mkdir, copyFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatCalibrationCache, parseCalibrationCache } from '../../src/cache/trt-cache.js';
-import { IMAGES, MOBILENET, PPOCR, assertBuilt, runCli } from './cli.js';
+import { IMAGES, MOBILENET, PPOCR, assertBuilt, labelledPhotos, runCli } from './cli.js';
 
 let tmp: string;
 let caches: string;
@@ -101,14 +101,7 @@ describe('compare (MobileNetV2)', () => {
 
   it('reports top-1 accuracy and its drop with labels from folder names', async () => {
     // Two "classes" of real photos; the class index is arbitrary but fixed by the class list.
-    const data = path.join(tmp, 'labelled');
-    await mkdir(path.join(data, 'Drawing'), { recursive: true });
-    await mkdir(path.join(data, 'Neutral'), { recursive: true });
-    await copyFile(path.join(IMAGES, 'opencv_doc__aero1.jpg'), path.join(data, 'Drawing', 'a.jpg'));
-    await copyFile(path.join(IMAGES, 'opencv_doc__home.jpg'), path.join(data, 'Neutral', 'b.jpg'));
-    await copyFile(path.join(IMAGES, 'opencv_doc__apple.jpg'), path.join(data, 'Neutral', 'c.jpg'));
-    const classes = path.join(tmp, 'classes.txt');
-    await writeFile(classes, 'Drawing\nHentai\nNeutral\nPorn\nSexy\n');
+    const { data, classes } = await labelledPhotos(tmp);
     const r = await runCli(['compare', '--model', MOBILENET, '--data', data, '--preset', 'raw01', '--labels', 'folders', '--classes', classes, '--precisions', 'fp32,int8', '--cache', cache('minmax'), '--no-layers', '--out-dir', caches, '--report-dir', path.join(tmp, 'labels'), '--json']);
     expect(r.code).toBe(0);
     const rep = JSON.parse(r.stdout);

@@ -5,7 +5,7 @@
  * numbers the search reported. Also: the same ranking whatever the batch size, and the refusals.
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +14,7 @@ import { runComparison } from '../../src/compare/run.js';
 import { createDataset } from '../../src/datasets/dataset.js';
 import { resolvePreprocess } from '../../src/datasets/presets.js';
 import { parsePrecisionMap } from '../../src/precision/map.js';
-import { IMAGES, MOBILENET, assertBuilt, runCli } from './cli.js';
+import { IMAGES, MOBILENET, assertBuilt, labelledPhotos, runCli } from './cli.js';
 
 let tmp: string;
 let cache: string;
@@ -108,14 +108,7 @@ describe('trt-calib sensitivity', () => {
   });
 
   it('with --labels, measures and budgets top-1 accuracy (compare\'s label sources)', async () => {
-    const data = path.join(tmp, 'labelled');
-    await mkdir(path.join(data, 'Drawing'), { recursive: true });
-    await mkdir(path.join(data, 'Neutral'), { recursive: true });
-    await copyFile(path.join(IMAGES, 'opencv_doc__aero1.jpg'), path.join(data, 'Drawing', 'a.jpg'));
-    await copyFile(path.join(IMAGES, 'opencv_doc__home.jpg'), path.join(data, 'Neutral', 'b.jpg'));
-    await copyFile(path.join(IMAGES, 'opencv_doc__apple.jpg'), path.join(data, 'Neutral', 'c.jpg'));
-    const classes = path.join(tmp, 'classes.txt');
-    await writeFile(classes, 'Drawing\nHentai\nNeutral\nPorn\nSexy\n');
+    const { data, classes } = await labelledPhotos(tmp);
     const r = await runCli(['sensitivity', '--model', MOBILENET, '--cache', cache, '--data', data, '--preset', 'raw01', '--layers', 'bn_Conv1', '--labels', 'folders', '--classes', classes, '--max-drop', '100', '--precision-out', path.join(tmp, 'labelled.precision.json'), '--json']);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);

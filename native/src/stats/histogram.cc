@@ -197,23 +197,28 @@ void BinDirect(const float* d, size_t n, double* hist, double scale, bool check)
   }
 }
 
-// Re-bins `bins` counts for a range `factor` (a power of two) times wider: bin j takes bins j*f .. j*f+f-1.
-void GrowCounts(uint32_t* h, uint32_t bins, double factor) {
+// Re-bins `bins` counts for a range `factor` (a power of two >= 2) times wider: bin j takes bins j*f .. j*f+f-1
+// (all into bin 0 when factor >= bins). Acc: the type the sums are made in (uint64 for uint32 lanes, whose sums
+// are at most the lane's own count; double for the float64 state).
+template <typename T, typename Acc>
+void MergeBins(T* h, uint32_t bins, double factor) {
   if (factor >= double(bins)) {
-    uint64_t total = 0;
+    Acc total = 0;
     for (uint32_t b = 0; b < bins; ++b) total += h[b];
-    std::fill(h, h + bins, 0u);
-    h[0] = uint32_t(total);  // at most the lane's own count: no overflow
+    std::fill(h, h + bins, T(0));
+    h[0] = T(total);
     return;
   }
   const uint32_t f = uint32_t(factor);
   for (uint32_t j = 0; j < bins / f; ++j) {
-    uint32_t sum = 0;
+    Acc sum = 0;
     for (uint32_t k = 0; k < f; ++k) sum += h[size_t(j) * f + k];
-    h[j] = sum;
+    h[j] = T(sum);
   }
-  std::fill(h + bins / f, h + bins, 0u);
+  std::fill(h + bins / f, h + bins, T(0));
 }
+
+void GrowCounts(uint32_t* h, uint32_t bins, double factor) { MergeBins<uint32_t, uint64_t>(h, bins, factor); }
 
 class Lanes {
  public:
@@ -400,21 +405,7 @@ void GrowRange(double* header, double* hist, uint32_t bins, double newRange) {
   const double old = header[kRange];
   header[kRange] = newRange;
   if (old == 0) return;  // only zeros so far: they are in bin 0 under any range
-  const double ratio = newRange / old;
-  if (ratio >= double(bins)) {
-    double total = 0;
-    for (uint32_t b = 0; b < bins; ++b) total += hist[b];
-    std::fill(hist, hist + bins, 0.0);
-    hist[0] = total;
-    return;
-  }
-  const uint32_t f = uint32_t(ratio);
-  for (uint32_t j = 0; j < bins / f; ++j) {
-    double s = 0;
-    for (uint32_t k = 0; k < f; ++k) s += hist[size_t(j) * f + k];
-    hist[j] = s;
-  }
-  std::fill(hist + bins / f, hist + bins, 0.0);
+  MergeBins<double, double>(hist, bins, newRange / old);
 }
 
 void AccumulateFloat32(double* header, double* hist, uint32_t bins, const float* data, size_t n) {
