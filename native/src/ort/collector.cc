@@ -318,6 +318,7 @@ class CountingThread {
   };
   // Spare runs kept: with one run counted, one queued and one being produced, two spares let every run reuse.
   static constexpr size_t kSpareRuns = 2;
+  static constexpr size_t kSpareBytes = size_t(256) << 20;
   // Runs queued besides the one being counted (2 and 3 measured no faster on 2 cores; each is a run's outputs).
   static constexpr size_t kQueuedRuns = 1;
 
@@ -339,15 +340,19 @@ class CountingThread {
         changed_.notify_all();
       }
       std::string error;
+      size_t bytes = 0;
       if (!skip) {
         try {
-          Count(run.outputs);
+          bytes = Count(run.outputs);
         } catch (const std::exception& e) {
           error = e.what();
         }
       }
       std::lock_guard<std::mutex> lock(mutex_);
-      if (error.empty() && !skip && spare_.size() < kSpareRuns) spare_.push_back(std::move(run));
+      // Spares only while they stay small: a detector at a large input size exports hundreds of MB per image,
+      // and allocating each run afresh costs little next to running it.
+      const bool keep = error.empty() && !skip && spare_.size() < kSpareRuns && (spare_.size() + 1) * bytes <= kSpareBytes;
+      if (keep) spare_.push_back(std::move(run));
       else Free(run.outputs);
       if (error_.empty()) error_ = error;
       busy_ = false;
@@ -355,13 +360,17 @@ class CountingThread {
     }
   }
 
-  void Count(std::vector<ort::Value*>& outputs) {
+  // Counts a run's outputs; returns their size in bytes.
+  size_t Count(std::vector<ort::Value*>& outputs) {
     const ort::Api& api = runtime_->api;
+    size_t bytes = 0;
     for (size_t i = 0; i < outputs.size(); ++i) {
       if ((*targets_)[i].empty() || !outputs[i]) continue;
       TensorView v = View(api, outputs[i], (*names_)[i]);
       states_->Count((*targets_)[i], v, (*names_)[i]);
+      bytes += v.count * (v.type == ort::kElementFloat16 ? 2 : 4);
     }
+    return bytes;
   }
 
   void Free(std::vector<ort::Value*>& outputs) const {
