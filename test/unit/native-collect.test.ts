@@ -118,7 +118,9 @@ describe('OrtCollector (binding)', () => {
     expect(headers[0]).toBe(32 * 112 * 112);
     expect(hists.reduce((s, v) => s + v, 0)).toBe(32 * 112 * 112);
     await expect(c.infer(new Float32Array(3 * 100 * 100), [1, 3, 100, 100])).rejects.toThrow(/input|dimension|shape/i);
-    await c.infer(x, [1, 3, 224, 224]); // possibly not counted yet: close() stops counting and frees it
+    const running = c.infer(x, [1, 3, 224, 224]);
+    expect(() => c.infer(x, [1, 3, 224, 224])).toThrow(/in flight/); // one run at a time
+    await running; // possibly not counted yet: close() stops counting and frees it
     c.close();
     expect(() => c.infer(x, [1, 3, 224, 224])).toThrow(/after close/);
   });

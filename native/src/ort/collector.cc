@@ -483,6 +483,7 @@ class Collector : public Napi::ObjectWrap<Collector> {
     counter_ = std::make_unique<CountingThread>(runtime, states_.get(), &outputNames_, &outputTargets_);
   }
   CountingThread& counter() { return *counter_; }
+  void InferDone() { inferring_ = false; }
   // Called on the JS thread when a worker settles.
   void WorkerDone() {
     if (--inflight_ == 0 && closing_) ReleaseAll();
@@ -555,6 +556,7 @@ class Collector : public Napi::ObjectWrap<Collector> {
   int inflight_ = 0;
   bool opening_ = false;
   bool closing_ = false;
+  bool inferring_ = false;  // one run at a time: the input's statistics are updated by the run's worker
 };
 
 CollectorWorker::CollectorWorker(Napi::Env env, Collector* owner, Napi::Object self, const char* name)
@@ -648,8 +650,13 @@ class InferWorker : public CollectorWorker {
     outputs_.clear();
   }
   void OnOK() override {
+    owner_->InferDone();
     Settle();
     deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    owner_->InferDone();
+    CollectorWorker::OnError(e);
   }
 
  private:
@@ -687,6 +694,7 @@ Napi::Value Collector::Open(const Napi::CallbackInfo& info) {
 Napi::Value Collector::Infer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!session_ || closing_) throw Napi::Error::New(env, "OrtCollector.infer() before open() or after close()");
+  if (inferring_) throw Napi::Error::New(env, "OrtCollector.infer() while another run is in flight: await it first");
   if (info.Length() < 2 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array || !info[1].IsArray()) {
     throw Napi::TypeError::New(env, "Expected (data: Float32Array, dims: number[])");
   }
@@ -702,6 +710,7 @@ Napi::Value Collector::Infer(const Napi::CallbackInfo& info) {
   Napi::Float32Array data = info[0].As<Napi::Float32Array>();
   if (n != data.ElementLength()) throw Napi::RangeError::New(env, "The data length does not match the dims");
   auto* worker = new InferWorker(env, this, Value(), data, std::move(dims));
+  inferring_ = true;
   inflight_++;
   Napi::Promise p = worker->Promise();
   worker->Queue();
