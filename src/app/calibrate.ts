@@ -251,6 +251,8 @@ async function collectStatistics(
   // Clip/Relu/Pad outputs are counted from their inputs' values rather than exported (src/stats/derive.ts).
   const plan = planCollection(model, activations, { derive: options.derive });
   const skipped: SkippedFile[] = [];
+  // For the image-list hash of the provenance.
+  const sizes = fileSizes(dataset.files);
   // Decoding starts now, beside the model's preparation and loading (tens to hundreds of milliseconds).
   // Statistics are sums of exact counts: images can go to the model in the order they finish decoding, so one
   // large photo does not hold up the others. Not with a fixed batch larger than 1, whose short last batch is
@@ -316,7 +318,7 @@ async function collectStatistics(
       preprocess,
       imageCount: used,
       skippedCount: skipped.length,
-      imageListSha256: await imageListHash(dataset.files, new Set(skipped.map((s) => s.file))),
+      imageListSha256: imageListHash(dataset.files, await sizes, new Set(skipped.map((s) => s.file))),
       histogramBins: HISTOGRAM_BINS,
       createdBy: 'trt-calib calibrate',
     },
@@ -358,15 +360,18 @@ async function openStatisticsPass(config: Parameters<typeof nativeCollectionUnsu
  * sha256 over the images used: each one's path relative to their common folder and its size, in sorted order.
  * Independent of where the folder lives, of the batch size and of the order the files were listed in.
  */
-async function imageListHash(files: readonly string[], skipped: ReadonlySet<string>): Promise<string> {
-  const used = files.filter((f) => !skipped.has(f));
-  const root = commonDir(used.map((f) => path.resolve(f)));
+function imageListHash(files: readonly string[], sizes: readonly number[], skipped: ReadonlySet<string>): string {
+  const used = files.map((f, i) => [f, sizes[i]!] as const).filter(([f]) => !skipped.has(f));
+  const root = commonDir(used.map(([f]) => path.resolve(f)));
   const hash = createHash('sha256');
-  for (const f of used) {
-    const st = await fsp.stat(f);
-    hash.update(`${path.relative(root, path.resolve(f)).split(path.sep).join('/')}\t${st.size}\n`);
-  }
+  for (const [f, size] of used) hash.update(`${path.relative(root, path.resolve(f)).split(path.sep).join('/')}\t${size}\n`);
   return hash.digest('hex');
+}
+
+/** The files' sizes, read all at once (at the start of the pass, beside the decoding); -1 for one that cannot be
+ * read (the pass skips it, so the hash leaves it out). */
+function fileSizes(files: readonly string[]): Promise<number[]> {
+  return Promise.all(files.map((f) => fsp.stat(f).then((st) => st.size, () => -1)));
 }
 
 function commonDir(files: readonly string[]): string {

@@ -89,12 +89,7 @@ export async function computeAllAmaxes(
   const scans: Array<Promise<void>> = [];
   if (wanted.has('entropy2') || wanted.has('entropy')) {
     const base = stats.map((s) => entropy2Histogram(s));
-    const jobs: Array<[AlgorithmName, KlScanSpec, Array<RebinnedHistogram | undefined>, (bins: number, width: number) => number]> = [];
-    if (wanted.has('entropy2')) jobs.push(['entropy2', ENTROPY2_SPEC, base, entropy2AmaxFromBins]);
-    if (wanted.has('entropy')) {
-      jobs.push(['entropy', ENTROPY_SPEC, stats.map((s, i) => (base[i] ? entropyHistogram(s, base[i]) : undefined)), entropyAmaxFromBins]);
-    }
-    for (const [name, spec, hists, toAmax] of jobs) {
+    const scan = (name: AlgorithmName, spec: KlScanSpec, hists: Array<RebinnedHistogram | undefined>, toAmax: (bins: number, width: number) => number) => {
       const present = hists.map((h, i) => [h, i] as const).filter((x): x is readonly [RebinnedHistogram, number] => x[0] !== undefined);
       const out = results.get(name)!;
       scans.push(
@@ -105,7 +100,10 @@ export async function computeAllAmaxes(
           present.forEach(([h, i], k) => (out[i] = toAmax(bins[k]!, h.width)));
         }),
       );
-    }
+    };
+    // Each algorithm's scans start as soon as its histograms are ready (the others are prepared meanwhile).
+    if (wanted.has('entropy2')) scan('entropy2', ENTROPY2_SPEC, base, entropy2AmaxFromBins);
+    if (wanted.has('entropy')) scan('entropy', ENTROPY_SPEC, stats.map((s, i) => (base[i] ? entropyHistogram(s, base[i]) : undefined)), entropyAmaxFromBins);
   }
   let here = algorithms.filter((a) => a !== 'entropy2' && a !== 'entropy');
   const native = nativeOrUndefined();
