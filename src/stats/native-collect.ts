@@ -9,10 +9,12 @@
  * same kernels on the same graph (measured on 2 cores; bench/calibrate.mjs prints both).
  *
  * Pipelining: image k+1 runs while image k's activations are counted (the collector's own counting thread), so
- * the counting cost hides behind inference where cores allow. At most three runs' activations are alive at once,
- * so peak memory does not grow with the number of images. The model, its exposed outputs, the session options and the statistics are
- * those of the onnxruntime-node path (./collect-worker.ts), which stays as the fallback where the library cannot
- * be loaded; the two give the same bytes (test/unit/native-collect.test.ts).
+ * the counting cost hides behind inference where cores allow. A few runs' activations are alive at once (the one
+ * being produced, one queued, the one being counted, and up to two counted ones kept for onnxruntime to write the
+ * next runs into, while they total at most 256 MB), so peak memory does not grow with the number of images.
+ * The model, its exposed outputs, the session options and the statistics are those of the onnxruntime-node path
+ * (./collect-worker.ts), which stays as the fallback where the library cannot be loaded; the two give the same
+ * bytes (test/unit/native-collect.test.ts).
  */
 import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
 import type { TensorInfo } from '../backends/types.js';
