@@ -14,7 +14,8 @@
 // Threads: infer() runs onnxruntime on a libuv worker thread and hands the outputs to the collector's own counting
 // thread, so the next image's inference overlaps this image's counting without a trip through JavaScript. The
 // queue holds one run besides the one being counted: a faster inference waits (on its libuv thread) rather than
-// piling up activations, so at most three runs' outputs are alive. Runs are counted one at a time, in order; the
+// piling up activations: three runs' outputs are in use at most, plus up to two counted ones kept (while they total
+// at most 256 MB) for onnxruntime to write later runs into. Runs are counted one at a time, in order; the
 // input's own targets are counted by the infer worker, into states no output targets. Every count is an exact
 // integer, so the result does not depend on this scheduling.
 #include <napi.h>
