@@ -125,7 +125,7 @@ if (process.argv[2] === '--child') {
   process.exit(0);
 }
 
-export async function benchCalibrate({ fixtures, log = console.log, repeats = 3 } = {}) {
+export async function benchCalibrate({ fixtures, log = console.log, repeats = 5 } = {}) {
   const m = await load();
   const model = path.join(fixtures, 'models', 'mobilenet_v2_nsfw_224.onnx');
   const data = path.join(fixtures, 'images', 'calib');
