@@ -283,7 +283,8 @@ async function collectStatistics(
   let dropped = 0;
   try {
     options.announce();
-    reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors`);
+    const via = worker instanceof NativeStatistics ? `onnxruntime ${worker.version}` : 'onnxruntime-node, in a worker thread';
+    reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors (${via})`);
     reporter.start('calibrating', dataset.size, 'images');
     for (let next = await first; !next.done; next = await batches.next()) {
       const batch = next.value;
