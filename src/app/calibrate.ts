@@ -238,9 +238,9 @@ async function collectStatistics(
   options: CollectOptions,
 ) {
   const { reporter } = options;
-  // Batch 1 by default: every activation of a batch is alive at once (61 MB per image for MobileNetV2), and
-  // onnxruntime on the CPU is as fast per image at batch 1 (measured: 435 MiB and 2.0 s vs 1.65 GB and 2.1 s at
-  // batch 8 on 43 images). The statistics do not depend on the batch size.
+  // Batch 1 by default: a few runs' activations are alive at once (28 MB per image exported for MobileNetV2), and
+  // onnxruntime on the CPU is as fast per image at batch 1; batch 8 was slower (43 images: 0.96 s vs 1.26 s).
+  // The statistics do not depend on the batch size.
   // Eight images decoded ahead (5 MB at 224x224): enough to ride out the uneven decode times of photos.
   const { input, preprocess, batchSize, dataset } = await datasetForModel(modelFile, model, { prefetchImages: 8, ...data }, 'calibration', 1);
 
