@@ -15,6 +15,7 @@
 #include <limits>
 #include <memory>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #if defined(__SSE2__) || defined(_M_X64)
@@ -148,6 +149,19 @@ void Scan(const float* d, size_t n, Summary& s) {
   }
 }
 
+// Adds precomputed bin indices to two interleaved lanes (h0, h1), alternating so that runs of one value do not
+// serialise on one counter.
+inline void IncrementLanes(const int32_t* idx, size_t n, uint32_t* h0, uint32_t* h1) {
+  size_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    h0[idx[k]]++;
+    h1[idx[k + 1]]++;
+    h0[idx[k + 2]]++;
+    h1[idx[k + 3]]++;
+  }
+  for (; k < n; ++k) h0[idx[k]]++;
+}
+
 // Bins values whose range is known. kCheck: skip non-finite values (only when the data has some).
 // kFloat: the scale is a normal float32 and the product is computed in float32 (exact, vectorises);
 // otherwise in float64 (also exact).
@@ -177,14 +191,7 @@ void BinLanes(const float* d, size_t n, uint32_t* lanes, uint32_t stride, double
     } else {
       for (size_t k = 0; k < m; ++k) idx[k] = int32_t(double(std::fabs(p[k])) * scale);
     }
-    size_t k = 0;
-    for (; k + 4 <= m; k += 4) {
-      h0[idx[k]]++;
-      h1[idx[k + 1]]++;
-      h0[idx[k + 2]]++;
-      h1[idx[k + 3]]++;
-    }
-    for (; k < m; ++k) h0[idx[k]]++;
+    IncrementLanes(idx, m, h0, h1);
   }
 }
 
@@ -504,16 +511,27 @@ class ClampPairAccumulator {
     else topIn_ = std::max<int64_t>(topIn_, 0);
   }
 
-  // A block without NaN or infinities: the clamp's summary follows from the root's (clamp is monotone).
-  void AddFinite(const float* d, size_t m, const Summary& b) {
-    if (m == 0) return;
+  // The clamp of a summary's finite values (clamp is monotone: the clamped min and max are those of the clamp).
+  Summary ClampOfFinite(const Summary& b) const {
     Summary c;
     c.finite = b.finite;
     c.min = Clamp(b.min);
     c.max = Clamp(b.max);
+    return c;
+  }
+
+  // Widens both halves for a block whose root summary is b and whose clamp summary (finite values) is c; returns
+  // the scales of the outside and inside halves (0 while a half's range is 0: it then holds only zeros).
+  std::pair<double, double> Prepare(const Summary& b, const Summary& c) {
     Need(AbsMaxOf(b), AbsMaxOf(c));
-    const double sOut = rangeOut_ > 0 ? double(bins_) / rangeOut_ : 0.0;
-    const double sIn = rangeIn_ > 0 ? double(bins_) / rangeIn_ : 0.0;
+    return {rangeOut_ > 0 ? double(bins_) / rangeOut_ : 0.0, rangeIn_ > 0 ? double(bins_) / rangeIn_ : 0.0};
+  }
+
+  // A block without NaN or infinities: the clamp's summary follows from the root's.
+  void AddFinite(const float* d, size_t m, const Summary& b) {
+    if (m == 0) return;
+    Summary c = ClampOfFinite(b);
+    const auto [sOut, sIn] = Prepare(b, c);
     uint64_t below = 0, above = 0;
     if ((sOut == 0 || IsNormalFloatScale(sOut)) && (sIn == 0 || IsNormalFloatScale(sIn))) {
       BinBlock<true>(d, m, sOut, sIn, below, above);
@@ -579,14 +597,7 @@ class ClampPairAccumulator {
       }
       below += nb;
       above += na;
-      k = 0;
-      for (; k + 4 <= n; k += 4) {
-        h0[idx[k]]++;
-        h1[idx[k + 1]]++;
-        h0[idx[k + 2]]++;
-        h1[idx[k + 3]]++;
-      }
-      for (; k < n; ++k) h0[idx[k]]++;
+      IncrementLanes(idx, n, h0, h1);
     }
   }
 
@@ -598,13 +609,7 @@ class ClampPairAccumulator {
     ScanCareful(clamped.data(), m, c);
     // The inside half's range from the finite values only: an infinity clamped to a finite bound is counted as
     // that bound (below_/above_), and must not widen the range the root later merges the inside half at.
-    Summary fromFinite;
-    fromFinite.finite = b.finite;
-    fromFinite.min = Clamp(b.min);
-    fromFinite.max = Clamp(b.max);
-    Need(AbsMaxOf(b), AbsMaxOf(fromFinite));
-    const double sOut = rangeOut_ > 0 ? double(bins_) / rangeOut_ : 0.0;
-    const double sIn = rangeIn_ > 0 ? double(bins_) / rangeIn_ : 0.0;
+    const auto [sOut, sIn] = Prepare(b, ClampOfFinite(b));
     uint32_t* h = lanes_.data();
     for (size_t i = 0; i < m; ++i) {
       const float x = d[i];
