@@ -117,6 +117,14 @@ export function nativeSessionConfig(options: OnnxruntimeSessionOptions): { threa
  * undefined when this platform's is not there. Loading this same file keeps one onnxruntime in the process.
  */
 export function onnxruntimeLibraryPath(): string | undefined {
+  if (libraryPath === null) libraryPath = findOnnxruntimeLibrary();
+  return libraryPath;
+}
+
+/** Found once per process: the install does not change while it runs. */
+let libraryPath: string | undefined | null = null;
+
+function findOnnxruntimeLibrary(): string | undefined {
   let root: string;
   try {
     root = path.resolve(path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..');
