@@ -56,6 +56,11 @@ export interface NativeBinding extends FeederBinding {
     percentile: number | undefined,
     mse: number[] | undefined,
   ): Promise<{ percentile?: Float64Array; mse?: Float64Array }>;
+  /**
+   * glibc only: allocations of `bytes` and more always get their own mapping, returned to the system on free (see
+   * configureSharp() in src/datasets/preprocess.ts). Returns whether it applied (false elsewhere).
+   */
+  keepLargeAllocationsMapped(bytes: number): boolean;
   // --- onnxruntime statistics collector (native/src/ort/collector.cc), used only by src/stats/native-collect.ts ---
   OrtCollector: new (libraryPath: string, model: Uint8Array, config: OrtCollectorConfig) => OrtCollector;
   /** Loads the onnxruntime library as OrtCollector does; its version, or throws "onnxruntime library: <why>". */

@@ -33,6 +33,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import sharp, { type KernelEnum } from 'sharp';
 import { UserError } from '../errors.js';
+import { loadNative } from '../native.js';
 import type { Interpolation, PreprocessConfig } from './types.js';
 
 const KERNELS: Record<Interpolation, keyof KernelEnum> = {
@@ -131,15 +132,26 @@ export interface DecodedImage {
 
 let sharpConfigured = false;
 /**
- * sharp's operation cache keeps recent results in case the same input is processed again; a dataset reads
- * each file once per pass, so the cache only holds memory. It is process-wide, so it is switched off once,
- * here. sharp's thread count (sharp.concurrency()) is left alone: images are decoded in parallel instead.
+ * Process-wide settings for decoding, applied once:
+ * - sharp's operation cache keeps recent results in case the same input is processed again; a dataset reads each
+ *   file once per pass, so the cache only holds memory. It is switched off.
+ * - glibc's malloc, after freeing one large block, raises the size it serves from its arenas instead of fresh
+ *   mappings (up to 32 MB) and keeps freed arena memory up to twice that. The full-size strips and JPEG coefficient
+ *   buffers of big photos then stayed resident after each decode, on the decoding threads' arenas, and the floor
+ *   rose with every big photo (measured: 43 images 306-340 MiB, 172 images 367-442 MiB). Allocations of 1 MiB and
+ *   more now always get their own mapping, which goes back to the system when freed (172 images: 313-326 MiB, with
+ *   no measurable change in time). Skipped where the user tunes malloc through its environment variables.
+ * sharp's thread count (sharp.concurrency()) is left alone: images are decoded in parallel instead.
  */
 export function configureSharp(): void {
   if (sharpConfigured) return;
   sharp.cache(false);
+  if (!Object.keys(process.env).some((k) => k.startsWith('MALLOC_') || k.startsWith('GLIBC_TUNABLES'))) {
+    loadNative().keepLargeAllocationsMapped(LARGE_ALLOCATION_BYTES);
+  }
   sharpConfigured = true;
 }
+const LARGE_ALLOCATION_BYTES = 1 << 20;
 
 /** Reads, decodes and resizes one image; throws ImageDecodeError with a plain reason on any failure. */
 export async function decodeImage(file: string, config: PreprocessConfig): Promise<DecodedImage> {
