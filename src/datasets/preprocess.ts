@@ -31,9 +31,10 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import sharp, { type KernelEnum } from 'sharp';
+import sharp, { type KernelEnum, type OutputInfo } from 'sharp';
 import { UserError } from '../errors.js';
 import { loadNative } from '../native.js';
+import { decodeBudget, decodesWhole } from './decode-budget.js';
 import type { Interpolation, PreprocessConfig } from './types.js';
 
 const KERNELS: Record<Interpolation, keyof KernelEnum> = {
@@ -187,7 +188,15 @@ export async function decodeImage(file: string, config: PreprocessConfig): Promi
       fastShrinkOnLoad: false,
     });
     if (geometry.crop) image.extract(geometry.crop);
-    const { data, info } = await image.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    // Only the header has been read so far; a whole-image decode first waits for room in the pixel budget.
+    const release = decodesWhole(meta) ? await decodeBudget.acquire(sourceWidth * sourceHeight) : undefined;
+    let decoded: { data: Buffer; info: OutputInfo };
+    try {
+      decoded = await image.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    } finally {
+      release?.();
+    }
+    const { data, info } = decoded;
     if (info.width !== geometry.contentWidth || info.height !== geometry.contentHeight || info.channels !== 3) {
       throw new Error(`sharp returned ${info.width}x${info.height}x${info.channels}, expected ${geometry.contentWidth}x${geometry.contentHeight}x3`);
     }
