@@ -4,6 +4,10 @@
  * separately does, over any split into batches, with NaN and infinities, and with bounds anywhere relative to
  * the data (inside, outside, at 0, infinite).
  */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadNative } from '../../src/native.js';
 import { mulberry32 } from '../../src/datasets/discovery.js';
@@ -106,5 +110,63 @@ describe('statsAccumulatePair', () => {
     expect(clamp.hist[0]).toBe(3 * 2048);
     expect(clamp.hist[1024]).toBe(2048);
     expect(clamp.hist[6144]).toBe(3 * 2048);
+  });
+});
+
+/**
+ * The vector loops run as AVX2 where the CPU has it, SSE2 otherwise (TRT_CALIB_SIMD=sse2 forces SSE2): both must
+ * leave the same bytes. Every state of a run is hashed, here and in a child process with SSE2 forced.
+ */
+const ROOT = path.resolve(__dirname, '../..');
+const SIMD_CHILD = `
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { loadNative } from './dist/native.js';
+const native = loadNative();
+const bytes = readFileSync(process.argv[1]);
+const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+const hash = createHash('sha256');
+const clamps = [[0, 6], [-1, 1], [2, 3], [-Infinity, 0], [0, Infinity]];
+for (const [lo, hi] of clamps) {
+  const st = () => { const h = new Float64Array(native.statsHeaderSize); h[5] = Infinity; h[6] = -Infinity; return [h, new Float64Array(8192)]; };
+  const [rh, rt] = st(), [ch, ct] = st(), [sh, stt] = st();
+  for (let off = 0, n = 1; off < all.length; off += n, n = (n * 7 + 13) % 40_000) {
+    const x = all.subarray(off, Math.min(all.length, off + n));
+    native.statsAccumulatePair(rh, rt, ch, ct, x, lo, hi);
+    native.statsAccumulate(sh, stt, x);
+  }
+  for (const a of [rh, rt, ch, ct, sh, stt]) hash.update(new Uint8Array(a.buffer));
+}
+process.stdout.write(hash.digest('hex'));
+`;
+
+describe('vector loops', () => {
+  it.runIf(existsSync(path.join(ROOT, 'dist', 'native.js')))('AVX2 and SSE2 give the same statistics, byte for byte', () => {
+    const random = rng(4242);
+    const parts = [0, 1, 2, 3].map((kind) => data(random, 150_001 + kind, kind));
+    const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    let off = 0;
+    for (const p of parts) {
+      all.set(p, off);
+      off += p.length;
+    }
+    all[100_003] = NaN;
+    all[200_017] = -Infinity;
+    const dir = mkdtempSync(path.join(tmpdir(), 'trt-calib-simd-'));
+    try {
+      const file = path.join(dir, 'values.f32');
+      writeFileSync(file, new Uint8Array(all.buffer));
+      const run = (simd?: string) => {
+        const env = { ...process.env };
+        if (simd) env.TRT_CALIB_SIMD = simd;
+        else delete env.TRT_CALIB_SIMD;
+        return execFileSync(process.execPath, ['--input-type=module', '-e', SIMD_CHILD, file], { cwd: ROOT, env, encoding: 'utf8' });
+      };
+      const sse2 = run('sse2');
+      expect(sse2).toMatch(/^[0-9a-f]{64}$/);
+      expect(run()).toBe(sse2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
