@@ -139,9 +139,11 @@ let sharpConfigured = false;
  * - glibc's malloc, after freeing one large block, raises the size it serves from its arenas instead of fresh
  *   mappings (up to 32 MB) and keeps freed arena memory up to twice that. The full-size strips and JPEG coefficient
  *   buffers of big photos then stayed resident after each decode, on the decoding threads' arenas, and the floor
- *   rose with every big photo (measured: 43 images 306-340 MiB, 172 images 367-442 MiB). Allocations of 1 MiB and
- *   more now always get their own mapping, which goes back to the system when freed (172 images: 313-326 MiB, with
- *   no measurable change in time). Skipped where the user tunes malloc through its environment variables.
+ *   rose with every big photo (172 images: 367-442 MiB). Allocations of 1 MiB and more now always get their own
+ *   mapping, which goes back to the system when freed (172 images: 358-368 MiB; with the decode budget of
+ *   decode-budget.ts, 325-339). The price is page faults on those fresh mappings: about 70 ms more system time per
+ *   calibration of 43 images (of about 1.6 s of CPU); 4 and 8 MiB thresholds kept more memory for little less time.
+ *   Skipped where the user tunes malloc through its environment variables.
  * sharp's thread count (sharp.concurrency()) is left alone: images are decoded in parallel instead.
  */
 export function configureSharp(): void {
