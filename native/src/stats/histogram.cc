@@ -120,66 +120,51 @@ TRTCALIB_TARGET_AVX2 size_t ScanFastAvx2(const float* d, size_t n, float& lmn, f
 // `nonFinite` is not 0 (rare), so the fast path never pays for the checks.
 void ScanFast(const float* d, size_t n, float& mn, float& mx, uint64_t& zeros, uint64_t& nonFinite) {
   size_t i = 0;
-#ifdef TRTCALIB_AVX2
-  if (kUseAvx2) {
-    float lmn = mn, lmx = mx;
-    uint64_t z = 0, nf = 0;
-    i = ScanFastAvx2(d, n, lmn, lmx, z, nf);
-    for (; i < n; ++i) {
-      const float x = d[i];
-      lmn = x < lmn ? x : lmn;
-      lmx = x > lmx ? x : lmx;
-      const uint32_t a = Bits(x) & 0x7fffffffu;
-      z += (a == 0);
-      nf += (a >= 0x7f800000u);
-    }
-    mn = lmn;
-    mx = lmx;
-    zeros += z;
-    nonFinite += nf;
-    return;
-  }
-#endif
   float lmn = mn, lmx = mx;
   uint64_t z = 0, nf = 0;
+#ifdef TRTCALIB_AVX2
+  if (kUseAvx2) i = ScanFastAvx2(d, n, lmn, lmx, z, nf);
+#endif
 #ifdef TRTCALIB_SSE2
-  const __m128i absMask = _mm_set1_epi32(0x7fffffff);
-  const __m128i maxFinite = _mm_set1_epi32(0x7f7fffff);
-  const __m128 zero = _mm_setzero_ps();
-  __m128 vmn0 = _mm_set1_ps(lmn), vmn1 = vmn0, vmx0 = _mm_set1_ps(lmx), vmx1 = vmx0;
-  while (n - i >= 8) {
-    // int32 lane counters: flush before they could overflow.
-    const size_t steps = std::min<size_t>((n - i) / 8, size_t(1) << 28);
-    __m128i vz = _mm_setzero_si128(), vnf = _mm_setzero_si128();
-    for (size_t s = 0; s < steps; ++s, i += 8) {
-      const __m128 a = _mm_loadu_ps(d + i);
-      const __m128 b = _mm_loadu_ps(d + i + 4);
-      // minps(x, m) returns m when x is NaN: NaN never enters the running min/max.
-      vmn0 = _mm_min_ps(a, vmn0);
-      vmn1 = _mm_min_ps(b, vmn1);
-      vmx0 = _mm_max_ps(a, vmx0);
-      vmx1 = _mm_max_ps(b, vmx1);
-      vz = _mm_sub_epi32(vz, _mm_castps_si128(_mm_cmpeq_ps(a, zero)));
-      vz = _mm_sub_epi32(vz, _mm_castps_si128(_mm_cmpeq_ps(b, zero)));
-      vnf = _mm_sub_epi32(vnf, _mm_cmpgt_epi32(_mm_and_si128(_mm_castps_si128(a), absMask), maxFinite));
-      vnf = _mm_sub_epi32(vnf, _mm_cmpgt_epi32(_mm_and_si128(_mm_castps_si128(b), absMask), maxFinite));
+  if (i == 0) {
+    const __m128i absMask = _mm_set1_epi32(0x7fffffff);
+    const __m128i maxFinite = _mm_set1_epi32(0x7f7fffff);
+    const __m128 zero = _mm_setzero_ps();
+    __m128 vmn0 = _mm_set1_ps(lmn), vmn1 = vmn0, vmx0 = _mm_set1_ps(lmx), vmx1 = vmx0;
+    while (n - i >= 8) {
+      // int32 lane counters: flush before they could overflow.
+      const size_t steps = std::min<size_t>((n - i) / 8, size_t(1) << 28);
+      __m128i vz = _mm_setzero_si128(), vnf = _mm_setzero_si128();
+      for (size_t s = 0; s < steps; ++s, i += 8) {
+        const __m128 a = _mm_loadu_ps(d + i);
+        const __m128 b = _mm_loadu_ps(d + i + 4);
+        // minps(x, m) returns m when x is NaN: NaN never enters the running min/max.
+        vmn0 = _mm_min_ps(a, vmn0);
+        vmn1 = _mm_min_ps(b, vmn1);
+        vmx0 = _mm_max_ps(a, vmx0);
+        vmx1 = _mm_max_ps(b, vmx1);
+        vz = _mm_sub_epi32(vz, _mm_castps_si128(_mm_cmpeq_ps(a, zero)));
+        vz = _mm_sub_epi32(vz, _mm_castps_si128(_mm_cmpeq_ps(b, zero)));
+        vnf = _mm_sub_epi32(vnf, _mm_cmpgt_epi32(_mm_and_si128(_mm_castps_si128(a), absMask), maxFinite));
+        vnf = _mm_sub_epi32(vnf, _mm_cmpgt_epi32(_mm_and_si128(_mm_castps_si128(b), absMask), maxFinite));
+      }
+      alignas(16) int32_t cz[4], cnf[4];
+      _mm_store_si128(reinterpret_cast<__m128i*>(cz), vz);
+      _mm_store_si128(reinterpret_cast<__m128i*>(cnf), vnf);
+      for (int k = 0; k < 4; ++k) {
+        z += uint32_t(cz[k]);
+        nf += uint32_t(cnf[k]);
+      }
     }
-    alignas(16) int32_t cz[4], cnf[4];
-    _mm_store_si128(reinterpret_cast<__m128i*>(cz), vz);
-    _mm_store_si128(reinterpret_cast<__m128i*>(cnf), vnf);
-    for (int k = 0; k < 4; ++k) {
-      z += uint32_t(cz[k]);
-      nf += uint32_t(cnf[k]);
+    alignas(16) float fmn[8], fmx[8];
+    _mm_store_ps(fmn, vmn0);
+    _mm_store_ps(fmn + 4, vmn1);
+    _mm_store_ps(fmx, vmx0);
+    _mm_store_ps(fmx + 4, vmx1);
+    for (int k = 0; k < 8; ++k) {
+      lmn = fmn[k] < lmn ? fmn[k] : lmn;
+      lmx = fmx[k] > lmx ? fmx[k] : lmx;
     }
-  }
-  alignas(16) float fmn[8], fmx[8];
-  _mm_store_ps(fmn, vmn0);
-  _mm_store_ps(fmn + 4, vmn1);
-  _mm_store_ps(fmx, vmx0);
-  _mm_store_ps(fmx + 4, vmx1);
-  for (int k = 0; k < 8; ++k) {
-    lmn = fmn[k] < lmn ? fmn[k] : lmn;
-    lmx = fmx[k] > lmx ? fmx[k] : lmx;
   }
 #endif
   for (; i < n; ++i) {
