@@ -111,6 +111,14 @@ async function components(m, model) {
   const withCounting = collector(true);
   await without.open();
   await withCounting.open();
+  // What calibration runs: the same outputs in onnxruntime's blocked layout where they allow it (src/onnx/nchwc.ts).
+  const { blockedModel } = await import(path.join(dist, 'stats', 'native-collect.js'));
+  const blocked = await blockedModel(onnxruntimeLibraryPath(), bytes, nativeSessionConfig({ threads: 1 }), outputs);
+  const blockedCollector = blocked
+    ? new native.OrtCollector(onnxruntimeLibraryPath(), blocked.file, { ...nativeSessionConfig({ threads: 1 }), optimization: 0, inputName: 'input', bins: 8192, states: 0, inputTargets: [], outputs: outputs.map((name) => ({ name, targets: [] })) })
+    : undefined;
+  await blockedCollector?.open();
+  if (blocked) rmSync(blocked.dir, { recursive: true, force: true });
   const serial = (c) => async () => {
     await c.infer(x.data, x.dims);
     await c.drain();
@@ -120,12 +128,15 @@ async function components(m, model) {
     exported: outputs.length,
     plain: await time(() => plain.run({ input: x })),
     exposed: await time(serial(without)),
+    blocked: blocked ? blocked.count : 0,
+    exposedBlocked: blockedCollector ? await time(serial(blockedCollector)) : undefined,
     counted: await time(serial(withCounting)),
   };
   result.stats = result.counted - result.exposed;
   await plain.release();
   without.close();
   withCounting.close();
+  blockedCollector?.close();
   return result;
 }
 
@@ -181,7 +192,7 @@ export async function benchCalibrate({ fixtures, log = console.log, repeats = 5 
     log(`  calibration, batch 8:                            ${calib8S.toFixed(2)} s`);
     log(`  ratio calibration / plain: ${(calibS / plainS).toFixed(2)}  (target <= 1.5)`);
     const parts = await components(m, model);
-    log(`  where the time goes, per image (one thread each): onnxruntime plain ${parts.plain.toFixed(1)} ms; with the ${parts.exported} exported activations (of ${parts.tensors}; the others are counted from them) ${parts.exposed.toFixed(1)} ms; counting all ${parts.tensors} ${parts.stats.toFixed(1)} ms, on its own thread beside the next image's inference`);
+    log(`  where the time goes, per image (one thread each): onnxruntime plain ${parts.plain.toFixed(1)} ms; with the ${parts.exported} exported activations (of ${parts.tensors}; the others are counted from them) ${parts.exposed.toFixed(1)} ms all reordered to NCHW, ${parts.exposedBlocked?.toFixed(1) ?? '-'} ms with ${parts.blocked} of them in onnxruntime's blocked layout (what calibration runs); counting all ${parts.tensors} ${parts.stats.toFixed(1)} ms, on its own thread beside the next image's inference`);
     // Peak memory for N and 4N images: 4 copies of the folder under other names.
     const four = path.join(tmp, 'x4');
     const files = readdirSync(data);

@@ -62,7 +62,13 @@ export interface NativeBinding extends FeederBinding {
    */
   keepLargeAllocationsMapped(bytes: number): boolean;
   // --- onnxruntime statistics collector (native/src/ort/collector.cc), used only by src/stats/native-collect.ts ---
-  OrtCollector: new (libraryPath: string, model: Uint8Array, config: OrtCollectorConfig) => OrtCollector;
+  /** The model as bytes, or a file path (with its external data beside it). */
+  OrtCollector: new (libraryPath: string, model: Uint8Array | string, config: OrtCollectorConfig) => OrtCollector;
+  /**
+   * Opens `model` as OrtCollector would (same settings) with onnxruntime writing the graph it optimised to
+   * `outPath`, then frees the session; resolves to onnxruntime's version.
+   */
+  ortOptimizeModel(libraryPath: string, model: Uint8Array, config: Pick<OrtCollectorConfig, 'threads' | 'optimization' | 'configEntries'>, outPath: string): Promise<string>;
   /** Loads the onnxruntime library as OrtCollector does; its version, or throws "onnxruntime library: <why>". */
   ortRuntimeVersion(libraryPath: string): string;
   [key: string]: unknown;

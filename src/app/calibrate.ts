@@ -298,7 +298,10 @@ async function collectStatistics(
   let dropped = 0;
   try {
     options.announce();
-    const via = worker instanceof NativeStatistics ? `onnxruntime ${worker.version}` : 'onnxruntime-node, in a worker thread';
+    const via =
+      worker instanceof NativeStatistics
+        ? `onnxruntime ${worker.version}${worker.blockedExports ? `, ${worker.blockedExports} exported in its blocked layout` : ''}`
+        : 'onnxruntime-node, in a worker thread';
     reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors (${via})`);
     reporter.start('calibrating', dataset.size, 'images');
     for (let next = await first; !next.done; next = await batches.next()) {

@@ -12,16 +12,27 @@
  * the counting cost hides behind inference where cores allow. A few runs' activations are alive at once (the one
  * being produced, one queued, the one being counted, and up to two counted ones kept for onnxruntime to write the
  * next runs into, while they total at most 256 MB), so peak memory does not grow with the number of images.
+ * Layout: on x86-64 onnxruntime runs convolutions in a blocked layout (NCHWc) and would reorder every exposed
+ * activation to NCHW; the session here runs onnxruntime's own optimised graph, edited so that activations are
+ * exported in blocks where that gives exactly their values (src/onnx/nchwc.ts). Counting does not depend on the
+ * order of the values, so the statistics are the same bytes; MobileNetV2's exposed run goes from 11.6 to 8.4 ms.
+ * That graph comes from a first session that only optimises (ortOptimizeModel), written with its weights to a
+ * temporary folder that is removed once the real session is open: 30-40 ms more to start, 3 ms less per image.
+ *
  * The model, its exposed outputs, the session options and the statistics are those of the onnxruntime-node path
  * (./collect-worker.ts), which stays as the fallback where the library cannot be loaded; the two give the same
  * bytes (test/unit/native-collect.test.ts).
  */
 import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
 import type { TensorInfo } from '../backends/types.js';
-import { loadNative, type OrtCollector, type OrtCollectorTarget } from '../native.js';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadNative, type OrtCollector, type OrtCollectorConfig, type OrtCollectorTarget } from '../native.js';
 import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
 import { describeInputs, type ActivationInfo } from '../onnx/graph.js';
-import type { OnnxModel } from '../onnx/model.js';
+import { decodeOnnxModel, graphOf, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
+import { exportBlockedActivations } from '../onnx/nchwc.js';
 import { compareNames } from './collector.js';
 import type { CollectionPlan } from './derive.js';
 import { mergeInto } from './histogram.js';
@@ -104,15 +115,23 @@ export class NativeStatistics implements StatisticsPass {
   readonly #inputs: TensorInfo[];
   readonly #names: string[];
   readonly #merges: Array<[string, string]>;
-  readonly #collector: OrtCollector;
+  readonly #library: string;
+  readonly #bytes: Uint8Array;
+  readonly #exposed: string[];
+  readonly #config: OrtCollectorConfig;
+  readonly #tryBlocked: boolean;
+  #collector: OrtCollector | undefined;
   #closed = false;
   /** onnxruntime's version, once started. */
   version = '';
+  /** Activations exported in onnxruntime's blocked layout (src/onnx/nchwc.ts), once started. */
+  blockedExports = 0;
 
   constructor(config: NativeCollectionConfig) {
     const library = onnxruntimeLibraryPath();
     if (!library) throw new OnnxruntimeLibraryError(`onnxruntime-node ships no onnxruntime library for ${process.platform}-${process.arch}`);
     const { model, plan } = config;
+    this.#library = library;
     this.#file = config.modelFile;
     this.#inputName = config.inputName;
     this.#inputs = describeInputs(model, config.modelFile);
@@ -120,21 +139,41 @@ export class NativeStatistics implements StatisticsPass {
     const { names, outputs, inputTargets, merges } = layout(plan, config.inputName, graphInputs);
     this.#names = names;
     this.#merges = merges;
+    this.#exposed = outputs.map((o) => o.name);
     // The model as the onnxruntime-node path opens it (src/backends/onnxruntime.ts open()), with the same outputs.
-    const bytes = exposedModelBytesForOnnxruntime(model, plan.exported.filter((n) => !graphInputs.has(n)), { file: config.modelFile });
-    const native = loadNative();
-    this.#collector = new native.OrtCollector(library, bytes, {
+    this.#bytes = exposedModelBytesForOnnxruntime(model, plan.exported.filter((n) => !graphInputs.has(n)), { file: config.modelFile });
+    this.#config = {
       ...nativeSessionConfig({ threads: config.threads }),
       inputName: config.inputName,
       bins: HISTOGRAM_BINS,
       states: names.length,
       inputTargets,
       outputs,
-    });
+    };
+    // onnxruntime's blocked layout exists on x86-64 only, for convolutions.
+    this.#tryBlocked = process.env.TRT_CALIB_NCHWC !== '0' && process.arch === 'x64' && graphOf(model).node.some((n) => n.opType === 'Conv' && !n.domain);
   }
 
   async start(): Promise<void> {
+    const native = loadNative();
     try {
+      const blocked = this.#tryBlocked ? await blockedModel(this.#library, this.#bytes, this.#config, this.#exposed) : undefined;
+      if (blocked) {
+        try {
+          const collector = new native.OrtCollector(this.#library, blocked.file, { ...this.#config, optimization: 0 });
+          this.#collector = collector;
+          this.version = await collector.open();
+          this.blockedExports = blocked.count;
+          return;
+        } catch {
+          // Not expected (the graph is onnxruntime's own, edited); the model as it is still works.
+          this.#collector?.close();
+          this.#collector = undefined;
+        } finally {
+          await rm(blocked.dir, { recursive: true, force: true }).catch(() => undefined);
+        }
+      }
+      this.#collector = new native.OrtCollector(this.#library, this.#bytes, this.#config);
       this.version = await this.#collector.open();
     } catch (err) {
       const message = (err as Error).message;
@@ -147,15 +186,16 @@ export class NativeStatistics implements StatisticsPass {
     const feed = { [this.#inputName]: { dtype: 'float32' as const, dims, data } };
     checkFeed(this.#file, this.#inputs, feed);
     try {
-      await this.#collector.infer(data, dims);
+      await this.#started().infer(data, dims);
     } catch (err) {
       throw runFailure(this.#file, feed, err);
     }
   }
 
   async finish(): Promise<TensorStatistics[]> {
-    await this.#collector.drain();
-    const { headers, hists } = this.#collector.result();
+    const collector = this.#started();
+    await collector.drain();
+    const { headers, hists } = collector.result();
     const bins = HISTOGRAM_BINS;
     const byName = new Map<string, TensorStatistics>();
     this.#names.forEach((name, i) => {
@@ -178,9 +218,57 @@ export class NativeStatistics implements StatisticsPass {
     return [...byName.values()].sort((a, b) => compareNames(a.name, b.name));
   }
 
+  #started(): OrtCollector {
+    if (!this.#collector) throw new Error('NativeStatistics used before start()');
+    return this.#collector;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#collector.close();
+    this.#collector?.close();
+  }
+}
+
+/**
+ * onnxruntime's optimised graph of an exposed model (`bytes`, opened with `config`), edited to export the
+ * activations in `exposed` in its blocked layout (src/onnx/nchwc.ts), in a new temporary folder with its weights
+ * beside it: open `file` at optimisation level 0, then remove `dir`. Undefined when that does not apply or fails;
+ * the model as it is then opens as before (and reports any fault of the model itself).
+ */
+export async function blockedModel(
+  library: string,
+  bytes: Uint8Array,
+  config: Pick<OrtCollectorConfig, 'optimization' | 'configEntries'>,
+  exposed: readonly string[],
+): Promise<{ dir: string; file: string; count: number } | undefined> {
+  let dir: string | undefined;
+  try {
+    dir = await mkdtemp(path.join(tmpdir(), 'trt-calib-nchwc-'));
+    const optimized = path.join(dir, 'optimized.onnx');
+    await loadNative().ortOptimizeModel(
+      library,
+      bytes,
+      {
+        // One thread: this session only optimises; weights prepacked for its kernels would be thrown away.
+        threads: 1,
+        optimization: config.optimization,
+        configEntries: [
+          ...config.configEntries,
+          ['session.disable_prepacking', '1'],
+          ['session.optimized_model_external_initializers_file_name', 'weights.bin'],
+          ['session.optimized_model_external_initializers_min_size_in_bytes', '1024'],
+        ],
+      },
+      optimized,
+    );
+    const edit = exportBlockedActivations(decodeOnnxModel(await readFile(optimized), optimized), new Set(exposed));
+    if (!edit) throw new Error('nothing to export blocked');
+    const file = path.join(dir, 'blocked.onnx');
+    await writeFile(file, saveOnnxModel(edit.model));
+    return { dir, file, count: edit.blocked.length };
+  } catch {
+    if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    return undefined;
   }
 }

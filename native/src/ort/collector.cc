@@ -1,7 +1,7 @@
 // OrtCollector: runs a model with its activations exposed through onnxruntime's C API and counts their statistics
 // in native memory (typed in src/native.ts, used only by src/stats/native-collect.ts).
 //
-//   new OrtCollector(libraryPath, model: Uint8Array, config)
+//   new OrtCollector(libraryPath, model: Uint8Array | string (a file path), config)
 //     config: { threads, optimization (0/1/2/3/99), configEntries: [key, value][], inputName, bins, states,
 //               inputTargets: Target[], outputs: { name, targets: Target[] }[] }
 //     Target: { state, clamp?: [lo, hi], pads?: number[], zerosOnly?: boolean }
@@ -114,6 +114,76 @@ const Runtime& LoadRuntime(const std::string& path) {
   Check(runtime->api, runtime->api.CreateCpuMemoryInfo(ort::kArenaAllocator, ort::kMemTypeDefault, &runtime->cpu), "onnxruntime CreateCpuMemoryInfo");
   g_runtime = runtime.release();
   return *g_runtime;
+}
+
+// A UTF-8 path as onnxruntime takes it (ORTCHAR_t: UTF-16 on Windows).
+std::basic_string<ort::PathChar> OrtPath(const std::string& utf8) {
+#if defined(_WIN32)
+  if (utf8.empty()) return {};
+  const int n = MultiByteToWideChar(CP_UTF8, 0, utf8.data(), int(utf8.size()), nullptr, 0);
+  std::wstring wide(size_t(n), L'\0');
+  MultiByteToWideChar(CP_UTF8, 0, utf8.data(), int(utf8.size()), wide.data(), n);
+  return wide;
+#else
+  return utf8;
+#endif
+}
+
+// The session settings shared by the collector's session and ortOptimizeModel's.
+struct SessionSettings {
+  int threads = 0;
+  int optimization = ort::kGraphOptEnableAll;
+  std::vector<std::pair<std::string, std::string>> entries;
+
+  // Reads { threads, optimization, configEntries: [key, value][] }.
+  static SessionSettings Parse(Napi::Env env, const Napi::Object& c) {
+    SessionSettings s;
+    auto number = [&](const char* key) {
+      Napi::Value v = c.Get(key);
+      if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("Expected a number for config.") + key);
+      return v.As<Napi::Number>().DoubleValue();
+    };
+    s.threads = int(number("threads"));
+    s.optimization = int(number("optimization"));
+    Napi::Value entries = c.Get("configEntries");
+    if (!entries.IsArray()) throw Napi::TypeError::New(env, "Expected config.configEntries as [key, value][]");
+    for (uint32_t i = 0; i < entries.As<Napi::Array>().Length(); ++i) {
+      Napi::Array kv = entries.As<Napi::Array>().Get(i).As<Napi::Array>();
+      s.entries.emplace_back(kv.Get(uint32_t(0)).As<Napi::String>().Utf8Value(), kv.Get(uint32_t(1)).As<Napi::String>().Utf8Value());
+    }
+    return s;
+  }
+};
+
+// A session from `model` (the bytes of an ONNX model, or when empty the file `modelPath`); with `optimizedPath`,
+// onnxruntime also writes the graph it optimised there.
+ort::Session* CreateSession(const Runtime& rt, const SessionSettings& settings, const std::vector<uint8_t>& model, const std::string& modelPath,
+                            const std::string& optimizedPath) {
+  const ort::Api& api = rt.api;
+  ort::SessionOptions* options = nullptr;
+  ort::Session* session = nullptr;
+  Check(api, api.CreateSessionOptions(&options), "onnxruntime CreateSessionOptions");
+  try {
+    Check(api, api.SetIntraOpNumThreads(options, settings.threads), "onnxruntime SetIntraOpNumThreads");
+    Check(api, api.SetInterOpNumThreads(options, 1), "onnxruntime SetInterOpNumThreads");
+    Check(api, api.SetSessionExecutionMode(options, ort::kExecutionSequential), "onnxruntime SetSessionExecutionMode");
+    Check(api, api.SetSessionGraphOptimizationLevel(options, settings.optimization), "onnxruntime SetSessionGraphOptimizationLevel");
+    Check(api, api.SetSessionLogSeverityLevel(options, ort::kLoggingLevelFatal), "onnxruntime SetSessionLogSeverityLevel");
+    for (const auto& kv : settings.entries) {
+      Check(api, api.AddSessionConfigEntry(options, kv.first.c_str(), kv.second.c_str()), "onnxruntime session option " + kv.first);
+    }
+    if (!optimizedPath.empty()) Check(api, api.SetOptimizedModelFilePath(options, OrtPath(optimizedPath).c_str()), "onnxruntime SetOptimizedModelFilePath");
+    if (model.empty()) {
+      Check(api, api.CreateSession(rt.env, OrtPath(modelPath).c_str(), options, &session), "");
+    } else {
+      Check(api, api.CreateSessionFromArray(rt.env, model.data(), model.size(), options, &session), "");
+    }
+  } catch (...) {
+    api.ReleaseSessionOptions(options);
+    throw;
+  }
+  api.ReleaseSessionOptions(options);
+  return session;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -422,22 +492,26 @@ class Collector : public Napi::ObjectWrap<Collector> {
 
   explicit Collector(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Collector>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsObject()) {
-      throw Napi::TypeError::New(env, "Expected (libraryPath: string, model: Uint8Array, config: object)");
+    if (info.Length() < 3 || !info[0].IsString() || !(info[1].IsTypedArray() || info[1].IsString()) || !info[2].IsObject()) {
+      throw Napi::TypeError::New(env, "Expected (libraryPath: string, model: Uint8Array | string, config: object)");
     }
     libraryPath_ = info[0].As<Napi::String>().Utf8Value();
-    Napi::TypedArray model = info[1].As<Napi::TypedArray>();
-    if (model.TypedArrayType() != napi_uint8_array) throw Napi::TypeError::New(env, "Expected a Uint8Array for the model");
-    const uint8_t* bytes = model.As<Napi::Uint8Array>().Data();
-    model_.assign(bytes, bytes + model.ByteLength());
+    if (info[1].IsString()) {
+      modelPath_ = info[1].As<Napi::String>().Utf8Value();
+      if (modelPath_.empty()) throw Napi::TypeError::New(env, "Expected a model path");
+    } else {
+      Napi::TypedArray model = info[1].As<Napi::TypedArray>();
+      if (model.TypedArrayType() != napi_uint8_array || model.ByteLength() == 0) throw Napi::TypeError::New(env, "Expected a non-empty Uint8Array for the model");
+      const uint8_t* bytes = model.As<Napi::Uint8Array>().Data();
+      model_.assign(bytes, bytes + model.ByteLength());
+    }
     Napi::Object c = info[2].As<Napi::Object>();
     auto number = [&](const char* key) {
       Napi::Value v = c.Get(key);
       if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("Expected a number for config.") + key);
       return v.As<Napi::Number>().DoubleValue();
     };
-    threads_ = int(number("threads"));
-    optimization_ = int(number("optimization"));
+    settings_ = SessionSettings::Parse(env, c);
     const double bins = number("bins");
     const double states = number("states");
     if (!(bins >= 2 && bins <= double(1 << 24)) || (uint32_t(bins) & (uint32_t(bins) - 1)) != 0) {
@@ -448,12 +522,6 @@ class Collector : public Napi::ObjectWrap<Collector> {
     Napi::Value input = c.Get("inputName");
     if (!input.IsString()) throw Napi::TypeError::New(env, "Expected a string for config.inputName");
     inputName_ = input.As<Napi::String>().Utf8Value();
-    Napi::Value entries = c.Get("configEntries");
-    if (!entries.IsArray()) throw Napi::TypeError::New(env, "Expected config.configEntries as [key, value][]");
-    for (uint32_t i = 0; i < entries.As<Napi::Array>().Length(); ++i) {
-      Napi::Array kv = entries.As<Napi::Array>().Get(i).As<Napi::Array>();
-      config_.emplace_back(kv.Get(uint32_t(0)).As<Napi::String>().Utf8Value(), kv.Get(uint32_t(1)).As<Napi::String>().Utf8Value());
-    }
     inputTargets_ = ParseTargets(env, c.Get("inputTargets"), states_->size());
     Napi::Value outputs = c.Get("outputs");
     if (!outputs.IsArray()) throw Napi::TypeError::New(env, "Expected config.outputs as an array");
@@ -500,9 +568,8 @@ class Collector : public Napi::ObjectWrap<Collector> {
   // Session options and model for the open worker.
   const std::string& libraryPath() const { return libraryPath_; }
   const std::vector<uint8_t>& model() const { return model_; }
-  int threads() const { return threads_; }
-  int optimization() const { return optimization_; }
-  const std::vector<std::pair<std::string, std::string>>& config() const { return config_; }
+  const std::string& modelPath() const { return modelPath_; }
+  const SessionSettings& settings() const { return settings_; }
 
  private:
   Napi::Value Open(const Napi::CallbackInfo& info);
@@ -541,10 +608,9 @@ class Collector : public Napi::ObjectWrap<Collector> {
   friend class DrainWorker;
 
   std::string libraryPath_;
-  std::vector<uint8_t> model_;
-  int threads_ = 0;
-  int optimization_ = ort::kGraphOptEnableAll;
-  std::vector<std::pair<std::string, std::string>> config_;
+  std::vector<uint8_t> model_;  // the model's bytes, or empty with modelPath_ set
+  std::string modelPath_;
+  SessionSettings settings_;
   std::string inputName_;
   std::vector<std::string> outputNames_;
   std::vector<Target> inputTargets_;
@@ -575,25 +641,7 @@ class OpenWorker : public CollectorWorker {
   using CollectorWorker::CollectorWorker;
   void Execute() override {
     const Runtime& rt = LoadRuntime(owner_->libraryPath());
-    const ort::Api& api = rt.api;
-    ort::SessionOptions* options = nullptr;
-    Check(api, api.CreateSessionOptions(&options), "onnxruntime CreateSessionOptions");
-    try {
-      Check(api, api.SetIntraOpNumThreads(options, owner_->threads()), "onnxruntime SetIntraOpNumThreads");
-      Check(api, api.SetInterOpNumThreads(options, 1), "onnxruntime SetInterOpNumThreads");
-      Check(api, api.SetSessionExecutionMode(options, ort::kExecutionSequential), "onnxruntime SetSessionExecutionMode");
-      Check(api, api.SetSessionGraphOptimizationLevel(options, owner_->optimization()), "onnxruntime SetSessionGraphOptimizationLevel");
-      Check(api, api.SetSessionLogSeverityLevel(options, ort::kLoggingLevelFatal), "onnxruntime SetSessionLogSeverityLevel");
-      for (const auto& kv : owner_->config()) {
-        Check(api, api.AddSessionConfigEntry(options, kv.first.c_str(), kv.second.c_str()), "onnxruntime session option " + kv.first);
-      }
-      const auto& model = owner_->model();
-      Check(api, api.CreateSessionFromArray(rt.env, model.data(), model.size(), options, &session_), "");
-    } catch (...) {
-      api.ReleaseSessionOptions(options);
-      throw;
-    }
-    api.ReleaseSessionOptions(options);
+    session_ = CreateSession(rt, owner_->settings(), owner_->model(), owner_->modelPath(), "");
     runtime_ = &rt;
   }
   void OnOK() override {
@@ -742,8 +790,63 @@ Napi::Value OrtRuntimeVersion(const Napi::CallbackInfo& info) {
   }
 }
 
+namespace {
+
+// Creates a session only for onnxruntime to write the graph it optimised to a file, then frees it.
+class OptimizeWorker : public Napi::AsyncWorker {
+ public:
+  OptimizeWorker(Napi::Env env, std::string libraryPath, std::vector<uint8_t> model, SessionSettings settings, std::string outPath)
+      : Napi::AsyncWorker(env, "trtcalib:ortOptimize"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        libraryPath_(std::move(libraryPath)),
+        model_(std::move(model)),
+        settings_(std::move(settings)),
+        outPath_(std::move(outPath)) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+  void Execute() override {
+    const Runtime& rt = LoadRuntime(libraryPath_);
+    ort::Session* session = CreateSession(rt, settings_, model_, "", outPath_);
+    rt.api.ReleaseSession(session);
+    version_ = rt.api.version;
+  }
+  void OnOK() override { deferred_.Resolve(Napi::String::New(Env(), version_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string libraryPath_;
+  std::vector<uint8_t> model_;
+  SessionSettings settings_;
+  std::string outPath_;
+  std::string version_;
+};
+
+}  // namespace
+
+// ortOptimizeModel(libraryPath, model: Uint8Array, config: { threads, optimization, configEntries }, outPath):
+// Promise<string>. Opens the model as the collector would, with onnxruntime writing its optimised graph to
+// outPath (config entries can send the weights to a side file), and frees the session; resolves to onnxruntime's
+// version. src/stats/native-collect.ts edits that graph so that blocked activations are exported as they are.
+Napi::Value OrtOptimizeModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsString() || !info[1].IsTypedArray() || !info[2].IsObject() || !info[3].IsString()) {
+    throw Napi::TypeError::New(env, "Expected (libraryPath: string, model: Uint8Array, config: object, outPath: string)");
+  }
+  Napi::TypedArray model = info[1].As<Napi::TypedArray>();
+  if (model.TypedArrayType() != napi_uint8_array || model.ByteLength() == 0) throw Napi::TypeError::New(env, "Expected a non-empty Uint8Array for the model");
+  const uint8_t* bytes = model.As<Napi::Uint8Array>().Data();
+  std::string outPath = info[3].As<Napi::String>().Utf8Value();
+  if (outPath.empty()) throw Napi::TypeError::New(env, "Expected a path for the optimised model");
+  auto* worker = new OptimizeWorker(env, info[0].As<Napi::String>().Utf8Value(), std::vector<uint8_t>(bytes, bytes + model.ByteLength()),
+                                    SessionSettings::Parse(env, info[2].As<Napi::Object>()), std::move(outPath));
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
 void InitOrtCollector(Napi::Env env, Napi::Object exports) {
   exports.Set("OrtCollector", Collector::Define(env));
+  exports.Set("ortOptimizeModel", Napi::Function::New(env, OrtOptimizeModel, "ortOptimizeModel"));
   exports.Set("ortRuntimeVersion", Napi::Function::New(env, OrtRuntimeVersion, "ortRuntimeVersion"));
 }
 

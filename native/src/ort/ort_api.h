@@ -32,6 +32,13 @@ struct Value;
 struct MemoryInfo;
 struct TensorTypeAndShapeInfo;
 
+// ORTCHAR_t: file paths are wide strings on Windows.
+#if defined(_WIN32)
+using PathChar = wchar_t;
+#else
+using PathChar = char;
+#endif
+
 // Enum values (onnxruntime_c_api.h).
 constexpr int kLoggingLevelFatal = 4;            // ORT_LOGGING_LEVEL_FATAL
 constexpr int kGraphOptDisableAll = 0;           // ORT_DISABLE_ALL
@@ -58,10 +65,12 @@ using GetApiBaseFn = const ApiBase*(TRTCALIB_ORT_CALL*)();
 #define TRTCALIB_ORT_API(X)                                                                                          \
   X(2, GetErrorMessage, const char*, const Status*)                                                                  \
   X(3, CreateEnv, Status*, int, const char*, Env**)                                                                  \
+  X(7, CreateSession, Status*, const Env*, const PathChar*, const SessionOptions*, Session**)                        \
   X(8, CreateSessionFromArray, Status*, const Env*, const void*, size_t, const SessionOptions*, Session**)           \
   X(9, Run, Status*, Session*, const RunOptions*, const char* const*, const Value* const*, size_t, const char* const*, \
     size_t, Value**)                                                                                                 \
   X(10, CreateSessionOptions, Status*, SessionOptions**)                                                             \
+  X(11, SetOptimizedModelFilePath, Status*, SessionOptions*, const PathChar*)                                        \
   X(13, SetSessionExecutionMode, Status*, SessionOptions*, int)                                                      \
   X(22, SetSessionLogSeverityLevel, Status*, SessionOptions*, int)                                                   \
   X(23, SetSessionGraphOptimizationLevel, Status*, SessionOptions*, int)                                             \
