@@ -296,6 +296,42 @@ void MergeBins(T* h, uint32_t bins, double factor) {
 
 void GrowCounts(uint32_t* h, uint32_t bins, double factor) { MergeBins<uint32_t, uint64_t>(h, bins, factor); }
 
+// hist[b >> shift] += l0[b] + l1[b] for b < n: two lanes' counts added to a float64 histogram whose bins are
+// 2^shift of the lanes' wide (shift >= 31: all into bin 0). Adding 0.0 changes no count, so the common case
+// (same width) runs without a branch and vectorises; wider bins sum their lane bins as integers first. Every sum
+// is an exact integer (below 2^53), so the result is the one of adding each count on its own.
+void AddLanePair(const uint32_t* l0, const uint32_t* l1, uint32_t n, double* hist, uint32_t shift) {
+  if (shift == 0) {
+    for (uint32_t b = 0; b < n; ++b) hist[b] += double(uint64_t(l0[b]) + l1[b]);
+  } else if (shift >= 31) {
+    uint64_t c = 0;
+    for (uint32_t b = 0; b < n; ++b) c += uint64_t(l0[b]) + l1[b];
+    if (c) hist[0] += double(c);
+  } else {
+    // 2^shift lane bins per histogram bin: summed as integers, added once.
+    const uint32_t f = 1u << shift;
+    for (uint32_t j = 0, start = 0; start < n; ++j, start += f) {
+      const uint32_t end = std::min(n, start + f);
+      uint64_t c = 0;
+      for (uint32_t b = start; b < end; ++b) c += uint64_t(l0[b]) + l1[b];
+      if (c) hist[j] += double(c);
+    }
+  }
+}
+
+// log2 of a bin-width factor (a power of two >= 1), 31 for "everything into bin 0" (factor >= bins).
+uint32_t FactorShift(double factor, uint32_t bins) {
+  if (factor >= double(bins)) return 31;
+  uint32_t f = uint32_t(factor), shift = 0;
+  while (f > 1) {
+    f >>= 1;
+    ++shift;
+  }
+  return shift;
+}
+
+static_assert(kLanes == 2, "AddLanePair adds two lanes");
+
 class Lanes {
  public:
   explicit Lanes(uint32_t bins) : bins_(bins), stride_(bins + kLanePad), data_(size_t(kLanes) * stride_, 0u) {}
@@ -308,11 +344,7 @@ class Lanes {
   // Adds the lane sums to hist, whose range is `factor` (a power of two >= 1) times the lanes' range; clears.
   void FlushInto(double* hist, double factor = 1) {
     uint32_t* h = data_.data();
-    const uint32_t f = factor >= double(bins_) ? bins_ : uint32_t(factor);
-    for (uint32_t b = 0; b < bins_; ++b) {
-      const uint64_t c = uint64_t(h[b]) + h[b + stride_];
-      if (c) hist[b / f] += double(c);
-    }
+    AddLanePair(h, h + stride_, bins_, hist, FactorShift(factor, bins_));
     std::fill(data_.begin(), data_.end(), 0u);
   }
 
@@ -757,18 +789,10 @@ class ClampPairAccumulator {
 
   // Adds bins 0..top of one half of the lanes to hist, whose range is `factor` (a power of two >= 1) times the
   // half's.
-  bool AddPart(uint32_t offset, double* hist, double factor, int64_t top) const {
-    const uint32_t f = factor >= double(bins_) ? bins_ : uint32_t(factor);
-    bool any = false;
-    for (uint32_t b = 0; int64_t(b) <= top; ++b) {
-      uint64_t c = 0;
-      for (uint32_t l = 0; l < kLanes; ++l) c += lanes_[size_t(l) * stride_ + offset + b];
-      if (c) {
-        hist[b / f] += double(c);
-        any = true;
-      }
-    }
-    return any;
+  void AddPart(uint32_t offset, double* hist, double factor, int64_t top) const {
+    if (top < 0) return;
+    const uint32_t* h = lanes_.data() + offset;
+    AddLanePair(h, h + stride_, uint32_t(top) + 1, hist, FactorShift(factor, bins_));
   }
 
   bool PartEmpty(uint32_t offset, int64_t top) const {
