@@ -6,6 +6,15 @@ import os from 'node:os';
 // them on larger machines. Set before anything touches the pool, hence the dynamic import below.
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, os.availableParallelism()));
 
+// Ctrl-C and kill end the run through process.exit, so that 'exit' handlers remove temporary files
+// (src/util/cleanup.ts); outputs are written atomically, so none is left half-written.
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+  process.once(signal, () => {
+    process.stderr.write(`trt-calib: interrupted (${signal})\n`);
+    process.exit(code);
+  });
+}
+
 const { main } = await import('../dist/cli/main.js');
 main(process.argv).then(
   (code) => {

@@ -36,6 +36,7 @@ import { decodeOnnxModel, graphOf, saveOnnxModel, type OnnxModel } from '../onnx
 import { exportBlockedActivations } from '../onnx/nchwc.js';
 import { compareNames } from './collector.js';
 import type { CollectionPlan } from './derive.js';
+import { releaseAtExit, removeAtExit } from '../util/cleanup.js';
 import { mergeInto } from './histogram.js';
 import { HISTOGRAM_BINS, type TensorStatistics } from './types.js';
 
@@ -153,7 +154,13 @@ export class NativeStatistics implements StatisticsPass {
       outputs,
     };
     // onnxruntime's blocked layout exists on x86-64 only, for convolutions.
-    this.#tryBlocked = process.env.TRT_CALIB_NCHWC !== '0' && process.arch === 'x64' && graphOf(model).node.some((n) => n.opType === 'Conv' && !n.domain);
+    // It writes the weights to a temporary folder once: not for models so large that this would cost more than it
+    // saves (and /tmp may be memory).
+    this.#tryBlocked =
+      process.env.TRT_CALIB_NCHWC !== '0' &&
+      process.arch === 'x64' &&
+      this.#bytes.length <= BLOCKED_MAX_MODEL_BYTES &&
+      graphOf(model).node.some((n) => n.opType === 'Conv' && !n.domain);
   }
 
   async start(): Promise<void> {
@@ -180,7 +187,7 @@ export class NativeStatistics implements StatisticsPass {
           this.#collector?.close();
           this.#collector = undefined;
         } finally {
-          await rm(blocked.dir, { recursive: true, force: true }).catch(() => undefined);
+          await removeTemporary(blocked.dir);
         }
       }
       this.#collector = new native.OrtCollector(this.#library, this.#bytes, this.#config);
@@ -240,6 +247,18 @@ export class NativeStatistics implements StatisticsPass {
   }
 }
 
+/** Models above this size (their weights, 512 MiB) are opened as they are. */
+const BLOCKED_MAX_MODEL_BYTES = 512 * 2 ** 20;
+
+async function removeTemporary(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true });
+    releaseAtExit(dir);
+  } catch {
+    // left to the exit hook (Windows: onnxruntime may still have the weights mapped)
+  }
+}
+
 /**
  * onnxruntime's optimised graph of an exposed model (`bytes`, opened with `config`), edited to export the
  * activations in `exposed` in its blocked layout (src/onnx/nchwc.ts), in a new temporary folder with its weights
@@ -255,6 +274,7 @@ export async function blockedModel(
   let dir: string | undefined;
   try {
     dir = await mkdtemp(path.join(tmpdir(), 'trt-calib-nchwc-'));
+    removeAtExit(dir);
     const optimized = path.join(dir, 'optimized.onnx');
     await loadNative().ortOptimizeModel(
       library,
@@ -278,7 +298,7 @@ export async function blockedModel(
     await writeFile(file, saveOnnxModel(edit.model));
     return { dir, file, count: edit.blocked.length };
   } catch {
-    if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    if (dir) await removeTemporary(dir);
     return undefined;
   }
 }

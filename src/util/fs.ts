@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
+import { releaseAtExit, removeAtExit } from './cleanup.js';
 
 /**
  * Writes a file atomically: the data goes to a temporary file in the same folder, is flushed to disk,
@@ -16,6 +17,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   }
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   let handle: fsp.FileHandle | undefined;
+  removeAtExit(tmp);
   try {
     handle = await fsp.open(tmp, 'w');
     await handle.writeFile(data);
@@ -23,9 +25,11 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
     await handle.close();
     handle = undefined;
     await fsp.rename(tmp, file);
+    releaseAtExit(tmp);
   } catch (err) {
     await handle?.close().catch(() => {});
     await fsp.unlink(tmp).catch(() => {});
+    releaseAtExit(tmp);
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EACCES' || code === 'EROFS' || code === 'ENOSPC' || code === 'EISDIR' || code === 'ENOTDIR') {
       throw new UserError(`Cannot write ${file}: ${(err as Error).message}`, { hint: 'Choose another output path with --out.', cause: err });

@@ -2,8 +2,9 @@
  * The main command on the bundled real fixtures: MobileNetV2 on 8 photos, and the PP-OCR detector (weights in
  * Constant nodes, dynamic input) at a small fixed shape.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, watch } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCalibrationCache } from '../../src/cache/trt-cache.js';
 import { listActivations } from '../../src/onnx/graph.js';
 import { loadOnnxModel } from '../../src/onnx/model.js';
-import { IMAGES, MOBILENET, PPOCR, assertBuilt, runCli } from './cli.js';
+import { BIN, IMAGES, MOBILENET, PPOCR, assertBuilt, runCli } from './cli.js';
 
 const ALGOS = ['entropy2', 'entropy', 'minmax', 'percentile', 'mse'];
 let tmp: string;
@@ -237,5 +238,36 @@ describe('PP-OCRv4 detector: Constant-node weights, dynamic input fixed by --sha
     expect(names).toHaveLength(331);
     expect(names.filter((n) => constants.has(n))).toEqual([]);
     expect(names).toContain('sigmoid_0.tmp_0');
+  });
+});
+
+describe('an interrupted run (Ctrl-C)', () => {
+  it('exits 130 and leaves no temporary file or folder behind, and no output', async () => {
+    // A temporary folder of its own, watched: SIGINT goes the moment the blocked-layout model's folder appears
+    // (src/stats/native-collect.ts writes the model's weights there while onnxruntime prepares the session).
+    const scratch = await mkdtemp(path.join(tmp, 'tmpdir-'));
+    const out = path.join(tmp, 'interrupted');
+    const child = spawn(process.execPath, [BIN, ...base, '--data', IMAGES, '--out-dir', out], { env: { ...process.env, TMPDIR: scratch }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const sent = new Promise<string>((resolve) => {
+      const watcher = watch(scratch, (_event, name) => {
+        if (!name?.startsWith('trt-calib-nchwc-')) return;
+        child.kill('SIGINT');
+        watcher.close();
+        resolve(name);
+      });
+      child.on('exit', () => {
+        watcher.close();
+        resolve('');
+      });
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    const folder = await sent;
+    if (process.arch === 'x64') expect(folder).toMatch(/^trt-calib-nchwc-/); // the signal was sent mid-run
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/interrupted \(SIGINT\)/);
+    expect(readdirSync(scratch).filter((f) => f.startsWith('trt-calib'))).toEqual([]);
+    expect(existsSync(out) ? readdirSync(out) : []).toEqual([]);
   });
 });
