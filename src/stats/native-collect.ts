@@ -24,19 +24,19 @@
  * (./collect-worker.ts), which stays as the fallback where the library cannot be loaded; the two give the same
  * bytes (test/unit/native-collect.test.ts).
  */
-import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
-import type { TensorInfo } from '../backends/types.js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
+import type { TensorInfo } from '../backends/types.js';
 import { loadNative, type OrtCollector, type OrtCollectorConfig, type OrtCollectorTarget } from '../native.js';
 import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
 import { describeInputs, type ActivationInfo } from '../onnx/graph.js';
 import { decodeOnnxModel, graphOf, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import { exportBlockedActivations } from '../onnx/nchwc.js';
+import { releaseAtExit, removeAtExit } from '../util/cleanup.js';
 import { compareNames } from './collector.js';
 import type { CollectionPlan } from './derive.js';
-import { releaseAtExit, removeAtExit } from '../util/cleanup.js';
 import { mergeInto } from './histogram.js';
 import { HISTOGRAM_BINS, type TensorStatistics } from './types.js';
 

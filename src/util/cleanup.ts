@@ -22,11 +22,6 @@ export function releaseAtExit(file: string): void {
   pending.delete(file);
 }
 
-/** What is still registered (for tests). */
-export function pendingRemovals(): string[] {
-  return [...pending];
-}
-
 function removePending(): void {
   for (const file of pending) {
     try {
