@@ -17,6 +17,7 @@ import {
   primaryOf,
   variantLabel,
 } from './format.js';
+import { colourOf, escapeHtml, svgNumber as c } from './html-parts.js';
 import { focusVariant } from './report.js';
 import type { CompareReport, LayerMetrics, TensorHistogram, TradeoffCurve, VariantReport } from './types.js';
 
@@ -27,37 +28,9 @@ export interface HtmlRenderOptions {
   maxLayers?: number;
 }
 
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-/** Escapes text for HTML content and quoted attribute values. */
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
-}
-
+// Re-exported: escapeHtml was defined here before the task sections needed it too.
+export { escapeHtml };
 const esc = escapeHtml;
-
-/** Fixed colours per algorithm (Tableau 10), so a given algorithm has the same colour in every report. */
-const ALGORITHM_COLOURS: Record<string, string> = {
-  entropy2: '#1f77b4',
-  entropy: '#9467bd',
-  minmax: '#d62728',
-  percentile: '#2ca02c',
-  mse: '#ff7f0e',
-};
-const EXTRA_COLOURS = ['#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
-
-function colourOf(algorithm: string, order: readonly string[]): string {
-  const known = ALGORITHM_COLOURS[algorithm];
-  if (known !== undefined) return known;
-  const i = order.filter((a) => ALGORITHM_COLOURS[a] === undefined).indexOf(algorithm);
-  return EXTRA_COLOURS[(i < 0 ? 0 : i) % EXTRA_COLOURS.length]!;
-}
-
-/** Coordinates with one decimal: enough for the screen, and stable text. */
-function c(n: number): string {
-  const r = Math.round(n * 10) / 10;
-  return Object.is(r, -0) ? '0' : String(r);
-}
 
 function shorten(name: string, max = 60): string {
   if (name.length <= max) return name;
