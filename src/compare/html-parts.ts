@@ -32,3 +32,15 @@ export function svgNumber(n: number): string {
   const r = Math.round(n * 10) / 10;
   return Object.is(r, -0) ? '0' : String(r);
 }
+
+/** The mask overlay's colours (RGB) and opacities: maskOverlayDataUri paints them, the report's legend names them. */
+export const OVERLAY_COLOURS = {
+  /** Both FP32 and the variant give this pixel the same non-background class: a light tint. */
+  agree: { rgb: [44, 160, 44], alpha: 0.35 },
+  /** FP32 has a class here, the variant has background: lost. */
+  lost: { rgb: [214, 39, 40], alpha: 0.8 },
+  /** The variant has a class where FP32 has background: gained. */
+  gained: { rgb: [31, 119, 180], alpha: 0.8 },
+  /** Both have a class, but not the same one. */
+  changed: { rgb: [255, 191, 0], alpha: 0.8 },
+} as const;

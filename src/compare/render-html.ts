@@ -19,9 +19,11 @@ import {
 } from './format.js';
 import { colourOf, escapeHtml, svgNumber as c } from './html-parts.js';
 import { focusVariant } from './report.js';
+import { TASK_CSS, taskSections, taskSummarySection, type TaskHtmlOptions } from './render-task-html.js';
 import type { CompareReport, LayerMetrics, TensorHistogram, TradeoffCurve, VariantReport } from './types.js';
 
-export interface HtmlRenderOptions {
+/** The task sections' pictures (photos with boxes, mask overlays) come through TaskHtmlOptions. */
+export interface HtmlRenderOptions extends TaskHtmlOptions {
   /** Image file (as in the report) -> data: URI of its thumbnail (see thumbnails.ts). */
   thumbnails?: ReadonlyMap<string, string>;
   /** Layers drawn per SNR chart, worst first (default 60). */
@@ -70,7 +72,7 @@ export function renderHtml(report: CompareReport, options: HtmlRenderOptions = {
     `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">`,
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     `<title>trt-calib report: ${esc(report.model.file)}</title>`,
-    `<style>${CSS}</style>`,
+    `<style>${CSS}${TASK_CSS}</style>`,
     '</head>',
     '<body>',
     `<h1>INT8 / FP16 accuracy report: ${esc(report.model.file)}</h1>`,
@@ -78,7 +80,9 @@ export function renderHtml(report: CompareReport, options: HtmlRenderOptions = {
       `${report.data.skipped > 0 ? ` (${report.data.skipped} skipped)` : ''} &middot; backend ${esc(report.settings.backend)}, batch ${report.settings.batchSize}` +
       ` &middot; primary output <span class="name">${esc(report.primaryOutput)}</span></p>`,
   );
+  parts.push(taskSummarySection(report));
   parts.push(summarySection(report));
+  parts.push(taskSections(report, options));
   parts.push(outputsSection(report));
   parts.push(layersSection(report, options.maxLayers ?? 60));
   if (report.tradeoff !== undefined && report.tradeoff.points.length > 0) parts.push(tradeoffSection(report.tradeoff));

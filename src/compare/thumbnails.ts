@@ -11,6 +11,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { Reporter } from '../reporter.js';
 import { silentReporter } from '../reporter.js';
+import { OVERLAY_COLOURS } from './html-parts.js';
 import type { ImageGeometry } from './task/types.js';
 
 export interface ThumbnailOptions {
@@ -93,17 +94,6 @@ export interface MaskOverlayOptions {
   background?: number;
 }
 
-/** The overlay's colours (RGB) and opacities; the report's legend names them. */
-export const OVERLAY_COLOURS = {
-  /** Both FP32 and the variant give this pixel the same non-background class: a light tint. */
-  agree: { rgb: [44, 160, 44], alpha: 0.35 },
-  /** FP32 has a class here, the variant has background: lost. */
-  lost: { rgb: [214, 39, 40], alpha: 0.8 },
-  /** The variant has a class where FP32 has background: gained. */
-  gained: { rgb: [31, 119, 180], alpha: 0.8 },
-  /** Both have a class, but not the same one. */
-  changed: { rgb: [255, 191, 0], alpha: 0.8 },
-} as const;
 
 /**
  * The photo (a file path or its bytes) with FP32's and a variant's masks of that image painted over it: a tint where
