@@ -365,7 +365,8 @@ function boxTag(
   H: number,
   colour: string,
 ): string {
-  if (w < 28 || h < 8) return '';
+  // Narrow boxes (a pedestrian at 480 px) still get a label wider than themselves; only specks go without.
+  if (w < 12 || h < 12) return '';
   let text = boxText(b, names);
   const maxChars = Math.floor(Math.max(w, 84) / CHAR_W) - 1;
   if (text.length > maxChars) text = `${text.slice(0, Math.max(1, maxChars - 1))}\u2026`;
