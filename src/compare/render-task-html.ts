@@ -218,9 +218,10 @@ export function detectionPhotoFiles(report: CompareReport): string[] {
 }
 
 function legendItem(colour: string, text: string, dash?: string): string {
+  const d = dash !== undefined ? ` stroke-dasharray="${dash}"` : '';
   return (
-    `<li><svg width="24" height="10" aria-hidden="true"><line x1="1" y1="5" x2="23" y2="5" stroke="#000" stroke-opacity="0.55" stroke-width="4"/>` +
-    `<line x1="1" y1="5" x2="23" y2="5" stroke="${colour}" stroke-width="2"${dash !== undefined ? ` stroke-dasharray="${dash}"` : ''}/></svg> ${esc(text)}</li>`
+    `<li><svg width="34" height="10" aria-hidden="true"><line x1="1" y1="5" x2="33" y2="5" stroke="#000" stroke-opacity="0.55" stroke-width="4"${d}/>` +
+    `<line x1="1" y1="5" x2="33" y2="5" stroke="${colour}" stroke-width="2"${d}/></svg> ${esc(text)}</li>`
   );
 }
 
@@ -410,7 +411,7 @@ export function classApChart(series: readonly ApSeries[], names: ReadonlyMap<num
   for (const t of [0, 0.25, 0.5, 0.75, 1]) {
     parts.push(`<line x1="${c(x(t))}" y1="${top - 4}" x2="${c(x(t))}" y2="${height - 4}" stroke="#e5e8eb"/><text x="${c(x(t))}" y="${top - 8}" text-anchor="middle">${t}</text>`);
   }
-  parts.push(`<text x="${labelW - 6}" y="${top - 8}" text-anchor="end">AP</text>`);
+  parts.push(`<text x="${labelW - 16}" y="${top - 8}" text-anchor="end">AP</text>`);
   shown.forEach(([id, info], i) => {
     const y0 = top + i * groupH;
     const label = `${info.name ?? nameOf(names, id)} (${info.groundTruth})`;

@@ -406,6 +406,13 @@ describe.skipIf(SKIP)('report.html in headless Chromium', () => {
       keep(`detection-${name}.png`, chartPng);
       expect((await inkOf(chartPng)).ink, `${name} chart ink`).toBeGreaterThan(0.03);
     }
+    if (KEEP_SHOTS !== undefined) {
+      // The task sections as a reader sees them, from the verdict table to the worst images.
+      const top = await browser!.evaluate<number>(session, `document.getElementById('task').getBoundingClientRect().top + scrollY`);
+      const bottom = await browser!.evaluate<number>(session, `document.getElementById('outputs').getBoundingClientRect().top + scrollY`);
+      const page = (await browser!.send('Page.captureScreenshot', { format: 'png', clip: { x: 0, y: top, width: 1280, height: bottom - top, scale: 1 }, captureBeyondViewport: true }, session)) as { data: string };
+      keep('detection-page.png', Buffer.from(page.data, 'base64'));
+    }
   });
 
   it('paints the segmentation masks over a real photo: red where FP32 alone has the class', async () => {
