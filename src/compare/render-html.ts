@@ -2,8 +2,8 @@
  * report.html: one self-contained file (inline CSS, inline SVG charts, thumbnails as data: URIs, no script, and a
  * Content-Security-Policy that forbids every network fetch), rendered from a CompareReport. Pure: the report
  * and the thumbnails in, a string out; the same inputs give the same bytes. Sections appear only when the
- * report holds their data (layers, histograms, trade-off curve, worst images). Every string from the report
- * is escaped: tensor names may hold < > & " '.
+ * report holds their data (layers, histograms, trade-off curve, worst images; the task sections of
+ * render-task-html.ts). Every string from the report is escaped: tensor names may hold < > & " '.
  */
 import {
   agreementLabel,
