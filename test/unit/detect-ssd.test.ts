@@ -6,6 +6,7 @@ import {
   createDetectionEvaluator,
   decodeDetections,
   evaluateCoco,
+  loadCocoLabels,
   readClassNames,
   writeCocoResults,
   type DetectionOptions,
@@ -156,6 +157,40 @@ describe('detection on the SSDLite fixture (street frames)', () => {
     expect(reported.map).toBeGreaterThan(0.05);
     // Written atomically: nothing but the file in the folder.
     expect(await fsp.readdir(tmp)).toEqual(['noisy.json']);
+  });
+
+  it('scores every variant against labels too, on the labelled images only', async () => {
+    tmp ??= await fsp.mkdtemp(path.join(os.tmpdir(), 'trt-calib-det-'));
+    // Labels: FP32's detections at 0.5 and above on the first three frames (the fourth is not in the file).
+    const images = ssd.files.slice(0, 3).map((f, i) => ({ id: i + 1, file_name: path.basename(f), width: 768, height: 576 }));
+    const annotations = images.flatMap((im, i) =>
+      fp32[i]!.filter((d) => d.score >= 0.5).map((d, k) => ({ id: i * 1000 + k + 1, image_id: im.id, category_id: d.classId, bbox: [d.x1, d.y1, d.x2 - d.x1, d.y2 - d.y1], iscrowd: 0 })),
+    );
+    const categories = [...new Set(annotations.map((a) => a.category_id))].map((id) => ({ id, name: `c${id}` }));
+    const file = path.join(tmp, 'labels.json');
+    await fsp.writeFile(file, JSON.stringify({ images, annotations, categories }));
+    const labels = await loadCocoLabels(file, ssd.files, STREET);
+    expect(labels.labels.size).toBe(3);
+    expect(labels.warnings).toEqual([]);
+
+    const evaluator = createDetectionEvaluator({ ...options, labels: labels.labels });
+    evaluator.addReference(ssd.outputs, ssd.images);
+    evaluator.addVariant('fp32', ssd.outputs, ssd.images);
+    evaluator.addVariant('noisy', noisy, ssd.images);
+    const result = evaluator.finish();
+    // FP32 finds every label first with its own box: exactly 1.
+    expect(result.get('fp32')).toMatchObject({ valueLabels: 1, mapLabels: 1, map50Labels: 1 });
+    const got = result.get('noisy')!;
+    const gt = [0, 1, 2].map((i) => labels.labels.get(ssd.files[i]!)!);
+    const preds = decodeDetections(noisy, ssd.images, options).slice(0, 3);
+    const ref = referenceCocoMap(gt, preds);
+    expect(Math.abs(got.mapLabels! - ref.map)).toBeLessThan(1e-12);
+    expect(Math.abs(got.map50Labels! - ref.map50)).toBeLessThan(1e-12);
+    expect(got.valueLabels).toBe(got.mapLabels);
+    expect(got.detection!.mapLabels).toBe(got.mapLabels);
+    expect(got.detection!.perClassLabels!.length).toBe(ref.perClass.size);
+    expect(got.mapLabels).toBeLessThan(1);
+    expect(got.mapLabels).not.toBe(got.map);
   });
 
   it('is fast: decode + NMS per image, and mAP over 20 images', () => {

@@ -69,11 +69,11 @@ function relativeToData(file: string, dataRoot: string): string {
 /** Clips a box to [0, width] x [0, height]; undefined when nothing with area is left. */
 function clipBox(box: GroundTruthBox, width: number, height: number, where: string, tally: WarningTally): GroundTruthBox | undefined {
   const c = { ...box, x1: Math.max(0, box.x1), y1: Math.max(0, box.y1), x2: Math.min(width, box.x2), y2: Math.min(height, box.y2) };
-  if (c.x1 !== box.x1 || c.y1 !== box.y1 || c.x2 !== box.x2 || c.y2 !== box.y2) tally.add('boxes reach outside their image and were clipped to it', where);
   if (!(c.x2 > c.x1 && c.y2 > c.y1)) {
     tally.add('boxes have no area inside their image and were dropped', where);
     return undefined;
   }
+  if (c.x1 !== box.x1 || c.y1 !== box.y1 || c.x2 !== box.x2 || c.y2 !== box.y2) tally.add('boxes reach outside their image and were clipped to it', where);
   return c;
 }
 
