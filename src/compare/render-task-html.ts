@@ -28,6 +28,8 @@ import type { Photo } from './thumbnails.js';
 import type { CompareReport, VariantReport } from './types.js';
 
 export interface TaskHtmlOptions {
+  /** Category id -> name (--classes), for the boxes of categories the per-class lists lack (no FP32 box of them). */
+  classNames?: ReadonlyMap<number, string>;
   /** Image file (as in the report) -> its picture and sizes, for the box overlays (photoDataUris in thumbnails.ts). */
   photos?: ReadonlyMap<string, Photo>;
   /** Segmentation: variant name -> image file -> the photo with FP32's and that variant's masks (maskOverlayDataUri). */
@@ -106,8 +108,8 @@ export function variantColours(variants: readonly VariantReport[]): Map<string, 
   return out;
 }
 
-/** Category id -> name, from every per-class list in the report that names it. */
-function classNames(report: CompareReport): Map<number, string> {
+/** Category id -> name, from every per-class list in the report that names it, then the names given. */
+function classNames(report: CompareReport, given: ReadonlyMap<number, string> | undefined): Map<number, string> {
   const names = new Map<number, string>();
   for (const v of report.variants) {
     const t = v.task;
@@ -115,6 +117,7 @@ function classNames(report: CompareReport): Map<number, string> {
       for (const e of list ?? []) if (e.name !== undefined && !names.has(e.classId)) names.set(e.classId, e.name);
     }
   }
+  for (const [id, name] of given ?? []) if (!names.has(id)) names.set(id, name);
   return names;
 }
 
@@ -203,7 +206,7 @@ export function taskSummarySection(report: CompareReport): string {
 /** Every task section after the summary, in the order detection, segmentation, OCR; '' when there is none. */
 export function taskSections(report: CompareReport, options: TaskHtmlOptions = {}): string {
   const colours = variantColours(report.variants);
-  const names = classNames(report);
+  const names = classNames(report, options.classNames);
   const focus = focusVariant(report)?.name;
   return [detectionSections(report, options, colours, names, focus), segmentationSections(report, options, names, focus), ocrSections(report, options, focus)]
     .filter((s) => s !== '')
@@ -369,7 +372,7 @@ function boxTag(
   // Narrow boxes (a pedestrian at 480 px) still get a label wider than themselves; only specks go without.
   if (w < 12 || h < 12) return '';
   let text = boxText(b, names);
-  const maxChars = Math.floor(Math.max(w, 84) / CHAR_W) - 1;
+  const maxChars = Math.floor(Math.max(w, 100) / CHAR_W) - 1; // "person 0.91", "frisbee 0.28" whole
   if (text.length > maxChars) text = `${text.slice(0, Math.max(1, maxChars - 1))}\u2026`;
   const tw = text.length * CHAR_W + 4;
   const tx = Math.max(0, Math.min(x, W - tw));

@@ -21,11 +21,18 @@ import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
+import { quantize } from '../../src/app/quantize.js';
+import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
 import { renderHtml } from '../../src/compare/render-html.js';
 import { BOX_STYLES, detectionPhotoFiles } from '../../src/compare/render-task-html.js';
-import { worstFiles } from '../../src/compare/report.js';
+import { buildCompareReport, VariantComparison, worstFiles } from '../../src/compare/report.js';
+import { createDetectionEvaluator, readClassNames } from '../../src/compare/task/detect/index.js';
+import type { DetectionBox } from '../../src/compare/task/types.js';
+import { createDataset, resolvePreprocess } from '../../src/datasets/index.js';
+import type { Tensor } from '../../src/tensor.js';
 import { maskOverlayDataUri, photoDataUris, thumbnailDataUris } from '../../src/compare/thumbnails.js';
 import { syntheticReport } from '../unit/compare-fixture.js';
+import { COCO_LABELS, runSsdOnStreet, SSD, SSD_SPEC, STREET } from '../unit/detect-fixture.js';
 import { detectionReport, segmentationReport, VTEST_001_REFERENCE, VTEST_001_VARIANT } from '../unit/task-report-fixture.js';
 
 const CHROMIUM = process.env.TRT_CALIB_CHROMIUM ?? '/usr/bin/chromium';
@@ -33,6 +40,38 @@ const SKIP = process.env.TRT_CALIB_SKIP_BROWSER === '1';
 /** Set to a folder to keep the task screenshots there (to look at them); by default they go with the temporary folder. */
 const KEEP_SHOTS = process.env.TRT_CALIB_SCREENSHOTS;
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures');
+/** The SSD fixture's preprocessing (as test/unit/detect-fixture.ts runs it): RGB stretched to 300x300, x * 2/255 - 1. */
+const SSD_PREPROCESS = { preset: 'raw01', size: 300, scale: 2 / 255, mean: [1, 1, 1], std: [1, 1, 1] };
+
+/** Runs an SSD model (FP32 or its Q/DQ INT8 export) on the street frames, one image a run (the model's batch is 1). */
+async function runOnStreet(model: string): Promise<{ files: string[]; outputs: Record<string, Tensor> }> {
+  const preprocess = resolvePreprocess(SSD_PREPROCESS, { name: 'input', dims: [1, 3, 300, 300] });
+  const dataset = await createDataset({ data: STREET, preprocess, inputName: 'input', batchSize: 1, concurrency: 2 });
+  const session = await onnxruntimeBackend.open({ path: model }, { threads: 1 });
+  const files: string[] = [];
+  const parts: Record<string, Float32Array[]> = { boxes: [], scores: [] };
+  const dims: Record<string, number[]> = {};
+  try {
+    for await (const batch of dataset.batches()) {
+      const out = await session.run({ input: { dtype: 'float32', dims: batch.dims, data: batch.data } }, ['boxes', 'scores']);
+      for (const name of ['boxes', 'scores']) {
+        parts[name]!.push(Float32Array.from(out[name]!.data as Float32Array));
+        dims[name] = out[name]!.dims.slice(1);
+      }
+      files.push(...batch.files);
+    }
+  } finally {
+    await session.release();
+  }
+  const join = (list: Float32Array[]) => {
+    const all = new Float32Array(list.reduce((n, p) => n + p.length, 0));
+    list.reduce((at, p) => (all.set(p, at), at + p.length), 0);
+    return all;
+  };
+  const outputs: Record<string, Tensor> = {};
+  for (const name of ['boxes', 'scores']) outputs[name] = { dtype: 'float32', dims: [files.length, ...dims[name]!], data: join(parts[name]!) };
+  return { files, outputs };
+}
 
 interface CdpMessage {
   id?: number;
@@ -458,6 +497,94 @@ describe.skipIf(SKIP)('report.html in headless Chromium', () => {
     expect(g2).toBeGreaterThan(r2);
     expect(g2).toBeGreaterThan(b2);
     expect((await inkOf(png)).stdev).toBeGreaterThan(20);
+  });
+
+  it('a real comparison: the SSD fixture, FP32 against its INT8 (minmax) export, boxes on the street frames', async () => {
+    const fp32 = await runSsdOnStreet();
+    const q = await quantize({
+      model: SSD,
+      precision: 'int8',
+      data: { data: path.join(FIXTURES, 'images'), preprocess: SSD_PREPROCESS },
+      algorithm: 'minmax',
+      outDir: dir,
+      out: path.join(dir, 'ssd.minmax.int8.onnx'),
+      threads: 1,
+    });
+    const int8 = await runOnStreet(q.out);
+    expect(int8.files).toEqual(fp32.files);
+    const names = await readClassNames(COCO_LABELS);
+    const evaluator = createDetectionEvaluator({ spec: SSD_SPEC, classOffset: 1, classNames: names });
+    evaluator.addReference(fp32.outputs, fp32.images);
+    evaluator.addVariant('fp32', fp32.outputs, fp32.images);
+    evaluator.addVariant('int8-minmax', int8.outputs, fp32.images);
+    const tasks = evaluator.finish();
+    const variants = [
+      { name: 'fp32', precision: 'fp32' as const, outputs: fp32.outputs },
+      { name: 'int8-minmax', precision: 'int8' as const, algorithm: 'minmax', outputs: int8.outputs },
+    ].map((spec) => {
+      const cmp = new VariantComparison({ name: spec.name, precision: spec.precision, ...(spec.algorithm ? { algorithm: spec.algorithm } : {}) });
+      cmp.addOutputs(fp32.outputs, spec.outputs, fp32.files, undefined, ['boxes', 'scores']);
+      return { ...cmp.result('scores'), task: tasks.get(spec.name)! };
+    });
+    const report = buildCompareReport({
+      tool: { name: 'trt-calib', version: 'test' },
+      model: { file: 'ssdlite_mobilenet_v2_coco_300.onnx', inputs: [{ name: 'input', dims: [1, 3, 300, 300] }], outputs: [] },
+      data: { source: STREET, images: fp32.files.length, skipped: 0 },
+      settings: { backend: 'onnxruntime', batchSize: 1, precisions: ['fp32', 'int8'], algorithms: ['minmax'], threshold: 0.3, worstCount: 5 },
+      variants,
+      primaryOutput: 'scores',
+    });
+    const det = report.variants[1]!.task!.detection!;
+    expect(report.variants[0]!.task!.map).toBeCloseTo(1, 12);
+    expect(det.map).toBeGreaterThan(0);
+    expect(det.map).toBeLessThan(1);
+    expect(det.perClass.map((c) => c.name)).toContain('person');
+    expect(det.worst.length).toBeGreaterThan(0);
+    const worst = det.worst[0]!;
+    const people = worst.reference.filter((b) => b.classId === 1 && b.score >= 0.5);
+    expect(people.length).toBeGreaterThanOrEqual(3);
+
+    const photos = await photoDataUris(det.worst.map((w) => w.file), { size: 480, quality: 80 });
+    const file = path.join(dir, 'ssd.html');
+    writeFileSync(file, renderHtml(report, { photos, classNames: names }));
+    const { session, problems } = await browser!.open(pathToFileURL(file).href);
+    const dom = await browser!.evaluate<{ overlay: Rect; boxes: number; decoded: boolean }>(
+      session,
+      `(() => { const fig = document.querySelector('details[open] figure.det-image'); const r = fig.querySelector('.overlay').getBoundingClientRect();
+        const img = fig.querySelector('img.photo');
+        return { overlay: { x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height }, boxes: fig.querySelectorAll('svg.boxes rect.edge').length,
+          decoded: img.complete && img.naturalWidth === 480 }; })()`,
+    );
+    expect(problems).toEqual([]);
+    expect(dom.decoded).toBe(true);
+    expect(dom.boxes).toBe(worst.reference.length + worst.variant.length);
+    const clip = { x: Math.round(dom.overlay.x), y: Math.round(dom.overlay.y), width: 480, height: 360 };
+    const shot = (await browser!.send('Page.captureScreenshot', { format: 'png', clip: { ...clip, scale: 1 }, captureBeyondViewport: true }, session)) as { data: string };
+    const png = Buffer.from(shot.data, 'base64');
+    keep('ssd-int8-minmax-worst.png', png);
+    expect((await inkOf(png)).stdev).toBeGreaterThan(20);
+    // Every FP32 person's box is drawn where the box is: its side edges in FP32's green or, where the INT8 box lies on
+    // top of it, the variant's magenta (labels are in the same colours; only their text, where a neighbour's label
+    // crosses an edge, is neither).
+    const { data } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const at = (x: number, y: number) => [data[(y * 480 + x) * 3]!, data[(y * 480 + x) * 3 + 1]!, data[(y * 480 + x) * 3 + 2]!];
+    const rgb = (hex: string) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+    const colours = [rgb(BOX_STYLES.reference.colour), rgb(BOX_STYLES.variant.colour)];
+    const drawn = (p: number[]) => colours.some((c) => p.every((v, k) => Math.abs(v - c[k]!) <= 40));
+    const dx = dom.overlay.x - clip.x;
+    const dy = dom.overlay.y - clip.y;
+    for (const b of people as DetectionBox[]) {
+      let hits = 0;
+      let n = 0;
+      for (const xo of [b.x1, b.x2]) {
+        const x = xo * 0.625 + dx;
+        for (let y = Math.ceil(b.y1 * 0.625 + dy) + 3; y <= Math.floor(b.y2 * 0.625 + dy) - 3; y++, n++) {
+          if ([Math.floor(x) - 1, Math.floor(x), Math.ceil(x)].some((px) => px >= 0 && px < 480 && drawn(at(px, y)))) hits++;
+        }
+      }
+      expect(hits / n, `FP32 person ${JSON.stringify(b)}`).toBeGreaterThan(0.7);
+    }
+    console.log(JSON.stringify({ map: det.map, map50: det.map50, lost: det.lost, gained: det.gained, moved: det.moved, worst: det.worst.map((w) => [path.basename(w.file), w.lost, w.moved, w.gained]), person: det.perClass.find((c) => c.classId === 1), car: det.perClass.find((c) => c.classId === 3) }));
   });
 
   /** Writes a screenshot beside the report (removed with it) and, with TRT_CALIB_SCREENSHOTS, to that folder too. */
