@@ -144,6 +144,15 @@ describe('task sections of report.html', () => {
     expect(html).toMatch(/stroke="#ff00ff" stroke-width="2" stroke-dasharray="6 4"\/><\/svg> variant<\/li>/);
   });
 
+  it('names a box of a category without FP32 ground truth from classNames', () => {
+    const report = detectionReport(() => [
+      { file: 'street/vtest_001.jpg', index: 0, lost: 0, gained: 1, moved: 0, reference: [], variant: [{ x1: 64, y1: 496, x2: 160, y2: 528, score: 0.28, classId: 34 }] },
+    ]);
+    const photos = new Map([['street/vtest_001.jpg', PHOTO]]);
+    expect(taskSections(report, { photos })).toContain('>#34 0.28</text>');
+    expect(taskSections(report, { photos, classNames: new Map([[34, 'frisbee'], [1, 'not used: the report names 1']]) })).toContain('>frisbee 0.28</text>');
+  });
+
   it('shows a section only where its data exist', () => {
     const plain = renderHtml(syntheticReport({ labels: true }));
     expect(plain).not.toMatch(/id="(task|detection-|segmentation-|ocr-)/);
