@@ -540,6 +540,10 @@ describe.skipIf(SKIP)('report.html in headless Chromium', () => {
     expect(det.map).toBeLessThan(1);
     expect(det.perClass.map((c) => c.name)).toContain('person');
     expect(det.worst.length).toBeGreaterThan(0);
+    // Four frames, at most five worst: every image with a difference is listed, so the lists add up to the totals.
+    expect(det.worst.reduce((n, w) => n + w.lost, 0)).toBe(det.lost);
+    expect(det.worst.reduce((n, w) => n + w.moved, 0)).toBe(det.moved);
+    expect(det.worst.reduce((n, w) => n + w.gained, 0)).toBe(det.gained);
     const worst = det.worst[0]!;
     const people = worst.reference.filter((b) => b.classId === 1 && b.score >= 0.5);
     expect(people.length).toBeGreaterThanOrEqual(3);
@@ -584,7 +588,6 @@ describe.skipIf(SKIP)('report.html in headless Chromium', () => {
       }
       expect(hits / n, `FP32 person ${JSON.stringify(b)}`).toBeGreaterThan(0.7);
     }
-    console.log(JSON.stringify({ map: det.map, map50: det.map50, lost: det.lost, gained: det.gained, moved: det.moved, worst: det.worst.map((w) => [path.basename(w.file), w.lost, w.moved, w.gained]), person: det.perClass.find((c) => c.classId === 1), car: det.perClass.find((c) => c.classId === 3) }));
   });
 
   /** Writes a screenshot beside the report (removed with it) and, with TRT_CALIB_SCREENSHOTS, to that folder too. */
