@@ -50,6 +50,7 @@ export const TASK_CSS = `
 .overlay{position:relative;overflow:hidden;border-radius:3px;background:#f6f8fa}
 .overlay>img,.overlay>svg{position:absolute;left:0;top:0;display:block}
 .grid.pics{grid-template-columns:repeat(auto-fill,minmax(500px,1fr))}
+table.ocr th:not(:last-child){text-align:left}
 td.text{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px;text-align:left;white-space:pre-wrap;word-break:break-all;max-width:340px}
 tr.differs td.text{background:#fff5f5}
 .sq{display:inline-block;width:12px;height:12px;vertical-align:middle;margin-right:4px;border-radius:2px}

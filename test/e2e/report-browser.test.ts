@@ -33,7 +33,7 @@ import type { Tensor } from '../../src/tensor.js';
 import { maskOverlayDataUri, photoDataUris, thumbnailDataUris } from '../../src/compare/thumbnails.js';
 import { syntheticReport } from '../unit/compare-fixture.js';
 import { COCO_LABELS, runSsdOnStreet, SSD, SSD_SPEC, STREET } from '../unit/detect-fixture.js';
-import { detectionReport, segmentationReport, VTEST_001_REFERENCE, VTEST_001_VARIANT } from '../unit/task-report-fixture.js';
+import { detectionReport, NASTY_FILE, ocrReport, segmentationReport, VTEST_001_REFERENCE, VTEST_001_VARIANT } from '../unit/task-report-fixture.js';
 
 const CHROMIUM = process.env.TRT_CALIB_CHROMIUM ?? '/usr/bin/chromium';
 const SKIP = process.env.TRT_CALIB_SKIP_BROWSER === '1';
@@ -445,13 +445,7 @@ describe.skipIf(SKIP)('report.html in headless Chromium', () => {
       keep(`detection-${name}.png`, chartPng);
       expect((await inkOf(chartPng)).ink, `${name} chart ink`).toBeGreaterThan(0.03);
     }
-    if (KEEP_SHOTS !== undefined) {
-      // The task sections as a reader sees them, from the verdict table to the worst images.
-      const top = await browser!.evaluate<number>(session, `document.getElementById('task').getBoundingClientRect().top + scrollY`);
-      const bottom = await browser!.evaluate<number>(session, `document.getElementById('outputs').getBoundingClientRect().top + scrollY`);
-      const page = (await browser!.send('Page.captureScreenshot', { format: 'png', clip: { x: 0, y: top, width: 1280, height: bottom - top, scale: 1 }, captureBeyondViewport: true }, session)) as { data: string };
-      keep('detection-page.png', Buffer.from(page.data, 'base64'));
-    }
+    await keepTaskSections(session, 'detection-page.png');
   });
 
   it('paints the segmentation masks over a real photo: red where FP32 alone has the class', async () => {
@@ -497,6 +491,7 @@ describe.skipIf(SKIP)('report.html in headless Chromium', () => {
     expect(g2).toBeGreaterThan(r2);
     expect(g2).toBeGreaterThan(b2);
     expect((await inkOf(png)).stdev).toBeGreaterThan(20);
+    await keepTaskSections(session, 'segmentation-page.png');
   });
 
   it('a real comparison: the SSD fixture, FP32 against its INT8 (minmax) export, boxes on the street frames', async () => {
@@ -589,6 +584,33 @@ describe.skipIf(SKIP)('report.html in headless Chromium', () => {
       expect(hits / n, `FP32 person ${JSON.stringify(b)}`).toBeGreaterThan(0.7);
     }
   });
+
+  it('shows the OCR text pairs as the text itself (escaped in the file, intact on the page)', async () => {
+    const file = path.join(dir, 'ocr.html');
+    writeFileSync(file, renderHtml(ocrReport()));
+    const { session, problems } = await browser!.open(pathToFileURL(file).href);
+    const rows = await browser!.evaluate<string[][]>(
+      session,
+      `[...document.querySelectorAll('details[open] table.ocr tbody tr')].map((tr) => [...tr.children].map((td) => td.textContent))`,
+    );
+    expect(problems).toEqual([]);
+    expect(rows).toEqual([
+      ['text/a.png', 'PRICE <5 & "10"', 'PRlCE <5 & "1O"', 'PRICE <5 & "10"', '2'],
+      [NASTY_FILE, "it's", '(empty)', '-', '4'],
+      ['text/c.png', 'EXIT', 'EXIT', '-', '0'],
+    ]);
+    await keepTaskSections(session, 'ocr-page.png');
+  });
+
+  /** With TRT_CALIB_SCREENSHOTS, keeps the task sections as a reader sees them, from the verdict table to the outputs. */
+  async function keepTaskSections(session: string, name: string): Promise<void> {
+    if (KEEP_SHOTS === undefined) return;
+    const top = await browser!.evaluate<number>(session, `document.getElementById('task').getBoundingClientRect().top + scrollY`);
+    const bottom = await browser!.evaluate<number>(session, `document.getElementById('outputs').getBoundingClientRect().top + scrollY`);
+    const clip = { x: 0, y: top, width: 1280, height: bottom - top, scale: 1 };
+    const page = (await browser!.send('Page.captureScreenshot', { format: 'png', clip, captureBeyondViewport: true }, session)) as { data: string };
+    keep(name, Buffer.from(page.data, 'base64'));
+  }
 
   /** Writes a screenshot beside the report (removed with it) and, with TRT_CALIB_SCREENSHOTS, to that folder too. */
   function keep(name: string, png: Buffer): void {
