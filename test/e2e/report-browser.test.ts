@@ -499,7 +499,7 @@ describe.skipIf(SKIP)('report.html in headless Chromium', () => {
     const q = await quantize({
       model: SSD,
       precision: 'int8',
-      data: { data: path.join(FIXTURES, 'images'), preprocess: SSD_PREPROCESS },
+      data: { data: path.join(FIXTURES, 'images'), preprocess: SSD_PREPROCESS, maxImages: 4 },
       algorithm: 'minmax',
       outDir: dir,
       out: path.join(dir, 'ssd.minmax.int8.onnx'),
