@@ -118,6 +118,8 @@ export interface VariantReport {
   layers?: LayerMetrics[];
   /** The worst images of the primary output, worst first. */
   worst: ImageRecord[];
+  /** The task's verdict (issue 13): detection mAP, segmentation IoU, OCR text, classification top-1. */
+  task?: import('./task/types.js').TaskMetrics;
 }
 
 export interface Winner {
