@@ -157,8 +157,15 @@ export interface OcrMetrics {
   cer: number;
   exactMatchLabels?: number;
   cerLabels?: number;
-  /** Text pairs for the report, worst first. */
-  samples: Array<{ file: string; reference: string; variant: string; label?: string; distance: number }>;
+  /** Images decoded; with labels, those with a label and those of the pass without one. */
+  images?: number;
+  labelledImages?: number;
+  unlabelledImages?: number;
+  /**
+   * Text pairs for the report, worst first (distance to FP32, then to the label, then file); only pairs that differ
+   * from FP32 or from the label. `labelDistance`: edit distance of the variant's text to the label.
+   */
+  samples: Array<{ file: string; reference: string; variant: string; label?: string; labelDistance?: number; distance: number }>;
 }
 
 export interface ClassifyMetrics {

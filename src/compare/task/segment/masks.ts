@@ -62,7 +62,8 @@ export async function readMask(file: string): Promise<LabelMask> {
   const { width, height, channels } = decoded.info;
   const pixels = width * height;
   const data = new Uint16Array(pixels);
-  const raw = decoded.info.depth === 'ushort' ? new Uint16Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.byteLength / 2) : decoded.data;
+  // 16-bit grayscale PNGs come out as 16-bit samples (two bytes each; sharp's typings do not declare info.depth).
+  const raw = decoded.data.byteLength === pixels * channels * 2 ? new Uint16Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.byteLength / 2) : decoded.data;
   if (meta.isPalette && palette !== undefined) {
     if (channels < 3) throw new UserError(`Cannot read the mask ${file}: its palette decoded to ${channels} channel(s).`);
     // Colour -> index; a colour listed twice cannot be told apart (-1), and is an error only where a pixel uses it.
