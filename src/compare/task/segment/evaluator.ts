@@ -130,11 +130,13 @@ export class SegmentationEvaluator implements TaskEvaluator {
     if (layout.height !== ref.height || layout.width !== ref.width) {
       throw new Error(`SegmentationEvaluator: output '${this.options.output}' of ${variant} is ${layout.height}x${layout.width} per image, FP32's ${ref.height}x${ref.width}.`);
     }
+    // Binary maps have two classes (background 0, foreground 1) in one channel.
+    const classes = layout.mode === 'binary' ? 2 : layout.channels;
     let state = this.variants.get(variant);
     if (state === undefined) {
       state = {
-        counts: new ClassCounts(layout.channels),
-        labelCounts: new ClassCounts(layout.channels),
+        counts: new ClassCounts(classes),
+        labelCounts: new ClassCounts(classes),
         labelledImages: 0,
         ignoredPixels: 0,
         outsidePixels: 0,
@@ -143,7 +145,7 @@ export class SegmentationEvaluator implements TaskEvaluator {
       };
       this.variants.set(variant, state);
     }
-    const image = new ClassCounts(layout.channels);
+    const image = new ClassCounts(classes);
     for (let i = 0; i < images.length; i++) {
       const ref = this.referenceMaps[i]!;
       const map = maps[i]!;
@@ -157,8 +159,7 @@ export class SegmentationEvaluator implements TaskEvaluator {
       if (mask !== undefined) {
         const g = images[i]!;
         const sampling = originalSampling(g, layout.width, layout.height);
-        const classes = layout.mode === 'ids' ? undefined : layout.mode === 'binary' ? 2 : layout.channels;
-        const r = addMaskCounts(state.labelCounts, mask, map, layout.width, sampling, this.ignoreIndex, classes);
+        const r = addMaskCounts(state.labelCounts, mask, map, layout.width, sampling, this.ignoreIndex, layout.mode === 'ids' ? undefined : classes);
         state.ignoredPixels += r.ignored;
         state.outsidePixels += r.outside;
         state.labelledImages++;
