@@ -81,7 +81,7 @@ export class OcrEvaluator implements TaskEvaluator {
     if (!Number.isInteger(this.blank) || this.blank < 0) throw new UserError(`The CTC blank must be a class index (an integer from 0), got ${this.blank}.`);
     if (!Number.isInteger(this.worstCount) || this.worstCount < 0) throw new UserError(`worstCount must be a non-negative integer, got ${this.worstCount}.`);
     if (options.labels !== undefined && options.keys === undefined) {
-      throw new UserError('Text labels need the recogniser\'s character dictionary to compare texts.', { hint: 'Pass --keys FILE (one character a line, as PaddleOCR\'s ppocr_keys_v1.txt).' });
+      throw new UserError('Text labels need the recogniser\'s character dictionary (--keys FILE) to compare texts.', { hint: 'Pass --keys FILE (one character a line, as PaddleOCR\'s ppocr_keys_v1.txt).' });
     }
   }
 
