@@ -7,6 +7,7 @@
  * each colour back to its index. Grayscale PNGs give the value directly (8 or 16 bits); a grayscale saved as RGB
  * (R = G = B) is read as its gray value.
  */
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import fg from 'fast-glob';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
@@ -127,6 +128,10 @@ function withoutExtension(rel: string): string {
  */
 export async function findMaskLabels(dir: string, datasetFiles: readonly string[], dataRoot: string): Promise<MaskMatch> {
   const root = path.resolve(dir);
+  const info = await stat(root).catch(() => undefined);
+  if (info === undefined || !info.isDirectory()) {
+    throw new UserError(`The mask folder ${dir} ${info === undefined ? 'does not exist' : 'is not a folder'}.`, { hint: 'Pass --labels masks:DIR with a folder of PNG masks, one per image.' });
+  }
   let found: string[];
   try {
     found = await fg('**/*.png', { cwd: root, caseSensitiveMatch: false, onlyFiles: true, dot: false, throwErrorOnBrokenSymbolicLink: false, suppressErrors: false });
