@@ -35,6 +35,34 @@ interface WorstImage {
   file: string;
   index: number;
   iou: number;
+  /** Small copies of both class maps, for the report's overlays (see overlay.ts). */
+  view: WorstMapView;
+}
+
+/** The worst images' maps, FP32's and the variant's, nearest-downsampled to at most VIEW_SIDE on the long side. */
+export interface WorstMapView {
+  file: string;
+  index: number;
+  iou: number;
+  mode: ClassMapLayout['mode'];
+  geometry: ImageGeometry;
+  width: number;
+  height: number;
+  reference: Uint16Array;
+  variant: Uint16Array;
+}
+
+/** Long side of the maps kept for overlays: 2 x 160 x 160 x 2 bytes = 100 KiB per worst image at most. */
+export const VIEW_SIDE = 160;
+
+function downsample(map: Uint16Array, width: number, height: number, w: number, h: number): Uint16Array {
+  if (w === width && h === height) return map.slice();
+  const out = new Uint16Array(w * h);
+  for (let y = 0; y < h; y++) {
+    const sy = Math.min(height - 1, Math.floor(((y + 0.5) * height) / h));
+    for (let x = 0; x < w; x++) out[y * w + x] = map[sy * width + Math.min(width - 1, Math.floor(((x + 0.5) * width) / w))]!;
+  }
+  return out;
 }
 
 function worseImage(a: WorstImage, b: WorstImage): boolean {
@@ -152,7 +180,22 @@ export class SegmentationEvaluator implements TaskEvaluator {
       if (layout.mode === 'ids') image.ensure(Math.max(maxClass(ref), maxClass(map)) + 1);
       image.reset();
       image.addMaps(ref, map);
-      state.worst.push({ file: images[i]!.file, index: this.batchStart + i, iou: this.imageIou(image) });
+      const iou = this.imageIou(image);
+      const side = Math.min(1, VIEW_SIDE / Math.max(layout.width, layout.height));
+      const w = Math.max(1, Math.round(layout.width * side));
+      const h = Math.max(1, Math.round(layout.height * side));
+      const view: WorstMapView = {
+        file: images[i]!.file,
+        index: this.batchStart + i,
+        iou,
+        mode: layout.mode,
+        geometry: images[i]!,
+        width: w,
+        height: h,
+        reference: downsample(ref, layout.width, layout.height, w, h),
+        variant: downsample(map, layout.width, layout.height, w, h),
+      };
+      state.worst.push({ file: view.file, index: view.index, iou, view });
       state.counts.merge(image);
       state.images++;
       const mask = this.masks.get(images[i]!.file);
@@ -178,7 +221,7 @@ export class SegmentationEvaluator implements TaskEvaluator {
         miou,
         perClass: this.perClass(s.counts),
         pixelAgreement: s.counts.agreement() ?? 1,
-        worst: s.worst.sorted(),
+        worst: s.worst.sorted().map(({ file, index, iou }) => ({ file, index, iou })),
       };
       let valueLabels: number | undefined;
       if (this.options.labels !== undefined) {
@@ -202,6 +245,11 @@ export class SegmentationEvaluator implements TaskEvaluator {
       });
     }
     return result;
+  }
+
+  /** The worst images of a variant with small copies of both maps (worst first), for maskOverlayDataUris. */
+  worstViews(variant: string): WorstMapView[] {
+    return this.variants.get(variant)?.worst.sorted().map((w) => w.view) ?? [];
   }
 
   /** Binary: the foreground's IoU; otherwise the mean IoU. Undefined when there is nothing to measure. */
