@@ -4,7 +4,7 @@
  * PNGs). The ignore value (255 by default, as VOC's object borders and Cityscapes' trainId "ignore") is skipped.
  *
  * sharp expands palette PNGs to RGB, so for those the palette (the PLTE chunk, read here from the file's bytes) maps
- * each colour back to its index. Grayscale PNGs give the value directly (8 or 16 bits); a grayscale saved as RGB
+ * each colour back to its index. Grayscale PNGs give the value directly (8 bits, or 16 bits read as grey16); a grayscale saved as RGB
  * (R = G = B) is read as its gray value.
  */
 import { stat } from 'node:fs/promises';
@@ -53,18 +53,24 @@ export async function readMask(file: string): Promise<LabelMask> {
   const palette = pngPalette(bytes, file);
   let decoded: { data: Buffer; info: OutputInfo };
   let meta: Metadata;
+  let sixteen: boolean;
   try {
     const image = sharp(bytes, { failOn: 'error' });
     meta = await image.metadata();
-    decoded = await image.raw().toBuffer({ resolveWithObject: true });
+    // 16-bit grayscale (class ids above 255): sharp would reduce it to 8-bit sRGB unless asked to keep grey16.
+    sixteen = meta.depth === 'ushort' && !meta.isPalette;
+    if (sixteen && (meta.channels ?? 1) > 2) {
+      throw new UserError(`The mask ${file} is a 16-bit colour image; expected a palette or grayscale PNG whose values are class indices.`);
+    }
+    decoded = await (sixteen ? image.toColourspace('grey16').raw({ depth: 'ushort' }) : image.raw()).toBuffer({ resolveWithObject: true });
   } catch (err) {
+    if (err instanceof UserError) throw err;
     throw new UserError(`Cannot read the mask ${file}: ${(err as Error).message}.`, { cause: err });
   }
   const { width, height, channels } = decoded.info;
   const pixels = width * height;
   const data = new Uint16Array(pixels);
-  // 16-bit grayscale PNGs come out as 16-bit samples (two bytes each; sharp's typings do not declare info.depth).
-  const raw = decoded.data.byteLength === pixels * channels * 2 ? new Uint16Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.byteLength / 2) : decoded.data;
+  const raw = sixteen ? new Uint16Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.byteLength / 2) : decoded.data;
   if (meta.isPalette && palette !== undefined) {
     if (channels < 3) throw new UserError(`Cannot read the mask ${file}: its palette decoded to ${channels} channel(s).`);
     // Colour -> index; a colour listed twice cannot be told apart (-1), and is an error only where a pixel uses it.
