@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
-import { createOcrEvaluator, ctcGreedyDecode, editDistance, parseKeys, readKeys, readTextLabels, recognizeOcr, resolveKeys } from '../../src/compare/task/ocr/index.js';
+import { alignmentCost, alignTexts, createOcrEvaluator, ctcGreedyDecode, editDistance, parseKeys, readKeys, readTextLabels, recognizeOcr, resolveKeys } from '../../src/compare/task/ocr/index.js';
 import type { ImageGeometry } from '../../src/compare/task/types.js';
 import type { Tensor } from '../../src/tensor.js';
 
@@ -61,6 +61,32 @@ describe('editDistance', () => {
   it('counts code points, not UTF-16 units', () => {
     expect(editDistance('a😀b', 'ab')).toBe(1);
     expect(editDistance('中文字', '中字')).toBe(1);
+  });
+});
+
+describe('alignTexts (the marks of a text pair)', () => {
+  it('gives one optimal alignment in runs: kitten -> sitting', () => {
+    expect(alignTexts('kitten', 'sitting')).toEqual([
+      { kind: 'replace', reference: 'k', variant: 's' },
+      { kind: 'equal', reference: 'itt', variant: 'itt' },
+      { kind: 'replace', reference: 'e', variant: 'i' },
+      { kind: 'equal', reference: 'n', variant: 'n' },
+      { kind: 'insert', reference: '', variant: 'g' },
+    ]);
+    expect(alignTexts('', '')).toEqual([]);
+    expect(alignTexts('ab', '')).toEqual([{ kind: 'delete', reference: 'ab', variant: '' }]);
+  });
+
+  it('costs the edit distance and rebuilds both texts, on many pairs', () => {
+    const words = ['', 'a', 'ab', 'ba', 'abc', 'flaw', 'lawn', '中文字', 'a😀b', 'banana', 'ananas', 'INT8', 'lNT8'];
+    for (const x of words) {
+      for (const y of words) {
+        const edits = alignTexts(x, y);
+        expect(alignmentCost(edits), `${x} -> ${y}`).toBe(editDistance(x, y));
+        expect(edits.map((e) => e.reference).join('')).toBe(x);
+        expect(edits.map((e) => e.variant).join('')).toBe(y);
+      }
+    }
   });
 });
 
