@@ -18,6 +18,8 @@ export interface SegmentationOptions {
   output: string;
   /** Default: argmax when C > 1, binary when C == 1 (PP-OCR det: [N, 1, H, W]). Integer outputs are class ids. */
   mode?: 'argmax' | 'binary';
+  /** Where the classes are: [N, C, H, W] (default) or [N, H, W, C] (TensorFlow/Keras exports). */
+  layout?: 'NCHW' | 'NHWC';
   /** Binary maps: foreground where v >= threshold (default 0.3, the project's dense threshold). */
   threshold?: number;
   classNames?: ReadonlyMap<number, string>;
@@ -109,6 +111,9 @@ export class SegmentationEvaluator implements TaskEvaluator {
       throw new UserError(`The ignore index must be an integer from 0 to 65534, got ${this.ignoreIndex}.`);
     }
     if (!Number.isInteger(this.worstCount) || this.worstCount < 0) throw new UserError(`worstCount must be a non-negative integer, got ${this.worstCount}.`);
+    if (options.layout !== undefined && options.layout !== 'NCHW' && options.layout !== 'NHWC') {
+      throw new UserError(`Unknown segmentation layout ${JSON.stringify(options.layout)}; expected NCHW or NHWC.`);
+    }
     if (options.mode !== undefined && options.mode !== 'argmax' && options.mode !== 'binary') {
       throw new UserError(`Unknown segmentation mode ${JSON.stringify(options.mode)}; expected argmax or binary.`);
     }
@@ -282,7 +287,7 @@ export class SegmentationEvaluator implements TaskEvaluator {
     if (t.dims[0] !== images.length) {
       throw new Error(`SegmentationEvaluator: output '${name}' of ${who} has dims [${t.dims.join(', ')}] for a batch of ${images.length} images.`);
     }
-    const layout = classMapLayout(name, t.dims, t.dtype, this.options.mode);
+    const layout = classMapLayout(name, t.dims, t.dtype, this.options.mode, this.options.layout);
     if (this.layout === undefined) this.layout = layout;
     else if (layout.mode !== this.layout.mode || layout.channels !== this.layout.channels) {
       throw new UserError(`The segmentation output '${name}' of ${who} has ${layout.channels} channel(s) (${layout.mode}), but it had ${this.layout.channels} (${this.layout.mode}) before.`);
