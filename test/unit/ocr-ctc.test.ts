@@ -133,6 +133,23 @@ describe('the OCR evaluator', () => {
     expect(ev.finish().get('int8')!.ocr!.samples.map((s) => [s.file, s.variant])).toEqual([['/d/a.png', 'c'], ['/d/b.png', 'b']]);
   });
 
+  it('reads time-major [T, N, C] outputs as their [N, T, C] transpose', () => {
+    const transpose = (t: Tensor): Tensor => {
+      const [n, steps, c] = t.dims as [number, number, number];
+      const src = t.data as Float32Array;
+      const out = new Float32Array(src.length);
+      for (let i = 0; i < n; i++) for (let s = 0; s < steps; s++) out.set(src.subarray((i * steps + s) * c, (i * steps + s + 1) * c), (s * n + i) * c);
+      return { dtype: 'float32', dims: [steps, n, c], data: out };
+    };
+    const ev = createOcrEvaluator({ output: 'rec', keys, timeMajor: true });
+    ev.addReference({ rec: transpose(fp32) }, images);
+    ev.addVariant('int8', { rec: transpose(int8) }, images);
+    const v = ev.finish().get('int8')!;
+    expect(v.ocr!.cer).toBeCloseTo(3 / 5, 15);
+    expect(v.ocr!.samples.map((s) => [s.reference, s.variant])).toEqual([['ab', ''], ['abc', 'abd']]);
+    expect(() => createOcrEvaluator({ output: 'rec', timeMajor: true }).addReference({ rec: fp32 }, images)).toThrow(/expected \[T, N, C\]/);
+  });
+
   it('without keys compares class ids, and texts are the ids joined', () => {
     const ev = createOcrEvaluator({ output: 'rec' });
     ev.addReference({ rec: fp32 }, images);
