@@ -123,6 +123,31 @@ describe('findMaskLabels', () => {
     expect(r.missing).toEqual([path.join(masks, 'not_in_the_data.png')]);
   });
 
+  it('follows Cityscapes-style names with image and mask suffixes (mmseg img_suffix / seg_map_suffix)', async () => {
+    const gt = path.join(tmp, 'gtFine', 'val');
+    await mkdir(path.join(gt, 'frankfurt'), { recursive: true });
+    const mask = path.join(gt, 'frankfurt', 'frankfurt_000000_000294_gtFine_labelTrainIds.png');
+    await sharp(Buffer.alloc(4), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(mask);
+    await sharp(Buffer.alloc(4), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(path.join(gt, 'frankfurt', 'frankfurt_000000_000294_gtFine_color.png'));
+    const data = path.join(tmp, 'leftImg8bit', 'val');
+    const image = path.join(data, 'frankfurt', 'frankfurt_000000_000294_leftImg8bit.png');
+    const other = path.join(data, 'frankfurt', 'frankfurt_000000_000576_leftImg8bit.png');
+    const r = await findMaskLabels(gt, [image, other], data, { imageSuffix: '_leftImg8bit.png', maskSuffix: '_gtFine_labelTrainIds.png' });
+    expect([...r.labels]).toEqual([[image, mask]]);
+    expect(r.unmatchedImages).toEqual([other]);
+    expect(r.missing).toEqual([]);
+    // Without the suffixes nothing matches, and the error says what was looked for.
+    await expect(findMaskLabels(gt, [image], data)).rejects.toThrow(/None of the 2 masks/);
+  });
+
+  it('refuses a flat mask that two images could own', async () => {
+    const flat = path.join(tmp, 'flat');
+    await mkdir(flat, { recursive: true });
+    await sharp(Buffer.alloc(4), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(path.join(flat, 'img.png'));
+    const data = path.join(tmp, 'twins');
+    await expect(findMaskLabels(flat, [path.join(data, 'a', 'img.jpg'), path.join(data, 'b', 'img.jpg')], data)).rejects.toThrow(/could belong to 2 images named img/);
+  });
+
   it('says what is wrong with a folder of no PNG or of masks for other images', async () => {
     await expect(findMaskLabels(path.join(tmp, 'nowhere'), [HOME], IMAGES)).rejects.toThrow(/nowhere does not exist/);
     const empty = path.join(tmp, 'empty');
