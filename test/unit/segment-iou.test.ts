@@ -204,10 +204,11 @@ describe('recognizeSegmentation', () => {
     expect(recognizeSegmentation([{ name: 'logits', dims: ['N', 1000] }]).options).toBeUndefined();
     expect(recognizeSegmentation([{ name: 'a', dims: [1, 2, 64, 64] }, { name: 'b', dims: [1, 3, 64, 64] }]).reason).toMatch(/several outputs/);
     expect(recognizeSegmentation([{ name: 'pooled', dims: [1, 256, 1, 1] }]).options).toBeUndefined();
-    // Channels last (TensorFlow/Keras): the class axis is the smaller of dims[1] and dims[3].
+    // Channels last (TensorFlow/Keras) when dims[3] is smaller than both other axes; a tie is channels first.
     expect(recognizeSegmentation([{ name: 'softmax', dims: [1, 512, 512, 21] }]).options).toEqual({ output: 'softmax', mode: 'argmax', layout: 'NHWC' });
     expect(recognizeSegmentation([{ name: 'softmax', dims: ['N', 'H', 'W', 19] }]).options).toEqual({ output: 'softmax', mode: 'argmax', layout: 'NHWC' });
     expect(recognizeSegmentation([{ name: 'out', dims: [1, 19, 128, 256] }]).options).toEqual({ output: 'out', mode: 'argmax' });
+    expect(recognizeSegmentation([{ name: 'head', dims: [1, 255, 80, 80] }]).options).toEqual({ output: 'head', mode: 'argmax' });
     expect(recognizeSegmentation([{ name: 'p', dims: [1, 640, 640, 1] }]).options).toEqual({ output: 'p', mode: 'binary', threshold: 0.3, layout: 'NHWC' });
   });
 });

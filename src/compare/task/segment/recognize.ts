@@ -42,11 +42,12 @@ export function recognizeSegmentation(outputs: readonly OutputInfo[], sample?: R
     if (o.dims.length === 4 && o.dims[1] !== 1 && o.dims[3] !== 1) return { reason: `${shown} holds integers over ${o.dims[1]} channels: not a class-id map` };
     return { options: { output: o.name }, reason: `${shown} holds integer class ids per pixel (${t.dtype})` };
   }
-  // Channels first or last: the class axis is the numeric one of dims[1] and dims[3] that is smaller (a map side
-  // is at least MIN_MAP_SIDE and usually far larger than the class count); a tie is channels first.
+  // Channels last only when dims[3] is smaller than both other axes (symbolic ones count as map sides, larger than
+  // any class count): [1, 512, 512, 21] is NHWC; [1, 19, 128, 256] and a detection head's [1, 255, 80, 80] are NCHW.
   const first = o.dims[1];
   const last = o.dims[3];
-  const channelsLast = o.dims.length === 4 && typeof last === 'number' && last > 0 && (typeof first !== 'number' || first < 0 || last < first);
+  const smallerThan = (d: number | string | undefined): boolean => typeof d !== 'number' || d < 0 || (last as number) < d;
+  const channelsLast = o.dims.length === 4 && typeof last === 'number' && last > 0 && smallerThan(first) && smallerThan(o.dims[2]);
   const channels = o.dims.length === 3 ? 1 : channelsLast ? last : first;
   const layout = channelsLast ? { layout: 'NHWC' as const } : {};
   const order = channelsLast ? ' [N, H, W, C]' : '';
