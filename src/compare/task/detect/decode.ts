@@ -15,7 +15,7 @@
 import { UserError } from '../../../errors.js';
 import type { Tensor } from '../../../tensor.js';
 import type { BatchOutputs, DetectionBox, ImageGeometry } from '../types.js';
-import { nonMaxSuppression, orderByScore } from './nms.js';
+import { nonMaxSuppressionIndices, orderByScore } from './nms.js';
 import { DETECTION_DEFAULTS, type BoxFormat, type DetectionOptions, type DetectionSpec } from './types.js';
 
 /** The output names a spec reads. */
@@ -80,20 +80,24 @@ class Candidates {
   score: number[] = [];
   column: number[] = [];
   push(a: number, b: number, c: number, d: number, format: BoxFormat, sx: number, sy: number, score: number, column: number): void {
-    let x1: number, y1: number, x2: number, y2: number;
-    switch (format) {
-      case 'xyxy':
-        [x1, y1, x2, y2] = [a, b, c, d];
-        break;
-      case 'yxyx':
-        [x1, y1, x2, y2] = [b, a, d, c];
-        break;
-      case 'xywh':
-        [x1, y1, x2, y2] = [a, b, a + c, b + d];
-        break;
-      case 'cxcywh':
-        [x1, y1, x2, y2] = [a - c / 2, b - d / 2, a + c / 2, b + d / 2];
-        break;
+    // Plain assignments, no array destructuring: this runs once per anchor.
+    let x1 = a;
+    let y1 = b;
+    let x2 = c;
+    let y2 = d;
+    if (format === 'yxyx') {
+      x1 = b;
+      y1 = a;
+      x2 = d;
+      y2 = c;
+    } else if (format === 'xywh') {
+      x2 = a + c;
+      y2 = b + d;
+    } else if (format === 'cxcywh') {
+      x1 = a - c / 2;
+      y1 = b - d / 2;
+      x2 = a + c / 2;
+      y2 = b + d / 2;
     }
     if (!(Number.isFinite(x1) && Number.isFinite(y1) && Number.isFinite(x2) && Number.isFinite(y2))) return;
     this.x1.push(x1 * sx);
@@ -102,9 +106,6 @@ class Candidates {
     this.y2.push(y2 * sy);
     this.score.push(score);
     this.column.push(column);
-  }
-  boxes(classOffset: number): DetectionBox[] {
-    return this.score.map((score, i) => ({ x1: this.x1[i]!, y1: this.y1[i]!, x2: this.x2[i]!, y2: this.y2[i]!, score, classId: this.column[i]! + classOffset }));
   }
 }
 
@@ -128,7 +129,10 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
           let bestScore = -Infinity;
           for (let c = 5; c < K; c++) {
             const s = obj * v[row + c]!;
-            if (s > bestScore) [bestScore, best] = [s, c - 5];
+            if (s > bestScore) {
+              bestScore = s;
+              best = c - 5;
+            }
           }
           if (bestScore >= floor) perImage[n]!.push(v[row]!, v[row + 1]!, v[row + 2]!, v[row + 3]!, 'cxcywh', 1, 1, bestScore, best);
         }
@@ -154,7 +158,10 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
           let bestScore = -Infinity;
           for (let c = 4; c < K; c++) {
             const s = v[at + c * channelStride]!;
-            if (s > bestScore) [bestScore, best] = [s, c - 4];
+            if (s > bestScore) {
+              bestScore = s;
+              best = c - 4;
+            }
           }
           if (bestScore >= floor) {
             perImage[n]!.push(v[at]!, v[at + channelStride]!, v[at + 2 * channelStride]!, v[at + 3 * channelStride]!, 'cxcywh', 1, 1, bestScore, best);
@@ -181,7 +188,10 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
           let bestScore = -Infinity;
           for (let c = 0; c < C; c++) {
             const v = s[row + c]!;
-            if (v > bestScore) [bestScore, best] = [v, c];
+            if (v > bestScore) {
+              bestScore = v;
+              best = c;
+            }
           }
           if (bestScore < floor) continue;
           const k = (n * A + a) * 4;
@@ -244,11 +254,12 @@ export function decodeInputDetections(outputs: BatchOutputs, images: readonly Im
   const maxDetections = options.maxDetections ?? DETECTION_DEFAULTS.maxDetections;
   const nmsIou = options.nmsIou ?? DETECTION_DEFAULTS.nmsIou;
   const graphNms = options.spec.layout === 'nms' || options.spec.layout === 'efficient-nms';
-  return candidatesOf(outputs, images, options).map((candidates) => {
-    const boxes = candidates.boxes(classOffset);
-    if (!graphNms) return nonMaxSuppression(boxes, nmsIou, maxDetections);
-    const order = orderByScore(candidates.score);
-    return Array.from(order.subarray(0, Math.min(order.length, maxDetections)), (i) => boxes[i]!);
+  return candidatesOf(outputs, images, options).map((c) => {
+    const n = c.score.length;
+    const kept = graphNms
+      ? Array.from(orderByScore(c.score).subarray(0, Math.min(n, maxDetections)))
+      : nonMaxSuppressionIndices({ x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score: c.score, classId: c.column }, n, nmsIou, maxDetections);
+    return kept.map((i) => ({ x1: c.x1[i]!, y1: c.y1[i]!, x2: c.x2[i]!, y2: c.y2[i]!, score: c.score[i]!, classId: c.column[i]! + classOffset }));
   });
 }
 
