@@ -8,12 +8,15 @@ import {
   evaluateCoco,
   loadCocoLabels,
   readClassNames,
+  recognizeDetection,
   writeCocoResults,
   type DetectionOptions,
 } from '../../src/compare/task/detect/index.js';
 import type { DetectionBox } from '../../src/compare/task/types.js';
+import { graphOutputs } from '../../src/onnx/graph.js';
+import { loadOnnxModel } from '../../src/onnx/model.js';
 import { referenceCocoMap, type RefBox } from './coco-reference.js';
-import { COCO_LABELS, perturbSsd, relayouts, runSsdOnStreet, sliceImages, SSD_SPEC, STREET, type SsdRun } from './detect-fixture.js';
+import { COCO_LABELS, perturbSsd, relayouts, runSsdOnStreet, sliceImages, SSD, SSD_SPEC, STREET, type SsdRun } from './detect-fixture.js';
 
 const PERSON = 1;
 const CAR = 3;
@@ -61,6 +64,15 @@ describe('detection on the SSDLite fixture (street frames)', () => {
       expect(dets.length).toBeLessThanOrEqual(300);
       for (let k = 1; k < dets.length; k++) expect(dets[k]!.score).toBeLessThanOrEqual(dets[k - 1]!.score);
     }
+  });
+
+  it('is recognised for --task auto from its graph outputs and one FP32 batch', async () => {
+    const outputs = graphOutputs(await loadOnnxModel(SSD)).map((o) => ({ name: o.name, dims: o.dims ?? [] }));
+    const sample = { boxes: sliceImages(ssd.outputs.boxes!, 0, 1), scores: sliceImages(ssd.outputs.scores!, 0, 1) };
+    const r = recognizeDetection(outputs, sample);
+    expect(r.spec).toEqual(SSD_SPEC);
+    expect(r.classOffset).toBe(1);
+    expect(r.reason).toMatch(/normalised \(the sample's values lie in -?\d\.\d+\.\.\d\.\d+\)/);
   });
 
   it('decodes the same detections whatever the batch size', () => {
