@@ -85,6 +85,15 @@ describe('recognizeDetection', () => {
         { name: 'det_classes', dims: [1, 100] },
       ]).spec,
     ).toEqual({ layout: 'efficient-nms', numDets: 'num_dets', boxes: 'det_boxes', scores: 'det_scores', classes: 'det_classes' });
+    // The TF Object Detection API's postprocessed outputs have the same form, with normalised yxyx boxes.
+    expect(
+      recognizeDetection([
+        { name: 'detection_boxes', dims: [1, 100, 4] },
+        { name: 'detection_scores', dims: [1, 100] },
+        { name: 'detection_classes', dims: [1, 100] },
+        { name: 'num_detections', dims: [1] },
+      ]).spec,
+    ).toEqual({ layout: 'efficient-nms', numDets: 'num_detections', boxes: 'detection_boxes', scores: 'detection_scores', classes: 'detection_classes', format: 'yxyx', normalized: true });
   });
 
   it('refuses what the shapes cannot tell, saying what to pass', () => {

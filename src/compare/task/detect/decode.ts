@@ -234,6 +234,7 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       const K = bt.dims[1]!;
       if (elementsPerImage(st) !== K) throw shapeError(spec, spec.scores, st, `[N, ${K}] scores`);
       if (elementsPerImage(ct) !== K) throw shapeError(spec, spec.classes, ct, `[N, ${K}] classes`);
+      const format = spec.format ?? 'xyxy';
       const count = tensorValues(nt);
       const b = tensorValues(bt);
       const s = tensorValues(st);
@@ -244,7 +245,7 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
         for (let k = 0; k < valid; k++) {
           const score = s[n * K + k]!;
           const at = (n * K + k) * 4;
-          if (score >= floor) perImage[n]!.push(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!, 'xyxy', sx, sy, score, Math.round(c[n * K + k]!));
+          if (score >= floor) perImage[n]!.push(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!, format, sx, sy, score, Math.round(c[n * K + k]!));
         }
       }
       break;
