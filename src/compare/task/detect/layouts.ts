@@ -3,12 +3,14 @@
  * `--layout L` with `--output NAME`), or recognised from the outputs' names and shapes for `--task auto`.
  *
  * Recognition only answers where the shapes (and, given, the value ranges of one FP32 batch) leave one reading:
- * - four outputs named like EfficientNMS's (num_dets, boxes, scores, classes): 'efficient-nms';
+ * - four outputs named like EfficientNMS's (num_dets, boxes, scores, classes): 'efficient-nms' (named
+ *   num_detections, detection_boxes, ...: the TF Object Detection API's postprocessed form, normalised yxyx);
  * - boxes [N, A, 1, 4] with scores [N, A, C] (the TensorFlow Object Detection API's signature, whose boxes are
  *   ymin, xmin, ymax, xmax, normalised unless the sample's values reach past 0..1.5): 'boxes-scores';
  *   C = 90 is COCO's 90-id space without background (column i = id i + 1, class offset 1);
  * - one rank-3 output [N, K, 6] with K <= 1000 (rows of x1, y1, x2, y2, score, class; NMS in the graph): 'nms';
- * - one rank-3 output [N, 4 + C, A] with 4 + C < A (ultralytics YOLOv8/YOLO11): 'yolov8'.
+ * - one rank-3 output [N, 4 + C, A] with 4 + C < A, or A dynamic (ultralytics YOLOv8/YOLO11): 'yolov8'.
+ * Dynamic dims take their size from the sample batch where one is given.
  * [N, A, 5 + C] (YOLOv5) and [N, A, 4 + C] (YOLOv8 transposed) have the same shape, and boxes [N, A, 4] can be in any
  * format: those are refused with what to pass.
  */
@@ -125,7 +127,7 @@ export function detectionSpecFromFlags(
   return { layout: 'yolov8', output: single.name, transposed: layout === 'yolov8-transposed' };
 }
 
-function efficientNmsOutputs(outputs: readonly OutputInfo[]): DetectionSpec | undefined {
+function efficientNmsOutputs(outputs: readonly OutputInfo[]): Extract<DetectionSpec, { layout: 'efficient-nms' }> | undefined {
   const pick = (re: RegExp): OutputInfo | undefined => {
     const hits = outputs.filter((o) => re.test(o.name));
     return hits.length === 1 ? hits[0] : undefined;
@@ -137,7 +139,10 @@ function efficientNmsOutputs(outputs: readonly OutputInfo[]): DetectionSpec | un
   if (!numDets || !boxes || !scores || !classes) return undefined;
   if (boxes.dims.length !== 3 || !dimIs(boxes.dims[2], 4)) return undefined;
   if (scores.dims.length !== 2 || classes.dims.length !== 2) return undefined;
-  return { layout: 'efficient-nms', numDets: numDets.name, boxes: boxes.name, scores: scores.name, classes: classes.name };
+  const spec = { layout: 'efficient-nms' as const, numDets: numDets.name, boxes: boxes.name, scores: scores.name, classes: classes.name };
+  // The TF Object Detection API's postprocessed outputs: boxes as normalised ymin, xmin, ymax, xmax.
+  if (/^detection_boxes/.test(boxes.name)) return { ...spec, format: 'yxyx', normalized: true };
+  return spec;
 }
 
 function valueRange(t: Tensor | undefined): { min: number; max: number } | undefined {
@@ -160,10 +165,22 @@ export function recognizeDetection(
   outputs: readonly OutputInfo[],
   sample?: Readonly<Record<string, Tensor>>,
 ): { spec?: DetectionSpec; classOffset?: number; reason: string } {
+  // Dynamic dims (ultralytics' dynamic export: [batch, 84, anchors]) take their size from the sample where it has them.
+  outputs = outputs.map((o) => {
+    const actual = sample?.[o.name]?.dims;
+    return actual && actual.length === o.dims.length ? { name: o.name, dims: o.dims.map((d, i) => (typeof d === 'number' && d > 0 ? d : actual[i]!)) } : o;
+  });
   const shapes = describeOutputs(outputs);
   const efficient = efficientNmsOutputs(outputs);
-  if (efficient && outputs.length <= 5) {
-    return { spec: efficient, classOffset: 0, reason: `outputs ${shapes} are TensorRT EfficientNMS's num_dets, boxes, scores and classes (NMS in the graph)` };
+  if (efficient?.layout === 'efficient-nms' && outputs.length <= 5) {
+    const tf = efficient.format === 'yxyx';
+    return {
+      spec: efficient,
+      classOffset: 0,
+      reason: tf
+        ? `outputs ${shapes} are the TensorFlow Object Detection API's postprocessed detections (NMS in the graph): boxes as normalised ymin, xmin, ymax, xmax, classes as category ids`
+        : `outputs ${shapes} are TensorRT EfficientNMS's num_dets, boxes, scores and classes (NMS in the graph; boxes x1, y1, x2, y2 in input pixels)`,
+    };
   }
 
   // Separate boxes and scores.
@@ -215,11 +232,12 @@ export function recognizeDetection(
       }
       return { spec: { layout: 'nms', output: o.name }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is NMS in the graph: at most ${d1} rows of x1, y1, x2, y2, score, class per image (ultralytics end2end, YOLOv10)` };
     }
-    if (typeof d1 === 'number' && typeof d2 === 'number' && d1 >= 5 && d1 < d2) {
-      return { spec: { layout: 'yolov8', output: o.name, transposed: false }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is ultralytics YOLOv8/YOLO11's layout: 4 box values (cx, cy, w, h in input pixels) and ${d1 - 4} class scores for each of ${d2} anchors` };
+    // [N, 4+C, A]; with a dynamic anchor count (an input of any size), a fixed 4+C in the middle says the same.
+    if (typeof d1 === 'number' && d1 >= 5 && (typeof d2 === 'number' ? d1 < d2 : true)) {
+      return { spec: { layout: 'yolov8', output: o.name, transposed: false }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is ultralytics YOLOv8/YOLO11's layout: 4 box values (cx, cy, w, h in input pixels) and ${d1 - 4} class scores for each of ${typeof d2 === 'number' ? d2 : `the ${d2}`} anchors` };
     }
-    if (typeof d1 === 'number' && typeof d2 === 'number' && d2 >= 6 && d1 > d2) {
-      return { reason: `'${o.name}' [${o.dims.join(', ')}] is either YOLOv5's layout (cx, cy, w, h, objectness, ${d2 - 5} classes) or YOLOv8's transposed (cx, cy, w, h, ${d2 - 4} classes); the shape cannot tell them apart: pass --layout yolov5 or --layout yolov8-transposed` };
+    if (typeof d2 === 'number' && d2 >= 6 && (typeof d1 === 'number' ? d1 > d2 : true)) {
+      return { reason: `'${o.name}' [${o.dims.join(', ')}] is either YOLOv5's layout (cx, cy, w, h, objectness, ${d2 - 5} classes) or YOLOv8's transposed (cx, cy, w, h, ${d2 - 4} classes); the shape cannot tell them apart: pass --layout yolov5 or --layout yolov8-transposed${d2 === 6 ? ' (or --layout nms for rows of x1, y1, x2, y2, score, class)' : ''}` };
     }
   }
   return { reason: `no detection layout recognised in outputs ${shapes}; ${WHAT_TO_PASS}` };
