@@ -26,6 +26,7 @@ import { tensorrtBridge } from '../native.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { DTYPES, type DType, type Tensor, elementCount } from '../tensor.js';
 import { readUserFile, writeFileAtomic } from '../util/fs.js';
+import { newTemporaryFolder, removeTemporaryFolder } from '../util/run-temp.js';
 import { readPrecisionMap, type LayerPrecision } from '../precision/map.js';
 import { findTensorRTInstall, type TensorRTDetection } from '../util/tensorrt-install.js';
 import type {
@@ -843,7 +844,7 @@ export function tensorrtBackend(options: TensorRTBackendOptions = {}): Backend {
         let tmpDir: string | undefined;
         if (model.bytes) {
           // The parser reads files: give it the bytes we were handed.
-          tmpDir = await fsp.mkdtemp(path.join((await import('node:os')).tmpdir(), 'trt-calib-'));
+          tmpDir = await newTemporaryFolder('onnx');
           source = path.join(tmpDir, path.basename(model.path));
           await fsp.writeFile(source, model.bytes);
         }
@@ -865,7 +866,7 @@ export function tensorrtBackend(options: TensorRTBackendOptions = {}): Backend {
           bytes = built.engine;
           modelOutputs = built.network.outputs.map((o) => o.name);
         } finally {
-          if (tmpDir) await fsp.rm(tmpDir, { recursive: true, force: true });
+          if (tmpDir) await removeTemporaryFolder(tmpDir);
         }
       }
       const engine = await binding.loadEngine(bytes, { device: options.device });

@@ -8,6 +8,7 @@ import type { MixedResult } from '../sensitivity/mixed.js';
 import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC, MEASURES, RANK_METRICS, type MeasureChoice, type RankMetric } from '../sensitivity/rank.js';
 import { renderMixed, renderSensitivity } from '../sensitivity/render.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
 
@@ -79,7 +80,7 @@ export function register(program: Command): void {
     .option('--layers <names>', 'only these layers: names or globs (* and ?), comma-separated', layerList)
     .option('--labels <source>', 'rank and budget by top-1 accuracy: "folders" (class = parent folder name) or a CSV of path,label')
     .option('--classes <file>', 'with --labels: class names, one per line (line index = class index)')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', parseInteger(1, 1024))
+    .option('--threads <n>', `onnxruntime intra-op threads (default: one per core); ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .option('--max-memory <MiB>', 'limit for the images and FP32 outputs kept in memory', parseNumber(1, 1024 * 1024), DEFAULT_MAX_MEMORY_BYTES / 1024 ** 2)
     .option('--top <n>', 'print only the n most sensitive layers', parseInteger(1))
     .option('-o, --out <file>', 'write the full results as JSON (ranking, and the trade-off with --max-drop)')
@@ -102,7 +103,7 @@ export function register(program: Command): void {
       metric: opts.metric,
       ...(opts.layers ? { layers: opts.layers } : {}),
       ...(opts.labels ? { labelSource: { labels: opts.labels, ...(opts.classes ? { classes: opts.classes } : {}) } } : {}),
-      ...(opts.threads ? { threads: opts.threads } : {}),
+      ...(opts.threads ? { threads: capThreads(opts.threads, reporter) } : {}),
       maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
       reporter,
     });
