@@ -8,13 +8,15 @@
  * - every output can be written: an existing output that is a folder (or not a regular file) is refused; each
  *   output folder is created, and a probe file created, renamed and removed there, so that a folder that is a file,
  *   lies under a file, or cannot be written fails now, with the option that set it, rather than after the pass;
+ * - folders made for the outputs are removed again if the run ends leaving them empty (it failed or was stopped);
  * - the output folders are locked for the run (src/util/lock.ts), and what killed runs left there (temporary
  *   files of writeFileAtomic) or in the temporary folder (src/util/run-temp.ts) is removed.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, realpathSync, renameSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
+import { mkdirSync, realpathSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
+import { atExit } from './cleanup.js';
 import { sweepAbandonedTemporaryFiles } from './fs.js';
 import { lockFolder, type FolderLock } from './lock.js';
 import { ownProcess } from './process-identity.js';
@@ -97,19 +99,35 @@ export function prepareOutputs(outputs: readonly OutputPath[], inputs: readonly 
   }
   sweepAbandonedRunFolders();
   const locks: FolderLock[] = [];
+  // Folders made here are removed again if the run leaves them empty (it failed, or was interrupted).
+  const created: string[] = [];
+  const removeEmptyFolders = () => {
+    for (const dir of created.splice(0).reverse()) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // holds outputs (or something else): kept
+      }
+    }
+  };
+  let unhook = () => {};
   const release = () => {
     for (const lock of locks.splice(0)) lock.release();
+    removeEmptyFolders();
+    unhook();
   };
   try {
     const locked = new Set<string>();
     for (const [dir, option] of folders) {
-      checkWritableFolder(dir, option);
+      checkWritableFolder(dir, option, created);
       const real = realpathSync(dir);
       if (locked.has(real)) continue;
       locked.add(real);
       locks.push(lockFolder(real, option));
       sweepAbandonedTemporaryFiles(real);
     }
+    // After the locks' own exit actions: at exit, the locks go first, then the folders they leave empty.
+    unhook = atExit(removeEmptyFolders);
   } catch (err) {
     release();
     throw err;
@@ -118,9 +136,9 @@ export function prepareOutputs(outputs: readonly OutputPath[], inputs: readonly 
 }
 
 /** Creates `dir` and checks that a file can be created and renamed in it. */
-function checkWritableFolder(dir: string, option: string): void {
+function checkWritableFolder(dir: string, option: string, created: string[]): void {
   try {
-    makeFolders(dir);
+    makeFolders(dir, created);
   } catch (err) {
     const file = firstNonFolder(dir);
     throw new UserError(
@@ -153,7 +171,7 @@ function checkWritableFolder(dir: string, option: string): void {
  * mkdir -p, one level at a time: Node's recursive mkdirSync never returns for a folder under /proc (it retries the
  * ENOENT there forever), where this fails at once.
  */
-function makeFolders(dir: string): void {
+function makeFolders(dir: string, created: string[]): void {
   const missing: string[] = [];
   let at = path.resolve(dir);
   for (;;) {
@@ -171,6 +189,7 @@ function makeFolders(dir: string): void {
   for (const folder of missing) {
     try {
       mkdirSync(folder);
+      created.push(folder);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; // made by another run meanwhile
     }
