@@ -3,7 +3,7 @@
  * location is checked before the first image is decoded; --threads is capped at the cores; a killed run's leftovers
  * are removed by the next run, SIGHUP leaves nothing; two runs into one folder cannot mix their outputs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, symlinkSync, watch, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -36,6 +36,15 @@ function expectRefused(r: CliResult, message: RegExp): void {
   expect(r.stderr).toMatch(message);
   // Refused before the pass: no image was decoded.
   expect(r.stderr).not.toMatch(/calibrating on|comparing /);
+}
+
+/** runCli with a time limit: a run that would hang (Node's recursive mkdir under /proc never returns) is killed. */
+function runCliBounded(args: string[], ms: number): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: ms, killSignal: 'SIGKILL' }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : error.killed ? 124 : 99) : 0, stdout, stderr });
+    });
+  });
 }
 
 /** A process's pid that is certainly gone. */
@@ -96,7 +105,7 @@ describe('every output location is checked before the first image (item 4)', () 
     expectRefused(await runCli(['--model', model, ...calib, '--out-dir', file]), /--out-dir: cannot create the folder .*a-file: .*a-file is a file, not a folder/);
     expectRefused(await runCli(['--model', model, ...calib, '--out-dir', path.join(file, 'sub')]), /--out-dir: cannot create the folder .*a-file is a file/);
     // Even root cannot create files in /proc (permission bits would not stop root).
-    expectRefused(await runCli(['--model', model, ...calib, '--out-dir', '/proc/trt-calib-test']), /--out-dir: cannot create the folder \/proc\/trt-calib-test/);
+    expectRefused(await runCliBounded(['--model', model, ...calib, '--out-dir', '/proc/trt-calib-test'], 20_000), /--out-dir: cannot create the folder \/proc\/trt-calib-test/);
     expectRefused(await runCli(['--model', model, ...calib, '--out-dir', path.join(tmp, 'ok'), '--stats-out', '/proc/stats.msgpack']), /--stats-out: cannot write in \/proc/);
     const folder = path.join(tmp, 'a-folder');
     mkdirSync(folder);
@@ -113,21 +122,21 @@ describe('--threads beyond the cores (item 5)', () => {
   it('is capped at the number of cores with a one-line warning', async () => {
     const dir = path.join(tmp, 'threads');
     const started = performance.now();
-    const r = await runCli(['--model', model, ...calib, '--out-dir', dir, '--threads', '999', '-q']);
+    const r = await runCliBounded(['--model', model, ...calib, '--out-dir', dir, '--threads', '999', '-q'], 30_000);
     const seconds = (performance.now() - started) / 1000;
     expect(r.code).toBe(0);
     const cores = availableParallelism();
     expect(r.stderr.split('\n').filter((l) => /--threads/.test(l))).toEqual([`warning: --threads 999 is more than the ${cores} cores of this machine: using ${cores} (threads beyond the cores only slow onnxruntime down)`]);
     expect(seconds).toBeLessThan(30);
     // compare records the threads it ran with
-    const c = await runCli(['compare', '--model', model, '--data', IMAGES, '--preset', 'raw01', '--max-images', '2', '--precisions', 'fp32,fp16', '--no-layers', '--out-dir', dir, '--threads', '999', '-q']);
+    const c = await runCliBounded(['compare', '--model', model, '--data', IMAGES, '--preset', 'raw01', '--max-images', '2', '--precisions', 'fp32,fp16', '--no-layers', '--out-dir', dir, '--threads', '999', '-q'], 30_000);
     expect(c.code).toBe(0);
     const report = JSON.parse(readFileSync(path.join(dir, 'm.report', 'report.json'), 'utf8'));
     expect(report.settings.threads).toBe(cores);
     expect(c.stderr).toMatch(/warning: --threads 999 is more than/);
     const help = await runCli(['calibrate', '--help']);
     expect(help.stdout.replace(/\s+/g, ' ')).toMatch(/at most the number of cores \(\d+ here\)/);
-  }, 60_000);
+  }, 90_000);
 });
 
 /** Starts the CLI with its own TMPDIR; resolves once `ready(scratch)` holds (polled), or the child exits. */
