@@ -56,8 +56,12 @@ async function deadPid(): Promise<number> {
 
 describe('an output that is an input is refused before any work (item 2)', () => {
   it('calibrate: --out or --stats-out on the model (the path, a symlink, a hard link), or --out and --stats-out the same', async () => {
-    const link = path.join(tmp, 'link.onnx');
-    const hard = path.join(tmp, 'hard.onnx');
+    // A copy of its own: on a tool without these checks, it is the one destroyed.
+    const model = path.join(tmp, 'victim', 'm.onnx');
+    mkdirSync(path.dirname(model));
+    copyFileSync(MOBILENET, model);
+    const link = path.join(path.dirname(model), 'link.onnx');
+    const hard = path.join(path.dirname(model), 'hard.onnx');
     symlinkSync(model, link);
     linkSync(model, hard);
     const dir = path.join(tmp, 'calib-out');
@@ -72,6 +76,9 @@ describe('an output that is an input is refused before any work (item 2)', () =>
   });
 
   it('quantize --out on the model or the cache, cache convert onto its input, preview onto its list, compare onto a cache', async () => {
+    const model = path.join(tmp, 'victim2', 'm.onnx');
+    mkdirSync(path.dirname(model));
+    copyFileSync(MOBILENET, model);
     const dir = path.join(tmp, 'q');
     const made = await runCli(['--model', model, ...calib, '--out-dir', dir, '-q']);
     expect(made.code).toBe(0);
@@ -220,7 +227,10 @@ describe('two runs into one folder (item 9)', () => {
     // Run A: every image; run B starts once A holds the folder, with other settings (2 images, another algorithm).
     const a = startWhen(['--model', model, '--data', IMAGES, '--preset', 'raw01', '--trt-version', '10.3.0', '--algo', 'minmax,percentile', '--out-dir', out], scratch, () => existsSync(lock));
     expect(await a.reached).toBe(true);
+    // A is held still while B runs (a stopped process is alive): however slow B starts, A still holds the folder.
+    a.child.kill('SIGSTOP');
     const b = await runCli(['--model', model, ...calib, '--algo', 'minmax', '--out-dir', out]);
+    a.child.kill('SIGCONT');
     const ra = await a.done;
     expect(b.code).toBe(1);
     expect(b.stderr).toMatch(new RegExp(`Another trt-calib run \\(pid ${a.child.pid}, since .*\\) is writing into ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
