@@ -3,12 +3,15 @@
  * before it runs; a lock held by a live process other than a trt-calib run).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { quantize } from '../../src/app/quantize.js';
 import { buildEngine } from '../../src/backends/tensorrt.js';
+import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
+import { ELEM, onnx, writeOnnxModel } from '../../src/onnx/model.js';
 import { UserError } from '../../src/errors.js';
 import { LOCK_FILE, lockFolder } from '../../src/util/lock.js';
 import { prepareOutputs } from '../../src/util/outputs.js';
@@ -47,6 +50,25 @@ describe('prepareOutputs', () => {
     expect(refusal(() => prepareOutputs([{ path: path.join(tmp, 'hard'), option: '--cache-out' }], [{ path: path.join(real, 'model.onnx'), what: '--model' }]))).toMatch(/hard link/);
     expect(refusal(() => prepareOutputs([{ path: '/dev/null', option: '--out' }], []))).toMatch(/not a regular file/);
     expect(existsSync(path.join(real, 'new'))).toBe(false); // nothing made for a refused run
+  });
+
+  it('quantize: --out on the model\'s external data file is refused, and the file kept', async () => {
+    // y = x + B, B (3 floats) in weights.bin next to the model
+    const sub = path.join(tmp, 'external');
+    mkdirSync(sub);
+    const weights = path.join(sub, 'weights.bin');
+    writeFileSync(weights, Buffer.from(new Float32Array([0.5, -1, 2]).buffer));
+    const B = onnx.TensorProto.create({
+      name: 'B',
+      dataType: ELEM.FLOAT,
+      dims: [3],
+      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [{ key: 'location', value: 'weights.bin' }, { key: 'offset', value: '0' }, { key: 'length', value: '12' }],
+    });
+    const file = path.join(sub, 'model.onnx');
+    await writeOnnxModel(file, makeModel({ inputs: [makeValueInfo('x', ELEM.FLOAT, [1, 3])], outputs: [makeValueInfo('y', ELEM.FLOAT, [1, 3])], initializers: [B], nodes: [makeNode('Add', ['x', 'B'], ['y'], { name: 'add' })] }));
+    await expect(quantize({ model: file, precision: 'fp16', out: path.join(sub, '.', 'weights.bin') })).rejects.toThrow(/--out .*weights\.bin is the external data of --model .*weights\.bin: writing it would destroy an input/);
+    expect(readFileSync(weights)).toHaveLength(12);
   });
 
   it('build: --out on the model is refused before TensorRT is needed', async () => {
