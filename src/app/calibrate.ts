@@ -20,7 +20,7 @@ import { listActivations, type ActivationInfo } from '../onnx/graph.js';
 import { datasetForModel, type DataOptions } from './data.js';
 
 export type { DataOptions } from './data.js';
-import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
+import { externalDataFiles, loadOnnxModel, modelSha256 } from '../onnx/model.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { planCollection } from '../stats/derive.js';
 import { StatisticsWorker } from '../stats/worker-client.js';
@@ -29,6 +29,7 @@ import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError,
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { prepareOutputs, type PreparedOutputs } from '../util/outputs.js';
 import { TOOL_VERSION } from '../version.js';
 
 import { DEFAULT_OUT_DIR } from './defaults.js';
@@ -101,6 +102,16 @@ export interface CalibrateResult {
 }
 
 export async function calibrate(options: CalibrateOptions): Promise<CalibrateResult> {
+  // The output folders stay locked (src/util/outputs.ts) until every output is written or the run fails.
+  const held: PreparedOutputs[] = [];
+  try {
+    return await calibrateWithOutputs(options, held);
+  } finally {
+    for (const outputs of held) outputs.release();
+  }
+}
+
+async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOutputs[]): Promise<CalibrateResult> {
   const reporter = options.reporter ?? silentReporter;
   const started = performance.now();
   const algorithms = [...options.algorithms];
@@ -129,6 +140,19 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
   const outDir = options.outDir ?? DEFAULT_OUT_DIR;
   const statsFile = options.statsOut ?? path.join(outDir, `${modelBase}.stats.msgpack`);
+  const cacheFile = (algorithm: AlgorithmName) => options.out ?? path.join(outDir, `${modelBase}.${algorithm}.cache`);
+  // Before the first image is decoded: no output is an input, every output folder can be written, and is ours.
+  held.push(prepareOutputs(
+    [
+      ...(trt ? algorithms.map((a) => ({ path: cacheFile(a), option: options.out !== undefined ? '--out' : '--out-dir' })) : []),
+      ...(options.fromStats ? [] : [{ path: statsFile, option: options.statsOut !== undefined ? '--stats-out' : '--out-dir' }]),
+    ],
+    [
+      { path: options.model, what: '--model' },
+      ...externalDataFiles(model).map((f) => ({ path: f, what: 'the external data of --model' })),
+      ...(options.fromStats ? [{ path: options.fromStats, what: '--from-stats' }] : []),
+    ],
+  ));
 
   let tensors: TensorStatistics[];
   let collected: Awaited<ReturnType<typeof collectStatistics>> | undefined;
@@ -188,7 +212,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
         algorithm: header,
         entries: ordered.map((t) => ({ name: t.name, scale: scaleFromAmax(amax.get(t.name)!) })),
       });
-      const file = options.out ?? path.join(outDir, `${modelBase}.${algorithm}.cache`);
+      const file = cacheFile(algorithm);
       writes.push(writeFileAtomic(file, text));
       caches.push({ algorithm, file, header: text.slice(0, text.indexOf('\n')), tensors: ordered.length });
     }

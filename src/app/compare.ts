@@ -14,10 +14,11 @@ import { labelMap, runComparison, type VariantRun } from '../compare/run.js';
 import type { CompareReport, Precision } from '../compare/types.js';
 import { UserError } from '../errors.js';
 import { graphOutputs, listActivations } from '../onnx/graph.js';
-import { loadOnnxModel, modelSha256, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
-import type { PrecisionMap } from '../precision/map.js';
+import { externalDataFiles, loadOnnxModel, modelSha256, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
+import { precisionMapPath, type PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { loadStatistics } from '../stats/store.js';
+import { prepareOutputs, type InputPath, type OutputPath, type PreparedOutputs } from '../util/outputs.js';
 import { TOOL_VERSION } from '../version.js';
 import { DEFAULT_OUT_DIR } from './calibrate.js';
 import { datasetForModel, type DataOptions } from './data.js';
@@ -72,6 +73,16 @@ export interface CompareResult {
 }
 
 export async function compare(options: CompareOptions): Promise<CompareResult> {
+  // The report folder stays locked (src/util/outputs.ts) until the report is written or the run fails.
+  const held: PreparedOutputs[] = [];
+  try {
+    return await compareWithOutputs(options, held);
+  } finally {
+    for (const outputs of held) outputs.release();
+  }
+}
+
+async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs[]): Promise<CompareResult> {
   const reporter = options.reporter ?? silentReporter;
   const precisions: Precision[] = [...new Set<Precision>(options.precisions ?? ['fp32', 'fp16', 'int8'])];
   const caches = [...new Set(options.caches ?? [])];
@@ -87,6 +98,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   const sha = await modelSha256(options.model);
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
+  held.push(prepareOutputs(compareOutputs(options, outDir, modelBase), compareInputs(options, outDir, modelBase, externalDataFiles(model))));
   const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'comparison');
   const inputs = [input];
   const labelAssignment = options.labels ? await loadLabels(dataset.files, { labels: options.labels, classes: options.classes, dataRoot: options.data.data }) : undefined;
@@ -210,13 +222,44 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
       ...(histograms ? { histograms } : {}),
       ...(mixed ? { tradeoff: mixed.tradeoff } : {}),
     });
-    const reportDir = options.reportDir ?? path.join(outDir, `${modelBase}.report`);
+    const reportDir = reportFolder(options, outDir, modelBase);
     const { writeReportFiles } = await import('../compare/write.js');
     const files = await writeReportFiles(report, { json: path.join(reportDir, 'report.json'), html: path.join(reportDir, 'report.html'), reporter });
     return { report, files, ...(mixed ? { mixed: summarizeMixed(mixed) } : {}) };
   } finally {
     for (const s of sessions) await s.release();
   }
+}
+
+function reportFolder(options: CompareOptions, outDir: string, modelBase: string): string {
+  return options.reportDir ?? path.join(outDir, `${modelBase}.report`);
+}
+
+/** Every file the comparison writes, with the option that set its path. */
+function compareOutputs(options: CompareOptions, outDir: string, modelBase: string): OutputPath[] {
+  const reportDir = reportFolder(options, outDir, modelBase);
+  const reportOption = options.reportDir !== undefined ? '--report-dir' : '--out-dir';
+  return [
+    { path: path.join(reportDir, 'report.json'), option: reportOption },
+    { path: path.join(reportDir, 'report.html'), option: reportOption },
+    ...(options.mixed
+      ? [{ path: options.mixed.precisionOut ?? precisionMapPath(options.model, outDir), option: options.mixed.precisionOut !== undefined ? '--precision-out' : '--out-dir' }]
+      : []),
+  ];
+}
+
+/** Every file the comparison reads, which no output may replace. */
+function compareInputs(options: CompareOptions, outDir: string, modelBase: string, external: readonly string[]): InputPath[] {
+  return [
+    { path: options.model, what: '--model' },
+    ...external.map((f) => ({ path: f, what: 'the external data of --model' })),
+    ...(options.caches ?? []).map((f) => ({ path: f, what: '--cache' })),
+    ...(options.variantModels ?? []).map((f) => ({ path: f, what: '--variant-model' })),
+    { path: options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`), what: options.stats !== undefined ? '--stats' : 'the statistics read from --out-dir' },
+    ...(options.precisionMap ? [{ path: options.precisionMap, what: '--precision-map' }] : []),
+    ...(options.labels && options.labels !== 'folders' ? [{ path: options.labels, what: '--labels' }] : []),
+    ...(options.classes ? [{ path: options.classes, what: '--classes' }] : []),
+  ];
 }
 
 /** What a model file computes in: INT8 when it has QuantizeLinear nodes, FP16 when it has float16 weights, else FP32. */

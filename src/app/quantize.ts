@@ -5,12 +5,14 @@
 import path from 'node:path';
 import { scaleFromAmax } from '../cache/trt-cache.js';
 import { isAlgorithmName } from '../calibrators/registry.js';
+import type { AlgorithmName } from '../calibrators/types.js';
 import { UserError } from '../errors.js';
 import { checkModel } from '../onnx/check.js';
 import { listActivations } from '../onnx/graph.js';
-import { loadOnnxModel, writeOnnxModel } from '../onnx/model.js';
-import { countPrecisions, type PrecisionMap } from '../precision/map.js';
+import { externalDataFiles, loadOnnxModel, writeOnnxModel, type OnnxModel } from '../onnx/model.js';
+import { countPrecisions, precisionMapPath, type PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
+import { prepareOutputs, type InputPath } from '../util/outputs.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
@@ -66,9 +68,14 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   if (options.precision === 'fp16') {
     if (options.cache || options.data) throw new UserError('--precision fp16 takes no calibration: drop --cache/--data.');
     const model = await loadOnnxModel(options.model);
-    const r = buildFp16Variant(model, { forTensorRT: options.forTensorRT, file: options.model });
     const out = options.out ?? defaultVariantPath(options.model, 'fp16', options.outDir);
-    await writeChecked(out, r.model);
+    const outputs = prepareOutputs([{ path: out, option: options.out !== undefined ? '--out' : '--out-dir' }], modelInputs(options.model, model));
+    const r = buildFp16Variant(model, { forTensorRT: options.forTensorRT, file: options.model });
+    try {
+      await writeChecked(out, r.model);
+    } finally {
+      outputs.release();
+    }
     return { model: options.model, out, precision: 'fp16', fp16Layers: r.fp16Nodes.length, fp32Layers: r.float32Nodes.length, skipped: [], missingScales: [] };
   }
 
@@ -82,9 +89,41 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
   let precisionMap: PrecisionMap | undefined;
+  if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
+  // The cache first (cheap): the default output's name has its algorithm, and every output is checked before the work.
+  const loaded = options.cache ? await loadCacheFor(options.cache, activations, options.model) : undefined;
+  const algorithmName = loaded?.algorithm ?? options.algorithm ?? 'entropy2';
+  if (!loaded && !isAlgorithmName(algorithmName)) throw new UserError(`Unknown --algo ${JSON.stringify(algorithmName)}.`);
+  const out = options.out ?? defaultVariantPath(options.model, precisionMap || options.mixed ? `${algorithmName}.mixed` : `${algorithmName}.int8`, options.outDir);
+  const byDefault = (option: string, given: unknown) => (given !== undefined ? option : '--out-dir');
+  const outputs = prepareOutputs(
+    [
+      { path: out, option: byDefault('--out', options.out) },
+      ...(options.mixed ? [{ path: options.mixed.precisionOut ?? precisionMapPath(options.model, options.outDir ?? DEFAULT_OUT_DIR), option: byDefault('--precision-out', options.mixed.precisionOut) }] : []),
+      // Calibrating first (--data without --cache) stores the statistics.
+      ...(!options.cache ? [{ path: path.join(options.outDir ?? DEFAULT_OUT_DIR, `${path.basename(options.model).replace(/\.onnx$/i, '')}.stats.msgpack`), option: '--out-dir' }] : []),
+    ],
+    [
+      ...modelInputs(options.model, model),
+      ...(options.cache ? [{ path: options.cache, what: '--cache' }] : []),
+      ...(options.precisionMap ? [{ path: options.precisionMap, what: '--precision-map' }] : []),
+    ],
+  );
+  try {
+    return await quantizeInt8(options, { model, precisionMap, loaded, out, reporter });
+  } finally {
+    outputs.release();
+  }
+}
+
+async function quantizeInt8(
+  options: QuantizeOptions,
+  prepared: { model: OnnxModel; precisionMap?: PrecisionMap; loaded?: Awaited<ReturnType<typeof loadCacheFor>>; out: string; reporter: Reporter },
+): Promise<QuantizeResult> {
+  const { model, loaded, out, reporter } = prepared;
+  let precisionMap = prepared.precisionMap;
   let precisionMapFile = options.precisionMap;
   let mixed: MixedSummary | undefined;
-  if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
   if (options.mixed) {
     const r = await searchMixedPrecision({ model: options.model, cache: options.cache!, data: options.data!, outDir: options.outDir, threads: options.threads, reporter, ...options.mixed });
     precisionMap = r.mixed.map;
@@ -96,22 +135,19 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let scales: Map<string, number>;
   let algorithm: string;
   let missing: string[] = [];
-  if (options.cache) {
-    const loaded = await loadCacheFor(options.cache, activations, options.model);
+  if (loaded) {
     ({ scales, algorithm, missing } = loaded);
     if (missing.length > 0) {
       reporter.warn(`${options.cache} has no scale for ${missing.length} activation(s) of ${options.model} (e.g. ${missing.slice(0, 3).join(', ')}): their consumers stay in float.`);
     }
   } else {
-    const algo = options.algorithm ?? 'entropy2';
-    if (!isAlgorithmName(algo)) throw new UserError(`Unknown --algo ${JSON.stringify(algo)}.`);
+    const algo = (options.algorithm ?? 'entropy2') as AlgorithmName; // checked above
     // A Q/DQ model carries its scales itself: no TensorRT cache (and no TensorRT version) is needed.
     const r = await calibrate({ model: options.model, data: options.data, algorithms: [algo], writeCaches: false, outDir: options.outDir, threads: options.threads, reporter });
     scales = new Map(Object.entries(r.amax[algo]!).map(([name, amax]) => [name, scaleFromAmax(amax)]));
     algorithm = algo;
   }
   const r = buildInt8Variant(model, scales, { precisionMap, file: options.model });
-  const out = options.out ?? defaultVariantPath(options.model, precisionMap ? `${algorithm}.mixed` : `${algorithm}.int8`, options.outDir);
   await writeChecked(out, r.model);
   const counts = precisionMap ? countPrecisions(precisionMap) : undefined;
   return {
@@ -130,6 +166,10 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     ...(precisionMap && precisionMapFile ? { precisionMap: { file: precisionMapFile, int8: counts!.int8, fp16: counts!.fp16, fp32: counts!.fp32 } } : {}),
     ...(mixed ? { mixed } : {}),
   };
+}
+
+function modelInputs(file: string, model: OnnxModel): InputPath[] {
+  return [{ path: file, what: '--model' }, ...externalDataFiles(model).map((f) => ({ path: f, what: 'the external data of --model' }))];
 }
 
 async function writeChecked(out: string, model: Awaited<ReturnType<typeof loadOnnxModel>>): Promise<void> {

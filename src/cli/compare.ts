@@ -4,6 +4,7 @@ import { renderJson } from '../compare/render-json.js';
 import { renderText } from '../compare/render-text.js';
 import type { Precision } from '../compare/types.js';
 import { GateError, UserError } from '../errors.js';
+import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
 
@@ -79,7 +80,7 @@ export function register(program: Command): void {
     .option('--worst <n>', 'worst images listed per variant', parseInteger(0, 1000), 5)
     .option('--report-dir <dir>', 'folder of report.json and report.html (default <out-dir>/<model>.report)')
     .option('--out-dir <dir>', 'folder of the default inputs and outputs', DEFAULT_OUT_DIR)
-    .option('--threads <n>', 'onnxruntime intra-op threads', parseInteger(1, 1024))
+    .option('--threads <n>', `onnxruntime intra-op threads; ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .addOption(new Option('--backend <name>', 'onnxruntime (CPU, Q/DQ models) or tensorrt (real engines, needs the TensorRT bridge: see trt-calib doctor)').choices(['onnxruntime', 'tensorrt']).default('onnxruntime'))
     .addOption(
       new Option('--qdq <mode>', 'INT8 execution: emulate (fake quantization with float biases, as TensorRT computes) or onnxruntime (its own int8 kernels and int32 biases, as deployed on onnxruntime)')
@@ -108,7 +109,7 @@ export function register(program: Command): void {
       worst: opts.worst,
       reportDir: opts.reportDir,
       outDir: opts.outDir,
-      threads: opts.threads,
+      threads: capThreads(opts.threads, reporter),
       qdq: opts.qdq,
       backend: opts.backend,
       ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),

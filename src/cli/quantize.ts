@@ -3,6 +3,7 @@ import { DEFAULT_OUT_DIR } from '../app/defaults.js';
 import type { QuantizeResult } from '../app/quantize.js';
 import { ALGORITHM_NAMES } from '../calibrators/registry.js';
 import { UserError } from '../errors.js';
+import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
 
@@ -59,7 +60,7 @@ export function register(program: Command): void {
     .option('--for-tensorrt', 'fp16: a pure float16 graph, without the float32 emulation onnxruntime\'s CPU kernels need')
     .option('-o, --out <file>', `output model (default ${DEFAULT_OUT_DIR}/<model>.<algo>.int8.onnx or .fp16.onnx)`)
     .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
-    .option('--threads <n>', 'onnxruntime intra-op threads when calibrating', parseInteger(1, 1024));
+    .option('--threads <n>', `onnxruntime intra-op threads when calibrating; ${threadsLimitHelp()}`, parseInteger(1, 1024));
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: QuantizeCliValues) => {
@@ -78,7 +79,7 @@ export function register(program: Command): void {
       ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
       out: opts.out,
       outDir: opts.outDir,
-      threads: opts.threads,
+      threads: capThreads(opts.threads, reporter),
       reporter,
     });
     emit(opts, result, () => text(result));

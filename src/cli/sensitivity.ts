@@ -8,6 +8,8 @@ import type { MixedResult } from '../sensitivity/mixed.js';
 import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC, MEASURES, RANK_METRICS, type MeasureChoice, type RankMetric } from '../sensitivity/rank.js';
 import { renderMixed, renderSensitivity } from '../sensitivity/render.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { prepareOutputs } from '../util/outputs.js';
+import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
 
@@ -79,7 +81,7 @@ export function register(program: Command): void {
     .option('--layers <names>', 'only these layers: names or globs (* and ?), comma-separated', layerList)
     .option('--labels <source>', 'rank and budget by top-1 accuracy: "folders" (class = parent folder name) or a CSV of path,label')
     .option('--classes <file>', 'with --labels: class names, one per line (line index = class index)')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', parseInteger(1, 1024))
+    .option('--threads <n>', `onnxruntime intra-op threads (default: one per core); ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .option('--max-memory <MiB>', 'limit for the images and FP32 outputs kept in memory', parseNumber(1, 1024 * 1024), DEFAULT_MAX_MEMORY_BYTES / 1024 ** 2)
     .option('--top <n>', 'print only the n most sensitive layers', parseInteger(1))
     .option('-o, --out <file>', 'write the full results as JSON (ranking, and the trade-off with --max-drop)')
@@ -92,40 +94,60 @@ export function register(program: Command): void {
   cmd.action(async (opts: SensitivityCliValues) => {
     const reporter = reporterFor(opts);
     const data = preprocessOptionsFrom(opts);
-    const { analyzeSensitivity } = await import('../sensitivity/analyze.js');
-    const { autoMixedPrecision } = await import('../sensitivity/auto.js');
-    const { report, context } = await analyzeSensitivity({
-      model: opts.model,
-      cache: opts.cache,
-      data,
-      measure: opts.measure,
-      metric: opts.metric,
-      ...(opts.layers ? { layers: opts.layers } : {}),
-      ...(opts.labels ? { labelSource: { labels: opts.labels, ...(opts.classes ? { classes: opts.classes } : {}) } } : {}),
-      ...(opts.threads ? { threads: opts.threads } : {}),
-      maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
-      reporter,
-    });
-    let mixed: MixedResult | undefined;
-    if (opts.maxDrop !== undefined) {
-      ({ mixed } = await autoMixedPrecision(context, {
-        maxDrop: opts.maxDrop,
-        sensitivity: report,
-        ...(opts.maxLayers !== undefined ? { maxNonInt8: opts.maxLayers } : {}),
-        out: opts.precisionOut ?? precisionMapPath(opts.model, opts.outDir),
-        reporter,
-      }));
+    const outputs = prepareOutputs(
+      [
+        ...(opts.out ? [{ path: opts.out, option: '--out' }] : []),
+        ...(opts.maxDrop !== undefined ? [{ path: opts.precisionOut ?? precisionMapPath(opts.model, opts.outDir), option: opts.precisionOut ? '--precision-out' : '--out-dir' }] : []),
+      ],
+      [
+        { path: opts.model, what: '--model' },
+        { path: opts.cache, what: '--cache' },
+        ...(opts.labels && opts.labels !== 'folders' ? [{ path: opts.labels, what: '--labels' }] : []),
+        ...(opts.classes ? [{ path: opts.classes, what: '--classes' }] : []),
+      ],
+    );
+    try {
+      await sensitivity(opts, data, reporter);
+    } finally {
+      outputs.release();
     }
-    const json = resultJson(report, mixed);
-    if (opts.out) await writeFileAtomic(opts.out, `${JSON.stringify(json, null, 2)}\n`);
-    emit(opts, json, () => {
-      const text = [renderSensitivity(report, opts.top !== undefined ? { top: opts.top } : {})];
-      if (mixed) text.push(renderMixed(mixed, report.quantizableLayers));
-      if (opts.out) text.push(`wrote ${opts.out}`);
-      return text.join('\n');
-    });
-    if (mixed && !mixed.met) throw new GateError(`the accuracy budget of ${opts.maxDrop} points cannot be met: ${mixed.reason}`);
   });
+}
+
+async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof preprocessOptionsFrom>, reporter: ReturnType<typeof reporterFor>): Promise<void> {
+  const { analyzeSensitivity } = await import('../sensitivity/analyze.js');
+  const { autoMixedPrecision } = await import('../sensitivity/auto.js');
+  const { report, context } = await analyzeSensitivity({
+    model: opts.model,
+    cache: opts.cache,
+    data,
+    measure: opts.measure,
+    metric: opts.metric,
+    ...(opts.layers ? { layers: opts.layers } : {}),
+    ...(opts.labels ? { labelSource: { labels: opts.labels, ...(opts.classes ? { classes: opts.classes } : {}) } } : {}),
+    ...(opts.threads ? { threads: capThreads(opts.threads, reporter) } : {}),
+    maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
+    reporter,
+  });
+  let mixed: MixedResult | undefined;
+  if (opts.maxDrop !== undefined) {
+    ({ mixed } = await autoMixedPrecision(context, {
+      maxDrop: opts.maxDrop,
+      sensitivity: report,
+      ...(opts.maxLayers !== undefined ? { maxNonInt8: opts.maxLayers } : {}),
+      out: opts.precisionOut ?? precisionMapPath(opts.model, opts.outDir),
+      reporter,
+    }));
+  }
+  const json = resultJson(report, mixed);
+  if (opts.out) await writeFileAtomic(opts.out, `${JSON.stringify(json, null, 2)}\n`);
+  emit(opts, json, () => {
+    const text = [renderSensitivity(report, opts.top !== undefined ? { top: opts.top } : {})];
+    if (mixed) text.push(renderMixed(mixed, report.quantizableLayers));
+    if (opts.out) text.push(`wrote ${opts.out}`);
+    return text.join('\n');
+  });
+  if (mixed && !mixed.met) throw new GateError(`the accuracy budget of ${opts.maxDrop} points cannot be met: ${mixed.reason}`);
 }
 
 /** The JSON form: the sensitivity report, and the search with its map as a plain object. */
