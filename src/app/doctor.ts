@@ -9,7 +9,7 @@ import path from 'node:path';
 import { detectTensorRTInstall, formatTensorRTLibraryVersion, type TensorRTDetection } from '../backends/tensorrt.js';
 import { findTensorRTLibraryFile } from '../util/tensorrt-install.js';
 import type { TrtInfo } from '../backends/tensorrt-native.js';
-import { loadNative, nativeAddonPath, tensorrtBridge } from '../native.js';
+import { loadNative, nativeAddonSource, tensorrtBridge } from '../native.js';
 import { onnxruntimeLibraryPath } from '../backends/onnxruntime.js';
 
 const require = createRequire(import.meta.url);
@@ -133,7 +133,9 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
   try {
     const native = loadNative();
     const parts = ['statsAccumulate', 'feederSelfTest'].filter((k) => typeof native[k] === 'function');
-    checks.push({ id: 'native-addon', title: 'native addon', status: 'ok', found: `${nativeAddonPath()} (${parts.join(', ')})` });
+    const source = nativeAddonSource();
+    const origin = source?.kind === 'prebuilt' ? 'prebuilt' : 'built from source';
+    checks.push({ id: 'native-addon', title: 'native addon', status: 'ok', found: `${origin}: ${source?.path} (${parts.join(', ')})` });
   } catch (err) {
     checks.push({
       id: 'native-addon',
@@ -141,7 +143,7 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
       status: 'missing',
       found: (err as Error).message,
       consequence: 'the statistics kernels are unavailable: calibrate and sensitivity fail.',
-      hint: 'Build it with `npm run build:native` (python3, make and a C++17 compiler).',
+      hint: (err as { hint?: string }).hint ?? 'Build it with `npm run build:native` (python3, make and a C++17 compiler).',
     });
   }
 
