@@ -16,6 +16,8 @@
  *  3. otherwise build from source with node-gyp (a clone, an edited native/src, a platform without a prebuilt
  *     binary, a prebuilt binary that does not load here), as `npm run build:native` does.
  * Everything else stays out of sight unless the build fails; each outcome is one line on stderr.
+ * Before all that, native/onnxruntime-preflight.js stops the install with the one thing to do when
+ * onnxruntime-node's postinstall, which runs after this script, is about to fail for want of api.nuget.org.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -24,6 +26,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findNodeGyp, findNodeHeaders } from './node-gyp.js';
 import { findTensorRT } from './find-tensorrt.js';
+import { explainDownloadProblem, onnxruntimeDownloadProblem } from './onnxruntime-preflight.js';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -99,6 +102,13 @@ function buildFromSource(why) {
     const bridge = existsSync(path.join(here, 'build', 'Release', 'trt_calib_tensorrt.node'));
     say(`native addon built from source (${path.join('native', 'build', 'Release')}${bridge ? ', with the TensorRT bridge' : ''})`);
   });
+}
+
+// First, and cheap: a failure about to happen in onnxruntime-node's postinstall, said in words (see the file).
+const ortProblem = force ? undefined : await onnxruntimeDownloadProblem();
+if (ortProblem) {
+  for (const line of explainDownloadProblem(ortProblem)) say(line);
+  process.exit(1);
 }
 
 if (force) {

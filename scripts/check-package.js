@@ -16,6 +16,7 @@
  * Exit 0 when every check passed, 1 otherwise. The temporary folder is removed on exit, Ctrl-C included.
  */
 import { spawnSync } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -187,7 +188,21 @@ for (const [i, c] of cases.entries()) {
   } else process.stderr.write(typed.stdout + typed.stderr);
 }
 
-// 3. One answer everywhere.
+// 3. Without the allowScripts denial, where api.nuget.org cannot be reached: the install must stop with
+// trt-calib's explanation (native/onnxruntime-preflight.js), before onnxruntime-node's bare ENOTFOUND.
+const nuget = await lookup('api.nuget.org').then(() => true, () => false);
+if (nuget) process.stderr.write('\n(api.nuget.org is reachable here: the check of the failure message for machines without it is skipped)\n');
+else {
+  process.stderr.write('\n== prebuilt, with scripts, no allowScripts, api.nuget.org unreachable\n');
+  const dir = path.join(work, 'project-no-policy');
+  mkdirSync(dir);
+  writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify({ name: 'trt-calib-check-no-policy', version: '1.0.0', private: true }, null, 2)}\n`);
+  const r = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], dir);
+  const log = r.stdout + r.stderr;
+  check(r.status !== 0 && /allowScripts.*onnxruntime-node.*false/.test(log) && /ONNXRUNTIME_NODE_INSTALL=skip/.test(log) && !/ENOTFOUND api\.nuget\.org\n/.test(log.replace(/\(getaddrinfo |\(/g, '')), 'the install stops with trt-calib\'s explanation and the one thing to do');
+}
+
+// 4. One answer everywhere.
 process.stderr.write('\n');
 if (caches.length > 1) {
   const first = caches[0];
