@@ -199,7 +199,11 @@ else {
   writeFileSync(path.join(dir, 'package.json'), `${JSON.stringify({ name: 'trt-calib-check-no-policy', version: '1.0.0', private: true }, null, 2)}\n`);
   const r = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], dir);
   const log = r.stdout + r.stderr;
-  check(r.status !== 0 && /allowScripts.*onnxruntime-node.*false/.test(log) && /ONNXRUNTIME_NODE_INSTALL=skip/.test(log) && !/ENOTFOUND api\.nuget\.org\n/.test(log.replace(/\(getaddrinfo |\(/g, '')), 'the install stops with trt-calib\'s explanation and the one thing to do');
+  const failedIn = /npm error path (.*)/.exec(log)?.[1] ?? '';
+  check(
+    r.status !== 0 && /node_modules[\\/]trt-calib$/.test(failedIn) && /"allowScripts": \{ "onnxruntime-node": false \}/.test(log) && /ONNXRUNTIME_NODE_INSTALL=skip/.test(log),
+    `the install stops in trt-calib's install script, before onnxruntime-node's download, saying what to do (exit ${r.status}, failed in ${failedIn || '?'})`,
+  );
 }
 
 // 4. One answer everywhere.
