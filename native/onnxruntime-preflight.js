@@ -4,15 +4,17 @@
  * (the Microsoft.ML.OnnxRuntime.Gpu.Linux NuGet package) from api.nuget.org on every install, CUDA or not,
  * unless told to skip; where that host cannot be reached the whole `npm install` fails with a bare
  * "getaddrinfo ENOTFOUND api.nuget.org". A dependent package cannot skip it for the user (the script reads only
- * its environment and its command line, and the root project's allowScripts), so this says the one thing to do.
+ * its environment and command line, and npm runs it unless the root project's allowScripts denies it), so this
+ * says the one thing to do.
  *
- * Checked only when onnxruntime-node's script would download: this platform has a download manifest, its files
+ * Checked only in npm's install step, for an onnxruntime-node inside the project being installed, and only when its
+ * script would download: this platform has a download manifest, its files
  * are missing, no ONNXRUNTIME_NODE_INSTALL* setting and no allowScripts denial is there, no proxy is configured,
  * and onnxruntime-node was unpacked in this same install (its package.json is as new as ours), so that its
  * postinstall is about to run. Then one DNS lookup of the host, bounded to 3 s.
  */
 import { lookup } from 'node:dns/promises';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,7 +45,12 @@ function deniedByAllowScripts(env, version) {
 }
 
 /** The reason onnxruntime-node's postinstall will fail here, or undefined when it will not download or can. */
-export async function onnxruntimeDownloadProblem(env = process.env) {
+/**
+ * @param {NodeJS.ProcessEnv} [env]
+ * @param {{ host?: string, sameInstallMs?: number }} [options] the host to look up; how close the two packages'
+ *   unpacking times must be to count as one install (tests change both)
+ */
+export async function onnxruntimeDownloadProblem(env = process.env, { host = HOST, sameInstallMs = 120_000 } = {}) {
   let ortPackage;
   try {
     ortPackage = require.resolve('onnxruntime-node/package.json');
@@ -51,6 +58,13 @@ export async function onnxruntimeDownloadProblem(env = process.env) {
     return undefined;
   }
   const ortRoot = path.dirname(ortPackage);
+  // Only inside npm's install of a project that holds that onnxruntime-node: not when this script is run by hand,
+  // nor for the first `npx trt-calib` in a clone (npx links the clone into its cache; onnxruntime-node stays in the
+  // clone and is not installed again).
+  const prefix = env.npm_config_local_prefix;
+  if (env.npm_lifecycle_event !== 'install' || !prefix) return undefined;
+  const inside = path.relative(realpathSync(prefix), realpathSync(ortRoot));
+  if (inside.startsWith('..') || path.isAbsolute(inside)) return undefined;
   const settings = ['ONNXRUNTIME_NODE_INSTALL', 'npm_config_onnxruntime_node_install', 'ONNXRUNTIME_NODE_INSTALL_CUDA', 'npm_config_onnxruntime_node_install_cuda'];
   if (settings.some((k) => env[k])) return undefined;
   const proxies = ['GLOBAL_AGENT_HTTPS_PROXY', 'GLOBAL_AGENT_HTTP_PROXY', 'HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy'];
@@ -72,14 +86,14 @@ export async function onnxruntimeDownloadProblem(env = process.env) {
   if (deniedByAllowScripts(env, version)) return undefined;
   // Unpacked in this install (as our own package.json was), so its postinstall runs after this script.
   const ours = statSync(path.join(here, '..', 'package.json')).ctimeMs;
-  if (Math.abs(statSync(ortPackage).ctimeMs - ours) > 120_000) return undefined;
+  if (Math.abs(statSync(ortPackage).ctimeMs - ours) > sameInstallMs) return undefined;
 
   const reachable = await Promise.race([
-    lookup(HOST).then(() => true, (err) => err.code ?? String(err)),
+    lookup(host).then(() => true, (err) => err.code ?? String(err)),
     new Promise((resolve) => setTimeout(() => resolve('no answer within 3 s'), 3000).unref()),
   ]);
   if (reachable === true) return undefined;
-  return { host: HOST, error: reachable, version };
+  return { host, error: reachable, version };
 }
 
 export function explainDownloadProblem(problem) {
