@@ -78,6 +78,10 @@ function tarballEntries(file) {
 // 1. The tarball.
 let tarball = givenTarball && path.resolve(givenTarball);
 if (!tarball) {
+  // prepack writes prebuilds/ into the repository; leave it as found (it is ignored by git, but a left-over
+  // binary would be loaded by a clone that has no source build).
+  const hadPrebuilds = existsSync(path.join(root, 'prebuilds'));
+  if (!hadPrebuilds) process.on('exit', () => rmSync(path.join(root, 'prebuilds'), { recursive: true, force: true }));
   const packed = must(run('npm', ['pack', '--pack-destination', work, '--foreground-scripts=false', '--loglevel=error'], root), 'npm pack');
   tarball = path.join(work, packed.stdout.trim().split('\n').pop());
   process.stderr.write(`packed ${path.basename(tarball)} in ${packed.seconds.toFixed(1)} s\n`);
