@@ -113,9 +113,33 @@ describe('native/install.js without --force', () => {
     copyFileSync(realAddon, built);
     const later = new Date(statSync(path.join(root, 'native', 'src', 'addon.cc')).mtimeMs + 10_000);
     utimesSync(built, later, later);
+    const stamp = statSync(built).mtimeMs;
     const r = install(root);
     expect(r.status).toBe(0);
     expect(r.stderr).toBe('');
-    expect(statSync(built).mtimeMs).toBe(later.getTime());
+    expect(statSync(built).mtimeMs).toBe(stamp); // not rebuilt
+    expect(existsSync(path.join(root, 'native', 'build', 'Makefile'))).toBe(false); // node-gyp never ran
+  });
+
+  it('rebuilds from source when native/src is newer than the source build, even with a prebuilt binary there', { timeout: 60_000 }, () => {
+    const root = installRoot();
+    const built = sourceBuildPath(root);
+    mkdirSync(path.dirname(built), { recursive: true });
+    copyFileSync(realAddon, built);
+    const prebuilt = path.join(root, 'prebuilds', platformDir, prebuiltName);
+    mkdirSync(path.dirname(prebuilt), { recursive: true });
+    copyFileSync(realAddon, prebuilt);
+    const earlier = new Date(statSync(path.join(root, 'native', 'src', 'addon.cc')).mtimeMs - 10_000);
+    utimesSync(built, earlier, earlier);
+    // node-gyp runs and fails here (this root holds one stand-in source file): the attempt is what is checked.
+    const r = spawnSync(process.execPath, [path.join(root, 'native', 'install.js')], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, TRT_CALIB_SKIP_TENSORRT: '1', ONNXRUNTIME_NODE_INSTALL: 'skip' },
+      timeout: 55_000,
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/trt-calib: building the native addon failed \(node-gyp exit \d+\); the log is above\. native\/src changed since the last build\./);
+    expect(r.stderr).not.toMatch(/using the prebuilt/);
   });
 });
