@@ -72,7 +72,7 @@ export async function requireTensorRT(): Promise<TensorRTBinding> {
   if (detection?.found) {
     throw new UserError(
       `The TensorRT bridge is not built, although TensorRT ${detection.versionString} is installed now (${detection.headers}).`,
-      { hint: 'Rebuild the native addon so that the bridge is compiled: `npm run build:native` (or reinstall trt-calib).' },
+      { hint: 'Build the bridge for it: `npx trt-calib build-bridge` (or `npm run build:native` in a clone of trt-calib).' },
     );
   }
   throw new UserError(
