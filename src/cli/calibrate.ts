@@ -19,6 +19,7 @@ interface CalibrateCliValues extends CommonOptions, Omit<PreprocessCliValues, 'd
   statsOut?: string;
   fromStats?: string;
   threads?: number;
+  protect: boolean;
 }
 
 const EXAMPLES = `
@@ -53,6 +54,7 @@ export function register(program: Command): void {
     .option('--out-dir <dir>', 'folder for the caches and the statistics', DEFAULT_OUT_DIR)
     .option('--stats-out <file>', 'statistics file (default <out-dir>/<model>.stats.msgpack)')
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
+    .option('--no-protect', 'give every tensor a scale, even those INT8 would destroy (mixed-range Concats, score branches, outliers: see docs/quantization.md)')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics)', parseInteger(1, 1024));
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
@@ -73,6 +75,7 @@ export function register(program: Command): void {
       outDir: opts.outDir,
       statsOut: opts.statsOut,
       threads: opts.threads,
+      protect: opts.protect,
       reporter,
     });
     if (result.preprocess && opts.verbose) reporter.info(`preprocessing: ${describePreprocess(result.preprocess)}`);
@@ -96,6 +99,8 @@ function jsonSummary(r: CalibrateResult) {
     widest: r.widest,
     narrowest: r.narrowest,
     problems: r.problems,
+    protected: r.protected,
+    ...(r.protectedPrecisionMap ? { protectedPrecisionMap: r.protectedPrecisionMap } : {}),
     amax: r.amax,
   };
 }
@@ -125,6 +130,11 @@ function textSummary(r: CalibrateResult): string {
     lines.push(`${r.problems.length} tensor(s) to look at:`);
     for (const p of r.problems.slice(0, 20)) lines.push(`  ${p.name}: ${p.problem}`);
     if (r.problems.length > 20) lines.push(`  ... ${r.problems.length - 20} more (--json for all)`);
+  }
+  if (r.protected.length > 0) {
+    lines.push(`${r.protected.length} tensor(s) kept out of INT8 (not in the caches; --no-protect keeps them in):`);
+    for (const p of r.protected) lines.push(`  ${p.tensor} [${p.kind}]: ${p.reason}`);
+    if (r.protectedPrecisionMap) lines.push(`  their layers in FP16 for trt-calib build --precision-map ${r.protectedPrecisionMap}`);
   }
   const nonTrtexec = r.caches.filter((c) => !c.header.endsWith('-EntropyCalibration2'));
   if (nonTrtexec.length > 0) {

@@ -63,7 +63,7 @@ export async function ssdLayoutModel(layout: SsdLayout, options: { source?: Onnx
     return name;
   };
   const node = (op: string, inputs: string[], outputs: string[], attributes?: Record<string, AttributeValue>) => {
-    nodes.push(makeNode(op, inputs, outputs, { name: `layout_${outputs[0]}`, ...(attributes ? { attributes } : {}) }));
+    nodes.push(makeNode(op, inputs, outputs, { name: outputs[0]!.startsWith('layout_') ? outputs[0]! : `layout_${outputs[0]}`, ...(attributes ? { attributes } : {}) }));
     return outputs[0]!;
   };
 
