@@ -28,6 +28,8 @@ interface CompareCliValues extends CommonOptions, PreprocessCliValues {
   maxLayers?: string;
   precisionOut?: string;
   backend: 'onnxruntime' | 'tensorrt';
+  protect: boolean;
+  placement: 'explicit' | 'implicit' | 'both';
 }
 
 const EXAMPLES = `
@@ -85,7 +87,17 @@ export function register(program: Command): void {
       new Option('--qdq <mode>', 'INT8 execution: emulate (fake quantization with float biases, as TensorRT computes) or onnxruntime (its own int8 kernels and int32 biases, as deployed on onnxruntime)')
         .choices(['emulate', 'onnxruntime'])
         .default('emulate'),
-    );
+    )
+    .addOption(
+      // Not --qdq (it already says how onnxruntime executes the Q/DQ): this says where they go.
+      new Option(
+        '--placement <where>',
+        'Q/DQ placement of each cache\'s INT8 variant: explicit (where `quantize` puts them), implicit (every tensor the cache names: the worst case of TensorRT <= 10 implicit INT8, variant int8-<algo>-implicit) or both; the winner and the gate use explicit',
+      )
+        .choices(['explicit', 'implicit', 'both'])
+        .default('both'),
+    )
+    .option('--no-protect', 'use every scale of the caches, even on tensors INT8 would destroy (see docs/quantization.md)');
   addPreprocessOptions(cmd);
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CompareCliValues) => {
@@ -111,6 +123,8 @@ export function register(program: Command): void {
       threads: opts.threads,
       qdq: opts.qdq,
       backend: opts.backend,
+      protect: opts.protect,
+      placement: opts.placement,
       ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
       reporter,
     });
