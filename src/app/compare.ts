@@ -17,7 +17,8 @@ import { graphOutputs, listActivations } from '../onnx/graph.js';
 import { loadOnnxModel, modelSha256, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import type { QdqPlacement } from '../onnx/qdq.js';
 import type { PrecisionMap } from '../precision/map.js';
-import { findProtectedTensors, withoutProtected, type ProtectedTensor } from '../precision/protect.js';
+import { withoutProtected, type ProtectedTensor } from '../precision/protect.js';
+import { protectedForCache, protectionStatistics } from './protection.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { loadStatistics } from '../stats/store.js';
 import { TOOL_VERSION } from '../version.js';
@@ -113,13 +114,15 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   // Build every variant before the long pass, so that a bad cache fails in a second.
   const placements: QdqPlacement[] = options.backend === 'tensorrt' || options.placement === 'explicit' ? ['explicit'] : options.placement === 'implicit' ? ['implicit'] : ['explicit', 'implicit'];
   const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; scales: ReadonlyMap<string, number>; built: ReturnType<typeof buildInt8Variant>; placement: QdqPlacement; protected: ProtectedTensor[]; mixed?: boolean }> = [];
+  const statsFile = options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`);
+  const protection = options.protect !== false && caches.length > 0 ? await protectionStatistics(statsFile, options.stats !== undefined, sha, options.model, reporter) : {};
   for (const file of caches) {
     const loaded = await loadCacheFor(file, activations, options.model);
     let scales: ReadonlyMap<string, number> = loaded.scales;
     let protectedTensors: ProtectedTensor[] = [];
     if (options.protect !== false) {
       // A cache written with protection already lacks these; one written with --no-protect has them all.
-      protectedTensors = findProtectedTensors(model, undefined, { amax: new Map([...loaded.scales].map(([n, sc]) => [n, sc * 127])), file: options.model });
+      protectedTensors = protectedForCache(model, loaded.scales, protection, options.model);
       scales = withoutProtected(loaded.scales, protectedTensors);
     }
     for (const placement of placements) {
@@ -209,7 +212,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     for (const s of run.skipped) reporter.warn(`skipped ${s.file}: ${s.reason}`);
     if (run.images === 0) throw new UserError(`None of the images in ${options.data.data} could be read.`);
 
-    const histograms = await histogramsFor(options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`), options.stats !== undefined, sha, options.model, run.variants, reporter);
+    const histograms = await histogramsFor(statsFile, options.stats !== undefined, sha, options.model, run.variants, reporter);
     const report = buildCompareReport({
       tool: { name: 'trt-calib', version: TOOL_VERSION },
       model: {

@@ -8,9 +8,10 @@ import { isAlgorithmName } from '../calibrators/registry.js';
 import { UserError } from '../errors.js';
 import { checkModel } from '../onnx/check.js';
 import { listActivations } from '../onnx/graph.js';
-import { loadOnnxModel, writeOnnxModel } from '../onnx/model.js';
+import { loadOnnxModel, modelSha256, writeOnnxModel } from '../onnx/model.js';
 import { countPrecisions, type PrecisionMap } from '../precision/map.js';
-import { findProtectedTensors, withoutProtected, type ProtectedTensor } from '../precision/protect.js';
+import { withoutProtected, type ProtectedTensor } from '../precision/protect.js';
+import { protectedForCache, protectionStatistics } from './protection.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
@@ -39,6 +40,8 @@ export interface QuantizeOptions {
    * From a cache they are decided from the graph and the cache's ranges; when calibrating first, from the statistics.
    */
   protect?: boolean;
+  /** Statistics for the protection decisions from a cache (default <outDir>/<model>.stats.msgpack when present). */
+  stats?: string;
   out?: string;
   outDir?: string;
   threads?: number;
@@ -109,9 +112,10 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     const loaded = await loadCacheFor(options.cache, activations, options.model);
     ({ scales, algorithm, missing } = loaded);
     if (options.protect !== false) {
-      // The cache's own ranges (amax = scale x 127); a cache written with protection already lacks these tensors.
-      const amax = new Map([...loaded.scales].map(([name, scale]) => [name, scale * 127]));
-      protectedTensors = findProtectedTensors(model, undefined, { amax, file: options.model });
+      // A cache written with protection already lacks these tensors; one written with --no-protect has them.
+      const statsFile = options.stats ?? path.join(options.outDir ?? DEFAULT_OUT_DIR, `${path.basename(options.model).replace(/\.onnx$/i, '')}.stats.msgpack`);
+      const source = await protectionStatistics(statsFile, options.stats !== undefined, await modelSha256(options.model), options.model, reporter);
+      protectedTensors = protectedForCache(model, loaded.scales, source, options.model);
       scales = withoutProtected(scales, protectedTensors);
       const isProtected = new Set(protectedTensors.map((p) => p.tensor));
       missing = missing.filter((m) => !isProtected.has(m));

@@ -22,6 +22,7 @@ interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'da
   outDir: string;
   threads?: number;
   protect: boolean;
+  stats?: string;
 }
 
 const EXAMPLES = `
@@ -61,7 +62,8 @@ export function register(program: Command): void {
     .option('-o, --out <file>', `output model (default ${DEFAULT_OUT_DIR}/<model>.<algo>.int8.onnx or .fp16.onnx)`)
     .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
     .option('--threads <n>', 'onnxruntime intra-op threads when calibrating', parseInteger(1, 1024))
-    .option('--no-protect', 'put Q/DQ on every tensor with a scale, even those INT8 would destroy (see docs/quantization.md)');
+    .option('--no-protect', 'put Q/DQ on every tensor with a scale, even those INT8 would destroy (see docs/quantization.md)')
+    .option('--stats <file>', 'with --cache: statistics for the protection decisions (default <out-dir>/<model>.stats.msgpack when present; else the cache\'s ranges)');
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: QuantizeCliValues) => {
@@ -82,6 +84,7 @@ export function register(program: Command): void {
       outDir: opts.outDir,
       threads: opts.threads,
       protect: opts.protect,
+      stats: opts.stats,
       reporter,
     });
     emit(opts, result, () => text(result));
