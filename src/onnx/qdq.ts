@@ -36,8 +36,8 @@
  * weights of the weighted ops as above. Left out: tensors without a scale (e.g. protected ones), non-float
  * tensors (shapes, indices), the outputs of layers the precision map keeps out of INT8, and tensors TensorRT never
  * materialises because it fuses their consumer into the producer (a weighted op's output read only by a
- * BatchNorm, an activation or one Add, and so on down such a chain): rounding those would be more pessimistic than
- * any engine.
+ * BatchNorm, an activation or one Add, and so on down such a chain; a pointwise op's output read only by another
+ * pointwise op): rounding those would be more pessimistic than any engine.
  * A node the precision map sets to 'fp16' or 'fp32', a weighted op whose activation has no scale in the cache,
  * or one whose weight is not a stored constant (e.g. computed by a Reshape) stays float; each is reported.
  *
@@ -115,31 +115,45 @@ const WEIGHTED = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
  * and elementwise sum).
  */
 const FUSED_FOLLOWERS = new Set(['BatchNormalization', 'Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Elu', 'Selu', 'Softplus', 'HardSigmoid', 'HardSwish', 'PRelu', 'Add', 'Sum']);
+/**
+ * Elementwise ops TensorRT merges, when adjacent, into one pointwise kernel (developer guide, "Types of Fusions":
+ * PointWise fusion): the tensors between them are never written out.
+ */
+const POINTWISE = new Set([
+  'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Abs', 'Neg', 'Exp', 'Log', 'Sqrt', 'Reciprocal', 'Erf',
+  'Floor', 'Ceil', 'Round', 'Sign', 'Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Elu', 'Selu', 'Softplus',
+  'HardSigmoid', 'HardSwish', 'PRelu',
+]);
 
 /**
- * Tensors that TensorRT does not materialise: the output of a weighted op (or of a node already fused into one)
- * read only by one FUSED_FOLLOWERS node, and not a graph output. Only one input of an Add/Sum fuses.
+ * Tensors that TensorRT does not materialise, not a graph output and read by exactly one node: the output of a
+ * weighted op (or of a node already fused into one) read by a FUSED_FOLLOWERS node (only one input of an Add/Sum
+ * fuses; a Clip's bounds or a PRelu's slope are not the fused input), and the output of a pointwise op read by
+ * another pointwise op.
  */
 function fusedTensors(nodes: readonly OnnxNode[], tensors: GraphAnalysis['tensors'], consumers: GraphAnalysis['consumers'], outputs: ReadonlySet<string>): Set<string> {
   const chain = new Set<number>();
   const fused = new Set<string>();
   const addFused = new Set<number>();
+  const isDefault = (n: OnnxNode) => (n.domain ?? '') === '';
   nodes.forEach((node, index) => {
-    if (WEIGHTED.has(node.opType) && (node.domain ?? '') === '') chain.add(index);
-    if (!chain.has(index)) return;
+    if (WEIGHTED.has(node.opType) && isDefault(node)) chain.add(index);
     for (const out of node.output) {
       const users = consumers.get(out) ?? [];
-      if (!out || outputs.has(out) || users.length !== 1) continue;
+      if (!out || outputs.has(out) || users.length !== 1 || tensors.get(out)?.elemType !== ELEM.FLOAT) continue;
       const k = users[0]!;
       const next = nodes[k]!;
-      if (!FUSED_FOLLOWERS.has(next.opType) || (next.domain ?? '') !== '') continue;
-      if (next.opType === 'Add' || next.opType === 'Sum') {
-        if (addFused.has(k)) continue;
-        addFused.add(k);
-      } else if (next.input[0] !== out) continue; // a Clip's bound or a PRelu's slope is not the fused input
-      if (tensors.get(out)?.elemType !== ELEM.FLOAT) continue;
-      fused.add(out);
-      chain.add(k);
+      if (!isDefault(next)) continue;
+      if (chain.has(index) && FUSED_FOLLOWERS.has(next.opType)) {
+        if (next.opType === 'Add' || next.opType === 'Sum') {
+          if (addFused.has(k)) continue;
+          addFused.add(k);
+        } else if (next.input[0] !== out) continue;
+        fused.add(out);
+        chain.add(k);
+      } else if (POINTWISE.has(node.opType) && isDefault(node) && POINTWISE.has(next.opType)) {
+        fused.add(out);
+      }
     }
   });
   return fused;
