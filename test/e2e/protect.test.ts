@@ -3,7 +3,7 @@
  * real SSD re-exported in YOLOv8's layout (test/unit/ssd-layouts.ts), on MobileNetV2, PP-OCR det and the SSD as it
  * is: what is protected and why, what the caches, Q/DQ models and precision maps hold, and what it does to scores.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -120,6 +120,20 @@ describe('a YOLOv8-layout detector: boxes in pixels and scores in one Concat', (
       .map((n) => n.input[0]);
     expect(quantizedInputs.length).toBeGreaterThan(50);
     for (const p of protectedTensors) expect(quantizedInputs).not.toContain(p.tensor);
+  }, 60_000);
+
+  it('bad input: a --stats file that does not exist, an unknown --placement: exit 1, one clear line, nothing written', async () => {
+    const out = path.join(tmp, 'never.onnx');
+    const missing = path.join(tmp, 'no-such.stats.msgpack');
+    const r = await runCli(['quantize', '--model', yolo, '--cache', fullCache, '--stats', missing, '--out', out]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(missing);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(existsSync(out)).toBe(false);
+    const p = await runCli(['compare', '--model', yolo, '--data', STREET, '--cache', fullCache, '--placement', 'everywhere', '--report-dir', path.join(tmp, 'never-report')]);
+    expect(p.code).toBe(1);
+    expect(p.stderr).toContain("option '--placement <where>' argument 'everywhere' is invalid. Allowed choices are explicit, implicit, both.");
+    expect(existsSync(path.join(tmp, 'never-report'))).toBe(false);
   }, 60_000);
 
   it('the implicit bound: unprotected, INT8 zeroes every score (mAP 0); protected, scores and mAP survive', async () => {
