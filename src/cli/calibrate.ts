@@ -38,6 +38,9 @@ Examples:
   trt-calib --model model.onnx --from-stats calib-cache/model.stats.msgpack --algo percentile --percentile 99.999 --trt-version 10.3.0
 
 Outputs: ${DEFAULT_OUT_DIR}/<model>.<algo>.cache (one per algorithm) and ${DEFAULT_OUT_DIR}/<model>.stats.msgpack.
+Tensors INT8 would destroy (a Concat of ranges more than 16x apart such as YOLO's boxes-with-scores head, score
+branches, outliers) are left out of the caches and named in the summary; their layers are fp16 in
+${DEFAULT_OUT_DIR}/<model>.protected.precision.json (for build --precision-map). --no-protect keeps them in.
 trtexec --calib reads caches through an IInt8EntropyCalibrator2: give it an entropy2 cache, or write any algorithm's
 scales under that header with --cache-algorithm EntropyCalibration2.`;
 

@@ -48,6 +48,11 @@ Examples:
   trt-calib compare --model ppocr_v4_det.onnx --data ./street --preset paddleocr-det --shapes x:1x3x576x768 \\
                     --cache calib-cache/ppocr_v4_det.entropy2.cache
 
+  # each cache measured as quantize places Q/DQ (int8-<algo>) and as implicit INT8 may round every tensor
+  # (int8-<algo>-implicit, the default --placement both); here the implicit bound only, without protection
+  trt-calib compare --model yolov8n.onnx --data ./val --preset yolo --cache calib-cache/yolov8n.entropy2.cache \\
+                    --placement implicit --no-protect
+
 Writes <out-dir>/<model>.report/report.json (schema: docs/report-schema.md) and report.html (self-contained).
 Exit code 2 when --max-drop is exceeded.`;
 
