@@ -17,7 +17,9 @@ import type { ImageGeometry } from '../../src/compare/task/types.js';
 import type { Tensor } from '../../src/tensor.js';
 import type { QdqPlacement } from '../../src/onnx/qdq.js';
 import { graphOf, loadOnnxModel, saveOnnxModel, type OnnxModel } from '../../src/onnx/model.js';
-import { SSD_ANCHORS, SSD_MODEL, ssdInput, STREET, writeSsdLayout } from '../unit/ssd-layouts.js';
+import { findProtectedTensors } from '../../src/precision/protect.js';
+import { loadStatistics } from '../../src/stats/store.js';
+import { SSD_ANCHORS, SSD_MODEL, ssdInput, ssdLayoutModel, STREET, writeSsdLayout } from '../unit/ssd-layouts.js';
 import { assertBuilt, IMAGES, MOBILENET, PPOCR, runCli } from './cli.js';
 
 /** The SSD's preprocessing: RGB stretched to 300x300, x * 2 / 255 - 1. */
@@ -120,6 +122,21 @@ describe('a YOLOv8-layout detector: boxes in pixels and scores in one Concat', (
       .map((n) => n.input[0]);
     expect(quantizedInputs.length).toBeGreaterThan(50);
     for (const p of protectedTensors) expect(quantizedInputs).not.toContain(p.tensor);
+  }, 60_000);
+
+  it('the other YOLO layouts are protected the same way (decided on the same statistics: the trunk and head tensors share names)', async () => {
+    const stored = await loadStatistics(path.join(tmp, 'full', 'ssd_yolov8.stats.msgpack'));
+    const v8t = findProtectedTensors(await ssdLayoutModel('yolov8t'), stored.tensors);
+    expect(v8t.map((p) => [p.tensor, p.kind])).toEqual([
+      ...SCORE_BRANCH.map((t) => [t, 'score-branch']),
+      ['layout_scores_t', 'score-branch'],
+      ['layout_head', 'mixed-range-concat'],
+      ['output0', 'mixed-range-concat'], // the transpose of the Concat carries the same mixture
+    ]);
+    expect(v8t.at(-1)!.reason).toContain("(re-laid out from 'layout_head')");
+    const v5 = findProtectedTensors(await ssdLayoutModel('yolov5'), stored.tensors);
+    expect(v5.map((p) => [p.tensor, p.kind])).toEqual([...SCORE_BRANCH.map((t) => [t, 'score-branch']), ['output0', 'mixed-range-concat']]);
+    expect(v5.at(-1)!.reason).toContain("joins 'layout_xywh'");
   }, 60_000);
 
   it('bad input: a --stats file that does not exist, an unknown --placement: exit 1, one clear line, nothing written', async () => {
