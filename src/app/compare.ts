@@ -8,9 +8,9 @@ import path from 'node:path';
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import type { Session } from '../backends/types.js';
 import { ALGORITHM_NAMES, computeAllAmaxes } from '../calibrators/registry.js';
-import { loadLabels } from '../compare/labels.js';
 import { buildCompareReport, buildHistograms } from '../compare/report.js';
 import { labelMap, runComparison, type VariantRun } from '../compare/run.js';
+import type { TaskFlags } from '../compare/task/index.js';
 import type { CompareReport, Precision } from '../compare/types.js';
 import { UserError } from '../errors.js';
 import { graphOutputs, listActivations } from '../onnx/graph.js';
@@ -21,6 +21,7 @@ import { loadStatistics } from '../stats/store.js';
 import { TOOL_VERSION } from '../version.js';
 import { DEFAULT_OUT_DIR } from './calibrate.js';
 import { datasetForModel, type DataOptions } from './data.js';
+import { resolveTask } from './task.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
 import type { MixedResult } from '../sensitivity/mixed.js';
@@ -33,10 +34,16 @@ export interface CompareOptions {
   /** Already-written model files compared as they are (a `quantize` output, another tool's Q/DQ model...). */
   variantModels?: readonly string[];
   precisions?: readonly Precision[];
-  /** "folders" or a CSV of path,label. */
+  /**
+   * The task's labels: "folders" or a CSV of path,label (classify), a COCO .json or yolo:DIR (detect), masks:DIR
+   * (segment), a path<TAB>text file (ocr).
+   */
   labels?: string;
+  /** Class names, for every task (classify: one a line; detect: `id name` lines or one a line). */
   classes?: string;
-  /** Accuracy points (or agreement points without labels) a variant may lose before the gate fails. */
+  /** --task and its flags (default auto: decided from the outputs, said through the reporter). */
+  task?: Omit<TaskFlags, 'labels' | 'classes'>;
+  /** Points of the task metric (top-1, mAP@[.5:.95], mIoU, CER...) a variant may lose before the gate fails. */
   maxDrop?: number;
   /** Per-layer SNR of the INT8 variants (default true). */
   layers?: boolean;
@@ -89,11 +96,13 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
   const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'comparison');
   const inputs = [input];
-  const labelAssignment = options.labels ? await loadLabels(dataset.files, { labels: options.labels, classes: options.classes, dataRoot: options.data.data }) : undefined;
   let precisionMap: PrecisionMap | undefined;
   if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
   if (options.mixed && caches.length === 0) throw new UserError('--mixed auto needs a --cache (its scales are the INT8 of the mixed model).');
   if (options.mixed && precisionMap) throw new UserError('--mixed auto chooses its own precision map: drop --precision-map.');
+  const taskFlags: TaskFlags = { ...(options.task ?? {}), ...(options.labels !== undefined ? { labels: options.labels } : {}), ...(options.classes !== undefined ? { classes: options.classes } : {}) };
+  const task = await resolveTask(options.model, model, dataset, options.data.data, taskFlags, { threads: options.threads, worst: options.worst, threshold: options.threshold, reporter });
+  const labelAssignment = task.classifyLabels;
 
   // Build every variant before the long pass, so that a bad cache fails in a second.
   const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; built: ReturnType<typeof buildInt8Variant>; mixed?: boolean }> = [];
@@ -104,7 +113,11 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   }
   let mixed: MixedResult | undefined;
   if (options.mixed) {
-    ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, ...options.mixed }));
+    // The budget is against FP32 (no labels), in points of the task metric.
+    const mixedTask: TaskFlags = { ...taskFlags, task: task.kind };
+    delete mixedTask.labels;
+    delete mixedTask.saveDetections;
+    ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, task: mixedTask, ...options.mixed }));
     const loaded = int8[0]!.loaded;
     int8.push({ loaded, built: buildInt8Variant(model, loaded.scales, { precisionMap: mixed.map, file: options.model }), mixed: true });
   }
@@ -165,8 +178,10 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     for (const n of model.graph?.node ?? []) for (const o of n.output ?? []) opTypes.set(o, n.opType ?? '');
 
     reporter.info(`comparing ${[...(precisions.includes('fp32') ? ['fp32'] : []), ...variants.map((v) => v.spec.name)].join(', ')} on ${dataset.size} images, batch ${batchSize}`);
+    const evaluator = task.create();
     const run = await runComparison({
       dataset,
+      task: evaluator,
       reference,
       variants,
       labels: labelAssignment ? labelMap(dataset.files, labelAssignment.labels) : undefined,
@@ -191,9 +206,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
         source: options.data.data,
         images: run.images,
         skipped: run.skipped.length,
-        ...(labelAssignment
-          ? { labels: { source: labelAssignment.source, ...(labelAssignment.classes ? { classes: labelAssignment.classes } : {}), labelled: labelAssignment.labelled, unlabelled: labelAssignment.unlabelled.length } }
-          : {}),
+        ...(task.labels ? { labels: task.labels } : {}),
       },
       settings: {
         backend: useTrt ? 'tensorrt' : options.qdq === 'onnxruntime' ? 'onnxruntime (its own QDQ kernels)' : 'onnxruntime (Q/DQ emulated as TensorRT computes it)',
@@ -202,17 +215,21 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
         precisions,
         algorithms: int8.map((v) => v.loaded.algorithm),
         threshold: options.threshold ?? 0.3,
+        task: { kind: task.kind, requested: task.selection.requested, reason: task.selection.reason, outputs: [...evaluator.outputs], options: task.settings },
         worstCount: options.worst ?? 5,
         ...(options.maxDrop !== undefined ? { maxDrop: options.maxDrop } : {}),
         preprocess,
       },
       variants: run.variants,
+      ...(run.referenceTask ? { referenceTask: run.referenceTask } : {}),
+      notes: task.notes,
       ...(histograms ? { histograms } : {}),
       ...(mixed ? { tradeoff: mixed.tradeoff } : {}),
     });
     const reportDir = options.reportDir ?? path.join(outDir, `${modelBase}.report`);
     const { writeReportFiles } = await import('../compare/write.js');
     const files = await writeReportFiles(report, { json: path.join(reportDir, 'report.json'), html: path.join(reportDir, 'report.html'), reporter });
+    if (task.writeOutputs) files.push(...(await task.writeOutputs(evaluator, run.variants.map((v) => v.name))));
     return { report, files, ...(mixed ? { mixed: summarizeMixed(mixed) } : {}) };
   } finally {
     for (const s of sessions) await s.release();

@@ -5,8 +5,9 @@ import { ALGORITHM_NAMES } from '../calibrators/registry.js';
 import { UserError } from '../errors.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+import { addTaskOptions, taskFlagsFrom, type TaskCliValues } from './task-options.js';
 
-interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'data'> {
+interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'data'>, TaskCliValues {
   model: string;
   data?: string;
   cache?: string;
@@ -60,12 +61,17 @@ export function register(program: Command): void {
     .option('-o, --out <file>', `output model (default ${DEFAULT_OUT_DIR}/<model>.<algo>.int8.onnx or .fp16.onnx)`)
     .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
     .option('--threads <n>', 'onnxruntime intra-op threads when calibrating', parseInteger(1, 1024));
+  addTaskOptions(cmd, { what: 'the --mixed auto budget' });
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: QuantizeCliValues) => {
     const reporter = reporterFor(opts);
     if (opts.mixed && opts.maxDrop === undefined) throw new UserError('--mixed auto needs --max-drop POINTS (the accuracy budget).');
     if (!opts.mixed && (opts.maxDrop !== undefined || opts.maxLayers !== undefined)) throw new UserError('--max-drop and --max-layers go with --mixed auto.');
+    const task = taskFlagsFrom(opts);
+    if (!opts.mixed && Object.keys(task).some((k) => k !== 'task' || task.task !== 'auto')) {
+      throw new UserError('--task and its flags (--boxes, --scores, --keys...) go with --mixed auto: they say what its budget is in points of.');
+    }
     const { quantize } = await import('../app/quantize.js');
     const result = await quantize({
       model: opts.model,
@@ -75,7 +81,7 @@ export function register(program: Command): void {
       algorithm: opts.algo,
       precisionMap: opts.precisionMap,
       forTensorRT: opts.forTensorrt,
-      ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
+      ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut, task } } : {}),
       out: opts.out,
       outDir: opts.outDir,
       threads: opts.threads,
