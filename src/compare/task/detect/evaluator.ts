@@ -1,0 +1,140 @@
+/**
+ * The detection task of a comparison pass: decodes every batch of FP32 and of each variant into detections (kept,
+ * whole tensors never are), then scores each variant in finish():
+ * - against FP32: FP32's detections scoring at least gtScore are the ground truth; the variant's detections (all
+ *   those above the score floor) are the predictions; mAP@[.5:.95], mAP@.5, per-class AP and PR curves as COCOeval
+ *   computes them (coco-eval.ts). FP32 scored against itself is exactly 1 (its ground truth is its own top
+ *   detections, each matched by itself at IoU 1, ranked before its lower-scored ones), unless an image has more
+ *   than 100 ground-truth boxes of one class (COCO's cap); the value is -1 (COCOeval's) when FP32 detects nothing
+ *   at or above gtScore on any image;
+ * - against labels, when given: the same on the images that have a labels entry (mapLabels, map50Labels);
+ * - box by box (match.ts), both sides cut at gtScore: FP32 detections lost, detections gained, boxes moved, the mean
+ *   score change, and the worst images (most lost + moved, then gained; ties: dataset order).
+ */
+import path from 'node:path';
+import type { BatchOutputs, DetectionBox, DetectionImageRecord, ImageGeometry, TaskEvaluator, TaskMetrics } from '../types.js';
+import { evaluateCoco } from './coco-eval.js';
+import { decodeDetections, specOutputs } from './decode.js';
+import { matchDetections } from './match.js';
+import { DETECTION_DEFAULTS, type DetectionOptions, type GroundTruthBox } from './types.js';
+
+export interface DetectionEvaluator extends TaskEvaluator {
+  /** Every image's detections of a variant (original pixels, score floor applied), when keepDetections was set. */
+  detections(variant: string): DetectionBox[][] | undefined;
+  /** The images, in pass order (as the dataset names them). */
+  files(): string[];
+}
+
+const asGroundTruth = (d: DetectionBox): GroundTruthBox => ({ x1: d.x1, y1: d.y1, x2: d.x2, y2: d.y2, classId: d.classId });
+
+export function createDetectionEvaluator(options: DetectionOptions): DetectionEvaluator {
+  const gtScore = options.gtScore ?? DETECTION_DEFAULTS.gtScore;
+  const worstCount = options.worstCount ?? DETECTION_DEFAULTS.worstCount;
+  const files: string[] = [];
+  const reference: DetectionBox[][] = [];
+  const variants = new Map<string, DetectionBox[][]>();
+  let finished = false;
+
+  return {
+    kind: 'detect',
+    outputs: specOutputs(options.spec),
+    addReference(outputs: BatchOutputs, images: readonly ImageGeometry[]): void {
+      if (finished) throw new Error('detection evaluator: addReference after finish()');
+      reference.push(...decodeDetections(outputs, images, options));
+      files.push(...images.map((g) => g.file));
+    },
+    addVariant(variant: string, outputs: BatchOutputs, images: readonly ImageGeometry[]): void {
+      if (finished) throw new Error('detection evaluator: addVariant after finish()');
+      let list = variants.get(variant);
+      if (!list) variants.set(variant, (list = []));
+      images.forEach((g, i) => {
+        if (files[list!.length + i] !== g.file) throw new Error(`detection evaluator: variant ${variant} got ${g.file} where FP32 had ${files[list!.length + i] ?? 'no image'}`);
+      });
+      list.push(...decodeDetections(outputs, images, options));
+    },
+    finish(): Map<string, TaskMetrics> {
+      finished = true;
+      const groundTruth = reference.map((dets) => dets.filter((d) => d.score >= gtScore).map(asGroundTruth));
+      const referenceKept = reference.map((dets) => dets.filter((d) => d.score >= gtScore));
+      const labelled: number[] = [];
+      const labelBoxes: GroundTruthBox[][] = [];
+      if (options.labels) {
+        files.forEach((f, i) => {
+          const boxes = options.labels!.get(path.resolve(f));
+          if (boxes) {
+            labelled.push(i);
+            labelBoxes.push(boxes);
+          }
+        });
+      }
+      const results = new Map<string, TaskMetrics>();
+      for (const [variant, dets] of variants) {
+        if (dets.length !== reference.length) throw new Error(`detection evaluator: variant ${variant} has ${dets.length} images, FP32 ${reference.length}`);
+        const vsFp32 = evaluateCoco(groundTruth, dets, { classNames: options.classNames });
+        const vsLabels = options.labels ? evaluateCoco(labelBoxes, labelled.map((i) => dets[i]!), { classNames: options.classNames }) : undefined;
+
+        let lost = 0;
+        let gained = 0;
+        let moved = 0;
+        let changeSum = 0;
+        let changes = 0;
+        let kept = 0;
+        const records: DetectionImageRecord[] = [];
+        dets.forEach((imageDets, i) => {
+          const variantKept = imageDets.filter((d) => d.score >= gtScore);
+          kept += variantKept.length;
+          const m = matchDetections(referenceKept[i]!, variantKept);
+          lost += m.lost;
+          gained += m.gained;
+          moved += m.moved;
+          for (const c of m.scoreChanges) changeSum += c;
+          changes += m.scoreChanges.length;
+          if (m.lost + m.gained + m.moved > 0) {
+            records.push({ file: files[i]!, index: i, lost: m.lost, gained: m.gained, moved: m.moved, reference: referenceKept[i]!, variant: variantKept });
+          }
+        });
+        records.sort((a, b) => b.lost + b.moved - (a.lost + a.moved) || b.gained - a.gained || a.index - b.index);
+
+        const metrics: TaskMetrics = {
+          kind: 'detect',
+          metric: 'mAP@[.5:.95]',
+          value: vsFp32.map,
+          map: vsFp32.map,
+          map50: vsFp32.map50,
+          detection: {
+            map: vsFp32.map,
+            map50: vsFp32.map50,
+            perClass: vsFp32.perClass,
+            prCurves: vsFp32.prCurves,
+            lost,
+            gained,
+            moved,
+            meanScoreChange: changes > 0 ? changeSum / changes : 0,
+            referenceDetections: groundTruth.reduce((s, g) => s + g.length, 0),
+            detections: kept,
+            worst: records.slice(0, worstCount),
+          },
+        };
+        if (vsLabels) {
+          Object.assign(metrics, { valueLabels: vsLabels.map, mapLabels: vsLabels.map, map50Labels: vsLabels.map50 });
+          Object.assign(metrics.detection!, { mapLabels: vsLabels.map, map50Labels: vsLabels.map50, perClassLabels: vsLabels.perClass });
+        }
+        results.set(variant, metrics);
+      }
+      if (!options.keepDetections) {
+        variants.forEach((_, k) => variants.set(k, []));
+        reference.length = 0;
+      }
+      return results;
+    },
+    detections(variant: string): DetectionBox[][] | undefined {
+      if (!options.keepDetections) return undefined;
+      const list = variants.get(variant);
+      if (list) return list;
+      return variant === 'fp32' ? reference : undefined;
+    },
+    files(): string[] {
+      return [...files];
+    },
+  };
+}
