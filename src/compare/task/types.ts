@@ -44,6 +44,11 @@ export interface TaskEvaluator {
   readonly kind: TaskKind;
   /** The model outputs this task reads; every session must return them. */
   readonly outputs: readonly string[];
+  /**
+   * Optional: asynchronous work for one batch (reading that batch's label files, e.g. segmentation masks), awaited
+   * before addReference of the same batch; what it loads is let go at the next batch.
+   */
+  prepareBatch?(images: readonly ImageGeometry[]): Promise<void>;
   addReference(outputs: BatchOutputs, images: readonly ImageGeometry[]): void;
   addVariant(variant: string, outputs: BatchOutputs, images: readonly ImageGeometry[]): void;
   /** Per variant name (the names passed to addVariant), in that order. */
@@ -131,8 +136,17 @@ export interface SegmentationMetrics {
   perClass: ClassIou[];
   miouLabels?: number;
   perClassLabels?: ClassIou[];
+  /** Against masks: fraction of labelled pixels (ignore index left out) given the mask's class. */
+  pixelAccuracyLabels?: number;
+  /** Against masks: images with a mask, images of the pass without one, mask pixels skipped as the ignore index,
+   * and mask pixels outside the model's input (cut away by a center-crop; absent when none). */
+  labelledImages?: number;
+  unlabelledImages?: number;
+  ignoredPixels?: number;
+  outsidePixels?: number;
   /** Fraction of pixels with the same class as FP32. */
   pixelAgreement: number;
+  /** The worst images by their own IoU against FP32 (mIoU of the classes in that image; 1 when both are empty), worst first. */
   worst: Array<{ file: string; index: number; iou: number }>;
 }
 
@@ -143,8 +157,15 @@ export interface OcrMetrics {
   cer: number;
   exactMatchLabels?: number;
   cerLabels?: number;
-  /** Text pairs for the report, worst first. */
-  samples: Array<{ file: string; reference: string; variant: string; label?: string; distance: number }>;
+  /** Images decoded; with labels, those with a label and those of the pass without one. */
+  images?: number;
+  labelledImages?: number;
+  unlabelledImages?: number;
+  /**
+   * Text pairs for the report, worst first (distance to FP32, then to the label, then file); only pairs that differ
+   * from FP32 or from the label. `labelDistance`: edit distance of the variant's text to the label.
+   */
+  samples: Array<{ file: string; reference: string; variant: string; label?: string; labelDistance?: number; distance: number }>;
 }
 
 export interface ClassifyMetrics {
