@@ -3,8 +3,9 @@
  */
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { prepareTask, type PreparedTask, type TaskFlags } from '../compare/task/index.js';
+import type { InputInfo } from '../compare/task/select.js';
 import type { Dataset } from '../datasets/types.js';
-import { graphOutputs } from '../onnx/graph.js';
+import { graphInputs, graphOutputs } from '../onnx/graph.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Reporter } from '../reporter.js';
 import type { Tensor } from '../tensor.js';
@@ -28,6 +29,8 @@ export async function resolveTask(
     outputs,
     ...(sample ? { sample } : {}),
     datasetFiles: dataset.files,
+    preprocess: dataset.preprocess,
+    ...(inputOf(model) ? { input: inputOf(model)! } : {}),
     dataRoot,
     ...(options.worst !== undefined ? { worstCount: options.worst } : {}),
     ...(options.threshold !== undefined ? { threshold: options.threshold } : {}),
@@ -35,6 +38,11 @@ export async function resolveTask(
   options.reporter?.info(`task: ${task.kind} (${task.selection.reason})`);
   for (const n of task.notes) options.reporter?.warn(n);
   return task;
+}
+
+function inputOf(model: OnnxModel): InputInfo | undefined {
+  const first = graphInputs(model)[0];
+  return first?.dims ? { dims: first.dims } : undefined;
 }
 
 /** FP32's outputs on the dataset's first batch (undefined when no image of it decodes). */

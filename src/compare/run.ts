@@ -98,6 +98,7 @@ export async function runComparison(options: RunComparisonOptions): Promise<Comp
       const task = options.task;
       const geometries = task ? await imageGeometries(batch.files, dataset.preprocess) : [];
       if (task) {
+        await task.prepareBatch?.(geometries);
         task.addReference(ref, geometries);
         task.addVariant('fp32', ref, geometries);
       }

@@ -128,6 +128,7 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
       cmp.addOutputs(data.fp32Outputs[b]!, out, batch.files, labels, data.outputs);
       if (task) {
         const geometries = data.geometries![b]!;
+        await task.prepareBatch?.(geometries);
         task.addReference(data.fp32Outputs[b]!, geometries);
         task.addVariant('fp32', data.fp32Outputs[b]!, geometries);
         task.addVariant('variant', out, geometries);

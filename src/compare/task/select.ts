@@ -3,11 +3,12 @@
  *
  * auto decides from the outputs' names and shapes (and, where the task modules need them, one FP32 batch's values),
  * trying in this order and taking the first that is sure:
- *   1. detect: a detector the detection module recognises (YOLO layouts, NMS in the graph, EfficientNMS, separate
- *      box and score outputs); an output that looks like boxes ([N, A, 4] or [N, A, 1, 4]) that it cannot pair
- *      with scores is refused, naming --boxes and --scores;
- *   2. classify: an output [N, C] with C > 1 (the first one, as the report's primary output);
- *   3. ocr: a CTC-like sequence [N, T, C];
+ *   1. ocr: a CTC-like sequence [N, T, C], taken only with evidence (each step a softmax over C in the sample, or a
+ *      text-line input): it comes first because the shape alone is also a YOLO layout's, and the evidence is not;
+ *   2. detect: a detector the detection module recognises (YOLO layouts, NMS in the graph, EfficientNMS, separate
+ *      box and score outputs); outputs that look like a detector's (boxes [N, A, 4] or [N, A, 1, 4], a YOLO-like
+ *      [N, A, 6+]) that it cannot read with certainty are refused, naming --boxes, --scores and --det-layout;
+ *   3. classify: an output [N, C] with C > 1 (the first one, as the report's primary output);
  *   4. segment: maps [N, 1, H, W] (binary, e.g. PP-OCR det) or [N, C, H, W] (per-pixel classes);
  *   5. raw: anything else, compared as numbers only (cosine, SNR), as the report says.
  * A flag that belongs to another task than the one chosen is an error naming it, so that a typo in --task or a
@@ -15,6 +16,9 @@
  */
 import { UserError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
+import { detectionSpecFromFlags, recognizeDetection, type DetectionSpec } from './detect/index.js';
+import { recognizeOcr, type OcrOptions } from './ocr/index.js';
+import { recognizeSegmentation } from './segment/index.js';
 import { TASK_KINDS, type TaskKind } from './types.js';
 
 export type TaskRequest = TaskKind | 'auto';
@@ -28,6 +32,9 @@ export interface OutputInfo {
 /** The task flags as the CLI (or the library) gives them; undefined = not given. */
 export interface TaskFlags {
   task?: TaskRequest;
+  /** --det-layout and --det-output. */
+  layout?: string;
+  output?: string;
   boxes?: string;
   scores?: string;
   classOffset?: number;
@@ -43,6 +50,8 @@ export interface TaskFlags {
 
 /** The flags each task takes, by their CLI names (labels and classes are checked by source: see labelSourceOf). */
 const TASK_ONLY_FLAGS: ReadonlyArray<{ key: keyof TaskFlags; flag: string; tasks: readonly TaskKind[] }> = [
+  { key: 'layout', flag: '--det-layout', tasks: ['detect'] },
+  { key: 'output', flag: '--det-output', tasks: ['detect'] },
   { key: 'boxes', flag: '--boxes', tasks: ['detect'] },
   { key: 'scores', flag: '--scores', tasks: ['detect'] },
   { key: 'classOffset', flag: '--class-offset', tasks: ['detect'] },
@@ -69,7 +78,13 @@ export interface TaskSelection {
 }
 
 /** A rule of auto (and of an explicit --task): sure (selection), refusing (UserError), or not this task (reason). */
-export type TaskRule = (outputs: readonly OutputInfo[], sample: Readonly<Record<string, Tensor>> | undefined, flags: TaskFlags) => { selection?: Omit<TaskSelection, 'requested'>; reason?: string };
+/** The model's image input, for rules that look at it (a text-line input says OCR). */
+export interface InputInfo {
+  dims: readonly (number | string)[];
+  layout?: 'NCHW' | 'NHWC';
+}
+
+export type TaskRule = (outputs: readonly OutputInfo[], sample: Readonly<Record<string, Tensor>> | undefined, flags: TaskFlags, input?: InputInfo) => { selection?: Omit<TaskSelection, 'requested'>; reason?: string };
 
 const numeric = (d: number | string | undefined): number | undefined => (typeof d === 'number' && d > 0 ? d : undefined);
 
@@ -86,18 +101,53 @@ export const rawRule: TaskRule = (outputs) => {
   return { selection: { kind: 'raw', output: o.name, reason: `judged by the mean cosine of ${JSON.stringify(o.name)} against FP32 (numbers only: no task metric)` } };
 };
 
-/** Each task's rule; detect, segment and ocr come from their modules (registered in ./index.ts). */
+/** What the detection rule settles: the layout and the class offset it implies. */
+export interface DetectSettings {
+  spec: DetectionSpec;
+  classOffset: number;
+}
+
+/** --boxes/--scores/--layout say it; else the detection module recognises the outputs. */
+export const detectRule: TaskRule = (outputs, sample, flags) => {
+  if (flags.boxes !== undefined || flags.scores !== undefined || flags.layout !== undefined) {
+    const spec = detectionSpecFromFlags({ ...(flags.boxes !== undefined ? { boxes: flags.boxes } : {}), ...(flags.scores !== undefined ? { scores: flags.scores } : {}), ...(flags.layout !== undefined ? { layout: flags.layout } : {}), ...(flags.output !== undefined ? { output: flags.output } : {}) }, outputs);
+    const settings: DetectSettings = { spec, classOffset: flags.classOffset ?? 0 };
+    return { selection: { kind: 'detect', reason: `detection layout ${spec.layout} as the flags give it`, settings } };
+  }
+  const r = recognizeDetection(outputs, sample);
+  if (r.spec === undefined) return { reason: r.reason };
+  const settings: DetectSettings = { spec: r.spec, classOffset: flags.classOffset ?? r.classOffset ?? 0 };
+  return { selection: { kind: 'detect', reason: r.reason, settings } };
+};
+
+/** A CTC sequence output, with evidence; an explicit --task ocr takes the one [N, T, C] output without it. */
+export const ocrRule: TaskRule = (outputs, sample, flags, input) => {
+  const r = recognizeOcr(outputs, { ...(sample ? { sample } : {}), ...(input ? { input } : {}) });
+  if (r.options !== undefined) return { selection: { kind: 'ocr', reason: r.reason, settings: r.options } };
+  const rank3 = outputs.filter((o) => o.dims.length === 3);
+  if (flags.task === 'ocr' && rank3.length === 1) {
+    const o = rank3[0]!;
+    return { selection: { kind: 'ocr', reason: `${o.name} [${o.dims.join(', ')}] read as a CTC sequence (blank 0)`, settings: { output: o.name, blank: 0 } satisfies OcrOptions } };
+  }
+  return { reason: r.reason };
+};
+
+export const segmentRule: TaskRule = (outputs, sample) => {
+  const r = recognizeSegmentation(outputs, sample);
+  if (r.options === undefined) return { reason: r.reason };
+  return { selection: { kind: 'segment', reason: r.reason, settings: r.options } };
+};
+
 const RULES = new Map<TaskKind, TaskRule>([
+  ['detect', detectRule],
   ['classify', classifyRule],
+  ['ocr', ocrRule],
+  ['segment', segmentRule],
   ['raw', rawRule],
 ]);
 
-export function registerTaskRule(kind: TaskKind, rule: TaskRule): void {
-  RULES.set(kind, rule);
-}
-
 /** The order auto tries the tasks in (see the file comment). */
-const AUTO_ORDER: readonly TaskKind[] = ['detect', 'classify', 'ocr', 'segment', 'raw'];
+const AUTO_ORDER: readonly TaskKind[] = ['ocr', 'detect', 'classify', 'segment', 'raw'];
 
 /** The flags that name task settings and were given. */
 function givenFlags(flags: TaskFlags): typeof TASK_ONLY_FLAGS {
@@ -108,33 +158,38 @@ function givenFlags(flags: TaskFlags): typeof TASK_ONLY_FLAGS {
  * Resolves --task against the model's outputs (and, for auto, one FP32 batch). Throws a UserError naming the flags
  * to pass when auto cannot be sure, or when an explicit task does not fit the model.
  */
-export function selectTask(flags: TaskFlags, outputs: readonly OutputInfo[], sample?: Readonly<Record<string, Tensor>>): TaskSelection {
+export function selectTask(flags: TaskFlags, outputs: readonly OutputInfo[], sample?: Readonly<Record<string, Tensor>>, input?: InputInfo): TaskSelection {
   const requested = flags.task ?? 'auto';
   if (!TASK_REQUESTS.includes(requested)) throw new UserError(`--task ${String(requested)} is not a task; expected one of ${TASK_REQUESTS.join(', ')}.`);
   let selection: TaskSelection;
   if (requested !== 'auto') {
     const rule = RULES.get(requested);
     if (rule === undefined) throw new UserError(`--task ${requested} is not available in this build.`);
-    const r = rule(outputs, sample, flags);
+    const r = rule(outputs, sample, flags, input);
     if (r.selection === undefined) {
       throw new UserError(`--task ${requested} does not fit this model: ${r.reason ?? 'not recognised'}.`, { hint: hintFor(requested, outputs) });
     }
     selection = { ...r.selection, requested, reason: `--task ${requested}: ${r.selection.reason}` };
   } else {
-    // Detection flags name the task themselves.
-    const detectFlags = givenFlags(flags).filter((f) => f.tasks.length === 1 && f.tasks[0] === 'detect');
-    const order: readonly TaskKind[] = detectFlags.length > 0 ? ['detect'] : flags.keys !== undefined ? ['ocr'] : AUTO_ORDER;
+    // Flags that describe where a detector's boxes are name the task themselves.
+    const detectFlags = flags.boxes !== undefined || flags.scores !== undefined || flags.layout !== undefined;
+    const order: readonly TaskKind[] = detectFlags ? ['detect'] : AUTO_ORDER;
     const tried: string[] = [];
     let found: TaskSelection | undefined;
     for (const kind of order) {
       const rule = RULES.get(kind);
       if (rule === undefined) continue;
-      const r = rule(outputs, sample, flags);
+      const r = rule(outputs, sample, flags, input);
       if (r.selection !== undefined) {
         found = { ...r.selection, requested, reason: `auto: ${r.selection.reason}` };
         break;
       }
       tried.push(`not ${kind}: ${r.reason ?? 'not recognised'}`);
+      // Outputs shaped like a detector's that the detection rule could not read: guessing another task would judge
+      // a detector by the wrong metric.
+      if (kind === 'detect' && looksLikeDetector(outputs)) {
+        throw new UserError(`--task auto: the outputs look like a detector's, but ${r.reason ?? 'their layout is not certain'}.`, { hint: hintFor('detect', outputs) });
+      }
     }
     if (found === undefined) {
       throw new UserError(`--task auto cannot tell what this model does (${tried.join('; ')}).`, { hint: hintFor(undefined, outputs) });
@@ -208,9 +263,18 @@ function labelFormsFor(kind: TaskKind): string {
   }
 }
 
+/** Boxes [N, A, 4] / [N, A, 1, 4], or one YOLO/NMS-like [N, A, K] with K >= 6 and A > K. */
+function looksLikeDetector(outputs: readonly OutputInfo[]): boolean {
+  const boxLike = outputs.some((o) => (o.dims.length === 3 && o.dims[2] === 4) || (o.dims.length === 4 && o.dims[2] === 1 && o.dims[3] === 4));
+  const rank3 = outputs.filter((o) => o.dims.length === 3);
+  const yoloLike = rank3.length === 1 && typeof rank3[0]!.dims[2] === 'number' && (rank3[0]!.dims[2] as number) >= 6 && typeof rank3[0]!.dims[1] === 'number' && (rank3[0]!.dims[1] as number) > (rank3[0]!.dims[2] as number);
+  return boxLike || yoloLike;
+}
+
 function hintFor(kind: TaskKind | undefined, outputs: readonly OutputInfo[]): string {
   const list = outputs.map((o) => `${o.name} [${o.dims.join(', ')}]`).join(', ');
-  const detect = 'a detector: --task detect with --boxes NAME:FORMAT[:norm] (FORMAT xyxy, yxyx, xywh or cxcywh) and --scores NAME';
+  const detect =
+    'a detector: --task detect with --boxes NAME:FORMAT[:norm] (FORMAT xyxy, yxyx, xywh or cxcywh) and --scores NAME for separate outputs, or --det-layout yolov5|yolov8|yolov8-transposed|nms|efficient-nms';
   if (kind === 'detect') return `The outputs are ${list}. For ${detect}.`;
   return `The outputs are ${list}. Say what the model does: ${detect}; --task classify, segment or ocr; or --task raw to compare the numbers only.`;
 }
