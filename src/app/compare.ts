@@ -221,6 +221,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
         preprocess,
       },
       variants: run.variants,
+      primaryOutput: run.primaryOutput,
       ...(run.referenceTask ? { referenceTask: run.referenceTask } : {}),
       notes: task.notes,
       ...(histograms ? { histograms } : {}),

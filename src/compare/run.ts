@@ -57,6 +57,8 @@ export interface ComparisonRun {
   variants: VariantReport[];
   images: number;
   skipped: SkippedFile[];
+  /** The output the per-variant summary is about (the task's first output, else choosePrimaryOutput's pick). */
+  primaryOutput: string;
   /** FP32's own task metrics (FP32 against itself, and against the labels), whether or not the report has an fp32 row. */
   referenceTask?: TaskMetrics;
 }
@@ -131,15 +133,17 @@ export async function runComparison(options: RunComparisonOptions): Promise<Comp
   if (images === 0) throw new Error('No image could be compared (every file was skipped).');
   const first = fp32 ?? runs[0]?.cmp;
   if (first === undefined) throw new Error('Nothing to compare: no variant was given.');
-  // One primary output for every variant: chosen from the first one's results.
-  const primaryName = choosePrimaryOutput(first.result().outputs);
+  // One primary output for every variant: the task's first output (what the verdict reads), else chosen from the
+  // first variant's results.
+  const taskOutput = options.task?.outputs.find((o) => compared.includes(o));
+  const primaryName = taskOutput ?? choosePrimaryOutput(first.result().outputs);
   const variants = [...(fp32 ? [fp32] : []), ...runs.map((r) => r.cmp)].map((c) => c.result(primaryName, options.opTypes));
-  if (options.task === undefined) return { variants, images, skipped };
+  if (options.task === undefined) return { variants, images, skipped, primaryOutput: primaryName };
   const metrics = options.task.finish();
   for (const v of variants) {
     const m = metrics.get(v.name);
     if (m === undefined) throw new Error(`The task evaluator has no result for variant ${v.name}.`);
     v.task = m;
   }
-  return { variants, images, skipped, ...(metrics.has('fp32') ? { referenceTask: metrics.get('fp32')! } : {}) };
+  return { variants, images, skipped, primaryOutput: primaryName, ...(metrics.has('fp32') ? { referenceTask: metrics.get('fp32')! } : {}) };
 }
