@@ -10,7 +10,7 @@ const SSD = [
   { name: 'scores', dims: [1, 1917, 90] },
   { name: 'boxes', dims: [1, 1917, 1, 4] },
 ];
-const MOBILENET = [{ name: 'prediction', dims: ['N', 5] }];
+const MOBILENET = [{ name: 'output', dims: ['N', 5] }];
 const PPOCR = [{ name: 'sigmoid_0.tmp_0', dims: ['N', 1, 'H', 'W'] }];
 
 function userError(f: () => unknown): UserError {
@@ -33,7 +33,7 @@ describe('--task auto', () => {
     expect(s.reason).toMatch(/^auto: .*boxes.*scores/);
   });
   it('takes a [N, C] output as a classifier and a [N, 1, H, W] probability map as a binary segmentation', () => {
-    expect(selectTask({}, MOBILENET)).toMatchObject({ kind: 'classify', output: 'prediction' });
+    expect(selectTask({}, MOBILENET)).toMatchObject({ kind: 'classify', output: 'output' });
     const seg = selectTask({}, PPOCR, { 'sigmoid_0.tmp_0': map([0, 0.2, 0.9, 1, 0.5, 0.1, 0, 0, 0.3, 0.7, 0.2, 0.1, 0, 0, 0, 0.4], [1, 1, 4, 4]) });
     expect(seg.kind).toBe('segment');
     expect(seg.settings).toMatchObject({ output: 'sigmoid_0.tmp_0', mode: 'binary' });
@@ -69,7 +69,7 @@ describe('explicit --task and the flags of each task', () => {
     expect(userError(() => selectTask({ task: 'classify', gtScore: 0.5 }, MOBILENET)).message).toMatch(/--gt-score applies to --task detect/);
     expect(userError(() => selectTask({ task: 'raw', classes: 'c.txt' }, MOBILENET)).message).toMatch(/--classes/);
     // --boxes itself says "detect": on a classifier it cannot be read.
-    expect(userError(() => selectTask({ boxes: 'prediction:xyxy', scores: 'prediction' }, MOBILENET)).message).toMatch(/--boxes/);
+    expect(userError(() => selectTask({ boxes: 'output:xyxy', scores: 'output' }, MOBILENET)).message).toMatch(/--boxes/);
   });
   it('an explicit task that does not fit the outputs is refused with what the outputs are', () => {
     const e = userError(() => selectTask({ task: 'classify' }, PPOCR));
