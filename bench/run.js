@@ -17,6 +17,7 @@ const suites = [
   ['stats', './stats.mjs', 'benchStats'],
   ['calibrate', './calibrate.mjs', 'benchCalibrate'],
   ['sensitivity', './sensitivity.mjs', 'benchSensitivity'],
+  ['detect', './detect.mjs', 'benchDetect'],
   ['compare-task', './compare-task.mjs', 'benchCompareTask'],
 ];
 const results = {};
