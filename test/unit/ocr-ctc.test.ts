@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
-import { createOcrEvaluator, ctcGreedyDecode, editDistance, parseKeys, readKeys, readTextLabels, recognizeOcr, resolveKeys } from '../../src/compare/task/ocr/index.js';
+import { alignmentCost, alignTexts, createOcrEvaluator, ctcGreedyDecode, editDistance, parseKeys, readKeys, readTextLabels, recognizeOcr, resolveKeys } from '../../src/compare/task/ocr/index.js';
 import type { ImageGeometry } from '../../src/compare/task/types.js';
 import type { Tensor } from '../../src/tensor.js';
 
@@ -64,6 +64,32 @@ describe('editDistance', () => {
   });
 });
 
+describe('alignTexts (the marks of a text pair)', () => {
+  it('gives one optimal alignment in runs: kitten -> sitting', () => {
+    expect(alignTexts('kitten', 'sitting')).toEqual([
+      { kind: 'replace', reference: 'k', variant: 's' },
+      { kind: 'equal', reference: 'itt', variant: 'itt' },
+      { kind: 'replace', reference: 'e', variant: 'i' },
+      { kind: 'equal', reference: 'n', variant: 'n' },
+      { kind: 'insert', reference: '', variant: 'g' },
+    ]);
+    expect(alignTexts('', '')).toEqual([]);
+    expect(alignTexts('ab', '')).toEqual([{ kind: 'delete', reference: 'ab', variant: '' }]);
+  });
+
+  it('costs the edit distance and rebuilds both texts, on many pairs', () => {
+    const words = ['', 'a', 'ab', 'ba', 'abc', 'flaw', 'lawn', '中文字', 'a😀b', 'banana', 'ananas', 'INT8', 'lNT8'];
+    for (const x of words) {
+      for (const y of words) {
+        const edits = alignTexts(x, y);
+        expect(alignmentCost(edits), `${x} -> ${y}`).toBe(editDistance(x, y));
+        expect(edits.map((e) => e.reference).join('')).toBe(x);
+        expect(edits.map((e) => e.variant).join('')).toBe(y);
+      }
+    }
+  });
+});
+
 describe('the OCR evaluator', () => {
   const keys = ['a', 'b', 'c', 'd'];
   // 5 classes: blank, a, b, c, d. FP32: "abc" and "ab"; int8: "abd" (1 substitution) and "" (2 deletions).
@@ -105,6 +131,23 @@ describe('the OCR evaluator', () => {
     ev.addReference({ rec: ref }, files.map(geometry));
     ev.addVariant('int8', { rec: sequences([[2, 0], [3, 0]], 5) }, files.map(geometry));
     expect(ev.finish().get('int8')!.ocr!.samples.map((s) => [s.file, s.variant])).toEqual([['/d/a.png', 'c'], ['/d/b.png', 'b']]);
+  });
+
+  it('reads time-major [T, N, C] outputs as their [N, T, C] transpose', () => {
+    const transpose = (t: Tensor): Tensor => {
+      const [n, steps, c] = t.dims as [number, number, number];
+      const src = t.data as Float32Array;
+      const out = new Float32Array(src.length);
+      for (let i = 0; i < n; i++) for (let s = 0; s < steps; s++) out.set(src.subarray((i * steps + s) * c, (i * steps + s + 1) * c), (s * n + i) * c);
+      return { dtype: 'float32', dims: [steps, n, c], data: out };
+    };
+    const ev = createOcrEvaluator({ output: 'rec', keys, timeMajor: true });
+    ev.addReference({ rec: transpose(fp32) }, images);
+    ev.addVariant('int8', { rec: transpose(int8) }, images);
+    const v = ev.finish().get('int8')!;
+    expect(v.ocr!.cer).toBeCloseTo(3 / 5, 15);
+    expect(v.ocr!.samples.map((s) => [s.reference, s.variant])).toEqual([['ab', ''], ['abc', 'abd']]);
+    expect(() => createOcrEvaluator({ output: 'rec', timeMajor: true }).addReference({ rec: fp32 }, images)).toThrow(/expected \[T, N, C\]/);
   });
 
   it('without keys compares class ids, and texts are the ids joined', () => {

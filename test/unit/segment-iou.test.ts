@@ -95,7 +95,7 @@ describe('class maps', () => {
     // 1 image, 3 classes, 3 pixels: pixel 0 ties 0.5/0.5/0 -> 0; pixel 1 NaN/0.2/0.3 -> 2; pixel 2 all NaN -> 0.
     const t: Tensor = { dtype: 'float32', dims: [1, 3, 1, 3], data: Float32Array.of(0.5, NaN, NaN, 0.5, 0.2, NaN, 0, 0.3, NaN) };
     const layout = classMapLayout('seg', t.dims, t.dtype, undefined);
-    expect(layout).toEqual({ mode: 'argmax', channels: 3, height: 1, width: 3 });
+    expect(layout).toEqual({ mode: 'argmax', channelsLast: false, channels: 3, height: 1, width: 3 });
     expect([...classMapOf(t.data as Float32Array, layout, 0, 0.3, 'seg')]).toEqual([0, 2, 0]);
   });
 
@@ -126,6 +126,18 @@ describe('class maps', () => {
     ev.addReference({ map: zero }, images);
     ev.addVariant('fp16', { map: zero }, images);
     expect(ev.finish().get('fp16')!.value).toBe(1);
+  });
+
+  it('channels last: [N, H, W, C] gives the same classes as [N, C, H, W]', () => {
+    // 2 x 2 pixels, 3 classes; scores per pixel: [0.1 0.7 0.2] [0.5 0.5 0] [0 0 1] [NaN 0.3 0.2] -> 1, 0, 2, 1
+    const perPixel = [[0.1, 0.7, 0.2], [0.5, 0.5, 0], [0, 0, 1], [NaN, 0.3, 0.2]];
+    const nhwc = Float32Array.from(perPixel.flat());
+    const nchw = Float32Array.from([0, 1, 2].flatMap((c) => perPixel.map((p) => p[c]!)));
+    const last = classMapLayout('seg', [1, 2, 2, 3], 'float32', undefined, 'NHWC');
+    const first = classMapLayout('seg', [1, 3, 2, 2], 'float32', undefined);
+    expect(last).toEqual({ mode: 'argmax', channelsLast: true, channels: 3, height: 2, width: 2 });
+    expect([...classMapOf(nhwc, last, 0, 0.3, 'seg')]).toEqual([1, 0, 2, 1]);
+    expect([...classMapOf(nchw, first, 0, 0.3, 'seg')]).toEqual([1, 0, 2, 1]);
   });
 
   it('integer outputs are class ids', () => {
@@ -192,5 +204,11 @@ describe('recognizeSegmentation', () => {
     expect(recognizeSegmentation([{ name: 'logits', dims: ['N', 1000] }]).options).toBeUndefined();
     expect(recognizeSegmentation([{ name: 'a', dims: [1, 2, 64, 64] }, { name: 'b', dims: [1, 3, 64, 64] }]).reason).toMatch(/several outputs/);
     expect(recognizeSegmentation([{ name: 'pooled', dims: [1, 256, 1, 1] }]).options).toBeUndefined();
+    // Channels last (TensorFlow/Keras) when dims[3] is smaller than both other axes; a tie is channels first.
+    expect(recognizeSegmentation([{ name: 'softmax', dims: [1, 512, 512, 21] }]).options).toEqual({ output: 'softmax', mode: 'argmax', layout: 'NHWC' });
+    expect(recognizeSegmentation([{ name: 'softmax', dims: ['N', 'H', 'W', 19] }]).options).toEqual({ output: 'softmax', mode: 'argmax', layout: 'NHWC' });
+    expect(recognizeSegmentation([{ name: 'out', dims: [1, 19, 128, 256] }]).options).toEqual({ output: 'out', mode: 'argmax' });
+    expect(recognizeSegmentation([{ name: 'head', dims: [1, 255, 80, 80] }]).options).toEqual({ output: 'head', mode: 'argmax' });
+    expect(recognizeSegmentation([{ name: 'p', dims: [1, 640, 640, 1] }]).options).toEqual({ output: 'p', mode: 'binary', threshold: 0.3, layout: 'NHWC' });
   });
 });

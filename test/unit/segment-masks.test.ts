@@ -65,6 +65,23 @@ function vocPalette(): number[][] {
 
 /** An 8-bit palette PNG (colour type 3), written chunk by chunk. */
 function palettePng(width: number, height: number, indices: Uint8Array, palette: number[][]): Buffer {
+  const rows: Buffer[] = [];
+  for (let y = 0; y < height; y++) rows.push(Buffer.from(indices.subarray(y * width, (y + 1) * width)));
+  return pngFile(width, height, 8, 3, rows, palette);
+}
+
+/** A 16-bit grayscale PNG (colour type 0), big-endian samples. */
+function gray16Png(width: number, height: number, values: number[]): Buffer {
+  const rows: Buffer[] = [];
+  for (let y = 0; y < height; y++) {
+    const row = Buffer.alloc(width * 2);
+    for (let x = 0; x < width; x++) row.writeUInt16BE(values[y * width + x]!, 2 * x);
+    rows.push(row);
+  }
+  return pngFile(width, height, 16, 0, rows);
+}
+
+function pngFile(width: number, height: number, bitDepth: number, colourType: number, rows: Buffer[], palette?: number[][]): Buffer {
   const chunk = (type: string, data: Buffer): Buffer => {
     const length = Buffer.alloc(4);
     length.writeUInt32BE(data.length);
@@ -76,15 +93,15 @@ function palettePng(width: number, height: number, indices: Uint8Array, palette:
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 3; // palette
-  const rows: Buffer[] = [];
-  for (let y = 0; y < height; y++) rows.push(Buffer.from([0]), Buffer.from(indices.subarray(y * width, (y + 1) * width)));
+  ihdr[8] = bitDepth;
+  ihdr[9] = colourType;
+  // Each row starts with its filter type (0: none).
+  const filtered = rows.flatMap((r) => [Buffer.from([0]), r]);
   return Buffer.concat([
     Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
     chunk('IHDR', ihdr),
-    chunk('PLTE', Buffer.from(palette.flat())),
-    chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))),
+    ...(palette ? [chunk('PLTE', Buffer.from(palette.flat()))] : []),
+    chunk('IDAT', zlib.deflateSync(Buffer.concat(filtered))),
     chunk('IEND', Buffer.alloc(0)),
   ]);
 }
@@ -106,6 +123,31 @@ describe('findMaskLabels', () => {
     expect(r.missing).toEqual([path.join(masks, 'not_in_the_data.png')]);
   });
 
+  it('follows Cityscapes-style names with image and mask suffixes (mmseg img_suffix / seg_map_suffix)', async () => {
+    const gt = path.join(tmp, 'gtFine', 'val');
+    await mkdir(path.join(gt, 'frankfurt'), { recursive: true });
+    const mask = path.join(gt, 'frankfurt', 'frankfurt_000000_000294_gtFine_labelTrainIds.png');
+    await sharp(Buffer.alloc(4), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(mask);
+    await sharp(Buffer.alloc(4), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(path.join(gt, 'frankfurt', 'frankfurt_000000_000294_gtFine_color.png'));
+    const data = path.join(tmp, 'leftImg8bit', 'val');
+    const image = path.join(data, 'frankfurt', 'frankfurt_000000_000294_leftImg8bit.png');
+    const other = path.join(data, 'frankfurt', 'frankfurt_000000_000576_leftImg8bit.png');
+    const r = await findMaskLabels(gt, [image, other], data, { imageSuffix: '_leftImg8bit.png', maskSuffix: '_gtFine_labelTrainIds.png' });
+    expect([...r.labels]).toEqual([[image, mask]]);
+    expect(r.unmatchedImages).toEqual([other]);
+    expect(r.missing).toEqual([]);
+    // Without the suffixes nothing matches, and the error says what was looked for.
+    await expect(findMaskLabels(gt, [image], data)).rejects.toThrow(/None of the 2 masks/);
+  });
+
+  it('refuses a flat mask that two images could own', async () => {
+    const flat = path.join(tmp, 'flat');
+    await mkdir(flat, { recursive: true });
+    await sharp(Buffer.alloc(4), { raw: { width: 2, height: 2, channels: 1 } }).png().toFile(path.join(flat, 'img.png'));
+    const data = path.join(tmp, 'twins');
+    await expect(findMaskLabels(flat, [path.join(data, 'a', 'img.jpg'), path.join(data, 'b', 'img.jpg')], data)).rejects.toThrow(/could belong to 2 images named img/);
+  });
+
   it('says what is wrong with a folder of no PNG or of masks for other images', async () => {
     await expect(findMaskLabels(path.join(tmp, 'nowhere'), [HOME], IMAGES)).rejects.toThrow(/nowhere does not exist/);
     const empty = path.join(tmp, 'empty');
@@ -122,6 +164,12 @@ describe('masks', () => {
     expect([stuff.data[0], stuff.data[316], stuff.data[323], stuff.data[324], stuff.data[480 * 640 - 1]]).toEqual([15, 255, 255, 0, 0]);
     const home = await readMask(path.join(masks, 'opencv_doc__home.png'));
     expect([home.data[0], home.data[16], home.data[192 * 512 + 16]]).toEqual([255, 1, 2]);
+  });
+
+  it('reads a 16-bit grayscale PNG at full depth (class ids above 255)', async () => {
+    const file = path.join(tmp, 'gray16.png');
+    await writeFile(file, gray16Png(3, 2, [0, 1, 300, 255, 65534, 7]));
+    expect([...(await readMask(file)).data]).toEqual([0, 1, 300, 255, 65534, 7]);
   });
 
   it('refuses colour masks', async () => {

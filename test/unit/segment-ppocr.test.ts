@@ -9,6 +9,7 @@ import { buildFp16Variant } from '../../src/app/variants.js';
 import { datasetForModel } from '../../src/app/data.js';
 import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
 import { DEFAULT_DENSE_THRESHOLD, floatValues, OutputComparison, thresholdIou } from '../../src/compare/metrics.js';
+import { recognizeOcr } from '../../src/compare/task/ocr/index.js';
 import { createSegmentationEvaluator, recognizeSegmentation } from '../../src/compare/task/segment/index.js';
 import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
 import type { Tensor } from '../../src/tensor.js';
@@ -17,6 +18,8 @@ import { taskGeometry } from './segment-geometry.js';
 const ROOT = path.resolve(__dirname, '../..');
 const PPOCR = path.join(ROOT, 'test/fixtures/models/ppocr_v4_det.onnx');
 const IMAGES = path.join(ROOT, 'test/fixtures/images');
+const MOBILENET = path.join(ROOT, 'test/fixtures/models/mobilenet_v2_nsfw_224.onnx');
+const SSD = path.join(ROOT, 'test/fixtures/models/ssdlite_mobilenet_v2_coco_300.onnx');
 
 describe('segmentation on PP-OCRv4 det', () => {
   it('binary IoU: FP32 = 1, FP16 = thresholdIou over the same images, whatever the batch size', async () => {
@@ -67,6 +70,33 @@ describe('segmentation on PP-OCRv4 det', () => {
     } finally {
       await fp32Session.release();
       await fp16Session.release();
+    }
+  });
+});
+
+describe('auto recognition on the fixture models', () => {
+  it('takes PP-OCR det as a binary segmentation, and neither task for the classifier or the detector', async () => {
+    for (const [file, preprocess, segment, ocr] of [
+      [PPOCR, { preset: 'paddleocr-det', size: 96 }, /sigmoid_0.tmp_0 \[.*\]: one channel of probabilities/, /no output is a CTC sequence/],
+      [MOBILENET, { preset: 'raw01' }, /no output is a per-pixel map/, /no output is a CTC sequence/],
+      [SSD, { preset: 'raw01' }, /no output is a per-pixel map/, /several outputs are \[N, T, C\] sequences/],
+    ] as const) {
+      const model = await loadOnnxModel(file);
+      const session = await onnxruntimeBackend.open({ path: file });
+      try {
+        const { dataset } = await datasetForModel(file, model, { data: IMAGES, preprocess, maxImages: 1, batch: 1 }, 'the test');
+        for await (const b of dataset.batches()) {
+          const sample = await session.run({ [dataset.inputName]: { dtype: 'float32', dims: b.dims, data: b.data } });
+          const s = recognizeSegmentation(session.outputs, sample);
+          expect(s.reason, file).toMatch(segment);
+          expect(s.options !== undefined, file).toBe(file === PPOCR);
+          const o = recognizeOcr(session.outputs, { sample, input: session.inputs[0]! });
+          expect(o.reason, file).toMatch(ocr);
+          expect(o.options, file).toBeUndefined();
+        }
+      } finally {
+        await session.release();
+      }
     }
   });
 });

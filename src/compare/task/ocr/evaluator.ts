@@ -1,5 +1,5 @@
 /**
- * The OCR task for CTC recognisers ([N, T, C] outputs, PP-OCR rec style): each image's text by greedy CTC decoding,
+ * The OCR task for CTC recognisers ([N, T, C] outputs, PP-OCR rec style; [T, N, C] with timeMajor): each image's text by greedy CTC decoding,
  * each variant's text against FP32's and, when labels are given, against the labels.
  *
  * CER = (sum over images of the edit distance) / (sum over images of the reference's length), the corpus-level rate
@@ -17,6 +17,8 @@ import { resolveKeys } from './keys.js';
 export interface OcrOptions {
   /** [N, T, C] probabilities or logits (the argmax is the same). */
   output: string;
+  /** [T, N, C] instead of [N, T, C] (PyTorch CRNN exports, whose CTC loss takes time first). */
+  timeMajor?: boolean;
   /** The blank class (default 0, PaddleOCR's). */
   blank?: number;
   /** Class i (i != blank) -> keys[i - 1] when blank is 0 (keys[i] for classes below the blank); see keys.ts. Without keys, a text is its class ids joined by spaces, compared id by id. */
@@ -163,12 +165,15 @@ export class OcrEvaluator implements TaskEvaluator {
     const t = outputs[name];
     if (t === undefined) throw new Error(`OcrEvaluator: ${who}'s outputs lack '${name}'.`);
     const dims = t.dims;
-    if (dims.length !== 3 || dims[0] !== images.length) {
-      throw new UserError(`The OCR output '${name}' of ${who} has dims [${dims.join(', ')}]; expected [N, T, C] (batch, time steps, classes) for a batch of ${images.length}.`, {
-        hint: 'CTC recognisers (PP-OCR rec, CRNN) output [N, T, C]; pass the sequence output, or another --task.',
+    const timeMajor = this.options.timeMajor === true;
+    if (dims.length !== 3 || dims[timeMajor ? 1 : 0] !== images.length) {
+      const expected = timeMajor ? '[T, N, C] (time steps, batch, classes)' : '[N, T, C] (batch, time steps, classes)';
+      throw new UserError(`The OCR output '${name}' of ${who} has dims [${dims.join(', ')}]; expected ${expected} for a batch of ${images.length}.`, {
+        hint: 'CTC recognisers (PP-OCR rec, CRNN) output [N, T, C] (or [T, N, C]: time-major); pass the sequence output, or another --task.',
       });
     }
-    const [, steps, classes] = dims as [number, number, number];
+    const steps = dims[timeMajor ? 0 : 1]!;
+    const classes = dims[2]!;
     if (this.blank >= classes) throw new UserError(`The CTC blank is class ${this.blank}, but the output '${name}' has ${classes} classes.`);
     if (this.classes === undefined) {
       this.classes = classes;
@@ -178,8 +183,15 @@ export class OcrEvaluator implements TaskEvaluator {
     }
     const values = floatValues(t, `The output '${name}' of ${who}`);
     const out: Decoded[] = [];
-    for (let i = 0; i < images.length; i++) {
-      const ids = ctcGreedyDecode(values, steps, classes, this.blank, i * steps * classes);
+    const n = images.length;
+    for (let i = 0; i < n; i++) {
+      let ids: number[];
+      if (timeMajor) {
+        // Image i's steps are strided by N rows: gather them into one [T, C] sequence.
+        const sequence = new Float32Array(steps * classes);
+        for (let step = 0; step < steps; step++) sequence.set(values.subarray((step * n + i) * classes, (step * n + i + 1) * classes), step * classes);
+        ids = ctcGreedyDecode(sequence, steps, classes, this.blank);
+      } else ids = ctcGreedyDecode(values, steps, classes, this.blank, i * steps * classes);
       if (this.table !== undefined) {
         const text = ids.map((k) => this.table![k]!).join('');
         out.push({ units: text, text });

@@ -4,3 +4,4 @@ export { ctcGreedyDecode, editDistance, textLength } from './ctc.js';
 export { parseKeys, readKeys, resolveKeys } from './keys.js';
 export { parseTextLabels, readTextLabels, type TextLabels } from './labels.js';
 export { recognizeOcr, type OcrEvidence } from './recognize.js';
+export { alignmentCost, alignTexts, type TextEdit } from './align.js';

@@ -1,7 +1,7 @@
 /**
  * Per-pixel class maps from a segmentation output, and their mapping onto the original image.
  *
- * - argmax: [N, C, H, W] scores (probabilities or logits: the argmax is the same), C > 1: the class with the highest
+ * - argmax: [N, C, H, W] scores ([N, H, W, C] with layout NHWC; probabilities or logits: the argmax is the same), C > 1: the class with the highest
  *   score, the first on ties, NaN never winning unless every score is NaN (then class 0), as `argmax` in
  *   src/compare/metrics.ts does for classifiers.
  * - binary: [N, 1, H, W] or [N, H, W] maps (a DB text detector's probability map): foreground where v >= threshold,
@@ -11,7 +11,7 @@
  */
 import { UserError } from '../../../errors.js';
 import type { Tensor } from '../../../tensor.js';
-import { floatValues } from '../../metrics.js';
+import { argmax, floatValues } from '../../metrics.js';
 import type { ImageGeometry } from '../types.js';
 import { MAX_CLASS, NO_CLASS } from './class-counts.js';
 
@@ -19,6 +19,8 @@ export type ClassMapMode = 'argmax' | 'binary' | 'ids';
 
 export interface ClassMapLayout {
   mode: ClassMapMode;
+  /** [N, H, W, C] (TensorFlow/Keras exports) instead of [N, C, H, W]. */
+  channelsLast: boolean;
   /** Channels of the output (1 for binary and ids). */
   channels: number;
   height: number;
@@ -28,14 +30,24 @@ export interface ClassMapLayout {
 const INTEGER_DTYPES = new Set(['int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64']);
 
 /** How to read an output of these dims and dtype, batch first; throws a UserError naming the output otherwise. */
-export function classMapLayout(output: string, dims: readonly number[], dtype: Tensor['dtype'], mode: 'argmax' | 'binary' | undefined): ClassMapLayout {
+export function classMapLayout(
+  output: string,
+  dims: readonly number[],
+  dtype: Tensor['dtype'],
+  mode: 'argmax' | 'binary' | undefined,
+  order: 'NCHW' | 'NHWC' = 'NCHW',
+): ClassMapLayout {
+  const channelsLast = order === 'NHWC';
   const shown = `[${dims.join(', ')}]`;
   const integer = INTEGER_DTYPES.has(dtype);
   if (dtype === 'bool') throw new UserError(`The segmentation output '${output}' is a bool tensor ${shown}; expected scores [N, C, H, W], a map [N, 1, H, W] or class ids [N, H, W].`);
   let channels: number;
   let height: number;
   let width: number;
-  if (dims.length === 4) [, channels, height, width] = dims as [number, number, number, number];
+  if (dims.length === 4) {
+    if (channelsLast) [, height, width, channels] = dims as [number, number, number, number];
+    else [, channels, height, width] = dims as [number, number, number, number];
+  }
   else if (dims.length === 3) {
     channels = 1;
     [, height, width] = dims as [number, number, number];
@@ -47,7 +59,7 @@ export function classMapLayout(output: string, dims: readonly number[], dtype: T
   if (integer) {
     if (channels !== 1) throw new UserError(`The segmentation output '${output}' holds integers with ${channels} channels ${shown}; class ids must be [N, H, W] or [N, 1, H, W].`);
     if (mode === 'binary') throw new UserError(`The segmentation output '${output}' holds class ids (${dtype}); a binary threshold applies to a float map.`, { hint: 'Leave the mode out for class-id outputs.' });
-    return { mode: 'ids', channels: 1, height, width };
+    return { mode: 'ids', channelsLast, channels: 1, height, width };
   }
   const chosen = mode ?? (channels > 1 ? 'argmax' : 'binary');
   if (chosen === 'binary' && channels !== 1) {
@@ -57,7 +69,7 @@ export function classMapLayout(output: string, dims: readonly number[], dtype: T
     throw new UserError(`The segmentation output '${output}' has one channel ${shown}; argmax needs at least two classes.`, { hint: 'Use binary mode (a threshold) for a one-channel map.' });
   }
   if (channels > MAX_CLASS + 1) throw new UserError(`The segmentation output '${output}' has ${channels} classes; at most ${MAX_CLASS + 1} are supported.`);
-  return { mode: chosen, channels, height, width };
+  return { mode: chosen, channelsLast, channels, height, width };
 }
 
 /**
@@ -74,6 +86,9 @@ export function classMapOf(values: ArrayLike<number> | BigInt64Array | BigUint64
       const x = v[base + i]!;
       map[i] = Number.isFinite(x) ? (x >= threshold ? 1 : 0) : NO_CLASS;
     }
+  } else if (layout.mode === 'argmax' && layout.channelsLast) {
+    const v = values as ArrayLike<number>;
+    for (let i = 0; i < pixels; i++) map[i] = argmax(v, base + i * layout.channels, layout.channels);
   } else if (layout.mode === 'argmax') {
     const v = values as ArrayLike<number>;
     const best = new Float64Array(pixels);

@@ -18,6 +18,8 @@ export interface SegmentationOptions {
   output: string;
   /** Default: argmax when C > 1, binary when C == 1 (PP-OCR det: [N, 1, H, W]). Integer outputs are class ids. */
   mode?: 'argmax' | 'binary';
+  /** Where the classes are: [N, C, H, W] (default) or [N, H, W, C] (TensorFlow/Keras exports). */
+  layout?: 'NCHW' | 'NHWC';
   /** Binary maps: foreground where v >= threshold (default 0.3, the project's dense threshold). */
   threshold?: number;
   classNames?: ReadonlyMap<number, string>;
@@ -35,6 +37,34 @@ interface WorstImage {
   file: string;
   index: number;
   iou: number;
+  /** Small copies of both class maps, for the report's overlays (see overlay.ts). */
+  view: WorstMapView;
+}
+
+/** The worst images' maps, FP32's and the variant's, nearest-downsampled to at most VIEW_SIDE on the long side. */
+export interface WorstMapView {
+  file: string;
+  index: number;
+  iou: number;
+  mode: ClassMapLayout['mode'];
+  geometry: ImageGeometry;
+  width: number;
+  height: number;
+  reference: Uint16Array;
+  variant: Uint16Array;
+}
+
+/** Long side of the maps kept for overlays: 2 x 160 x 160 x 2 bytes = 100 KiB per worst image at most. */
+export const VIEW_SIDE = 160;
+
+function downsample(map: Uint16Array, width: number, height: number, w: number, h: number): Uint16Array {
+  if (w === width && h === height) return map.slice();
+  const out = new Uint16Array(w * h);
+  for (let y = 0; y < h; y++) {
+    const sy = Math.min(height - 1, Math.floor(((y + 0.5) * height) / h));
+    for (let x = 0; x < w; x++) out[y * w + x] = map[sy * width + Math.min(width - 1, Math.floor(((x + 0.5) * width) / w))]!;
+  }
+  return out;
 }
 
 function worseImage(a: WorstImage, b: WorstImage): boolean {
@@ -81,6 +111,9 @@ export class SegmentationEvaluator implements TaskEvaluator {
       throw new UserError(`The ignore index must be an integer from 0 to 65534, got ${this.ignoreIndex}.`);
     }
     if (!Number.isInteger(this.worstCount) || this.worstCount < 0) throw new UserError(`worstCount must be a non-negative integer, got ${this.worstCount}.`);
+    if (options.layout !== undefined && options.layout !== 'NCHW' && options.layout !== 'NHWC') {
+      throw new UserError(`Unknown segmentation layout ${JSON.stringify(options.layout)}; expected NCHW or NHWC.`);
+    }
     if (options.mode !== undefined && options.mode !== 'argmax' && options.mode !== 'binary') {
       throw new UserError(`Unknown segmentation mode ${JSON.stringify(options.mode)}; expected argmax or binary.`);
     }
@@ -152,7 +185,22 @@ export class SegmentationEvaluator implements TaskEvaluator {
       if (layout.mode === 'ids') image.ensure(Math.max(maxClass(ref), maxClass(map)) + 1);
       image.reset();
       image.addMaps(ref, map);
-      state.worst.push({ file: images[i]!.file, index: this.batchStart + i, iou: this.imageIou(image) });
+      const iou = this.imageIou(image);
+      const side = Math.min(1, VIEW_SIDE / Math.max(layout.width, layout.height));
+      const w = Math.max(1, Math.round(layout.width * side));
+      const h = Math.max(1, Math.round(layout.height * side));
+      const view: WorstMapView = {
+        file: images[i]!.file,
+        index: this.batchStart + i,
+        iou,
+        mode: layout.mode,
+        geometry: images[i]!,
+        width: w,
+        height: h,
+        reference: downsample(ref, layout.width, layout.height, w, h),
+        variant: downsample(map, layout.width, layout.height, w, h),
+      };
+      state.worst.push({ file: view.file, index: view.index, iou, view });
       state.counts.merge(image);
       state.images++;
       const mask = this.masks.get(images[i]!.file);
@@ -178,7 +226,7 @@ export class SegmentationEvaluator implements TaskEvaluator {
         miou,
         perClass: this.perClass(s.counts),
         pixelAgreement: s.counts.agreement() ?? 1,
-        worst: s.worst.sorted(),
+        worst: s.worst.sorted().map(({ file, index, iou }) => ({ file, index, iou })),
       };
       let valueLabels: number | undefined;
       if (this.options.labels !== undefined) {
@@ -202,6 +250,11 @@ export class SegmentationEvaluator implements TaskEvaluator {
       });
     }
     return result;
+  }
+
+  /** The worst images of a variant with small copies of both maps (worst first), for maskOverlayDataUris. */
+  worstViews(variant: string): WorstMapView[] {
+    return this.variants.get(variant)?.worst.sorted().map((w) => w.view) ?? [];
   }
 
   /** Binary: the foreground's IoU; otherwise the mean IoU. Undefined when there is nothing to measure. */
@@ -234,7 +287,7 @@ export class SegmentationEvaluator implements TaskEvaluator {
     if (t.dims[0] !== images.length) {
       throw new Error(`SegmentationEvaluator: output '${name}' of ${who} has dims [${t.dims.join(', ')}] for a batch of ${images.length} images.`);
     }
-    const layout = classMapLayout(name, t.dims, t.dtype, this.options.mode);
+    const layout = classMapLayout(name, t.dims, t.dtype, this.options.mode, this.options.layout);
     if (this.layout === undefined) this.layout = layout;
     else if (layout.mode !== this.layout.mode || layout.channels !== this.layout.channels) {
       throw new UserError(`The segmentation output '${name}' of ${who} has ${layout.channels} channel(s) (${layout.mode}), but it had ${this.layout.channels} (${this.layout.mode}) before.`);

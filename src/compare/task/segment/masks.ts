@@ -4,7 +4,7 @@
  * PNGs). The ignore value (255 by default, as VOC's object borders and Cityscapes' trainId "ignore") is skipped.
  *
  * sharp expands palette PNGs to RGB, so for those the palette (the PLTE chunk, read here from the file's bytes) maps
- * each colour back to its index. Grayscale PNGs give the value directly (8 or 16 bits); a grayscale saved as RGB
+ * each colour back to its index. Grayscale PNGs give the value directly (8 bits, or 16 bits read as grey16); a grayscale saved as RGB
  * (R = G = B) is read as its gray value.
  */
 import { stat } from 'node:fs/promises';
@@ -53,18 +53,24 @@ export async function readMask(file: string): Promise<LabelMask> {
   const palette = pngPalette(bytes, file);
   let decoded: { data: Buffer; info: OutputInfo };
   let meta: Metadata;
+  let sixteen: boolean;
   try {
     const image = sharp(bytes, { failOn: 'error' });
     meta = await image.metadata();
-    decoded = await image.raw().toBuffer({ resolveWithObject: true });
+    // 16-bit grayscale (class ids above 255): sharp would reduce it to 8-bit sRGB unless asked to keep grey16.
+    sixteen = meta.depth === 'ushort' && !meta.isPalette;
+    if (sixteen && (meta.channels ?? 1) > 2) {
+      throw new UserError(`The mask ${file} is a 16-bit colour image; expected a palette or grayscale PNG whose values are class indices.`);
+    }
+    decoded = await (sixteen ? image.toColourspace('grey16').raw({ depth: 'ushort' }) : image.raw()).toBuffer({ resolveWithObject: true });
   } catch (err) {
+    if (err instanceof UserError) throw err;
     throw new UserError(`Cannot read the mask ${file}: ${(err as Error).message}.`, { cause: err });
   }
   const { width, height, channels } = decoded.info;
   const pixels = width * height;
   const data = new Uint16Array(pixels);
-  // 16-bit grayscale PNGs come out as 16-bit samples (two bytes each; sharp's typings do not declare info.depth).
-  const raw = decoded.data.byteLength === pixels * channels * 2 ? new Uint16Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.byteLength / 2) : decoded.data;
+  const raw = sixteen ? new Uint16Array(decoded.data.buffer, decoded.data.byteOffset, decoded.data.byteLength / 2) : decoded.data;
   if (meta.isPalette && palette !== undefined) {
     if (channels < 3) throw new UserError(`Cannot read the mask ${file}: its palette decoded to ${channels} channel(s).`);
     // Colour -> index; a colour listed twice cannot be told apart (-1), and is an error only where a pixel uses it.
@@ -111,22 +117,41 @@ export interface MaskMatch {
   missing: string[];
 }
 
-function stemOf(file: string): string {
-  const base = path.basename(file);
-  const dot = base.lastIndexOf('.');
-  return dot > 0 ? base.slice(0, dot) : base;
+export interface MaskNaming {
+  /**
+   * The end of an image's name replaced by maskSuffix, extension included (mmsegmentation's img_suffix, e.g.
+   * Cityscapes' "_leftImg8bit.png"); default: the image's extension, whatever it is. Images whose name does not end
+   * with it have no mask.
+   */
+  imageSuffix?: string;
+  /** The end of a mask's name (mmseg's seg_map_suffix, e.g. "_gtFine_labelTrainIds.png"); default ".png". */
+  maskSuffix?: string;
 }
 
-function withoutExtension(rel: string): string {
-  return path.join(path.dirname(rel), stemOf(rel));
+function endsWithIgnoreCase(s: string, suffix: string): boolean {
+  return s.length >= suffix.length && s.slice(s.length - suffix.length).toLowerCase() === suffix.toLowerCase();
+}
+
+/** An image's key: its path relative to the data folder (native separators) without the image suffix. */
+function imageKey(rel: string, imageSuffix: string | undefined): string | undefined {
+  if (imageSuffix === undefined) {
+    const base = path.basename(rel);
+    const dot = base.lastIndexOf('.');
+    return dot > 0 ? rel.slice(0, rel.length - (base.length - dot)) : rel;
+  }
+  return endsWithIgnoreCase(rel, imageSuffix) ? rel.slice(0, rel.length - imageSuffix.length) : undefined;
 }
 
 /**
- * Matches masks to dataset images. The mask of `<dataRoot>/<sub>/<name>.<ext>` is `<dir>/<sub>/<name>.png` (the
- * folder tree mirrored, as VOC's and Cityscapes' trees are), or else `<dir>/<name>.png` (one flat folder) when no
- * other dataset image has that name.
+ * Matches masks to dataset images. The mask of `<dataRoot>/<sub>/<name><imageSuffix>` is
+ * `<dir>/<sub>/<name><maskSuffix>` (the folder tree mirrored, as VOC's and Cityscapes' trees are), or else
+ * `<dir>/<name><maskSuffix>` (one flat folder) when no other dataset image has that name. Defaults: any image
+ * extension, and ".png".
  */
-export async function findMaskLabels(dir: string, datasetFiles: readonly string[], dataRoot: string): Promise<MaskMatch> {
+export async function findMaskLabels(dir: string, datasetFiles: readonly string[], dataRoot: string, naming: MaskNaming = {}): Promise<MaskMatch> {
+  const maskSuffix = naming.maskSuffix ?? '.png';
+  const { imageSuffix } = naming;
+  if (maskSuffix === '' || imageSuffix === '') throw new UserError('The image and mask name suffixes cannot be empty.');
   const root = path.resolve(dir);
   const info = await stat(root).catch(() => undefined);
   if (info === undefined || !info.isDirectory()) {
@@ -134,44 +159,45 @@ export async function findMaskLabels(dir: string, datasetFiles: readonly string[
   }
   let found: string[];
   try {
-    found = await fg('**/*.png', { cwd: root, caseSensitiveMatch: false, onlyFiles: true, dot: false, throwErrorOnBrokenSymbolicLink: false, suppressErrors: false });
+    found = await fg(`**/*${fg.escapePath(maskSuffix)}`, { cwd: root, caseSensitiveMatch: false, onlyFiles: true, dot: false, suppressErrors: false });
   } catch (err) {
     throw new UserError(`Cannot list the mask folder ${dir}: ${(err as Error).message}.`, { hint: 'Pass --labels masks:DIR with an existing folder of PNG masks.', cause: err });
   }
   if (found.length === 0) {
-    throw new UserError(`The mask folder ${dir} has no PNG files.`, { hint: 'Pass --labels masks:DIR with one PNG mask per image (class index per pixel).' });
+    throw new UserError(`The mask folder ${dir} has no ${maskSuffix === '.png' ? 'PNG files' : `files ending in ${maskSuffix}`}.`, {
+      hint: 'Pass --labels masks:DIR with one PNG mask per image (class index per pixel).',
+    });
   }
+  // Mask key (relative path without the suffix, native separators) -> file; and flat masks by name.
   const masksByKey = new Map<string, string>();
-  const masksByStem = new Map<string, string[]>();
   for (const rel of found.sort()) {
-    const key = withoutExtension(rel.split('/').join(path.sep));
-    masksByKey.set(key, path.join(root, key) + path.extname(rel));
-    const stem = stemOf(rel);
-    masksByStem.set(stem, [...(masksByStem.get(stem) ?? []), path.join(root, rel)]);
+    const native = rel.split('/').join(path.sep);
+    masksByKey.set(native.slice(0, native.length - maskSuffix.length), path.join(root, native));
   }
-  const imagesByStem = new Map<string, string[]>();
-  for (const f of datasetFiles) {
-    const stem = stemOf(f);
-    imagesByStem.set(stem, [...(imagesByStem.get(stem) ?? []), path.resolve(f)]);
-  }
+  const keyed = datasetFiles.map((f) => {
+    const image = path.resolve(f);
+    const rel = path.relative(path.resolve(dataRoot), image);
+    const key = rel.startsWith('..') || path.isAbsolute(rel) ? imageKey(path.basename(image), imageSuffix) : imageKey(rel, imageSuffix);
+    return { image, key, name: key === undefined ? undefined : path.basename(key) };
+  });
+  const imagesByName = new Map<string, string[]>();
+  for (const k of keyed) if (k.name !== undefined) imagesByName.set(k.name, [...(imagesByName.get(k.name) ?? []), k.image]);
 
   const labels = new Map<string, string>();
   const used = new Set<string>();
   const unmatchedImages: string[] = [];
-  for (const f of datasetFiles) {
-    const image = path.resolve(f);
-    const key = withoutExtension(path.relative(path.resolve(dataRoot), image));
-    let mask = key.startsWith('..') ? undefined : masksByKey.get(key);
-    if (mask === undefined) {
-      const flat = masksByStem.get(stemOf(image))?.filter((m) => path.dirname(m) === root);
-      if (flat !== undefined && flat.length > 0) {
-        const twins = imagesByStem.get(stemOf(image))!;
+  for (const { image, key, name } of keyed) {
+    let mask = key === undefined ? undefined : masksByKey.get(key);
+    if (mask === undefined && name !== undefined) {
+      const flat = masksByKey.get(name);
+      if (flat !== undefined) {
+        const twins = imagesByName.get(name)!;
         if (twins.length > 1) {
-          throw new UserError(`The mask ${flat[0]} could belong to ${twins.length} images named ${stemOf(image)} (${twins.slice(0, 3).join(', ')}).`, {
+          throw new UserError(`The mask ${flat} could belong to ${twins.length} images named ${name} (${twins.slice(0, 3).join(', ')}).`, {
             hint: `Mirror the image folders under ${dir} so that each mask's path names its image.`,
           });
         }
-        mask = flat[0];
+        mask = flat;
       }
     }
     if (mask === undefined) unmatchedImages.push(image);
@@ -181,9 +207,10 @@ export async function findMaskLabels(dir: string, datasetFiles: readonly string[
     }
   }
   if (labels.size === 0) {
-    const example = datasetFiles[0] !== undefined ? ` (for ${datasetFiles[0]}: ${path.join(dir, withoutExtension(path.relative(path.resolve(dataRoot), path.resolve(datasetFiles[0]))))}.png)` : '';
+    const first = keyed.find((k) => k.key !== undefined);
+    const example = first !== undefined ? ` (for ${first.image}: ${path.join(dir, first.key!)}${maskSuffix})` : '';
     throw new UserError(`None of the ${found.length} masks in ${dir} matches an image of the data.`, {
-      hint: `A mask has its image's path relative to the data folder, with the extension .png${example}.`,
+      hint: `A mask has its image's path relative to the data folder, with its suffix replaced by ${maskSuffix}${example}; other names need the image and mask suffixes (as mmsegmentation's img_suffix and seg_map_suffix).`,
     });
   }
   const missing = [...masksByKey.values()].filter((m) => !used.has(m)).sort();
