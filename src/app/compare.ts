@@ -229,7 +229,8 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     });
     const reportDir = options.reportDir ?? path.join(outDir, `${modelBase}.report`);
     const { writeReportFiles } = await import('../compare/write.js');
-    const files = await writeReportFiles(report, { json: path.join(reportDir, 'report.json'), html: path.join(reportDir, 'report.html'), reporter });
+    const htmlOptions = task.htmlOptions ? await task.htmlOptions(evaluator, run.variants.map((v) => v.name)) : undefined;
+    const files = await writeReportFiles(report, { json: path.join(reportDir, 'report.json'), html: path.join(reportDir, 'report.html'), reporter, ...(htmlOptions ? { htmlOptions } : {}) });
     if (task.writeOutputs) files.push(...(await task.writeOutputs(evaluator, run.variants.map((v) => v.name))));
     return { report, files, ...(mixed ? { mixed: summarizeMixed(mixed) } : {}) };
   } finally {

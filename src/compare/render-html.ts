@@ -2,8 +2,8 @@
  * report.html: one self-contained file (inline CSS, inline SVG charts, thumbnails as data: URIs, no script, and a
  * Content-Security-Policy that forbids every network fetch), rendered from a CompareReport. Pure: the report
  * and the thumbnails in, a string out; the same inputs give the same bytes. Sections appear only when the
- * report holds their data (layers, histograms, trade-off curve, worst images). Every string from the report
- * is escaped: tensor names may hold < > & " '.
+ * report holds their data (layers, histograms, trade-off curve, worst images; the task sections of
+ * render-task-html.ts). Every string from the report is escaped: tensor names may hold < > & " '.
  */
 import {
   agreementLabel,
@@ -17,47 +17,22 @@ import {
   primaryOf,
   variantLabel,
 } from './format.js';
+import { colourOf, escapeHtml, svgNumber as c } from './html-parts.js';
 import { focusVariant } from './report.js';
+import { TASK_CSS, taskSections, taskSummarySection, type TaskHtmlOptions } from './render-task-html.js';
 import type { CompareReport, LayerMetrics, TensorHistogram, TradeoffCurve, VariantReport } from './types.js';
 
-export interface HtmlRenderOptions {
+/** The task sections' pictures (photos with boxes, mask overlays) come through TaskHtmlOptions. */
+export interface HtmlRenderOptions extends TaskHtmlOptions {
   /** Image file (as in the report) -> data: URI of its thumbnail (see thumbnails.ts). */
   thumbnails?: ReadonlyMap<string, string>;
   /** Layers drawn per SNR chart, worst first (default 60). */
   maxLayers?: number;
 }
 
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-/** Escapes text for HTML content and quoted attribute values. */
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
-}
-
+// Re-exported: escapeHtml was defined here before the task sections needed it too.
+export { escapeHtml };
 const esc = escapeHtml;
-
-/** Fixed colours per algorithm (Tableau 10), so a given algorithm has the same colour in every report. */
-const ALGORITHM_COLOURS: Record<string, string> = {
-  entropy2: '#1f77b4',
-  entropy: '#9467bd',
-  minmax: '#d62728',
-  percentile: '#2ca02c',
-  mse: '#ff7f0e',
-};
-const EXTRA_COLOURS = ['#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
-
-function colourOf(algorithm: string, order: readonly string[]): string {
-  const known = ALGORITHM_COLOURS[algorithm];
-  if (known !== undefined) return known;
-  const i = order.filter((a) => ALGORITHM_COLOURS[a] === undefined).indexOf(algorithm);
-  return EXTRA_COLOURS[(i < 0 ? 0 : i) % EXTRA_COLOURS.length]!;
-}
-
-/** Coordinates with one decimal: enough for the screen, and stable text. */
-function c(n: number): string {
-  const r = Math.round(n * 10) / 10;
-  return Object.is(r, -0) ? '0' : String(r);
-}
 
 function shorten(name: string, max = 60): string {
   if (name.length <= max) return name;
@@ -97,7 +72,7 @@ export function renderHtml(report: CompareReport, options: HtmlRenderOptions = {
     `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">`,
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     `<title>trt-calib report: ${esc(report.model.file)}</title>`,
-    `<style>${CSS}</style>`,
+    `<style>${CSS}${TASK_CSS}</style>`,
     '</head>',
     '<body>',
     `<h1>INT8 / FP16 accuracy report: ${esc(report.model.file)}</h1>`,
@@ -105,7 +80,9 @@ export function renderHtml(report: CompareReport, options: HtmlRenderOptions = {
       `${report.data.skipped > 0 ? ` (${report.data.skipped} skipped)` : ''} &middot; backend ${esc(report.settings.backend)}, batch ${report.settings.batchSize}` +
       ` &middot; primary output <span class="name">${esc(report.primaryOutput)}</span></p>`,
   );
+  parts.push(taskSummarySection(report));
   parts.push(summarySection(report));
+  parts.push(taskSections(report, options));
   parts.push(outputsSection(report));
   parts.push(layersSection(report, options.maxLayers ?? 60));
   if (report.tradeoff !== undefined && report.tradeoff.points.length > 0) parts.push(tradeoffSection(report.tradeoff));

@@ -1,13 +1,16 @@
 /**
  * Writes report.json and report.html for a CompareReport, each atomically (temporary file, then rename).
- * The HTML embeds thumbnails of the worst images, made here (the renderers themselves are pure).
+ * The HTML embeds thumbnails of the worst images and, for detection, larger photos to draw the boxes on, made here
+ * (the renderers themselves are pure). Segmentation's mask overlays need the masks, which the report does not hold:
+ * the comparison pass makes them (maskOverlayDataUri) and passes them in htmlOptions.maskOverlays.
  */
 import type { Reporter } from '../reporter.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { renderHtml, type HtmlRenderOptions } from './render-html.js';
 import { renderJson } from './render-json.js';
+import { detectionPhotoFiles } from './render-task-html.js';
 import { worstFiles } from './report.js';
-import { thumbnailDataUris } from './thumbnails.js';
+import { photoDataUris, thumbnailDataUris } from './thumbnails.js';
 import type { CompareReport } from './types.js';
 
 export interface WriteReportOptions {
@@ -19,7 +22,9 @@ export interface WriteReportOptions {
   imageBaseDir?: string;
   /** Thumbnail size in pixels (default 96); 0 for none. */
   thumbnailSize?: number;
-  htmlOptions?: Omit<HtmlRenderOptions, 'thumbnails'>;
+  /** Longest side of the detection photos that boxes are drawn on (default 480); 0 for none. */
+  photoSize?: number;
+  htmlOptions?: Omit<HtmlRenderOptions, 'thumbnails' | 'photos'>;
   reporter?: Reporter;
 }
 
@@ -32,15 +37,15 @@ export async function writeReportFiles(report: CompareReport, options: WriteRepo
   }
   if (options.html !== undefined) {
     const size = options.thumbnailSize ?? 96;
-    const thumbnails =
-      size > 0
-        ? await thumbnailDataUris(worstFiles(report), {
-            size,
-            ...(options.imageBaseDir !== undefined ? { baseDir: options.imageBaseDir } : {}),
-            ...(options.reporter !== undefined ? { reporter: options.reporter } : {}),
-          })
-        : new Map<string, string>();
-    await writeFileAtomic(options.html, renderHtml(report, { ...options.htmlOptions, thumbnails }));
+    const photoSize = options.photoSize ?? 480;
+    const common = {
+      ...(options.imageBaseDir !== undefined ? { baseDir: options.imageBaseDir } : {}),
+      ...(options.reporter !== undefined ? { reporter: options.reporter } : {}),
+    };
+    const thumbnails = size > 0 ? await thumbnailDataUris(worstFiles(report), { size, ...common }) : new Map<string, string>();
+    const photoFiles = photoSize > 0 ? detectionPhotoFiles(report) : [];
+    const photos = photoFiles.length > 0 ? await photoDataUris(photoFiles, { size: photoSize, quality: 80, ...common }) : undefined;
+    await writeFileAtomic(options.html, renderHtml(report, { ...options.htmlOptions, thumbnails, ...(photos !== undefined ? { photos } : {}) }));
     written.push(options.html);
   }
   return written;

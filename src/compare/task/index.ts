@@ -17,6 +17,9 @@ import { createRawEvaluator } from './raw.js';
 import { createSegmentationEvaluator, findMaskLabels, type SegmentationOptions } from './segment/index.js';
 import { labelSourceOf, selectTask, type DetectSettings, type InputInfo, type OutputInfo, type TaskFlags, type TaskSelection } from './select.js';
 import type { TaskEvaluator, TaskKind } from './types.js';
+import type { TaskHtmlOptions } from '../render-task-html.js';
+import { maskOverlayDataUri, type Photo } from '../thumbnails.js';
+import type { SegmentationEvaluator } from './segment/index.js';
 
 export { TASK_REQUESTS, labelSourceOf, selectTask, type TaskFlags, type TaskRequest, type TaskSelection } from './select.js';
 
@@ -59,6 +62,8 @@ export interface PreparedTask {
   notes: string[];
   /** The settings as resolved, echoed in the report. */
   settings: Record<string, unknown>;
+  /** After the pass: what report.html draws beside the report (class names, segmentation's mask overlays). */
+  htmlOptions?: (evaluator: TaskEvaluator, variants: readonly string[]) => Promise<TaskHtmlOptions>;
   /** After the pass: files the task writes (--save-detections), written atomically; returns their paths. */
   writeOutputs?: (evaluator: TaskEvaluator, variants: readonly string[]) => Promise<string[]>;
 }
@@ -149,6 +154,7 @@ async function prepareDetection(selection: TaskSelection, options: PrepareTaskOp
     selection,
     kind: 'detect',
     create: () => createDetectionEvaluator(detectionOptions),
+    ...(classNames ? { htmlOptions: async () => ({ classNames: classNames! }) } : {}),
     ...(info ? { labels: info } : {}),
     notes,
     settings: { ...settings, ...(saveDir !== undefined ? { saveDetections: saveDir } : {}) },
@@ -188,7 +194,15 @@ async function prepareSegmentation(selection: TaskSelection, options: PrepareTas
     info = { source: flags.labels, labelled: match.labels.size, unlabelled: match.unmatchedImages.length, unmatched: match.missing.length };
   }
   const { labels: _labels, classNames: _names, ...settings } = seg;
-  return { selection, kind: 'segment', create: () => createSegmentationEvaluator(seg), ...(info ? { labels: info } : {}), notes, settings };
+  return {
+    selection,
+    kind: 'segment',
+    create: () => createSegmentationEvaluator(seg),
+    htmlOptions: async (evaluator, variants) => ({ ...(seg.classNames ? { classNames: seg.classNames } : {}), maskOverlays: await maskOverlays(evaluator as SegmentationEvaluator, variants) }),
+    ...(info ? { labels: info } : {}),
+    notes,
+    settings,
+  };
 }
 
 async function prepareOcr(selection: TaskSelection, options: PrepareTaskOptions, notes: string[]): Promise<PreparedTask> {
@@ -210,6 +224,21 @@ async function prepareOcr(selection: TaskSelection, options: PrepareTaskOptions,
   }
   const { labels: _labels, keys: _keys, ...settings } = ocr;
   return { selection, kind: 'ocr', create: () => createOcrEvaluator(ocr), ...(info ? { labels: info } : {}), notes, settings };
+}
+
+/** The worst images of each variant with FP32's and its masks painted over the photo (FP32 itself has none to show). */
+async function maskOverlays(evaluator: SegmentationEvaluator, variants: readonly string[]): Promise<Map<string, Map<string, Photo>>> {
+  const out = new Map<string, Map<string, Photo>>();
+  for (const v of variants) {
+    if (v === 'fp32') continue;
+    const photos = new Map<string, Photo>();
+    for (const view of evaluator.worstViews(v)) {
+      const mask = (data: Uint16Array) => ({ width: view.width, height: view.height, data });
+      photos.set(view.file, await maskOverlayDataUri(view.file, mask(view.reference), mask(view.variant), { geometry: view.geometry }));
+    }
+    out.set(v, photos);
+  }
+  return out;
 }
 
 function requirePreprocess(options: PrepareTaskOptions): PreprocessConfig {
