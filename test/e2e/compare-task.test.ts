@@ -167,7 +167,10 @@ describe('compare on the SSD detector: mAP against FP32 is the verdict', () => {
     const save = await runCli([...base, '--save-detections', file]);
     expect(save.code).toBe(1);
     expect(save.stderr).toMatch(/--save-detections .*a-file\.json is a file, not a folder/);
-    for (const r of [missing, keys, save]) expect(r.stderr).not.toMatch(/\n\s+at /);
+    const quantize = await runCli(['quantize', '--model', SSD, '--cache', ssdCache('minmax'), '--boxes', 'boxes:yxyx:norm', '--scores', 'scores', '--out', path.join(dir, 'q.onnx')]);
+    expect(quantize.code).toBe(1);
+    expect(quantize.stderr).toMatch(/--task and its flags .* go with --mixed auto/);
+    for (const r of [missing, keys, save, quantize]) expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(existsSync(dir)).toBe(false);
   });
 });
@@ -212,5 +215,8 @@ describe('compare on the PP-OCR text detector: a binary segmentation', () => {
     expect(fp16.task.value).toBe(fp16.agreement);
     expect(rep.gate.metric).toBe('threshold-iou');
     expect(rep.gate.variants[0].drop).toBeCloseTo((1 - fp16.agreement) * 100, 12);
+    // report.html gets the worst images with FP32's and FP16's masks painted over them.
+    const html = await readFile(path.join(dir, 'ppocr_v4_det.report', 'report.html'), 'utf8');
+    expect(html).toContain('with both masks painted over the photo');
   });
 });
