@@ -110,7 +110,7 @@ export function renderText(report: CompareReport, options: TextRenderOptions = {
   if (report.gate !== undefined) {
     const g = report.gate;
     const parts = g.variants.map((r) => `${r.name} ${fmtPoints(r.drop)}${r.passed ? '' : ' > max'}`);
-    out.push(`Gate ${g.passed ? 'PASSED' : 'FAILED'}: ${gateMetricLabel(g.metric)} (points) at most ${g.maxDrop} ${g.maxDrop === 1 ? 'point' : 'points'}: ${parts.join(', ') || 'no variant to check'}.`);
+    out.push(`Gate ${g.passed ? 'PASSED' : 'FAILED'}: ${gateMetricLabel(g.metric)} at most ${g.maxDrop} ${g.maxDrop === 1 ? 'point' : 'points'}: ${parts.join(', ') || 'no variant to check'}.`);
   }
   for (const n of report.notes) out.push(`Note: ${n}`);
   return `${out.join('\n').replace(/\n+$/, '')}\n`;
