@@ -9,7 +9,7 @@ import { imageGeometries } from '../../datasets/geometry.js';
 import type { PreprocessConfig } from '../../datasets/types.js';
 import { UserError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
-import { loadLabels, readClassList, type LabelAssignment } from '../labels.js';
+import { loadLabels, type LabelAssignment } from '../labels.js';
 import { createClassifyEvaluator } from './classify.js';
 import { createDetectionEvaluator, DETECTION_DEFAULTS, loadCocoLabels, loadYoloLabels, readClassNames, writeCocoResults, type DetectionEvaluator, type GroundTruthBox } from './detect/index.js';
 import { createOcrEvaluator, readKeys, readTextLabels, type OcrOptions } from './ocr/index.js';
@@ -183,7 +183,7 @@ async function prepareSegmentation(selection: TaskSelection, options: PrepareTas
   const seg: SegmentationOptions = { ...recognised };
   if (seg.mode === 'binary' && options.threshold !== undefined) seg.threshold = options.threshold;
   if (options.worstCount !== undefined) seg.worstCount = options.worstCount;
-  if (flags.classes !== undefined) seg.classNames = new Map((await readClassList(flags.classes)).map((n, i) => [i, n]));
+  if (flags.classes !== undefined) seg.classNames = await readClassNames(flags.classes);
   let info: TaskLabelsInfo | undefined;
   if (flags.labels !== undefined) {
     const source = labelSourceOf(flags.labels, 'segment');
