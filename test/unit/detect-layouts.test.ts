@@ -77,6 +77,12 @@ describe('recognizeDetection', () => {
   it('recognises YOLOv8, NMS in the graph and EfficientNMS from names and shapes', () => {
     expect(recognizeDetection([{ name: 'output0', dims: [1, 94, 1917] }]).spec).toEqual({ layout: 'yolov8', output: 'output0', transposed: false });
     expect(recognizeDetection([{ name: 'output0', dims: [1, 300, 6] }]).spec).toEqual({ layout: 'nms', output: 'output0' });
+    // ultralytics' dynamic export: the anchor count depends on the input size.
+    expect(recognizeDetection([{ name: 'output0', dims: ['batch', 84, 'anchors'] }]).spec).toEqual({ layout: 'yolov8', output: 'output0', transposed: false });
+    // NMS rows with a dynamic batch and row count: the sample's shape decides.
+    const nmsSample = { output0: { dtype: 'float32' as const, dims: [1, 100, 6], data: new Float32Array(600) } };
+    expect(recognizeDetection([{ name: 'output0', dims: ['N', 'K', 6] }]).reason).toContain('--det-layout nms');
+    expect(recognizeDetection([{ name: 'output0', dims: ['N', 'K', 6] }], nmsSample).spec).toEqual({ layout: 'nms', output: 'output0' });
     expect(
       recognizeDetection([
         { name: 'num_dets', dims: [1, 1] },

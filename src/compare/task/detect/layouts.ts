@@ -9,7 +9,8 @@
  *   ymin, xmin, ymax, xmax, normalised unless the sample's values reach past 0..1.5): 'boxes-scores';
  *   C = 90 is COCO's 90-id space without background (column i = id i + 1, class offset 1);
  * - one rank-3 output [N, K, 6] with K <= 1000 (rows of x1, y1, x2, y2, score, class; NMS in the graph): 'nms';
- * - one rank-3 output [N, 4 + C, A] with 4 + C < A (ultralytics YOLOv8/YOLO11): 'yolov8'.
+ * - one rank-3 output [N, 4 + C, A] with 4 + C < A, or A dynamic (ultralytics YOLOv8/YOLO11): 'yolov8'.
+ * Dynamic dims take their size from the sample batch where one is given.
  * [N, A, 5 + C] (YOLOv5) and [N, A, 4 + C] (YOLOv8 transposed) have the same shape, and boxes [N, A, 4] can be in any
  * format: those are refused with what to pass.
  */
@@ -164,6 +165,11 @@ export function recognizeDetection(
   outputs: readonly OutputInfo[],
   sample?: Readonly<Record<string, Tensor>>,
 ): { spec?: DetectionSpec; classOffset?: number; reason: string } {
+  // Dynamic dims (ultralytics' dynamic export: [batch, 84, anchors]) take their size from the sample where it has them.
+  outputs = outputs.map((o) => {
+    const actual = sample?.[o.name]?.dims;
+    return actual && actual.length === o.dims.length ? { name: o.name, dims: o.dims.map((d, i) => (typeof d === 'number' && d > 0 ? d : actual[i]!)) } : o;
+  });
   const shapes = describeOutputs(outputs);
   const efficient = efficientNmsOutputs(outputs);
   if (efficient?.layout === 'efficient-nms' && outputs.length <= 5) {
@@ -226,11 +232,12 @@ export function recognizeDetection(
       }
       return { spec: { layout: 'nms', output: o.name }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is NMS in the graph: at most ${d1} rows of x1, y1, x2, y2, score, class per image (ultralytics end2end, YOLOv10)` };
     }
-    if (typeof d1 === 'number' && typeof d2 === 'number' && d1 >= 5 && d1 < d2) {
-      return { spec: { layout: 'yolov8', output: o.name, transposed: false }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is ultralytics YOLOv8/YOLO11's layout: 4 box values (cx, cy, w, h in input pixels) and ${d1 - 4} class scores for each of ${d2} anchors` };
+    // [N, 4+C, A]; with a dynamic anchor count (an input of any size), a fixed 4+C in the middle says the same.
+    if (typeof d1 === 'number' && d1 >= 5 && (typeof d2 === 'number' ? d1 < d2 : true)) {
+      return { spec: { layout: 'yolov8', output: o.name, transposed: false }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is ultralytics YOLOv8/YOLO11's layout: 4 box values (cx, cy, w, h in input pixels) and ${d1 - 4} class scores for each of ${typeof d2 === 'number' ? d2 : `the ${d2}`} anchors` };
     }
-    if (typeof d1 === 'number' && typeof d2 === 'number' && d2 >= 6 && d1 > d2) {
-      return { reason: `'${o.name}' [${o.dims.join(', ')}] is either YOLOv5's layout (cx, cy, w, h, objectness, ${d2 - 5} classes) or YOLOv8's transposed (cx, cy, w, h, ${d2 - 4} classes); the shape cannot tell them apart: pass --det-layout yolov5 or --det-layout yolov8-transposed` };
+    if (typeof d2 === 'number' && d2 >= 6 && (typeof d1 === 'number' ? d1 > d2 : true)) {
+      return { reason: `'${o.name}' [${o.dims.join(', ')}] is either YOLOv5's layout (cx, cy, w, h, objectness, ${d2 - 5} classes) or YOLOv8's transposed (cx, cy, w, h, ${d2 - 4} classes); the shape cannot tell them apart: pass --det-layout yolov5 or --det-layout yolov8-transposed${d2 === 6 ? ' (or --det-layout nms for rows of x1, y1, x2, y2, score, class)' : ''}` };
     }
   }
   return { reason: `no detection layout recognised in outputs ${shapes}; ${WHAT_TO_PASS}` };
