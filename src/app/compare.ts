@@ -74,7 +74,8 @@ export interface CompareOptions {
   mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string };
   /**
    * Keep the tensors INT8 would destroy out of every INT8 variant (default true; src/precision/protect.ts),
-   * decided from the graph and each cache's ranges. false (--no-protect): every scale of the cache is used.
+   * decided from the graph and the statistics (`stats`, else each cache's own ranges). false (--no-protect): every
+   * scale of the cache is used. The TensorRT backend builds from the cache files as they are.
    */
   protect?: boolean;
   /**
@@ -129,7 +130,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     const loaded = await loadCacheFor(file, activations, options.model);
     let scales: ReadonlyMap<string, number> = loaded.scales;
     let protectedTensors: ProtectedTensor[] = [];
-    if (options.protect !== false) {
+    if (options.protect !== false && options.backend !== 'tensorrt') {
       // A cache written with protection already lacks these; one written with --no-protect has them all.
       protectedTensors = protectedForCache(model, loaded.scales, protection, options.model);
       scales = withoutProtected(loaded.scales, protectedTensors);
