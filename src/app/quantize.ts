@@ -31,10 +31,11 @@ export interface QuantizeOptions {
   precisionMap?: string;
   /**
    * --mixed auto: rank the layers on `data` (evaluation images) with the cache's scales, keep the most sensitive
-   * ones out of INT8 until the top-1 drop against FP32 is at most maxDrop points, write the precision map
-   * (precisionOut, default <outDir>/<model>.precision.json) and quantize with it.
+   * ones out of INT8 until the drop against FP32 is at most maxDrop points of the task metric (`task`, default auto:
+   * top-1 for a classifier, mAP for a detector...), write the precision map (precisionOut, default
+   * <outDir>/<model>.precision.json) and quantize with it.
    */
-  mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string };
+  mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string; task?: import('../compare/task/index.js').TaskFlags };
   /** FP16 for TensorRT: a pure float16 graph (default: onnxruntime-runnable, see src/onnx/fp16.ts). */
   forTensorRT?: boolean;
   /**

@@ -7,8 +7,9 @@ import { GateError, UserError } from '../errors.js';
 import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+import { addTaskOptions, taskFlagsFrom, type TaskCliValues } from './task-options.js';
 
-interface CompareCliValues extends CommonOptions, PreprocessCliValues {
+interface CompareCliValues extends CommonOptions, PreprocessCliValues, TaskCliValues {
   model: string;
   cache: string[];
   variantModel: string[];
@@ -45,7 +46,11 @@ Examples:
   # a model written earlier (trt-calib quantize, or another quantizer) compared as it is
   trt-calib compare --model model.onnx --data ./val --precisions fp32 --variant-model calib-cache/model.entropy2.int8.onnx
 
-  # a detector's probability map: cosine, SNR and the fraction of pixels on the same side of 0.3
+  # a detector, judged by mAP@[.5:.95] against FP32's detections (auto recognises most layouts; here named)
+  trt-calib compare --model ssdlite.onnx --data ./street --preset raw-1-1 --cache calib-cache/ssdlite.entropy2.cache \
+                    --boxes boxes:yxyx:norm --scores scores --class-offset 1 --classes coco_labels.txt --save-detections dets
+
+  # a text detector's probability map, judged as a binary segmentation (IoU at 0.3), with cosine and SNR
   trt-calib compare --model ppocr_v4_det.onnx --data ./street --preset paddleocr-det --shapes x:1x3x576x768 \\
                     --cache calib-cache/ppocr_v4_det.entropy2.cache
 
@@ -55,6 +60,8 @@ Examples:
                     --placement implicit --no-protect
 
 Writes <out-dir>/<model>.report/report.json (schema: docs/report-schema.md) and report.html (self-contained).
+Tasks (--task): auto decides from the outputs' names, shapes and value ranges and prints why; classify (top-1),
+detect (mAP), segment (mIoU, IoU of a binary map), ocr (1 - CER), raw (cosine and SNR only).
 Exit code 2 when --max-drop is exceeded.`;
 
 const collect = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -74,9 +81,9 @@ export function register(program: Command): void {
     .option('--cache <files>', 'calibration cache(s), comma-separated or repeated: one INT8 variant each', collect, [])
     .option('--variant-model <files>', 'model file(s) compared as they are, comma-separated or repeated (e.g. the output of trt-calib quantize)', collect, [])
     .option('--precisions <list>', 'variants to run: fp32,fp16,int8', parsePrecisions, ['fp32', 'fp16', 'int8'] as Precision[])
-    .option('--labels <source>', '"folders" (class = parent folder name) or a CSV of path,label')
-    .option('--classes <file>', 'class names, one per line (line index = class index)')
-    .option('--max-drop <points>', 'gate: exit 2 when a variant loses more than this many accuracy points (agreement points without labels)', parseNumber(0, 100))
+    .option('--labels <source>', 'classify: "folders" (class = parent folder name) or a CSV of path,label; detect: a COCO .json or yolo:DIR; segment: masks:DIR; ocr: a path<TAB>text file')
+    .option('--classes <file>', 'class names, for every task: one per line (line index = class index), or `id name` lines')
+    .option('--max-drop <points>', 'gate: exit 2 when a variant loses more than this many points of the task metric (top-1, mAP@[.5:.95], mIoU, CER; against the labels when given, else against FP32)', parseNumber(0, 100))
     .addOption(new Option('--mixed <mode>', 'auto: also build a mixed INT8/FP16 variant from the first cache, keeping the most sensitive layers out of INT8 until --max-drop is met').choices(['auto']))
     .option('--max-layers <n|p%>', 'with --mixed auto: at most this many layers out of INT8')
     .option('--precision-out <file>', 'with --mixed auto: the precision map to write (default <out-dir>/<model>.precision.json)')
@@ -104,6 +111,7 @@ export function register(program: Command): void {
         .default('both'),
     )
     .option('--no-protect', 'use every scale of the caches, even on tensors INT8 would destroy (see docs/quantization.md)');
+  addTaskOptions(cmd, { saveDetections: true });
   addPreprocessOptions(cmd);
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CompareCliValues) => {
@@ -118,6 +126,7 @@ export function register(program: Command): void {
       precisions: opts.precisions,
       labels: opts.labels,
       classes: opts.classes,
+      task: taskFlagsFrom(opts),
       maxDrop: opts.maxDrop,
       layers: opts.layers,
       stats: opts.stats,
@@ -148,7 +157,7 @@ export function register(program: Command): void {
     }
     if (report.gate && !report.gate.passed) {
       const failed = report.gate.variants.filter((v) => !v.passed).map((v) => `${v.name} lost ${v.drop.toFixed(2)} points`);
-      throw new GateError(`accuracy gate failed (${report.gate.metric}, --max-drop ${report.gate.maxDrop}): ${failed.join(', ')}`);
+      throw new GateError(`accuracy gate failed (${report.gate.taskMetric ?? report.gate.metric}, --max-drop ${report.gate.maxDrop}): ${failed.join(', ')}`);
     }
   });
 }

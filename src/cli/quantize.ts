@@ -6,8 +6,9 @@ import { UserError } from '../errors.js';
 import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+import { addTaskOptions, taskFlagsFrom, type TaskCliValues } from './task-options.js';
 
-interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'data'> {
+interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'data'>, TaskCliValues {
   model: string;
   data?: string;
   cache?: string;
@@ -65,12 +66,17 @@ export function register(program: Command): void {
     .option('--threads <n>', `onnxruntime intra-op threads when calibrating; ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .option('--no-protect', 'put Q/DQ on every tensor with a scale, even those INT8 would destroy (see docs/quantization.md)')
     .option('--stats <file>', 'with --cache: statistics for the protection decisions (default <out-dir>/<model>.stats.msgpack when present; else the cache\'s ranges)');
+  addTaskOptions(cmd, { what: 'the --mixed auto budget' });
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: QuantizeCliValues) => {
     const reporter = reporterFor(opts);
     if (opts.mixed && opts.maxDrop === undefined) throw new UserError('--mixed auto needs --max-drop POINTS (the accuracy budget).');
     if (!opts.mixed && (opts.maxDrop !== undefined || opts.maxLayers !== undefined)) throw new UserError('--max-drop and --max-layers go with --mixed auto.');
+    const task = taskFlagsFrom(opts);
+    if (!opts.mixed && Object.keys(task).some((k) => k !== 'task' || task.task !== 'auto')) {
+      throw new UserError('--task and its flags (--boxes, --scores, --keys...) go with --mixed auto: they say what its budget is in points of.');
+    }
     const { quantize } = await import('../app/quantize.js');
     const result = await quantize({
       model: opts.model,
@@ -80,7 +86,7 @@ export function register(program: Command): void {
       algorithm: opts.algo,
       precisionMap: opts.precisionMap,
       forTensorRT: opts.forTensorrt,
-      ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
+      ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut, task } } : {}),
       out: opts.out,
       outDir: opts.outDir,
       threads: capThreads(opts.threads, reporter),

@@ -12,12 +12,13 @@ import { prepareOutputs } from '../util/outputs.js';
 import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+import { addTaskOptions, taskFlagsFrom, type TaskCliValues } from './task-options.js';
 
-interface SensitivityCliValues extends CommonOptions, PreprocessCliValues {
+interface SensitivityCliValues extends CommonOptions, PreprocessCliValues, TaskCliValues {
   model: string;
   cache: string;
   measure: MeasureChoice;
-  metric: RankMetric;
+  metric?: RankMetric;
   layers?: string[];
   labels?: string;
   classes?: string;
@@ -77,18 +78,19 @@ export function register(program: Command): void {
     .requiredOption('--model <file>', 'FP32 ONNX model')
     .requiredOption('--cache <file>', 'calibration cache with the activation scales')
     .addOption(new Option('--measure <m>', 'one-at-a-time, leave-one-out or both (see below)').choices(MEASURES as string[]).default(DEFAULT_MEASURE))
-    .addOption(new Option('--metric <m>', 'rank by the mean output cosine, the agreement (top-1, or same-side for maps), or the worst image\'s cosine').choices(RANK_METRICS as string[]).default(DEFAULT_RANK_METRIC))
+    .addOption(new Option('--metric <m>', `rank by the mean output cosine, the agreement (the task metric: top-1, mAP, mIoU, CER), or the worst image's cosine (default ${DEFAULT_RANK_METRIC} for classifiers, agreement for detect, segment and ocr)`).choices(RANK_METRICS as string[]))
     .option('--layers <names>', 'only these layers: names or globs (* and ?), comma-separated', layerList)
-    .option('--labels <source>', 'rank and budget by top-1 accuracy: "folders" (class = parent folder name) or a CSV of path,label')
-    .option('--classes <file>', 'with --labels: class names, one per line (line index = class index)')
+    .option('--labels <source>', 'rank and budget against labels: classify "folders" or a path,label CSV; detect a COCO .json or yolo:DIR; segment masks:DIR; ocr a path<TAB>text file')
+    .option('--classes <file>', 'class names, one per line (line index = class index), or `id name` lines')
     .option('--threads <n>', `onnxruntime intra-op threads (default: one per core); ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .option('--max-memory <MiB>', 'limit for the images and FP32 outputs kept in memory', parseNumber(1, 1024 * 1024), DEFAULT_MAX_MEMORY_BYTES / 1024 ** 2)
     .option('--top <n>', 'print only the n most sensitive layers', parseInteger(1))
     .option('-o, --out <file>', 'write the full results as JSON (ranking, and the trade-off with --max-drop)')
-    .option('--max-drop <points>', 'choose a precision map: the largest drop against FP32, in points of top-1 agreement (top-1 accuracy with labels; same-side fraction for dense maps)', parseNumber(0, 100))
+    .option('--max-drop <points>', 'choose a precision map: the largest drop against FP32, in points of the task metric (top-1 agreement, top-1 accuracy with labels, IoU for binary maps, mAP@[.5:.95], mIoU, CER)', parseNumber(0, 100))
     .option('--max-layers <n|p%>', 'with --max-drop: keep at most this many layers out of INT8 (a count, or a percentage of the quantizable layers)', layerCap)
     .option('--precision-out <file>', `with --max-drop: the precision map to write (default ${DEFAULT_OUT_DIR}/<model>.precision.json)`)
     .option('--out-dir <dir>', 'folder of the default precision map', DEFAULT_OUT_DIR);
+  addTaskOptions(cmd, { what: 'the ranking and the budget' });
   addPreprocessOptions(cmd);
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: SensitivityCliValues) => {
@@ -102,7 +104,7 @@ export function register(program: Command): void {
       [
         { path: opts.model, what: '--model' },
         { path: opts.cache, what: '--cache' },
-        ...(opts.labels && opts.labels !== 'folders' ? [{ path: opts.labels, what: '--labels' }] : []),
+        ...(opts.labels && opts.labels !== 'folders' ? [{ path: opts.labels.replace(/^(yolo|masks):/, ''), what: '--labels' }] : []),
         ...(opts.classes ? [{ path: opts.classes, what: '--classes' }] : []),
       ],
     );
@@ -122,7 +124,8 @@ async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof p
     cache: opts.cache,
     data,
     measure: opts.measure,
-    metric: opts.metric,
+    ...(opts.metric ? { metric: opts.metric } : {}),
+    task: taskFlagsFrom(opts),
     ...(opts.layers ? { layers: opts.layers } : {}),
     ...(opts.labels ? { labelSource: { labels: opts.labels, ...(opts.classes ? { classes: opts.classes } : {}) } } : {}),
     ...(opts.threads ? { threads: capThreads(opts.threads, reporter) } : {}),
