@@ -168,7 +168,7 @@ describe('compare on the SSD detector: mAP against FP32 is the verdict', () => {
     await writeFile(file, '[]');
     const save = await runCli([...base, '--save-detections', file]);
     expect(save.code).toBe(1);
-    expect(save.stderr).toMatch(/--save-detections .*a-file\.json is a file, not a folder/);
+    expect(save.stderr).toMatch(/--save-detections.*a-file\.json is a file, not a folder/);
     const quantize = await runCli(['quantize', '--model', SSD, '--cache', ssdCache('minmax'), '--boxes', 'boxes:yxyx:norm', '--scores', 'scores', '--out', path.join(dir, 'q.onnx')]);
     expect(quantize.code).toBe(1);
     expect(quantize.stderr).toMatch(/--task and its flags .* go with --mixed auto/);
