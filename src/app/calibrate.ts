@@ -134,7 +134,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   let collected: Awaited<ReturnType<typeof collectStatistics>> | undefined;
   const collectStarted = performance.now();
   if (options.fromStats) {
-    const stored = await loadStatistics(options.fromStats, { expectModelSha256: await modelShaPending, modelFile: options.model });
+    const stored = await loadStatistics(options.fromStats, { expectModelSha256: await modelShaPending, modelFile: options.model, maxTensors: activations.length });
     tensors = stored.tensors;
     announce();
     reporter.info(`statistics: ${options.fromStats} (${stored.provenance.imageCount} images, ${tensors.length} tensors)`);

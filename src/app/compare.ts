@@ -178,7 +178,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     for (const s of run.skipped) reporter.warn(`skipped ${s.file}: ${s.reason}`);
     if (run.images === 0) throw new UserError(`None of the images in ${options.data.data} could be read.`);
 
-    const histograms = await histogramsFor(options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`), options.stats !== undefined, sha, options.model, run.variants, reporter);
+    const histograms = await histogramsFor(options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`), options.stats !== undefined, sha, options.model, run.variants, reporter, activations.length);
     const report = buildCompareReport({
       tool: { name: 'trt-calib', version: TOOL_VERSION },
       model: {
@@ -231,7 +231,7 @@ function precisionOfModel(model: OnnxModel): Precision {
  * Per-tensor histograms for the report, with the threshold every algorithm would pick, from the stored statistics.
  * Statistics of another model are refused when named explicitly and silently left out when only found by default.
  */
-async function histogramsFor(file: string, explicit: boolean, sha: string, modelFile: string, variants: CompareReport['variants'], reporter: Reporter) {
+async function histogramsFor(file: string, explicit: boolean, sha: string, modelFile: string, variants: CompareReport['variants'], reporter: Reporter, maxTensors: number) {
   if (!existsSync(file)) {
     if (explicit) throw new UserError(`The statistics file ${file} does not exist.`);
     reporter.info(`no statistics at ${file}: the report has no histograms (run calibration first, or pass --stats)`);
@@ -239,7 +239,7 @@ async function histogramsFor(file: string, explicit: boolean, sha: string, model
   }
   let stored;
   try {
-    stored = await loadStatistics(file, { expectModelSha256: sha, modelFile });
+    stored = await loadStatistics(file, { expectModelSha256: sha, modelFile, maxTensors });
   } catch (err) {
     if (explicit) throw err;
     reporter.warn(`${file} left out of the report: ${(err as Error).message}`);

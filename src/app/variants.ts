@@ -11,7 +11,7 @@ import type { OnnxModel } from '../onnx/model.js';
 import { buildMixedPrecisionModel, type MixedModelResult } from '../precision/apply.js';
 import { readPrecisionMap, type PrecisionMap } from '../precision/map.js';
 import { nodeLabel } from '../onnx/opset.js';
-import { readUserFile } from '../util/fs.js';
+import { READ_LIMITS, readUserFile } from '../util/fs.js';
 
 export interface LoadedCache {
   file: string;
@@ -33,7 +33,7 @@ const HEADER_TO_ALGO: Record<string, string> = {
  * model (a cache of another model has none). Activations without a scale are reported in `missing`.
  */
 export async function loadCacheFor(file: string, activations: readonly string[], modelFile: string): Promise<LoadedCache & { missing: string[] }> {
-  const cache = parseCalibrationCache(await readUserFile(file, 'Calibration cache'), file);
+  const cache = parseCalibrationCache(await readUserFile(file, 'Calibration cache', READ_LIMITS.calibrationCache), file);
   const scales = new Map(cache.entries.map((e) => [e.name, e.scale]));
   const known = activations.filter((a) => scales.has(a));
   if (known.length === 0) {

@@ -13,11 +13,11 @@ import {
 } from '../cache/trt-cache.js';
 import { encodeTrtVersion, formatTrtVersion, resolveTrtVersion } from '../cache/trt-version.js';
 import { UserError } from '../errors.js';
-import { readUserFile, writeFileAtomic } from '../util/fs.js';
+import { READ_LIMITS, readUserFile, writeFileAtomic } from '../util/fs.js';
 import { addCommonOptions, emit, parseInteger, type CommonOptions } from './common.js';
 
 async function readCache(file: string): Promise<CalibrationCache> {
-  const bytes = await readUserFile(file, 'Calibration cache');
+  const bytes = await readUserFile(file, 'Calibration cache', READ_LIMITS.calibrationCache);
   return parseCalibrationCache(bytes, file);
 }
 
@@ -106,7 +106,7 @@ export function register(program: Command): void {
     let result: { out: string; tensors: number; format: string; header?: string };
     if (isJson(input)) {
       if (isJson(opts.out)) throw new UserError(`Both ${input} and --out ${opts.out} are JSON range tables; one side must be a cache.`);
-      const ranges = rangeTableFromJson((await readUserFile(input, 'Range table')).toString('utf8'), input);
+      const ranges = rangeTableFromJson((await readUserFile(input, 'Range table', READ_LIMITS.rangeTable)).toString('utf8'), input);
       const { version, source } = resolveTrtVersion(opts.trtVersion);
       const algorithm = opts.algorithm ?? 'EntropyCalibration2';
       const text = formatCalibrationCache({

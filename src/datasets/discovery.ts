@@ -6,9 +6,10 @@
  * with a seeded PRNG (mulberry32), take the first N, sort the pick again.
  */
 import fg from 'fast-glob';
-import { readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { readdir, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError, invalidParameter } from '../errors.js';
+import { READ_LIMITS, readUserFile } from '../util/fs.js';
 import type { SkippedFile } from './types.js';
 
 /** Extensions searched in folders and kept from globs (what sharp's prebuilt libvips can decode). */
@@ -258,9 +259,7 @@ async function globFiles(pattern: string): Promise<{ files: string[]; skipped: S
 
 /** One path per line, relative to the list file's folder; blank lines and lines starting with # are ignored. */
 async function readListFile(listFile: string): Promise<string[]> {
-  const text = await readFile(listFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`Cannot read the list file ${JSON.stringify(listFile)}: ${err.message}`);
-  });
+  const text = (await readUserFile(listFile, 'The list file', READ_LIMITS.listFile)).toString('utf8');
   if (text.includes('\u0000')) {
     throw new UserError(`${JSON.stringify(listFile)} is neither a folder, an image (${extensionList()}) nor a text file listing image paths.`);
   }
