@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { formatCalibrationCache, scaleFromAmax } from '../cache/trt-cache.js';
+import { assertCacheableNames, formatCalibrationCache, scaleFromAmax } from '../cache/trt-cache.js';
 import { encodeTrtVersion, formatTrtVersion, resolveTrtVersion, type TrtVersion } from '../cache/trt-version.js';
 import { CALIBRATORS, computeAllAmaxes } from '../calibrators/registry.js';
 import type { AlgorithmName, CalibratorOptions } from '../calibrators/types.js';
@@ -126,6 +126,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model });
   if (activations.length === 0) throw new UserError(`${options.model} has no floating-point activations to calibrate.`);
+  if (writeCaches) assertCacheableNames(activations.map((a) => a.name), options.model);
   const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
   const outDir = options.outDir ?? DEFAULT_OUT_DIR;
   const statsFile = options.statsOut ?? path.join(outDir, `${modelBase}.stats.msgpack`);

@@ -41,6 +41,43 @@ const HEADER = /^TRT-(\d+)-([A-Za-z][A-Za-z0-9_]*)$/;
 // TensorRT formats the bits with std::hex and no padding: a zero scale is written "0". We write all 8 digits.
 const HEX = /^[0-9a-fA-F]{1,8}$/;
 
+/**
+ * Why a tensor name cannot be written as a cache line, or undefined when it can. Readers of the format split the
+ * file into lines at "\n" (dropping a "\r" before it) and each line at the ":" before the hex value: onnxruntime's
+ * reader of TensorRT caches (ReadDynamicRange in microsoft/onnxruntime,
+ * onnxruntime/core/providers/tensorrt/tensorrt_execution_provider_utils.h) reads it with std::getline on the
+ * lines, then on ':'; TensorRT writes names that hold ":" and ": " itself ("input:0: 3c010a14"), so the value is
+ * what follows the LAST ": " and any name survives but one with a line break in it, or an empty one. TensorRT's
+ * tensor names are C strings, so a NUL would cut the name short.
+ */
+export function cacheNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'it is empty';
+  if (name.includes('\n')) return 'it contains a line break (\\n), and a cache holds one tensor per line';
+  if (name.includes('\r')) return 'it contains a carriage return (\\r), which readers of the cache take as the end of a line';
+  if (name.includes('\0')) return 'it contains a NUL character, which ends a TensorRT tensor name';
+  return undefined;
+}
+
+/**
+ * A UserError for the first tensor name that a calibration cache cannot hold: checked before any work, so that
+ * a long calibration does not end in a cache that cannot be written.
+ */
+export function assertCacheableNames(names: Iterable<string>, source: string): void {
+  const bad: Array<{ name: string; problem: string }> = [];
+  for (const name of names) {
+    const problem = cacheNameProblem(name);
+    if (problem !== undefined) bad.push({ name, problem });
+  }
+  if (bad.length === 0) return;
+  const first = bad[0]!;
+  throw new UserError(
+    `${source}: the tensor name ${JSON.stringify(first.name)} cannot be written to a TensorRT calibration cache: ${first.problem}` +
+      (bad.length > 1 ? ` (${bad.length - 1} more such name(s): ${bad.slice(1, 4).map((b) => JSON.stringify(b.name)).join(', ')})` : '') +
+      '.',
+    { hint: 'Rename the tensor in the model (e.g. with onnx-graphsurgeon or onnx.helper), or use `trt-calib quantize`: a Q/DQ model carries its scales itself and takes any name.' },
+  );
+}
+
 /** float32 scale for an amax: Math.fround(amax / 127). An amax of 0 (no data, all zeros) gets amax 1: see below. */
 export function scaleFromAmax(amax: number): number {
   if (!Number.isFinite(amax) || amax < 0) throw new RangeError(`amax must be finite and >= 0, got ${amax}`);
@@ -73,7 +110,8 @@ export function formatCalibrationCache(cache: { trtVersion: TrtVersion | number;
   const lines = [formatCacheHeader(cache.trtVersion, cache.algorithm)];
   const seen = new Set<string>();
   for (const e of cache.entries) {
-    if (e.name.length === 0 || /[\r\n]/.test(e.name)) throw new RangeError(`tensor name cannot be written to a cache: ${JSON.stringify(e.name)}`);
+    // Callers check names up front (assertCacheableNames); reaching this is a bug.
+    if (cacheNameProblem(e.name) !== undefined) throw new RangeError(`tensor name cannot be written to a cache: ${JSON.stringify(e.name)}`);
     if (seen.has(e.name)) throw new RangeError(`duplicate tensor in cache: ${e.name}`);
     seen.add(e.name);
     if (!(e.scale > 0) || !Number.isFinite(e.scale)) throw new RangeError(`scale of ${e.name} must be finite and > 0, got ${e.scale}`);

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import path from 'node:path';
 import {
+  assertCacheableNames,
   cacheToRangeTable,
   describeCacheVersion,
   diffCaches,
@@ -107,6 +108,7 @@ export function register(program: Command): void {
     if (isJson(input)) {
       if (isJson(opts.out)) throw new UserError(`Both ${input} and --out ${opts.out} are JSON range tables; one side must be a cache.`);
       const ranges = rangeTableFromJson((await readUserFile(input, 'Range table', READ_LIMITS.rangeTable)).toString('utf8'), input);
+      assertCacheableNames(Object.keys(ranges), input);
       const { version, source } = resolveTrtVersion(opts.trtVersion);
       const algorithm = opts.algorithm ?? 'EntropyCalibration2';
       const text = formatCalibrationCache({

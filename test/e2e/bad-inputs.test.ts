@@ -3,11 +3,13 @@
  * reported skip, in seconds; never a hang, unbounded memory or exit 3. Every run has a time limit.
  */
 import { execFile, execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, MOBILENET, ROOT, assertBuilt, type CliResult } from './cli.js';
+import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
+import { BIN, IMAGES, MOBILENET, ROOT, assertBuilt, type CliResult } from './cli.js';
 
 let tmp: string;
 beforeAll(async () => {
@@ -77,4 +79,38 @@ describe('unbounded reads (issue 12, item 6)', () => {
     expectUserError(await run(['--model', '/dev/zero', '--data', path.join(ROOT, 'test/fixtures/images'), '--trt-version', '10.3.0', '--out-dir', tmp], 10_000), /The model file \/dev\/zero is a character device, not a regular file/);
     expectUserError(await run(['compare', '--model', '/dev/zero', '--data', path.join(ROOT, 'test/fixtures/images'), '--precisions', 'fp32,fp16', '--out-dir', tmp], 10_000), /\/dev\/zero is a character device/);
   }, 60_000);
+});
+
+/** MobileNetV2 with one activation renamed (every node that writes or reads it), written to `file`. */
+async function withRenamedTensor(file: string, from: string, to: string): Promise<void> {
+  const model = await loadOnnxModel(MOBILENET);
+  let uses = 0;
+  for (const node of model.graph!.node!) {
+    for (const list of [node.input!, node.output!]) {
+      for (let i = 0; i < list.length; i++) if (list[i] === from) (list[i] = to), uses++;
+    }
+  }
+  if (uses < 2) throw new Error(`${from} is not an activation of the fixture`);
+  await writeFile(file, saveOnnxModel(model));
+}
+
+describe('tensor names a cache cannot hold (issue 12, item 7)', () => {
+  it('a model with a newline in a tensor name: exit 1 naming it, before the calibration pass', async () => {
+    const model = path.join(tmp, 'newline.onnx');
+    await withRenamedTensor(model, 'Conv1_pad', 'Conv1\npad');
+    const r = await run(['--model', model, '--data', IMAGES, '--trt-version', '10.3.0', '--out-dir', path.join(tmp, 'newline-out')]);
+    expectUserError(r, /newline\.onnx: the tensor name "Conv1\\npad" cannot be written to a TensorRT calibration cache: it contains a line break/);
+    expect(r.stderr).toMatch(/trt-calib quantize/);
+    // Found up front: no image was decoded, nothing was written.
+    expect(r.stderr).not.toMatch(/calibrating/);
+    expect(existsSync(path.join(tmp, 'newline-out'))).toBe(false);
+  }, 30_000);
+
+  it('a JSON range table with a newline, a carriage return or an empty name: exit 1 naming it', async () => {
+    const table = path.join(tmp, 'names.json');
+    await writeFile(table, JSON.stringify({ input: 2.5, 'a\nb': 1, 'c\rd': 1, '': 3 }));
+    const r = await run(['cache', 'convert', table, '--out', path.join(tmp, 'names.cache'), '--trt-version', '10.3.0']);
+    expectUserError(r, /names\.json: the tensor name "a\\nb" cannot be written to a TensorRT calibration cache: it contains a line break .*\(2 more such name\(s\): "c\\rd", ""\)/);
+    expect(existsSync(path.join(tmp, 'names.cache'))).toBe(false);
+  }, 20_000);
 });
