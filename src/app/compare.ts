@@ -22,7 +22,7 @@ import { TOOL_VERSION } from '../version.js';
 import { DEFAULT_OUT_DIR } from './calibrate.js';
 import { datasetForModel, type DataOptions } from './data.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
-import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
+import { buildFp16Variant, buildInt8Variant, checkCacheCoverage, describePartialCoverage, loadCacheFor, readPrecisionMapFor, type CacheCoverage } from './variants.js';
 import type { MixedResult } from '../sensitivity/mixed.js';
 
 export interface CompareOptions {
@@ -96,17 +96,22 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   if (options.mixed && precisionMap) throw new UserError('--mixed auto chooses its own precision map: drop --precision-map.');
 
   // Build every variant before the long pass, so that a bad cache fails in a second.
-  const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; built: ReturnType<typeof buildInt8Variant>; mixed?: boolean }> = [];
+  const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; built: ReturnType<typeof buildInt8Variant>; coverage: CacheCoverage; mixed?: boolean }> = [];
   for (const file of caches) {
     const loaded = await loadCacheFor(file, activations, options.model);
     const built = buildInt8Variant(model, loaded.scales, { precisionMap, file: options.model });
-    int8.push({ loaded, built });
+    // A cache covering none of the INT8 layers' inputs is an error; one covering part of them, a warning and a note.
+    const coverage = checkCacheCoverage(loaded, built, options.model);
+    const warning = describePartialCoverage(coverage, options.model);
+    if (warning) reporter.warn(warning);
+    int8.push({ loaded, built, coverage });
   }
   let mixed: MixedResult | undefined;
   if (options.mixed) {
     ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, ...options.mixed }));
     const loaded = int8[0]!.loaded;
-    int8.push({ loaded, built: buildInt8Variant(model, loaded.scales, { precisionMap: mixed.map, file: options.model }), mixed: true });
+    const built = buildInt8Variant(model, loaded.scales, { precisionMap: mixed.map, file: options.model });
+    int8.push({ loaded, built, coverage: checkCacheCoverage(loaded, built, options.model), mixed: true });
   }
   const names = new Map<string, number>();
   const variantName = (base: string) => {
@@ -135,6 +140,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     const exposedInRef = layerNames.filter((n) => !inputs.some((i) => i.name === n));
     const reference = useTrt ? await openTrt('fp32', undefined, options.model, exposedInRef) : await open(options.model, undefined, exposedInRef);
     const variants: VariantRun[] = [];
+    const coverageOf = new Map<string, CacheCoverage>();
     if (precisions.includes('fp16')) {
       const session = useTrt ? await openTrt('fp16', undefined, options.model, []) : await open(`${options.model} (fp16)`, buildFp16Variant(model, { file: options.model }).model, []);
       variants.push({ spec: { name: 'fp16', precision: 'fp16' }, session });
@@ -143,6 +149,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
       const { loaded, built } = v;
       const name = variantName(`int8-${loaded.algorithm}${precisionMap || v.mixed ? '-mixed' : ''}`);
       const spec = { name, precision: 'int8' as const, algorithm: loaded.algorithm, modelFile: loaded.file };
+      coverageOf.set(name, v.coverage);
       if (useTrt) {
         const layers = options.layers === false ? [] : built.qdq.quantizedTensors.filter((t) => exposedInRef.includes(t));
         variants.push({ spec, session: await openTrt('int8', loaded.file, options.model, layers), layers });
@@ -206,7 +213,8 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
         ...(options.maxDrop !== undefined ? { maxDrop: options.maxDrop } : {}),
         preprocess,
       },
-      variants: run.variants,
+      variants: run.variants.map((v) => (coverageOf.has(v.name) ? { ...v, cacheCoverage: coverageOf.get(v.name)! } : v)),
+      notes: [...coverageOf].flatMap(([name, c]) => (c.missing.length > 0 ? [`${name}: ${describePartialCoverage(c, options.model)}`] : [])),
       ...(histograms ? { histograms } : {}),
       ...(mixed ? { tradeoff: mixed.tradeoff } : {}),
     });

@@ -13,7 +13,7 @@ import { countPrecisions, type PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
-import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
+import { buildFp16Variant, buildInt8Variant, checkCacheCoverage, describePartialCoverage, loadCacheFor, readPrecisionMapFor } from './variants.js';
 
 export interface QuantizeOptions {
   model: string;
@@ -50,7 +50,7 @@ export interface QuantizeResult {
   fp32Layers?: number;
   quantizedTensors?: number;
   skipped: Array<{ node: string; op: string; reason: string }>;
-  /** Activations the cache has no scale for (left unquantized). */
+  /** Activations the INT8 layers read that the cache has no scale for (their consumers stay in float). */
   missingScales: string[];
   opset?: { from: number; to: number; converted: string[] };
   precisionMap?: { file: string; int8: number; fp16: number; fp32: number };
@@ -85,6 +85,9 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let precisionMapFile = options.precisionMap;
   let mixed: MixedSummary | undefined;
   if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
+  // The cache is read and its coverage checked before any long work (the mixed-precision search).
+  const loaded = options.cache ? await loadCacheFor(options.cache, activations, options.model) : undefined;
+  if (loaded && options.mixed) checkCacheCoverage(loaded, buildInt8Variant(model, loaded.scales, { file: options.model }), options.model);
   if (options.mixed) {
     const r = await searchMixedPrecision({ model: options.model, cache: options.cache!, data: options.data!, outDir: options.outDir, threads: options.threads, reporter, ...options.mixed });
     precisionMap = r.mixed.map;
@@ -96,12 +99,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let scales: Map<string, number>;
   let algorithm: string;
   let missing: string[] = [];
-  if (options.cache) {
-    const loaded = await loadCacheFor(options.cache, activations, options.model);
-    ({ scales, algorithm, missing } = loaded);
-    if (missing.length > 0) {
-      reporter.warn(`${options.cache} has no scale for ${missing.length} activation(s) of ${options.model} (e.g. ${missing.slice(0, 3).join(', ')}): their consumers stay in float.`);
-    }
+  if (loaded) {
+    ({ scales, algorithm } = loaded);
   } else {
     const algo = options.algorithm ?? 'entropy2';
     if (!isAlgorithmName(algo)) throw new UserError(`Unknown --algo ${JSON.stringify(algo)}.`);
@@ -111,6 +110,12 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     algorithm = algo;
   }
   const r = buildInt8Variant(model, scales, { precisionMap, file: options.model });
+  if (loaded) {
+    const coverage = checkCacheCoverage(loaded, r, options.model);
+    missing = coverage.missing;
+    const warning = describePartialCoverage(coverage, options.model);
+    if (warning) reporter.warn(warning);
+  }
   const out = options.out ?? defaultVariantPath(options.model, precisionMap ? `${algorithm}.mixed` : `${algorithm}.int8`, options.outDir);
   await writeChecked(out, r.model);
   const counts = precisionMap ? countPrecisions(precisionMap) : undefined;

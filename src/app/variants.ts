@@ -47,6 +47,44 @@ export async function loadCacheFor(file: string, activations: readonly string[],
   return { file, cache, algorithm, scales, missing: activations.filter((a) => !scales.has(a)) };
 }
 
+/** How much of a model's INT8 layers a cache gives scales to (in report.json as a variant's `cacheCoverage`). */
+export interface CacheCoverage {
+  cache: string;
+  /** Tensors in the cache. */
+  tensors: number;
+  /** Activations the model's INT8 layers read (weighted ops and residual Adds left in INT8 by the precision map). */
+  quantizable: number;
+  /** Of those, the ones the cache has a scale for. */
+  covered: number;
+  /** The ones it has none for: their consumers stay in float. */
+  missing: string[];
+}
+
+/**
+ * The cache's coverage of the variant built from it. A cache that covers none of the activations the INT8 layers
+ * read (cut short, or written for another export of the model) would give an "INT8" model with nothing in INT8,
+ * which passes every accuracy gate: that is a UserError naming the cache and what it covers.
+ */
+export function checkCacheCoverage(loaded: LoadedCache, built: MixedModelResult, modelFile: string): CacheCoverage {
+  const wanted = built.qdq.quantizable;
+  const missing = wanted.filter((a) => !loaded.scales.has(a));
+  const coverage = { cache: loaded.file, tensors: loaded.cache.entries.length, quantizable: wanted.length, covered: wanted.length - missing.length, missing };
+  if (coverage.quantizable > 0 && coverage.covered === 0) {
+    const names = loaded.cache.entries.slice(0, 3).map((e) => JSON.stringify(e.name)).join(', ');
+    throw new UserError(
+      `${loaded.file} covers ${coverage.tensors} tensor(s) (${names}${coverage.tensors > 3 ? ', ...' : ''}), none of the ${coverage.quantizable} activations that the INT8 layers of ${modelFile} read: nothing would run in INT8.`,
+      { hint: 'The cache is cut short or was written for another model (or another export of it): look at it with `trt-calib cache show`, or calibrate this model (trt-calib --model ... --data ...).' },
+    );
+  }
+  return coverage;
+}
+
+/** The warning for a cache that leaves some INT8 layers without a scale, as quantize and compare print it. */
+export function describePartialCoverage(c: CacheCoverage, modelFile: string): string | undefined {
+  if (c.missing.length === 0) return undefined;
+  return `${c.cache} has no scale for ${c.missing.length} of the ${c.quantizable} activations that the INT8 layers of ${modelFile} read (e.g. ${c.missing.slice(0, 3).join(', ')}): their consumers stay in float.`;
+}
+
 export function buildInt8Variant(model: OnnxModel, scales: ReadonlyMap<string, number>, options: { precisionMap?: PrecisionMap; file?: string } = {}): MixedModelResult {
   return buildMixedPrecisionModel(model, { activationScales: scales, precisionMap: options.precisionMap, file: options.file });
 }

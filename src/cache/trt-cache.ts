@@ -38,8 +38,12 @@ export interface CalibrationCache {
 }
 
 const HEADER = /^TRT-(\d+)-([A-Za-z][A-Za-z0-9_]*)$/;
-// TensorRT formats the bits with std::hex and no padding: a zero scale is written "0". We write all 8 digits.
-const HEX = /^[0-9a-fA-F]{1,8}$/;
+// TensorRT prints the float32 bits in hex without padding. Every scale it can write is a normal float32 (an
+// amax of at least 2^-126 x 127), whose bits are at least 0x00800000, hence 8 digits for any scale above 2.5e-29,
+// i.e. every real one, except a zero scale, written as a lone "0" (tensors that were all zeros during calibration,
+// e.g. NVIDIA/TensorRT#3020, a Polygraphy-calibrated cache with a 0 scale). So a value is 8 digits or "0"; anything
+// shorter is a line cut in the middle of its value (a truncated copy), which must not parse as a tiny scale.
+const HEX = /^(?:[0-9a-fA-F]{8}|0)$/;
 
 /**
  * Why a tensor name cannot be written as a cache line, or undefined when it can. Readers of the format split the
@@ -155,7 +159,10 @@ export function parseCalibrationCache(input: string | Uint8Array, source = 'cali
     if (cut <= 0) fail(lineNo, `expected "tensor name: hhhhhhhh" but found ${JSON.stringify(line.slice(0, 80))}`);
     const name = line.slice(0, cut);
     const hex = line.slice(cut + 2).trim();
-    if (!HEX.test(hex)) fail(lineNo, `the scale of "${name}" must be 1 to 8 hex digits (float32 bits) but is ${JSON.stringify(hex.slice(0, 20))}`);
+    if (!HEX.test(hex) && /^[0-9a-fA-F]{1,7}$/.test(hex)) {
+      fail(lineNo, `the scale of "${name}" has ${hex.length} hex digit(s), ${JSON.stringify(hex)}: the line is cut in the middle of its value (TensorRT writes 8 digits, or a lone 0)`);
+    }
+    if (!HEX.test(hex)) fail(lineNo, `the scale of "${name}" must be 8 hex digits (float32 bits) or a lone 0, but is ${JSON.stringify(hex.slice(0, 20))}`);
     const scale = hexToScale(hex);
     if (!Number.isFinite(scale) || scale < 0) fail(lineNo, `the scale of "${name}" is ${scale}, not a finite non-negative number`);
     const prev = seen.get(name);

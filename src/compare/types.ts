@@ -118,6 +118,11 @@ export interface VariantReport {
   layers?: LayerMetrics[];
   /** The worst images of the primary output, worst first. */
   worst: ImageRecord[];
+  /**
+   * INT8 from a calibration cache: how many of the activations its INT8 layers read the cache has a scale for
+   * (`missing` ones leave their consumers in float). A cache covering none of them is refused before the pass.
+   */
+  cacheCoverage?: { cache: string; tensors: number; quantizable: number; covered: number; missing: string[] };
 }
 
 export interface Winner {

@@ -4,7 +4,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -113,4 +113,48 @@ describe('tensor names a cache cannot hold (issue 12, item 7)', () => {
     expectUserError(r, /names\.json: the tensor name "a\\nb" cannot be written to a TensorRT calibration cache: it contains a line break .*\(2 more such name\(s\): "c\\rd", ""\)/);
     expect(existsSync(path.join(tmp, 'names.cache'))).toBe(false);
   }, 20_000);
+});
+
+describe('a cache that quantizes nothing (issue 12, item 3)', () => {
+  let full: string;
+  beforeAll(async () => {
+    full = path.join(tmp, 'full.minmax.cache');
+    const r = await run(['--model', MOBILENET, '--data', IMAGES, '--max-images', '2', '--algo', 'minmax', '--trt-version', '10.3.0', '--out', full, '--stats-out', path.join(tmp, 'full.stats.msgpack'), '--quiet']);
+    expect(r.code).toBe(0);
+  }, 30_000);
+
+  it('a cache covering only the network input: compare and quantize exit 1 naming it and what it covers', async () => {
+    const lines = (await readFile(full, 'utf8')).split('\n');
+    expect(lines[1]).toMatch(/^input: [0-9a-f]{8}$/);
+    const inputOnly = path.join(tmp, 'input-only.cache');
+    await writeFile(inputOnly, `${lines[0]}\n${lines[1]}\n`);
+    const message = /input-only\.cache covers 1 tensor\(s\) \("input"\), none of the 55 activations that the INT8 layers of .*mobilenet_v2_nsfw_224\.onnx read: nothing would run in INT8/;
+    const outDir = path.join(tmp, 'cover-out');
+    // Before: int8 "won" with 100% agreement and --max-drop 0 passed; quantize wrote a model with 0 INT8 layers.
+    expectUserError(await run(['compare', '--model', MOBILENET, '--data', IMAGES, '--max-images', '2', '--cache', inputOnly, '--precisions', 'fp32,int8', '--max-drop', '0', '--out-dir', outDir]), message);
+    expectUserError(await run(['quantize', '--model', MOBILENET, '--cache', inputOnly, '--out', path.join(outDir, 'q.onnx')]), message);
+    expect(existsSync(outDir)).toBe(false);
+  }, 30_000);
+
+  it('a cache cut in the middle of a value: exit 1 with the line number', async () => {
+    const text = await readFile(full, 'utf8');
+    const cut = path.join(tmp, 'cut.cache');
+    await writeFile(cut, text.slice(0, text.indexOf('\n', text.indexOf('\n') + 1) + 'Conv1_pad: 3c'.length + 1));
+    expectUserError(await run(['cache', 'show', cut]), /cut\.cache:3: the scale of "Conv1_pad" has 2 hex digit\(s\), "3c": the line is cut in the middle of its value/);
+  }, 20_000);
+
+  it('partial coverage: a warning in compare, a note and cacheCoverage in report.json', async () => {
+    const lines = (await readFile(full, 'utf8')).split('\n');
+    const partial = path.join(tmp, 'partial.minmax.cache');
+    await writeFile(partial, lines.filter((l) => !/^(Conv1_pad|block_1_pad): /.test(l)).join('\n'));
+    const reportDir = path.join(tmp, 'partial-report');
+    const r = await run(['compare', '--model', MOBILENET, '--data', IMAGES, '--max-images', '2', '--cache', partial, '--precisions', 'fp32,int8', '--report-dir', reportDir, '--out-dir', tmp]);
+    expect(r.code).toBe(0);
+    const warning = /partial\.minmax\.cache has no scale for 2 of the 55 activations that the INT8 layers of .*mobilenet_v2_nsfw_224\.onnx read \(e\.g\. Conv1_pad, block_1_pad\): their consumers stay in float/;
+    expect(r.stderr).toMatch(warning);
+    const report = JSON.parse(await readFile(path.join(reportDir, 'report.json'), 'utf8'));
+    const int8 = report.variants.find((v: { name: string }) => v.name === 'int8-minmax');
+    expect(int8.cacheCoverage).toEqual({ cache: partial, tensors: 110, quantizable: 55, covered: 53, missing: ['Conv1_pad', 'block_1_pad'] });
+    expect(report.notes.some((n: string) => n.startsWith('int8-minmax: ') && warning.test(n))).toBe(true);
+  }, 30_000);
 });
