@@ -118,6 +118,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   // Echoed once every check has passed, so that a failing run prints its error alone.
   const announce = () => {
     if (trt) reporter.info(`TensorRT cache version: ${formatTrtVersion(trt.version)} (${encodeTrtVersion(trt.version)}, ${trt.source})`);
+    if (trt?.warning) reporter.warn(trt.warning);
   };
 
   // The model's hash goes into the statistics' provenance; it is computed while the model loads and runs.

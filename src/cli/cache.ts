@@ -109,7 +109,7 @@ export function register(program: Command): void {
       if (isJson(opts.out)) throw new UserError(`Both ${input} and --out ${opts.out} are JSON range tables; one side must be a cache.`);
       const ranges = rangeTableFromJson((await readUserFile(input, 'Range table', READ_LIMITS.rangeTable)).toString('utf8'), input);
       assertCacheableNames(Object.keys(ranges), input);
-      const { version, source } = resolveTrtVersion(opts.trtVersion);
+      const { version, source, warning } = resolveTrtVersion(opts.trtVersion);
       const algorithm = opts.algorithm ?? 'EntropyCalibration2';
       const text = formatCalibrationCache({
         trtVersion: version,
@@ -119,6 +119,7 @@ export function register(program: Command): void {
       await writeFileAtomic(opts.out, text);
       result = { out: opts.out, tensors: Object.keys(ranges).length, format: 'cache', header: text.slice(0, text.indexOf('\n')) };
       if (!opts.json && !opts.quiet) process.stderr.write(`TensorRT version ${formatTrtVersion(version)} (${source})\n`);
+      if (warning && !opts.quiet) process.stderr.write(`warning: ${warning}\n`);
     } else {
       const c = await readCache(input);
       if (isJson(opts.out)) {
@@ -126,7 +127,9 @@ export function register(program: Command): void {
         await writeFileAtomic(opts.out, `${JSON.stringify(ranges, null, 2)}\n`);
         result = { out: opts.out, tensors: c.entries.length, format: 'json' };
       } else {
-        const version = opts.trtVersion !== undefined ? encodeTrtVersion(resolveTrtVersion(opts.trtVersion).version) : c.trtVersion;
+        const resolved = opts.trtVersion !== undefined ? resolveTrtVersion(opts.trtVersion) : undefined;
+        if (resolved?.warning && !opts.quiet) process.stderr.write(`warning: ${resolved.warning}\n`);
+        const version = resolved ? encodeTrtVersion(resolved.version) : c.trtVersion;
         const text = formatCalibrationCache({ trtVersion: version, algorithm: opts.algorithm ?? c.algorithm, entries: c.entries });
         await writeFileAtomic(opts.out, text);
         result = { out: opts.out, tensors: c.entries.length, format: 'cache', header: text.slice(0, text.indexOf('\n')) };

@@ -158,3 +158,37 @@ describe('a cache that quantizes nothing (issue 12, item 3)', () => {
     expect(report.notes.some((n: string) => n.startsWith('int8-minmax: ') && warning.test(n))).toBe(true);
   }, 30_000);
 });
+
+describe('smaller things (issue 12, item 10)', () => {
+  it('--trt-version: 11 and later refused with the pointer to quantize; before 8.6 a warning', async () => {
+    const out = path.join(tmp, 'v11');
+    const r = await run(['--model', MOBILENET, '--data', IMAGES, '--max-images', '1', '--trt-version', '11.0.0', '--out-dir', out]);
+    expectUserError(r, /TensorRT 11\.0\.0 \(--trt-version\) reads no calibration cache: TensorRT 11 removed implicit quantization/);
+    expect(r.stderr).toMatch(/trt-calib quantize --model/);
+    expect(existsSync(out)).toBe(false);
+    const table = path.join(tmp, 'ranges.json');
+    await writeFile(table, JSON.stringify({ input: 2.5 }));
+    expectUserError(await run(['cache', 'convert', table, '--out', path.join(tmp, 'v11.cache'), '--trt-version', '11.0.0']), /reads no calibration cache/);
+    const old = await run(['cache', 'convert', table, '--out', path.join(tmp, 'v7.cache'), '--trt-version', '7.2.3']);
+    expect(old.code).toBe(0);
+    expect(old.stderr).toMatch(/warning: TensorRT 7\.2\.3 is older than 8\.6, the oldest this tool writes caches for/);
+    expect(await readFile(path.join(tmp, 'v7.cache'), 'utf8')).toMatch(/^TRT-7203-EntropyCalibration2\n/);
+  }, 30_000);
+
+  it('--from-stats prints the TensorRT version once (and each cache header)', async () => {
+    const stats = path.join(tmp, 'once.stats.msgpack');
+    expect((await run(['--model', MOBILENET, '--data', IMAGES, '--max-images', '1', '--algo', 'minmax', '--trt-version', '10.3.0', '--out-dir', tmp, '--stats-out', stats, '--out', path.join(tmp, 'once-a.cache')])).code).toBe(0);
+    const r = await run(['--model', MOBILENET, '--from-stats', stats, '--algo', 'minmax', '--trt-version', '10.3.0', '--out', path.join(tmp, 'once-b.cache')]);
+    expect(r.code).toBe(0);
+    const all = r.stdout + r.stderr;
+    expect(all.match(/10\.3\.0/g)).toHaveLength(1);
+    expect(all).toMatch(/TensorRT cache version: 10\.3\.0 \(100300, --trt-version\)/);
+    expect(all).toMatch(/\[TRT-100300-MinMaxCalibration\]/);
+  }, 30_000);
+
+  it('compare --help gives the batch default compare uses (8), calibrate\'s stays 1', async () => {
+    expect((await run(['compare', '--help'])).stdout).toMatch(/--batch <n>\s+images per batch \(default: the model's, else 8\)/);
+    expect((await run(['sensitivity', '--help'])).stdout).toMatch(/--batch <n>\s+images per batch \(default: the model's, else 8\)/);
+    expect((await run(['calibrate', '--help'])).stdout).toMatch(/--batch <n>\s+images per batch \(default: the model's, else 1\)/);
+  }, 30_000);
+});
