@@ -203,12 +203,13 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
     const byRange = [...withData].sort((a, b) => b.absMax - a.absMax || (a.name < b.name ? -1 : 1));
     const range = (t: TensorStatistics): TensorRange => ({ name: t.name, absMax: t.absMax, min: t.min, max: t.max });
     const problems: CalibrateResult['problems'] = [];
+    // One entry per tensor, with all that is wrong with it: the summary counts tensors, not problems.
     for (const t of ordered) {
-      if (t.nanCount > 0 || t.posInfCount > 0 || t.negInfCount > 0) {
-        problems.push({ name: t.name, problem: `${t.nanCount} NaN, ${t.posInfCount} +Inf, ${t.negInfCount} -Inf (ignored for the scale)` });
-      }
-      if (t.count === 0) problems.push({ name: t.name, problem: 'no finite values: scale set for the range [-1, 1]' });
-      else if (t.absMax === 0) problems.push({ name: t.name, problem: 'all values were 0: scale set for the range [-1, 1]' });
+      const parts: string[] = [];
+      if (t.nanCount > 0 || t.posInfCount > 0 || t.negInfCount > 0) parts.push(`${t.nanCount} NaN, ${t.posInfCount} +Inf, ${t.negInfCount} -Inf (ignored for the scale)`);
+      if (t.count === 0) parts.push('no finite values: scale set for the range [-1, 1]');
+      else if (t.absMax === 0) parts.push('all values were 0: scale set for the range [-1, 1]');
+      if (parts.length > 0) problems.push({ name: t.name, problem: parts.join('; ') });
     }
     const total = (performance.now() - started) / 1000;
     return {

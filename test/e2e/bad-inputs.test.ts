@@ -8,7 +8,8 @@ import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
+import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
+import { loadOnnxModel, makeTensor, onnx, saveOnnxModel, tensorToProto } from '../../src/onnx/model.js';
 import { BIN, IMAGES, MOBILENET, ROOT, assertBuilt, type CliResult } from './cli.js';
 
 let tmp: string;
@@ -184,6 +185,22 @@ describe('smaller things (issue 12, item 10)', () => {
     expect(all.match(/10\.3\.0/g)).toHaveLength(1);
     expect(all).toMatch(/TensorRT cache version: 10\.3\.0 \(100300, --trt-version\)/);
     expect(all).toMatch(/\[TRT-100300-MinMaxCalibration\]/);
+  }, 30_000);
+
+  it('the NaN/Inf summary counts each tensor once', async () => {
+    // y = sqrt(-|x| - 1): NaN everywhere, so y has NaN values and no finite one (two problems, one tensor).
+    const model = path.join(tmp, 'nan.onnx');
+    const m = makeModel({
+      inputs: [makeValueInfo('x', onnx.TensorProto.DataType.FLOAT, [1, 3, 8, 8])],
+      outputs: [makeValueInfo('y', onnx.TensorProto.DataType.FLOAT, [1, 3, 8, 8])],
+      initializers: [tensorToProto('one', makeTensor('float32', [1], [1]))],
+      nodes: [makeNode('Abs', ['x'], ['a'], { name: 'abs' }), makeNode('Neg', ['a'], ['b'], { name: 'neg' }), makeNode('Sub', ['b', 'one'], ['c'], { name: 'sub' }), makeNode('Sqrt', ['c'], ['y'], { name: 'sqrt' })],
+    });
+    await writeFile(model, saveOnnxModel(m));
+    const r = await run(['--model', model, '--data', IMAGES, '--max-images', '2', '--preset', 'raw01', '--algo', 'minmax', '--trt-version', '10.3.0', '--out-dir', path.join(tmp, 'nan-out')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^1 tensor\(s\) to look at:\n  y: 384 NaN, 0 \+Inf, 0 -Inf \(ignored for the scale\); no finite values: scale set for the range \[-1, 1\]$/m);
+    expect(r.stdout.match(/^  y: /gm)).toHaveLength(1);
   }, 30_000);
 
   it('compare --help gives the batch default compare uses (8), calibrate\'s stays 1', async () => {
