@@ -26,6 +26,7 @@ import { exposeTensors } from '../onnx/expose.js';
 import { analyzeGraph, describeInputs, graphOutputs, type ActivationInfo, type UnknownTypedTensor } from '../onnx/graph.js';
 import { decodeOnnxModel, graphOf, loadOnnxModel, onnx, saveOnnxModel, withGraph, type OnnxModel } from '../onnx/model.js';
 import { openUserFile, READ_LIMITS } from '../util/fs.js';
+import { removeOnnxruntimeDebugLog } from './onnxruntime-debug-log.js';
 import type { Backend, Session, SessionOptions, TensorInfo } from './types.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -168,6 +169,8 @@ async function createOrtSession(source: string | Uint8Array, file: string, optio
     if (typeof source === 'string') await loadOnnxModel(source);
     else decodeOnnxModel(source, file);
     throw loadFailure(file, err);
+  } finally {
+    removeOnnxruntimeDebugLog();
   }
 }
 

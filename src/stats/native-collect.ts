@@ -28,6 +28,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
+import { removeOnnxruntimeDebugLog } from '../backends/onnxruntime-debug-log.js';
 import type { TensorInfo } from '../backends/types.js';
 import { loadNative, type OrtCollector, type OrtCollectorConfig, type OrtCollectorTarget } from '../native.js';
 import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
@@ -168,6 +169,7 @@ export class NativeStatistics implements StatisticsPass {
       await this.#open();
     } finally {
       this.#bytes = new Uint8Array(0);
+      removeOnnxruntimeDebugLog(); // the library's environment started with the first session
     }
   }
 

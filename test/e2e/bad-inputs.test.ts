@@ -3,7 +3,7 @@
  * reported skip, in seconds; never a hang, unbounded memory or exit 3. Every run has a time limit.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -22,9 +22,9 @@ afterAll(async () => {
 });
 
 /** The CLI, killed after `limitMs` (code 'timeout'), so that a hang or a runaway read fails the test quickly. */
-function run(args: string[], limitMs = 15_000): Promise<CliResult & { timedOut: boolean }> {
+function run(args: string[], limitMs = 15_000, env: NodeJS.ProcessEnv = {}): Promise<CliResult & { timedOut: boolean }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, timeout: limitMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, timeout: limitMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       const timedOut = error !== null && (error as NodeJS.ErrnoException & { killed?: boolean }).killed === true;
       const code = error ? (typeof error.code === 'number' ? error.code : 99) : 0;
       resolve({ code, stdout, stderr, timedOut });
@@ -202,6 +202,17 @@ describe('smaller things (issue 12, item 10)', () => {
     expect(r.stdout).toMatch(/^1 tensor\(s\) to look at:\n  y: 384 NaN, 0 \+Inf, 0 -Inf \(ignored for the scale\); no finite values: scale set for the range \[-1, 1\]$/m);
     expect(r.stdout.match(/^  y: /gm)).toHaveLength(1);
   }, 30_000);
+
+  it('a run leaves nothing in the temporary folder: not onnxruntime\'s empty mat-debug-<pid>.log either', async () => {
+    const scratch = await mkdtemp(path.join(tmp, 'tmpdir-'));
+    const env = { TMPDIR: scratch };
+    const out = path.join(tmp, 'scratch-out');
+    expect((await run(['--model', MOBILENET, '--data', IMAGES, '--max-images', '1', '--algo', 'minmax', '--trt-version', '10.3.0', '--out-dir', out, '--quiet'], 30_000, env)).code).toBe(0);
+    expect((await run(['compare', '--model', MOBILENET, '--data', IMAGES, '--max-images', '1', '--precisions', 'fp32,fp16', '--out-dir', out, '--quiet'], 30_000, env)).code).toBe(0);
+    // onnxruntime's telemetry keeps one ".ses" file (first-use time and a session id) per temporary folder, reused
+    // by every later run: not a per-run leftover. Everything else would be.
+    expect(readdirSync(scratch).filter((name) => name !== '.ses')).toEqual([]);
+  }, 60_000);
 
   it('compare --help gives the batch default compare uses (8), calibrate\'s stays 1', async () => {
     expect((await run(['compare', '--help'])).stdout).toMatch(/--batch <n>\s+images per batch \(default: the model's, else 8\)/);
