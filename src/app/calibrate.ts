@@ -131,6 +131,9 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
   const outDir = options.outDir ?? DEFAULT_OUT_DIR;
   const statsFile = options.statsOut ?? path.join(outDir, `${modelBase}.stats.msgpack`);
+  // Default outputs are named by the model's file name only: say so before replacing another model's.
+  const writesDefaults = (writeCaches && options.out === undefined) || (!options.fromStats && options.statsOut === undefined);
+  if (writesDefaults) await warnIfAnotherModels(path.join(outDir, `${modelBase}.stats.msgpack`), options.model, await modelShaPending, reporter);
 
   let tensors: TensorStatistics[];
   let collected: Awaited<ReturnType<typeof collectStatistics>> | undefined;
@@ -232,6 +235,29 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   } finally {
     await collected?.release();
   }
+}
+
+/**
+ * Two models with the same file name in different folders share default output names (<out-dir>/<name>.*). The
+ * statistics there record the sha256 of the model they were collected on: when it is another model's, a warning
+ * names it before its statistics and caches are replaced. A warning, not a refusal: the provenance holds the file
+ * name only (not its folder, so that the bytes do not depend on where the model lies), so a namesake cannot be
+ * told apart from the same model exported again, and refusing would stop the everyday re-export-and-recalibrate
+ * loop; --out-dir keeps both.
+ */
+async function warnIfAnotherModels(defaultStats: string, modelFile: string, sha: string, reporter: Reporter): Promise<void> {
+  let other: StoredStatistics['provenance'];
+  try {
+    other = (await loadStatistics(defaultStats)).provenance;
+  } catch {
+    return; // none there, or unreadable: nothing of value is replaced
+  }
+  if (other.modelSha256 === sha || other.modelSha256 === '') return;
+  reporter.warn(
+    `${defaultStats} and the caches beside it are of another model named ${other.modelFile} (sha256 ${other.modelSha256.slice(0, 12)}..., ` +
+      `${other.imageCount} images), not of ${modelFile} (sha256 ${sha.slice(0, 12)}...): they are replaced. ` +
+      `If that is a different model (the same file name in another folder), keep both with --out-dir.`,
+  );
 }
 
 interface CollectOptions {

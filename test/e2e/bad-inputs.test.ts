@@ -4,7 +4,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -213,6 +213,26 @@ describe('smaller things (issue 12, item 10)', () => {
     // by every later run: not a per-run leftover. Everything else would be.
     expect(readdirSync(scratch).filter((name) => name !== '.ses')).toEqual([]);
   }, 60_000);
+
+  it('two models with the same file name in different folders: a warning naming the other before its outputs are replaced', async () => {
+    const out = path.join(tmp, 'namesakes');
+    const other = path.join(tmp, 'elsewhere');
+    await mkdir(other);
+    // The same network exported again with another doc string: another file, another sha256, the same name.
+    const m = await loadOnnxModel(MOBILENET);
+    m.docString = 'another export';
+    await writeFile(path.join(other, path.basename(MOBILENET)), saveOnnxModel(m));
+    const args = ['--data', IMAGES, '--max-images', '1', '--algo', 'minmax', '--trt-version', '10.3.0', '--out-dir', out];
+    const first = await run(['--model', MOBILENET, ...args]);
+    expect(first.code).toBe(0);
+    expect(first.stderr).not.toMatch(/another model/);
+    expect((await run(['--model', MOBILENET, ...args])).stderr).not.toMatch(/another model/); // the same model again
+    const second = await run(['--model', path.join(other, path.basename(MOBILENET)), ...args]);
+    expect(second.code).toBe(0);
+    expect(second.stderr).toMatch(
+      /warning: .*namesakes\/mobilenet_v2_nsfw_224\.stats\.msgpack and the caches beside it are of another model named mobilenet_v2_nsfw_224\.onnx \(sha256 [0-9a-f]{12}\.\.\., 1 images\), not of .*elsewhere\/mobilenet_v2_nsfw_224\.onnx \(sha256 [0-9a-f]{12}\.\.\.\): they are replaced\. .*keep both with --out-dir/,
+    );
+  }, 40_000);
 
   it('compare --help gives the batch default compare uses (8), calibrate\'s stays 1', async () => {
     expect((await run(['compare', '--help'])).stdout).toMatch(/--batch <n>\s+images per batch \(default: the model's, else 8\)/);
