@@ -8,8 +8,8 @@
  *   so every batch is full except the last, which is kept and marked `partial`. With `strict` the first
  *   such file ends the pass with an ImageDecodeError (a UserError naming the file).
  * - Per-image data does not depend on the batch size, the concurrency or the order decodes finish in.
- * - Symbolic link loops and dangling links that discovery did not follow are reported through onSkip first,
- *   on every pass (also with `strict`: they are folder entries, not images that failed to decode).
+ * - Symbolic link loops and dangling links that discovery did not follow are reported through onSkip (kind
+ *   'link') at the end of every pass (also with `strict`: they are folder entries, not images that failed to decode).
  */
 import { availableParallelism } from 'node:os';
 import { UserError, invalidParameter } from '../errors.js';
@@ -96,9 +96,7 @@ class ImageDataset implements Dataset {
     let files: string[] = [];
     let index = 0;
     let used = 0;
-    // Link loops and dangling links that discovery did not follow go to the same list as unreadable images.
-    const skipped: SkippedFile[] = this.settings.unreachable.map((s) => ({ ...s }));
-    for (const s of skipped) options.onSkip?.(s);
+    const skipped: SkippedFile[] = [];
 
     const results = mapOrdered(this.files, (file) => decodeImage(file, config), {
       concurrency,
@@ -129,6 +127,13 @@ class ImageDataset implements Dataset {
     }
     if (files.length > 0) {
       yield { index, data: data.slice(0, files.length * perImage), dims: [files.length, ...this.imageDims], files, partial: true };
+    }
+    // Link loops and dangling links that discovery did not follow go to the same list as unreadable images, after
+    // the images, so that progress counts (images used + skipped, out of the dataset's size) stay within the size.
+    for (const s of this.settings.unreachable) {
+      const entry = { ...s };
+      skipped.push(entry);
+      options.onSkip?.(entry);
     }
     if (used === 0) {
       throw new UserError(`None of the ${this.files.length} selected image(s) could be decoded.`, {

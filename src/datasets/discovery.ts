@@ -129,14 +129,14 @@ async function findInFolder(root: string): Promise<{ files: string[]; skipped: S
         const target = await stat(full, { bigint: true }).catch((err: NodeJS.ErrnoException) => err);
         if (target instanceof Error) {
           if (target.code === 'ENOENT' || target.code === 'ENOTDIR') {
-            skipped.push({ file: full, reason: `dangling symbolic link (its target ${JSON.stringify(await readlink(full).catch(() => '?'))} does not exist), not followed` });
+            skipped.push({ kind: 'link', file: full, reason: `dangling symbolic link (its target ${JSON.stringify(await readlink(full).catch(() => '?'))} does not exist), not followed` });
             continue;
           }
           if (target.code === 'ELOOP') {
-            skipped.push({ file: full, reason: 'symbolic link loop (the link resolves to itself through other links), not followed' });
+            skipped.push({ kind: 'link', file: full, reason: 'symbolic link loop (the link resolves to itself through other links), not followed' });
             continue;
           }
-          skipped.push({ file: full, reason: `symbolic link that cannot be followed: ${target.message}` });
+          skipped.push({ kind: 'link', file: full, reason: `symbolic link that cannot be followed: ${target.message}` });
           continue;
         }
         isDir = target.isDirectory();
@@ -149,7 +149,7 @@ async function findInFolder(root: string): Promise<{ files: string[]; skipped: S
         key ??= realKey(await stat(full, { bigint: true }).catch((err: NodeJS.ErrnoException) => cannotSearch(full, err)));
         const above = ancestors.find((a) => a.key === key);
         if (above !== undefined) {
-          skipped.push({ file: full, reason: `symbolic link loop: it leads back to ${JSON.stringify(above.folder)}, which contains it; not followed` });
+          skipped.push({ kind: 'link', file: full, reason: `symbolic link loop: it leads back to ${JSON.stringify(above.folder)}, which contains it; not followed` });
           continue;
         }
         if (!visited.has(key)) queue.push({ folder: full, key, ancestors });
@@ -251,7 +251,7 @@ async function globFiles(pattern: string): Promise<{ files: string[]; skipped: S
   const skipped: SkippedFile[] = [];
   matched.forEach((file, i) => {
     const info = infos[i]!;
-    if (info instanceof Error) skipped.push({ file, reason: info.code === 'ELOOP' ? 'symbolic link loop, not followed' : `dangling symbolic link (${info.code ?? info.message}), not followed` });
+    if (info instanceof Error) skipped.push({ kind: 'link', file, reason: info.code === 'ELOOP' ? 'symbolic link loop, not followed' : `dangling symbolic link (${info.code ?? info.message}), not followed` });
     else if (info.isFile()) files.push(file);
   });
   return { files, skipped: skipped.sort((a, b) => Buffer.compare(Buffer.from(a.file, 'utf8'), Buffer.from(b.file, 'utf8'))) };
