@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
-import { formatCalibrationCache, scaleFromAmax } from '../cache/trt-cache.js';
+import { assertCacheableNames, formatCalibrationCache, scaleFromAmax } from '../cache/trt-cache.js';
 import { encodeTrtVersion, formatTrtVersion, resolveTrtVersion, type TrtVersion } from '../cache/trt-version.js';
 import { CALIBRATORS, computeAllAmaxes } from '../calibrators/registry.js';
 import type { AlgorithmName, CalibratorOptions } from '../calibrators/types.js';
@@ -141,6 +141,7 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
   // Echoed once every check has passed, so that a failing run prints its error alone.
   const announce = () => {
     if (trt) reporter.info(`TensorRT cache version: ${formatTrtVersion(trt.version)} (${encodeTrtVersion(trt.version)}, ${trt.source})`);
+    if (trt?.warning) reporter.warn(trt.warning);
   };
 
   // The model's hash goes into the statistics' provenance; it is computed while the model loads and runs.
@@ -149,6 +150,7 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model });
   if (activations.length === 0) throw new UserError(`${options.model} has no floating-point activations to calibrate.`);
+  if (writeCaches) assertCacheableNames(activations.map((a) => a.name), options.model);
   const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
   const outDir = options.outDir ?? DEFAULT_OUT_DIR;
   const statsFile = options.statsOut ?? path.join(outDir, `${modelBase}.stats.msgpack`);
@@ -168,12 +170,15 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
       ...(options.fromStats ? [{ path: options.fromStats, what: '--from-stats' }] : []),
     ],
   ));
+  // Default outputs are named by the model's file name only: say so before replacing another model's.
+  const writesDefaults = (writeCaches && options.out === undefined) || (!options.fromStats && options.statsOut === undefined);
+  if (writesDefaults) await warnIfAnotherModels(path.join(outDir, `${modelBase}.stats.msgpack`), options.model, await modelShaPending, reporter);
 
   let tensors: TensorStatistics[];
   let collected: Awaited<ReturnType<typeof collectStatistics>> | undefined;
   const collectStarted = performance.now();
   if (options.fromStats) {
-    const stored = await loadStatistics(options.fromStats, { expectModelSha256: await modelShaPending, modelFile: options.model });
+    const stored = await loadStatistics(options.fromStats, { expectModelSha256: await modelShaPending, modelFile: options.model, maxTensors: activations.length });
     tensors = stored.tensors;
     announce();
     reporter.info(`statistics: ${options.fromStats} (${stored.provenance.imageCount} images, ${tensors.length} tensors)`);
@@ -252,12 +257,13 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
     const byRange = [...withData].sort((a, b) => b.absMax - a.absMax || (a.name < b.name ? -1 : 1));
     const range = (t: TensorStatistics): TensorRange => ({ name: t.name, absMax: t.absMax, min: t.min, max: t.max });
     const problems: CalibrateResult['problems'] = [];
+    // One entry per tensor, with all that is wrong with it: the summary counts tensors, not problems.
     for (const t of ordered) {
-      if (t.nanCount > 0 || t.posInfCount > 0 || t.negInfCount > 0) {
-        problems.push({ name: t.name, problem: `${t.nanCount} NaN, ${t.posInfCount} +Inf, ${t.negInfCount} -Inf (ignored for the scale)` });
-      }
-      if (t.count === 0) problems.push({ name: t.name, problem: 'no finite values: scale set for the range [-1, 1]' });
-      else if (t.absMax === 0) problems.push({ name: t.name, problem: 'all values were 0: scale set for the range [-1, 1]' });
+      const parts: string[] = [];
+      if (t.nanCount > 0 || t.posInfCount > 0 || t.negInfCount > 0) parts.push(`${t.nanCount} NaN, ${t.posInfCount} +Inf, ${t.negInfCount} -Inf (ignored for the scale)`);
+      if (t.count === 0) parts.push('no finite values: scale set for the range [-1, 1]');
+      else if (t.absMax === 0) parts.push('all values were 0: scale set for the range [-1, 1]');
+      if (parts.length > 0) problems.push({ name: t.name, problem: parts.join('; ') });
     }
     const total = (performance.now() - started) / 1000;
     return {
@@ -282,6 +288,29 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
   } finally {
     await collected?.release();
   }
+}
+
+/**
+ * Two models with the same file name in different folders share default output names (<out-dir>/<name>.*). The
+ * statistics there record the sha256 of the model they were collected on: when it is another model's, a warning
+ * names it before its statistics and caches are replaced. A warning, not a refusal: the provenance holds the file
+ * name only (not its folder, so that the bytes do not depend on where the model lies), so a namesake cannot be
+ * told apart from the same model exported again, and refusing would stop the everyday re-export-and-recalibrate
+ * loop; --out-dir keeps both.
+ */
+async function warnIfAnotherModels(defaultStats: string, modelFile: string, sha: string, reporter: Reporter): Promise<void> {
+  let other: StoredStatistics['provenance'];
+  try {
+    other = (await loadStatistics(defaultStats)).provenance;
+  } catch {
+    return; // none there, or unreadable: nothing of value is replaced
+  }
+  if (other.modelSha256 === sha || other.modelSha256 === '') return;
+  reporter.warn(
+    `${defaultStats} and the caches beside it are of another model named ${other.modelFile} (sha256 ${other.modelSha256.slice(0, 12)}..., ` +
+      `${other.imageCount} images), not of ${modelFile} (sha256 ${sha.slice(0, 12)}...): they are replaced. ` +
+      `If that is a different model (the same file name in another folder), keep both with --out-dir.`,
+  );
 }
 
 interface CollectOptions {

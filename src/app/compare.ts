@@ -27,7 +27,7 @@ import { DEFAULT_OUT_DIR } from './calibrate.js';
 import { datasetForModel, type DataOptions } from './data.js';
 import { resolveTask } from './task.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
-import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
+import { buildFp16Variant, buildInt8Variant, checkCacheCoverage, describePartialCoverage, loadCacheFor, readPrecisionMapFor, type CacheCoverage } from './variants.js';
 import type { MixedResult } from '../sensitivity/mixed.js';
 
 export interface CompareOptions {
@@ -135,7 +135,7 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
 
   // Build every variant before the long pass, so that a bad cache fails in a second.
   const placements: QdqPlacement[] = options.backend === 'tensorrt' || options.placement === 'explicit' ? ['explicit'] : options.placement === 'implicit' ? ['implicit'] : ['explicit', 'implicit'];
-  const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; scales: ReadonlyMap<string, number>; built: ReturnType<typeof buildInt8Variant>; placement: QdqPlacement; protected: ProtectedTensor[]; mixed?: boolean }> = [];
+  const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; scales: ReadonlyMap<string, number>; built: ReturnType<typeof buildInt8Variant>; placement: QdqPlacement; protected: ProtectedTensor[]; coverage: CacheCoverage; mixed?: boolean }> = [];
   const statsFile = options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`);
   const protection = options.protect !== false && caches.length > 0 ? await protectionStatistics(statsFile, options.stats !== undefined, sha, options.model, reporter) : {};
   for (const file of caches) {
@@ -147,8 +147,16 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
       protectedTensors = protectedForCache(model, loaded.scales, protection, options.model);
       scales = withoutProtected(loaded.scales, protectedTensors);
     }
+    // A cache covering none of the INT8 layers' inputs is an error; one covering part of them, a warning and a note.
+    const explicit = buildInt8Variant(model, scales, { precisionMap, file: options.model, placement: 'explicit' });
+    const isProtected = new Set(protectedTensors.map((p) => p.tensor));
+    const checked = checkCacheCoverage(loaded, explicit, options.model);
+    const coverage = { ...checked, missing: checked.missing.filter((m) => !isProtected.has(m)) };
+    const warning = describePartialCoverage(coverage, options.model);
+    if (warning) reporter.warn(warning);
     for (const placement of placements) {
-      int8.push({ loaded, scales, built: buildInt8Variant(model, scales, { precisionMap, file: options.model, placement }), placement, protected: protectedTensors });
+      const built = placement === 'explicit' ? explicit : buildInt8Variant(model, scales, { precisionMap, file: options.model, placement });
+      int8.push({ loaded, scales, built, placement, protected: protectedTensors, coverage });
     }
   }
   let mixed: MixedResult | undefined;
@@ -159,7 +167,7 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
     delete mixedTask.saveDetections;
     ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, task: mixedTask, ...options.mixed }));
     const { loaded, scales } = int8[0]!;
-    int8.push({ loaded, scales, built: buildInt8Variant(model, scales, { precisionMap: mixed.map, file: options.model }), placement: 'explicit', protected: int8[0]!.protected, mixed: true });
+    int8.push({ loaded, scales, built: buildInt8Variant(model, scales, { precisionMap: mixed.map, file: options.model }), placement: 'explicit', protected: int8[0]!.protected, coverage: int8[0]!.coverage, mixed: true });
   }
   const names = new Map<string, number>();
   const variantName = (base: string) => {
@@ -188,6 +196,7 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
     const exposedInRef = layerNames.filter((n) => !inputs.some((i) => i.name === n));
     const reference = useTrt ? await openTrt('fp32', undefined, options.model, exposedInRef) : await open(options.model, undefined, exposedInRef);
     const variants: VariantRun[] = [];
+    const coverageOf = new Map<string, CacheCoverage>();
     if (precisions.includes('fp16')) {
       const session = useTrt ? await openTrt('fp16', undefined, options.model, []) : await open(`${options.model} (fp16)`, buildFp16Variant(model, { file: options.model }).model, []);
       variants.push({ spec: { name: 'fp16', precision: 'fp16' }, session });
@@ -203,6 +212,7 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
         placement: v.placement,
         ...(v.protected.length > 0 ? { protected: v.protected.map((p) => p.tensor) } : {}),
       };
+      coverageOf.set(name, v.coverage);
       if (useTrt) {
         const layers = options.layers === false ? [] : built.qdq.quantizedTensors.filter((t) => exposedInRef.includes(t));
         variants.push({ spec, session: await openTrt('int8', loaded.file, options.model, layers), layers });
@@ -240,7 +250,7 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
     for (const s of run.skipped) reporter.warn(`skipped ${s.file}: ${s.reason}`);
     if (run.images === 0) throw new UserError(`None of the images in ${options.data.data} could be read.`);
 
-    const histograms = await histogramsFor(statsFile, options.stats !== undefined, sha, options.model, run.variants, reporter);
+    const histograms = await histogramsFor(statsFile, options.stats !== undefined, sha, options.model, run.variants, reporter, activations.length);
     const report = buildCompareReport({
       tool: { name: 'trt-calib', version: TOOL_VERSION },
       model: {
@@ -267,10 +277,14 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
         ...(options.maxDrop !== undefined ? { maxDrop: options.maxDrop } : {}),
         preprocess,
       },
-      variants: run.variants,
+      variants: run.variants.map((v) => (coverageOf.has(v.name) ? { ...v, cacheCoverage: coverageOf.get(v.name)! } : v)),
       primaryOutput: run.primaryOutput,
       ...(run.referenceTask ? { referenceTask: run.referenceTask } : {}),
-      notes: [...task.notes, ...placementNotes(int8)],
+      notes: [
+        ...task.notes,
+        ...placementNotes(int8),
+        ...[...coverageOf].flatMap(([name, c]) => (c.missing.length > 0 ? [`${name}: ${describePartialCoverage(c, options.model)}`] : [])),
+      ],
       ...(histograms ? { histograms } : {}),
       ...(mixed ? { tradeoff: mixed.tradeoff } : {}),
     });
@@ -348,7 +362,7 @@ function precisionOfModel(model: OnnxModel): Precision {
  * Per-tensor histograms for the report, with the threshold every algorithm would pick, from the stored statistics.
  * Statistics of another model are refused when named explicitly and silently left out when only found by default.
  */
-async function histogramsFor(file: string, explicit: boolean, sha: string, modelFile: string, variants: CompareReport['variants'], reporter: Reporter) {
+async function histogramsFor(file: string, explicit: boolean, sha: string, modelFile: string, variants: CompareReport['variants'], reporter: Reporter, maxTensors: number) {
   if (!existsSync(file)) {
     if (explicit) throw new UserError(`The statistics file ${file} does not exist.`);
     reporter.info(`no statistics at ${file}: the report has no histograms (run calibration first, or pass --stats)`);
@@ -356,7 +370,7 @@ async function histogramsFor(file: string, explicit: boolean, sha: string, model
   }
   let stored;
   try {
-    stored = await loadStatistics(file, { expectModelSha256: sha, modelFile });
+    stored = await loadStatistics(file, { expectModelSha256: sha, modelFile, maxTensors });
   } catch (err) {
     if (explicit) throw err;
     reporter.warn(`${file} left out of the report: ${(err as Error).message}`);

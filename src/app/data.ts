@@ -4,6 +4,7 @@
  * sensitivity, so that they read the same flags the same way.
  */
 import { createDataset } from '../datasets/dataset.js';
+import { DEFAULT_BATCH } from './defaults.js';
 import { resolveBatchSize, resolvePreprocess, type PreprocessOptions } from '../datasets/presets.js';
 import type { Dataset, PreprocessConfig } from '../datasets/types.js';
 import { UserError } from '../errors.js';
@@ -23,8 +24,8 @@ export interface DataOptions {
   prefetchImages?: number;
 }
 
-/** Batch size when neither --batch, --shapes nor a fixed model batch says otherwise. */
-export const DEFAULT_BATCH = 8;
+/** Batch size when neither --batch, --shapes nor a fixed model batch says otherwise (in defaults.ts for --help). */
+export { DEFAULT_BATCH };
 
 export interface ModelData {
   input: { name: string; dims: Array<number | string> };

@@ -11,6 +11,7 @@ import { findTensorRTLibraryFile } from '../util/tensorrt-install.js';
 import type { TrtInfo } from '../backends/tensorrt-native.js';
 import { loadNative, nativeAddonSource, tensorrtBridge } from '../native.js';
 import { onnxruntimeLibraryPath } from '../backends/onnxruntime.js';
+import { removeOnnxruntimeDebugLog } from '../backends/onnxruntime-debug-log.js';
 
 const require = createRequire(import.meta.url);
 
@@ -152,6 +153,7 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
   try {
     if (!library) throw new Error(`onnxruntime-node ships no onnxruntime library for ${process.platform}-${process.arch}`);
     const version = loadNative().ortRuntimeVersion(library);
+    removeOnnxruntimeDebugLog(); // loading the library made its mat-debug-<pid>.log
     checks.push({ id: 'collector', title: 'statistics collector', status: 'ok', found: `onnxruntime ${version} C API (${library})` });
   } catch (err) {
     checks.push({

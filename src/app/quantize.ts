@@ -17,7 +17,7 @@ import { silentReporter, type Reporter } from '../reporter.js';
 import { prepareOutputs, type InputPath } from '../util/outputs.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
-import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
+import { buildFp16Variant, buildInt8Variant, checkCacheCoverage, describePartialCoverage, loadCacheFor, readPrecisionMapFor } from './variants.js';
 
 export interface QuantizeOptions {
   model: string;
@@ -62,7 +62,7 @@ export interface QuantizeResult {
   fp32Layers?: number;
   quantizedTensors?: number;
   skipped: Array<{ node: string; op: string; reason: string }>;
-  /** Activations the cache has no scale for (left unquantized), protected ones apart. */
+  /** Activations the INT8 layers read that the cache has no scale for (their consumers stay in float), protected ones apart. */
   missingScales: string[];
   /** Tensors kept out of INT8 (no Q/DQ), in topological order. */
   protected: ProtectedTensor[];
@@ -104,6 +104,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
   // The cache first (cheap): the default output's name has its algorithm, and every output is checked before the work.
   const loaded = options.cache ? await loadCacheFor(options.cache, activations, options.model) : undefined;
+  // A cache that covers nothing is refused before any long work (the mixed-precision search).
+  if (loaded && options.mixed) checkCacheCoverage(loaded, buildInt8Variant(model, loaded.scales, { file: options.model }), options.model);
   const algorithmName = loaded?.algorithm ?? options.algorithm ?? 'entropy2';
   if (!loaded && !isAlgorithmName(algorithmName)) throw new UserError(`Unknown --algo ${JSON.stringify(algorithmName)}.`);
   const out = options.out ?? defaultVariantPath(options.model, precisionMap || options.mixed ? `${algorithmName}.mixed` : `${algorithmName}.int8`, options.outDir);
@@ -160,9 +162,6 @@ async function quantizeInt8(
       const isProtected = new Set(protectedTensors.map((p) => p.tensor));
       missing = missing.filter((m) => !isProtected.has(m));
     }
-    if (missing.length > 0) {
-      reporter.warn(`${options.cache} has no scale for ${missing.length} activation(s) of ${options.model} (e.g. ${missing.slice(0, 3).join(', ')}): their consumers stay in float.`);
-    }
   } else {
     const algo = (options.algorithm ?? 'entropy2') as AlgorithmName; // checked above
     // A Q/DQ model carries its scales itself: no TensorRT cache (and no TensorRT version) is needed.
@@ -173,6 +172,13 @@ async function quantizeInt8(
     algorithm = algo;
   }
   const r = buildInt8Variant(model, scales, { precisionMap, file: options.model });
+  if (loaded) {
+    const coverage = checkCacheCoverage(loaded, r, options.model);
+    const isProtected = new Set(protectedTensors.map((p) => p.tensor));
+    missing = coverage.missing.filter((m) => !isProtected.has(m));
+    const warning = describePartialCoverage({ ...coverage, missing }, options.model);
+    if (warning) reporter.warn(warning);
+  }
   await writeChecked(out, r.model);
   const counts = precisionMap ? countPrecisions(precisionMap) : undefined;
   return {

@@ -16,7 +16,6 @@
  * (test/unit/backend-onnxruntime.test.ts checks it), so statistics do not depend on batch size or threads.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
@@ -26,6 +25,8 @@ import { DTYPES, elementCount, formatDims, type DType, type Tensor } from '../te
 import { exposeTensors } from '../onnx/expose.js';
 import { analyzeGraph, describeInputs, graphOutputs, type ActivationInfo, type UnknownTypedTensor } from '../onnx/graph.js';
 import { decodeOnnxModel, graphOf, loadOnnxModel, onnx, saveOnnxModel, withGraph, type OnnxModel } from '../onnx/model.js';
+import { openUserFile, READ_LIMITS } from '../util/fs.js';
+import { removeOnnxruntimeDebugLog } from './onnxruntime-debug-log.js';
 import type { Backend, Session, SessionOptions, TensorInfo } from './types.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -154,14 +155,10 @@ function firstLine(message: string): string {
   return message.split('\n').map((l) => l.trim()).filter(Boolean).slice(0, 3).join(' ');
 }
 
+/** The checks every model reader makes (src/util/fs.ts): a regular file, within protobuf's 2 GiB. */
 async function requireFile(file: string): Promise<void> {
-  try {
-    const st = await stat(file);
-    if (!st.isFile()) throw new UserError(`model ${file} is not a file`, { hint: 'pass the path of an .onnx file to --model' });
-  } catch (err) {
-    if (err instanceof UserError) throw err;
-    throw new UserError(`model file ${file} does not exist`, { hint: 'check the path given to --model' });
-  }
+  const { handle } = await openUserFile(file, 'The model file', READ_LIMITS.onnxModel);
+  await handle.close();
 }
 
 async function createOrtSession(source: string | Uint8Array, file: string, options: InferenceSession.SessionOptions): Promise<InferenceSession> {
@@ -172,6 +169,8 @@ async function createOrtSession(source: string | Uint8Array, file: string, optio
     if (typeof source === 'string') await loadOnnxModel(source);
     else decodeOnnxModel(source, file);
     throw loadFailure(file, err);
+  } finally {
+    removeOnnxruntimeDebugLog();
   }
 }
 

@@ -25,7 +25,7 @@ import { UserError, invalidParameter } from '../errors.js';
 import { tensorrtBridge } from '../native.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { DTYPES, type DType, type Tensor, elementCount } from '../tensor.js';
-import { readUserFile, writeFileAtomic } from '../util/fs.js';
+import { READ_LIMITS, readUserFile, writeFileAtomic } from '../util/fs.js';
 import { prepareOutputs } from '../util/outputs.js';
 import { newTemporaryFolder, removeTemporaryFolder } from '../util/run-temp.js';
 import { readPrecisionMap, type LayerPrecision } from '../precision/map.js';
@@ -558,7 +558,7 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
       }
       calibration = { input: input.name, dims: batchDims, algorithm, quantile: options.quantile, regressionCutoff: options.regressionCutoff };
     } else {
-      cacheBytes = await readUserFile(options.cache!, 'The calibration cache');
+      cacheBytes = await readUserFile(options.cache!, 'The calibration cache', READ_LIMITS.calibrationCache);
       const parsed = parseCalibrationCache(cacheBytes, options.cache!);
       const cacheAlgorithm = CACHE_ALGORITHM_TO_TRT[parsed.algorithm];
       if (!cacheAlgorithm) {
@@ -585,7 +585,7 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
   const profile = resolveProfile(network.inputs, options.shapes ?? {}, calibration && mode === 'calibrated' ? calibration : undefined);
   let timingCacheBytes: Uint8Array | undefined;
   if (options.timingCache !== undefined) {
-    timingCacheBytes = existsSync(options.timingCache) ? await readUserFile(options.timingCache, 'The timing cache') : new Uint8Array(0);
+    timingCacheBytes = existsSync(options.timingCache) ? await readUserFile(options.timingCache, 'The timing cache', READ_LIMITS.binary) : new Uint8Array(0);
   }
 
   const cacheOut =
@@ -857,7 +857,7 @@ export function tensorrtBackend(options: TensorRTBackendOptions = {}): Backend {
             hint: 'Give the ONNX model instead; the backend builds an engine with those tensors marked as outputs.',
           });
         }
-        bytes = model.bytes ?? (await readUserFile(model.path, 'The engine'));
+        bytes = model.bytes ?? (await readUserFile(model.path, 'The engine', READ_LIMITS.binary));
       } else {
         const precision = options.precision ?? 'fp32';
         let source = model.path;

@@ -38,8 +38,49 @@ export interface CalibrationCache {
 }
 
 const HEADER = /^TRT-(\d+)-([A-Za-z][A-Za-z0-9_]*)$/;
-// TensorRT formats the bits with std::hex and no padding: a zero scale is written "0". We write all 8 digits.
-const HEX = /^[0-9a-fA-F]{1,8}$/;
+// TensorRT prints the float32 bits in hex without padding. Every scale it can write is a normal float32 (an
+// amax of at least 2^-126 x 127), whose bits are at least 0x00800000, hence 8 digits for any scale above 2.5e-29,
+// i.e. every real one, except a zero scale, written as a lone "0" (tensors that were all zeros during calibration,
+// e.g. NVIDIA/TensorRT#3020, a Polygraphy-calibrated cache with a 0 scale). So a value is 8 digits or "0"; anything
+// shorter is a line cut in the middle of its value (a truncated copy), which must not parse as a tiny scale.
+const HEX = /^(?:[0-9a-fA-F]{8}|0)$/;
+
+/**
+ * Why a tensor name cannot be written as a cache line, or undefined when it can. Readers of the format split the
+ * file into lines at "\n" (dropping a "\r" before it) and each line at the ":" before the hex value: onnxruntime's
+ * reader of TensorRT caches (ReadDynamicRange in microsoft/onnxruntime,
+ * onnxruntime/core/providers/tensorrt/tensorrt_execution_provider_utils.h) reads it with std::getline on the
+ * lines, then on ':'; TensorRT writes names that hold ":" and ": " itself ("input:0: 3c010a14"), so the value is
+ * what follows the LAST ": " and any name survives but one with a line break in it, or an empty one. TensorRT's
+ * tensor names are C strings, so a NUL would cut the name short.
+ */
+export function cacheNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'it is empty';
+  if (name.includes('\n')) return 'it contains a line break (\\n), and a cache holds one tensor per line';
+  if (name.includes('\r')) return 'it contains a carriage return (\\r), which readers of the cache take as the end of a line';
+  if (name.includes('\0')) return 'it contains a NUL character, which ends a TensorRT tensor name';
+  return undefined;
+}
+
+/**
+ * A UserError for the first tensor name that a calibration cache cannot hold: checked before any work, so that
+ * a long calibration does not end in a cache that cannot be written.
+ */
+export function assertCacheableNames(names: Iterable<string>, source: string): void {
+  const bad: Array<{ name: string; problem: string }> = [];
+  for (const name of names) {
+    const problem = cacheNameProblem(name);
+    if (problem !== undefined) bad.push({ name, problem });
+  }
+  if (bad.length === 0) return;
+  const first = bad[0]!;
+  throw new UserError(
+    `${source}: the tensor name ${JSON.stringify(first.name)} cannot be written to a TensorRT calibration cache: ${first.problem}` +
+      (bad.length > 1 ? ` (${bad.length - 1} more such name(s): ${bad.slice(1, 4).map((b) => JSON.stringify(b.name)).join(', ')})` : '') +
+      '.',
+    { hint: 'Rename the tensor in the model (e.g. with onnx-graphsurgeon or onnx.helper), or use `trt-calib quantize`: a Q/DQ model carries its scales itself and takes any name.' },
+  );
+}
 
 /** float32 scale for an amax: Math.fround(amax / 127). An amax of 0 (no data, all zeros) gets amax 1: see below. */
 export function scaleFromAmax(amax: number): number {
@@ -73,7 +114,8 @@ export function formatCalibrationCache(cache: { trtVersion: TrtVersion | number;
   const lines = [formatCacheHeader(cache.trtVersion, cache.algorithm)];
   const seen = new Set<string>();
   for (const e of cache.entries) {
-    if (e.name.length === 0 || /[\r\n]/.test(e.name)) throw new RangeError(`tensor name cannot be written to a cache: ${JSON.stringify(e.name)}`);
+    // Callers check names up front (assertCacheableNames); reaching this is a bug.
+    if (cacheNameProblem(e.name) !== undefined) throw new RangeError(`tensor name cannot be written to a cache: ${JSON.stringify(e.name)}`);
     if (seen.has(e.name)) throw new RangeError(`duplicate tensor in cache: ${e.name}`);
     seen.add(e.name);
     if (!(e.scale > 0) || !Number.isFinite(e.scale)) throw new RangeError(`scale of ${e.name} must be finite and > 0, got ${e.scale}`);
@@ -117,7 +159,10 @@ export function parseCalibrationCache(input: string | Uint8Array, source = 'cali
     if (cut <= 0) fail(lineNo, `expected "tensor name: hhhhhhhh" but found ${JSON.stringify(line.slice(0, 80))}`);
     const name = line.slice(0, cut);
     const hex = line.slice(cut + 2).trim();
-    if (!HEX.test(hex)) fail(lineNo, `the scale of "${name}" must be 1 to 8 hex digits (float32 bits) but is ${JSON.stringify(hex.slice(0, 20))}`);
+    if (!HEX.test(hex) && /^[0-9a-fA-F]{1,7}$/.test(hex)) {
+      fail(lineNo, `the scale of "${name}" has ${hex.length} hex digit(s), ${JSON.stringify(hex)}: the line is cut in the middle of its value (TensorRT writes 8 digits, or a lone 0)`);
+    }
+    if (!HEX.test(hex)) fail(lineNo, `the scale of "${name}" must be 8 hex digits (float32 bits) or a lone 0, but is ${JSON.stringify(hex.slice(0, 20))}`);
     const scale = hexToScale(hex);
     if (!Number.isFinite(scale) || scale < 0) fail(lineNo, `the scale of "${name}" is ${scale}, not a finite non-negative number`);
     const prev = seen.get(name);

@@ -54,6 +54,31 @@ export function parseTrtVersion(text: string, option = '--trt-version'): TrtVers
   return v;
 }
 
+/** The oldest TensorRT whose caches the tool is made and checked for (DESIGN.md: 8.6 to 10.x). */
+export const OLDEST_CACHE_TRT: TrtVersion = { major: 8, minor: 6, patch: 0 };
+
+/**
+ * A cache for TensorRT 11 or later is refused: TensorRT 11 removed implicit quantization, so it reads no
+ * calibration cache at all and the file would be silently useless. Before 8.6, a warning: the line format is
+ * the same, but those versions are outside what the tool is checked against.
+ */
+export function checkCacheVersion(r: { version: TrtVersion; source: string }): { version: TrtVersion; source: string; warning?: string } {
+  const v = r.version;
+  if (v.major >= 11) {
+    throw new UserError(`TensorRT ${formatTrtVersion(v)} (${r.source}) reads no calibration cache: TensorRT 11 removed implicit quantization.`, {
+      hint: 'Write a Q/DQ model instead (explicit quantization, which TensorRT 11 builds): trt-calib quantize --model m.onnx --cache m.entropy2.cache (or --data DIR). For a machine with TensorRT 8.6 to 10.x, pass its version with --trt-version.',
+    });
+  }
+  const older = v.major < OLDEST_CACHE_TRT.major || (v.major === OLDEST_CACHE_TRT.major && v.minor < OLDEST_CACHE_TRT.minor);
+  if (older) {
+    return {
+      ...r,
+      warning: `TensorRT ${formatTrtVersion(v)} is older than ${OLDEST_CACHE_TRT.major}.${OLDEST_CACHE_TRT.minor}, the oldest this tool writes caches for: the cache is written, but the tool is checked only against TensorRT 8.6 to 10.x.`,
+    };
+  }
+  return r;
+}
+
 export interface DetectedTrt {
   version: TrtVersion;
   /** Where it was found (a header or library path). */
@@ -82,10 +107,10 @@ export { versionFromHeader };
  * The version a cache header is written for: the one given, else the detected one, else a UserError that says
  * what to do. Returns where it came from so the CLI can print the choice.
  */
-export function resolveTrtVersion(given: string | undefined, env: NodeJS.ProcessEnv = process.env): { version: TrtVersion; source: string } {
-  if (given !== undefined) return { version: parseTrtVersion(given), source: '--trt-version' };
+export function resolveTrtVersion(given: string | undefined, env: NodeJS.ProcessEnv = process.env): { version: TrtVersion; source: string; warning?: string } {
+  if (given !== undefined) return checkCacheVersion({ version: parseTrtVersion(given), source: '--trt-version' });
   const detected = detectTensorRt(env);
-  if (detected) return { version: detected.version, source: `detected at ${detected.source}` };
+  if (detected) return checkCacheVersion({ version: detected.version, source: `detected at ${detected.source}` });
   throw new UserError('No TensorRT was found on this machine, so the calibration cache header version is unknown: pass --trt-version.', {
     hint:
       'Pass the TensorRT version of the machine that will read the cache, e.g. --trt-version 10.3.0 ' +

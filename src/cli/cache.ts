@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import path from 'node:path';
 import {
+  assertCacheableNames,
   cacheToRangeTable,
   describeCacheVersion,
   diffCaches,
@@ -13,12 +14,12 @@ import {
 } from '../cache/trt-cache.js';
 import { encodeTrtVersion, formatTrtVersion, resolveTrtVersion } from '../cache/trt-version.js';
 import { UserError } from '../errors.js';
-import { readUserFile, writeFileAtomic } from '../util/fs.js';
+import { READ_LIMITS, readUserFile, writeFileAtomic } from '../util/fs.js';
 import { prepareOutputs } from '../util/outputs.js';
 import { addCommonOptions, emit, parseInteger, type CommonOptions } from './common.js';
 
 async function readCache(file: string): Promise<CalibrationCache> {
-  const bytes = await readUserFile(file, 'Calibration cache');
+  const bytes = await readUserFile(file, 'Calibration cache', READ_LIMITS.calibrationCache);
   return parseCalibrationCache(bytes, file);
 }
 
@@ -117,8 +118,9 @@ async function convert(input: string, opts: CommonOptions & { out: string; trtVe
   let result: { out: string; tensors: number; format: string; header?: string };
   if (isJson(input)) {
     if (isJson(opts.out)) throw new UserError(`Both ${input} and --out ${opts.out} are JSON range tables; one side must be a cache.`);
-    const ranges = rangeTableFromJson((await readUserFile(input, 'Range table')).toString('utf8'), input);
-    const { version, source } = resolveTrtVersion(opts.trtVersion);
+    const ranges = rangeTableFromJson((await readUserFile(input, 'Range table', READ_LIMITS.rangeTable)).toString('utf8'), input);
+    assertCacheableNames(Object.keys(ranges), input);
+    const { version, source, warning } = resolveTrtVersion(opts.trtVersion);
     const algorithm = opts.algorithm ?? 'EntropyCalibration2';
     const text = formatCalibrationCache({
       trtVersion: version,
@@ -128,6 +130,7 @@ async function convert(input: string, opts: CommonOptions & { out: string; trtVe
     await writeFileAtomic(opts.out, text);
     result = { out: opts.out, tensors: Object.keys(ranges).length, format: 'cache', header: text.slice(0, text.indexOf('\n')) };
     if (!opts.json && !opts.quiet) process.stderr.write(`TensorRT version ${formatTrtVersion(version)} (${source})\n`);
+    if (warning && !opts.quiet) process.stderr.write(`warning: ${warning}\n`);
   } else {
     const c = await readCache(input);
     if (isJson(opts.out)) {
@@ -135,7 +138,9 @@ async function convert(input: string, opts: CommonOptions & { out: string; trtVe
       await writeFileAtomic(opts.out, `${JSON.stringify(ranges, null, 2)}\n`);
       result = { out: opts.out, tensors: c.entries.length, format: 'json' };
     } else {
-      const version = opts.trtVersion !== undefined ? encodeTrtVersion(resolveTrtVersion(opts.trtVersion).version) : c.trtVersion;
+      const resolved = opts.trtVersion !== undefined ? resolveTrtVersion(opts.trtVersion) : undefined;
+      if (resolved?.warning && !opts.quiet) process.stderr.write(`warning: ${resolved.warning}\n`);
+      const version = resolved ? encodeTrtVersion(resolved.version) : c.trtVersion;
       const text = formatCalibrationCache({ trtVersion: version, algorithm: opts.algorithm ?? c.algorithm, entries: c.entries });
       await writeFileAtomic(opts.out, text);
       result = { out: opts.out, tensors: c.entries.length, format: 'cache', header: text.slice(0, text.indexOf('\n')) };

@@ -123,7 +123,7 @@ function textSummary(r: CalibrateResult): string {
   } else {
     lines.push(`${r.tensors} tensors from ${r.statsFile} in ${r.seconds.total.toFixed(2)} s`);
   }
-  if (r.trtVersion) lines.push(`TensorRT ${r.trtVersion.version} (${r.trtVersion.source})`);
+  // The version is echoed once, before the pass ("TensorRT cache version: ..."), and is in each cache's header below.
   for (const c of r.caches) lines.push(`  ${c.algorithm.padEnd(10)} ${c.file}  [${c.header}]`);
   if (r.statsSource === 'collected') lines.push(`  statistics ${r.statsFile}`);
   if (r.widest.length > 0) {

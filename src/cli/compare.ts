@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_OUT_DIR } from '../app/defaults.js';
+import { DEFAULT_BATCH, DEFAULT_OUT_DIR } from '../app/defaults.js';
 import { renderJson } from '../compare/render-json.js';
 import { renderText } from '../compare/render-text.js';
 import type { Precision } from '../compare/types.js';
@@ -112,7 +112,7 @@ export function register(program: Command): void {
     )
     .option('--no-protect', 'use every scale of the caches, even on tensors INT8 would destroy (see docs/quantization.md)');
   addTaskOptions(cmd, { saveDetections: true });
-  addPreprocessOptions(cmd);
+  addPreprocessOptions(cmd, { defaultBatch: DEFAULT_BATCH }); // the batch app/compare.ts uses
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CompareCliValues) => {
     const reporter = reporterFor(opts);

@@ -89,7 +89,7 @@ function sizeParser(value: string): string {
  * Declares --data and the preprocessing, batching and selection flags on `cmd`. Preset fields are not
  * defaulted here, so that an unset flag means "the preset's value".
  */
-export function addPreprocessOptions(cmd: Command, options: { batch?: boolean; dataRequired?: boolean } = {}): Command {
+export function addPreprocessOptions(cmd: Command, options: { batch?: boolean; dataRequired?: boolean; defaultBatch?: number } = {}): Command {
   const dataHelp = 'images: a folder (searched recursively), a quoted glob, or a text file listing paths';
   if (options.dataRequired === false) cmd.option('--data <path>', dataHelp);
   else cmd.requiredOption('--data <path>', dataHelp);
@@ -121,7 +121,7 @@ export function addPreprocessOptions(cmd: Command, options: { batch?: boolean; d
       if (nums.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) throw new InvalidArgumentError('Expected three integers from 0 to 255.');
       return nums as [number, number, number];
     });
-  if (options.batch !== false) cmd.option('--batch <n>', 'images per batch (default: the model\'s, else 1)', parseInteger(1, 65536));
+  if (options.batch !== false) cmd.option('--batch <n>', `images per batch (default: the model's, else ${options.defaultBatch ?? 1})`, parseInteger(1, 65536));
   return cmd
     .option('--max-images <n>', 'use a reproducible subset of n images (see --seed)', parseInteger(1))
     .option('--seed <s>', 'seed of the --max-images pick (default 0)', parseInteger(0, 0xffffffff))

@@ -40,6 +40,8 @@ class PlainReporter implements Reporter {
   private startedAt = 0;
   private lastPrint = 0;
   private done = 0;
+  /** The count the last line showed, so that stop() does not repeat a line the last update printed. */
+  private printedDone = -1;
   /** Logs (CI, pipes) get a line every few seconds of a long task and one at its end: not one per 10%. */
   static readonly INTERVAL_MS = 2000;
   constructor(private readonly stream: NodeJS.WritableStream) {}
@@ -48,6 +50,7 @@ class PlainReporter implements Reporter {
     this.total = total;
     this.unit = unit;
     this.done = 0;
+    this.printedDone = -1;
     this.startedAt = performance.now();
     this.lastPrint = this.startedAt;
   }
@@ -60,7 +63,7 @@ class PlainReporter implements Reporter {
     }
   }
   stop() {
-    if (this.total > 0) this.line();
+    if (this.total > 0 && this.printedDone !== this.done) this.line();
     this.total = 0;
   }
   info(message: string) {
@@ -70,6 +73,7 @@ class PlainReporter implements Reporter {
     this.stream.write(`warning: ${message}\n`);
   }
   private line() {
+    this.printedDone = this.done;
     this.stream.write(`${this.task}: ${this.done}/${this.total} ${this.unit} (${rate(this.done, this.startedAt)} ${this.unit}/s)\n`);
   }
 }

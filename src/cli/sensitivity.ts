@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_OUT_DIR } from '../app/defaults.js';
+import { DEFAULT_BATCH, DEFAULT_OUT_DIR } from '../app/defaults.js';
 import { GateError } from '../errors.js';
 import { precisionMapPath } from '../precision/map.js';
 import type { SensitivityReport } from '../sensitivity/analyze.js';
@@ -91,7 +91,7 @@ export function register(program: Command): void {
     .option('--precision-out <file>', `with --max-drop: the precision map to write (default ${DEFAULT_OUT_DIR}/<model>.precision.json)`)
     .option('--out-dir <dir>', 'folder of the default precision map', DEFAULT_OUT_DIR);
   addTaskOptions(cmd, { what: 'the ranking and the budget' });
-  addPreprocessOptions(cmd);
+  addPreprocessOptions(cmd, { defaultBatch: DEFAULT_BATCH }); // the batch sensitivity/analyze.ts uses
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: SensitivityCliValues) => {
     const reporter = reporterFor(opts);

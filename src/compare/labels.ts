@@ -11,7 +11,7 @@
 import path from 'node:path';
 import { isImagePath } from '../datasets/discovery.js';
 import { UserError } from '../errors.js';
-import { readUserFile } from '../util/fs.js';
+import { READ_LIMITS, readUserFile } from '../util/fs.js';
 
 export interface LabelAssignment {
   /** Where the labels came from, for the report ("folders", or the CSV path). */
@@ -46,7 +46,7 @@ export function parseClassList(text: string, file: string): string[] {
 }
 
 export async function readClassList(file: string): Promise<string[]> {
-  return parseClassList((await readUserFile(file, 'Class list')).toString('utf8'), file);
+  return parseClassList((await readUserFile(file, 'Class list', READ_LIMITS.labels)).toString('utf8'), file);
 }
 
 export interface CsvLabelEntry {
@@ -270,7 +270,7 @@ export async function loadLabels(files: readonly string[], options: LoadLabelsOp
     }
     return result;
   }
-  const text = (await readUserFile(options.labels, 'Labels file')).toString('utf8');
+  const text = (await readUserFile(options.labels, 'Labels file', READ_LIMITS.labels)).toString('utf8');
   return labelsFromCsv(files, parseLabelCsv(text, options.labels, classes), { csvFile: options.labels, dataRoot: options.dataRoot, classes });
 }
 

@@ -130,6 +130,11 @@ export interface VariantReport {
    * is not, but what the gate holds to --max-drop.
    */
   taskDrop?: number;
+  /**
+   * INT8 from a calibration cache: how many of the activations its INT8 layers read the cache has a scale for
+   * (`missing` ones leave their consumers in float). A cache covering none of them is refused before the pass.
+   */
+  cacheCoverage?: { cache: string; tensors: number; quantizable: number; covered: number; missing: string[] };
 }
 
 export interface Winner {

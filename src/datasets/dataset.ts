@@ -8,10 +8,12 @@
  *   so every batch is full except the last, which is kept and marked `partial`. With `strict` the first
  *   such file ends the pass with an ImageDecodeError (a UserError naming the file).
  * - Per-image data does not depend on the batch size, the concurrency or the order decodes finish in.
+ * - Symbolic link loops and dangling links that discovery did not follow are reported through onSkip (kind
+ *   'link') at the end of every pass (also with `strict`: they are folder entries, not images that failed to decode).
  */
 import { availableParallelism } from 'node:os';
 import { UserError, invalidParameter } from '../errors.js';
-import { discoverImages, seededPick, sortPaths } from './discovery.js';
+import { discoverImagesReporting, seededPick, sortPaths } from './discovery.js';
 import { mapOrdered } from './prefetch.js';
 import { summarizeSkipped } from './skipped.js';
 import { ImageDecodeError, decodeImage, imageDims, imageElementCount, normalisationTables, writeImageTensor } from './preprocess.js';
@@ -47,6 +49,7 @@ export async function createDataset(options: DatasetOptions): Promise<Dataset> {
   if (!Number.isInteger(prefetchBatches) || prefetchBatches < 1) throw invalidParameter('prefetchBatches', 'a positive integer', prefetchBatches);
 
   let files: string[];
+  let unreachable: SkippedFile[] = [];
   if (options.files) {
     if (options.files.length === 0) throw new UserError('The dataset has no files.');
     files = sortPaths([...new Set(options.files)]);
@@ -55,7 +58,7 @@ export async function createDataset(options: DatasetOptions): Promise<Dataset> {
       if (options.maxImages < files.length) files = sortPaths(seededPick(files, options.maxImages, options.seed ?? 0));
     }
   } else if (options.data !== undefined) {
-    files = await discoverImages(options.data, { maxImages: options.maxImages, seed: options.seed });
+    ({ files, skipped: unreachable } = await discoverImagesReporting(options.data, { maxImages: options.maxImages, seed: options.seed }));
   } else {
     throw invalidParameter('data', 'a folder, a glob or a list file (or files)', undefined);
   }
@@ -63,6 +66,7 @@ export async function createDataset(options: DatasetOptions): Promise<Dataset> {
     strict: options.strict ?? false,
     concurrency,
     prefetchBatches,
+    unreachable,
   });
 }
 
@@ -73,7 +77,7 @@ class ImageDataset implements Dataset {
     readonly preprocess: PreprocessConfig,
     readonly files: readonly string[],
     readonly batchSize: number,
-    private readonly settings: { strict: boolean; concurrency: number; prefetchBatches: number },
+    private readonly settings: { strict: boolean; concurrency: number; prefetchBatches: number; unreachable: readonly SkippedFile[] },
   ) {
     this.imageDims = imageDims(preprocess);
   }
@@ -123,6 +127,13 @@ class ImageDataset implements Dataset {
     }
     if (files.length > 0) {
       yield { index, data: data.slice(0, files.length * perImage), dims: [files.length, ...this.imageDims], files, partial: true };
+    }
+    // Link loops and dangling links that discovery did not follow go to the same list as unreadable images, after
+    // the images, so that progress counts (images used + skipped, out of the dataset's size) stay within the size.
+    for (const s of this.settings.unreachable) {
+      const entry = { ...s };
+      skipped.push(entry);
+      options.onSkip?.(entry);
     }
     if (used === 0) {
       throw new UserError(`None of the ${this.files.length} selected image(s) could be decoded.`, {

@@ -37,6 +37,8 @@ export interface PreprocessConfig {
 export interface SkippedFile {
   file: string;
   reason: string;
+  /** 'link': a folder entry discovery did not follow (a link loop, a dangling link), not an image. */
+  kind?: 'link';
 }
 
 export interface Batch {

@@ -9,12 +9,11 @@
  * (x86-64, arm64), as onnxruntime-node does.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
-import { writeFileAtomic } from '../util/fs.js';
+import { openUserFile, READ_LIMITS, readUserFile, writeFileAtomic } from '../util/fs.js';
 import { UserError } from '../errors.js';
 import { DTYPES, dtypeFromOnnx, elementCount, type DType, type Tensor, type TypedArray } from '../tensor.js';
 
@@ -182,17 +181,8 @@ function notOnnx(file: string, why: string): UserError {
  * and can be handed to onnxruntime from memory after graph edits.
  */
 export async function loadOnnxModel(file: string): Promise<OnnxModel> {
-  let bytes: Uint8Array;
-  try {
-    const st = await stat(file);
-    if (!st.isFile()) throw new UserError(`model ${file} is not a file`, { hint: 'pass the path of an .onnx file to --model' });
-    bytes = await readFile(file);
-  } catch (err) {
-    if (err instanceof UserError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new UserError(`model file ${file} does not exist`, { hint: 'check the path given to --model' });
-    throw new UserError(`cannot read model ${file}: ${(err as Error).message}`);
-  }
+  // A protobuf message cannot exceed 2 GiB; larger models keep their weights in external data (read below).
+  const bytes = await readUserFile(file, 'The model file', READ_LIMITS.onnxModel);
   const model = decodeOnnxModel(bytes, file);
   if (!(await inlineExternalData(model, file))) sourceBytes.set(model, bytes);
   return model;
@@ -239,7 +229,7 @@ export function externalDataFiles(model: OnnxModel): string[] {
 async function inlineExternalData(model: OnnxModel, file: string): Promise<boolean> {
   let any = false;
   const baseDir = path.dirname(path.resolve(file));
-  const handles = new Map<string, Awaited<ReturnType<typeof open>>>();
+  const handles = new Map<string, { handle: FileHandle; size: number }>();
   try {
     for (const t of modelTensors(model.graph!)) {
       if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
@@ -258,19 +248,21 @@ async function inlineExternalData(model: OnnxModel, file: string): Promise<boole
           hint: 'external data files must sit in the model folder or below it',
         });
       }
-      let fh = handles.get(dataFile);
-      if (!fh) {
+      let opened = handles.get(dataFile);
+      if (!opened) {
         try {
-          fh = await open(dataFile, 'r');
+          // A regular file only: what is read of it is bounded by its size and the tensors' declared lengths.
+          opened = await openUserFile(dataFile, `${file}: the external data file (tensor '${t.name}')`, Number.MAX_SAFE_INTEGER);
         } catch (err) {
-          throw new UserError(`${file}: external data file ${dataFile} (tensor '${t.name}') cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, {
+          throw new UserError(`${(err as Error).message}`, {
             hint: 'keep the external data files next to the .onnx file, under the names the model gives',
           });
         }
-        handles.set(dataFile, fh);
+        handles.set(dataFile, opened);
       }
+      const fh = opened.handle;
       const offset = Number(entries.get('offset') ?? '0');
-      const size = (await fh.stat()).size;
+      const size = opened.size;
       const expected = expectedByteLength(t);
       const length = entries.has('length') ? Number(entries.get('length')) : expected ?? size - offset;
       if (!Number.isFinite(offset) || !Number.isFinite(length) || offset < 0 || length < 0 || offset + length > size) {
@@ -285,7 +277,7 @@ async function inlineExternalData(model: OnnxModel, file: string): Promise<boole
       t.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
     }
   } finally {
-    for (const fh of handles.values()) await fh.close();
+    for (const { handle } of handles.values()) await handle.close();
   }
   if (handles.size > 0) externalFiles.set(model, [...handles.keys()]);
   return any;
@@ -311,13 +303,12 @@ export async function writeOnnxModel(file: string, model: OnnxModel): Promise<vo
 /** sha256 (hex) of the model file's bytes, streamed. External data files are not part of the hash. */
 export async function modelSha256(file: string): Promise<string> {
   const hash = createHash('sha256');
+  // The same checks as loadOnnxModel: a device such as /dev/zero would be hashed forever.
+  const { handle, size } = await openUserFile(file, 'The model file', READ_LIMITS.onnxModel);
   try {
-    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new UserError(`model file ${file} does not exist`, { hint: 'check the path given to --model' });
-    }
-    throw err;
+    if (size > 0) for await (const chunk of handle.createReadStream({ start: 0, end: size - 1, autoClose: false })) hash.update(chunk as Buffer);
+  } finally {
+    await handle.close().catch(() => {});
   }
   return hash.digest('hex');
 }

@@ -106,6 +106,11 @@ export interface QdqResult {
   weights: QuantizedWeight[];
   /** Weighted ops left in float, and why. */
   skipped: Array<{ node: string; op: string; reason: string }>;
+  /**
+   * Float activations that the INT8 layers (weighted ops, residual Adds) read and would quantize given a scale,
+   * in first-use order; with `activationScales`, what tells how much of the model a cache covers.
+   */
+  quantizable: string[];
   opset: { from: number; to: number; converted: string[] };
 }
 
@@ -283,7 +288,8 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
   const actPlan = new Map<string, Array<[number, number]>>();
   /** (node index, input slot) -> weight plan. */
   const weightPlan = new Map<string, { tensor: string; axis: number | null; node: number; slot: number }>();
-  const result: Omit<QdqResult, 'model' | 'opset'> = { quantizedNodes: [], residualAdds: [], quantizedTensors: [], dequantized: new Map(), weights: [], skipped: [] };
+  const result: Omit<QdqResult, 'model' | 'opset'> = { quantizedNodes: [], residualAdds: [], quantizedTensors: [], dequantized: new Map(), weights: [], skipped: [], quantizable: [] };
+  const quantizable = new Set<string>();
   const quantizedProducers = new Set<number>();
 
   const activationProblem = (name: string): string | undefined => {
@@ -291,6 +297,10 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
     if (!meta) return `input '${name}' is missing`;
     if (meta.constant) return `input '${name}' is a constant`;
     if (meta.elemType !== ELEM.FLOAT) return `input '${name}' is not float32`;
+    if (!quantizable.has(name)) {
+      quantizable.add(name);
+      result.quantizable.push(name);
+    }
     if (!options.activationScales.has(name)) return `no scale for '${name}' in the calibration cache`;
     return undefined;
   };
@@ -314,7 +324,8 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
     const bMeta = tensors.get(b);
     if (node.opType === 'MatMul' && aMeta && bMeta && !aMeta.constant && !bMeta.constant) {
       // Activation x activation (attention-style): both per tensor.
-      const problem = activationProblem(a) ?? activationProblem(b);
+      const problems = [activationProblem(a), activationProblem(b)]; // both, so that both count as quantizable
+      const problem = problems[0] ?? problems[1];
       if (problem) return skip(problem);
       planActivation(a, index, 0);
       planActivation(b, index, 1);

@@ -18,7 +18,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
-import { readUserFile, writeFileAtomic } from '../util/fs.js';
+import { READ_LIMITS, readUserFile, writeFileAtomic } from '../util/fs.js';
 
 export type LayerPrecision = 'int8' | 'fp16' | 'fp32';
 export const LAYER_PRECISIONS: readonly LayerPrecision[] = ['int8', 'fp16', 'fp32'];
@@ -297,7 +297,7 @@ export function validatePrecisionMap(map: PrecisionMap, source: string, options:
 
 /** Reads, parses and (with `layers`) validates a precision map file. */
 export async function readPrecisionMap(file: string, options?: Omit<ValidateOptions, 'text'>): Promise<Map<string, LayerPrecision>> {
-  const text = (await readUserFile(file, 'Precision map')).toString('utf8');
+  const text = (await readUserFile(file, 'Precision map', READ_LIMITS.precisionMap)).toString('utf8');
   const map = parsePrecisionMap(text, file);
   if (options) validatePrecisionMap(map, file, { ...options, text });
   return map;

@@ -27,6 +27,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
+import { removeOnnxruntimeDebugLog } from '../backends/onnxruntime-debug-log.js';
 import type { TensorInfo } from '../backends/types.js';
 import { loadNative, type OrtCollector, type OrtCollectorConfig, type OrtCollectorTarget } from '../native.js';
 import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
@@ -167,6 +168,7 @@ export class NativeStatistics implements StatisticsPass {
       await this.#open();
     } finally {
       this.#bytes = new Uint8Array(0);
+      removeOnnxruntimeDebugLog(); // the library's environment started with the first session
     }
   }
 

@@ -16,6 +16,7 @@
 import { Packr } from 'msgpackr';
 import { UserError } from '../errors.js';
 import { readUserFile, writeFileAtomic } from '../util/fs.js';
+import { HISTOGRAM_BINS } from './types.js';
 import { compareNames } from './collector.js';
 import { statisticsProblem } from './histogram.js';
 import type { StatisticsProvenance, StoredStatistics, TensorStatistics } from './types.js';
@@ -30,6 +31,18 @@ export interface LoadStatisticsOptions {
   expectModelSha256?: string;
   /** The model file in use, for the message. */
   modelFile?: string;
+  /** The model's activation count: the most tensors the file can hold, which bounds what is read (default 20,000). */
+  maxTensors?: number;
+}
+
+/**
+ * The most bytes a statistics file of `tensors` tensors can take: each histogram bin is a varint of a count below
+ * 2^53, at most 8 bytes, so a tensor takes at most bins x 8 bytes plus its name and fields (4 KiB is ample:
+ * names are rarely beyond 100 characters), and the provenance (preprocessing, versions, hashes) under 1 MiB.
+ * With 8192 bins: 68 KiB per tensor, 7.5 MiB for MobileNetV2's 112 tensors.
+ */
+export function maxStatisticsBytes(tensors: number, bins = HISTOGRAM_BINS): number {
+  return tensors * (bins * 8 + 4096) + 2 ** 20;
 }
 
 /** Encodes stored statistics to bytes (deterministic). Throws on statistics that break the invariants. */
@@ -60,7 +73,7 @@ export async function saveStatistics(file: string, stored: StoredStatistics): Pr
 
 /** Reads and validates a statistics file; UserError for a missing, corrupt or foreign file, or another model. */
 export async function loadStatistics(file: string, options: LoadStatisticsOptions = {}): Promise<StoredStatistics> {
-  const bytes = await readUserFile(file, 'The statistics file');
+  const bytes = await readUserFile(file, 'The statistics file', maxStatisticsBytes(options.maxTensors ?? 20_000));
   return decodeStatistics(bytes, file, options);
 }
 

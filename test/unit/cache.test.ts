@@ -114,6 +114,18 @@ describe('calibration cache codec', () => {
     expect(bad('TRT-100300-EntropyCalibration2\ninput: 3c010204\n')).not.toThrow();
   });
 
+  it('takes a value of fewer than 8 hex digits only as TensorRT writes one (a lone 0): a line cut mid-value is an error with its line', () => {
+    const bad = (text: string) => () => parseCalibrationCache(text, 'm.cache');
+    // A copy cut short after "3caa" used to parse as a scale of 1.4e-42 for "input".
+    expect(bad('TRT-100300-MinMaxCalibration\ninput: 3caa')).toThrow(/m\.cache:2: the scale of "input" has 4 hex digit\(s\), "3caa": the line is cut in the middle of its value/);
+    expect(bad('TRT-100300-MinMaxCalibration\ninput: 3caa4a58\nConv1_pad: 3c\n')).toThrow(/m\.cache:3: the scale of "Conv1_pad" has 2 hex digit/);
+    expect(bad('TRT-100300-MinMaxCalibration\ninput: 3caa4a58\nConv1_pad: ')).toThrow(/m\.cache:3: the scale of "Conv1_pad" must be 8 hex digits .* or a lone 0, but is ""/);
+    expect(bad('TRT-100300-MinMaxCalibration\ninput: 3caa4a58\nConv1_p')).toThrow(/m\.cache:3: expected "tensor name: hhhhhhhh"/);
+    expect(bad('TRT-100300-MinMaxCalibration\ninput: 00\n')).toThrow(/m\.cache:2: .*2 hex digit/);
+    const ok = parseCalibrationCache('TRT-100300-MinMaxCalibration\ninput: 0\nx: 00000000\ny: 3caa4a58');
+    expect(ok.entries.map((e) => e.scale)).toEqual([0, 0, 0.020787402987480164]);
+  });
+
   it('converts to and from a JSON range table', () => {
     const c = parseCalibrationCache('TRT-100300-EntropyCalibration2\ninput: 3c010204\nrelu: 40000000\n');
     const table = cacheToRangeTable(c);

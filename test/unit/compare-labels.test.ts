@@ -1,7 +1,7 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { labelIndex, labelsFromCsv, labelsFromFolders, loadLabels, parseClassList, parseCsv, parseLabelCsv } from '../../src/compare/labels.js';
 import { UserError } from '../../src/errors.js';
 
@@ -90,6 +90,7 @@ describe('labels from a CSV on disk', () => {
   const files = [path.join(data, 'a.jpg'), path.join(data, 'x', 'b,c.jpg'), path.join(data, 'd.jpg')];
   for (const f of files) writeFileSync(f, '');
   writeFileSync(path.join(dir, 'classes.txt'), 'cat\ndog\n');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('paths relative to the CSV folder or to --data; unlabelled files counted', async () => {
     // a.jpg relative to --data, "x/b,c.jpg" relative to the CSV (which lives beside val/)

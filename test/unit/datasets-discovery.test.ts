@@ -1,8 +1,10 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { discoverImages, mulberry32, seededPick, sortPaths } from '../../src/datasets/discovery.js';
+import { createDataset } from '../../src/datasets/dataset.js';
+import { discoverImages, discoverImagesReporting, mulberry32, seededPick, sortPaths } from '../../src/datasets/discovery.js';
+import { resolvePreprocess } from '../../src/datasets/presets.js';
 import { UserError } from '../../src/errors.js';
 
 let root: string;
@@ -106,4 +108,55 @@ describe('discoverImages', () => {
     await expect(discoverImages(emptyList)).rejects.toThrow(/searched the paths listed in the file/);
     await expect(discoverImages(path.join(root, 'data'), { maxImages: 0 })).rejects.toThrow(/positive integer for maxImages/);
   });
+});
+
+describe('symbolic links in --data', () => {
+  let tree: string;
+  beforeAll(async () => {
+    // data/one.jpg, data/sub/up -> .., data/other/up -> .. (two loops), data/alias -> sub (a second path to a
+    // folder), data/sub/again.jpg -> ../one.jpg and a hard link data/sub/hard.jpg (one real file, three names),
+    // data/gone.jpg -> missing.jpg (dangling), data/sub/two.png (a second real image).
+    tree = path.join(root, 'links');
+    await makeTree(tree, ['one.jpg', 'sub/two.png', 'other/readme.txt']);
+    await symlink('..', path.join(tree, 'sub/up'));
+    await symlink('..', path.join(tree, 'other/up'));
+    await symlink('sub', path.join(tree, 'alias'));
+    await symlink('../one.jpg', path.join(tree, 'sub/again.jpg'));
+    await link(path.join(tree, 'one.jpg'), path.join(tree, 'sub/hard.jpg'));
+    await symlink('missing.jpg', path.join(tree, 'gone.jpg'));
+  });
+
+  it('visits each real folder and file once, keeps the first path in sorted order, reports loops and dangling links (time-bounded)', async () => {
+    expect(await discoverImages(tree)).toHaveLength(2);
+    const { files, skipped } = await discoverImagesReporting(tree);
+    // one.jpg is reached as alias/again.jpg, alias/hard.jpg, one.jpg, sub/again.jpg, sub/hard.jpg: once, as the
+    // first of those in byte order; two.png as alias/two.png and sub/two.png: once, as alias/two.png.
+    expect(files.map((f) => path.relative(tree, f))).toEqual(['alias/again.jpg', 'alias/two.png']);
+    expect(skipped.map((s) => path.relative(tree, s.file))).toEqual(['alias/up', 'gone.jpg', 'other/up']);
+    expect(skipped[0]!.reason).toMatch(/symbolic link loop: it leads back to ".*links", which contains it/);
+    expect(skipped[1]!.reason).toMatch(/dangling symbolic link \(its target "missing.jpg" does not exist\)/);
+    // A glob does not descend into linked folders (fast-glob has no cycle check) and reports dangling links.
+    const glob = await discoverImagesReporting(`${tree}/**/*.{jpg,png}`);
+    expect(glob.files.map((f) => path.relative(tree, f))).toEqual(['one.jpg', 'sub/two.png']);
+    expect(glob.skipped.map((s) => path.relative(tree, s.file))).toEqual(['gone.jpg']);
+  }, 10_000);
+
+  it('hands the loops and dangling links to the dataset\'s skipped list, on every pass', async () => {
+    const preprocess = resolvePreprocess({ preset: 'imagenet' });
+    const dataset = await createDataset({ data: tree, preprocess });
+    expect(dataset.files).toHaveLength(2);
+    const skipped: string[] = [];
+    // The two files hold "x", not images: both are skipped as undecodable, then come the three link entries.
+    for (let pass = 0; pass < 2; pass++) {
+      skipped.length = 0;
+      const error = await (async () => {
+        for await (const _ of dataset.batches({ onSkip: (s) => skipped.push(`${path.relative(tree, s.file)}${s.kind ? ` (${s.kind})` : ''}`) })) void _;
+      })().catch((err: Error) => err);
+      expect(String(error)).toMatch(/None of the 2 selected image\(s\) could be decoded/);
+      // The summary counts images apart from the links.
+      expect(String((error as UserError).hint)).toMatch(/^2 of 2 image\(s\) skipped:\n(.*\n){2}3 link\(s\) in the data not followed:\n  .*alias\/up: symbolic link loop/);
+      expect(skipped.slice(0, 2).sort()).toEqual(['alias/again.jpg', 'alias/two.png']);
+      expect(skipped.slice(2)).toEqual(['alias/up (link)', 'gone.jpg (link)', 'other/up (link)']);
+    }
+  }, 10_000);
 });

@@ -6,6 +6,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { removeOnnxruntimeDebugLog } from '../../src/backends/onnxruntime-debug-log.js';
 import { calibrate } from '../../src/app/calibrate.js';
 import { nativeSessionConfig, onnxruntimeLibraryPath } from '../../src/backends/onnxruntime.js';
 import { loadNative } from '../../src/native.js';
@@ -15,6 +16,9 @@ import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
 import { planCollection } from '../../src/stats/derive.js';
 import { nativeCollectionUnsupported } from '../../src/stats/native-collect.js';
 import { silentReporter } from '../../src/reporter.js';
+
+// onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts): the OrtCollector binding test opens sessions through the native library directly.
+afterAll(removeOnnxruntimeDebugLog);
 
 const ROOT = path.resolve(__dirname, '../..');
 const MOBILENET = path.join(ROOT, 'test/fixtures/models/mobilenet_v2_nsfw_224.onnx');

@@ -2,13 +2,17 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { removeOnnxruntimeDebugLog } from '../../src/backends/onnxruntime-debug-log.js';
 import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import { foldBatchNorms } from '../../src/onnx/fold.js';
 import { checkModel } from '../../src/onnx/check.js';
 import { convertToFp16WithReport, float16BitsToFloat32, float32ToFloat16Bits } from '../../src/onnx/fp16.js';
 import { ELEM, decodeOnnxModel, graphOf, loadOnnxModel, makeTensor, saveOnnxModel, tensorToProto, type OnnxModel } from '../../src/onnx/model.js';
 import { MOBILENET, PPOCR, argmax, cosine, fp32Reference, imageFiles, loadImage, runAll } from './onnx-testdata.js';
+
+// onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts): these tests open onnxruntime-node sessions directly, not through src/backends.
+afterAll(removeOnnxruntimeDebugLog);
 
 describe('float32 -> float16 bits', () => {
   it('matches IEEE binary16 with round to nearest even', () => {

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeOnnxruntimeDebugLog } from '../../src/backends/onnxruntime-debug-log.js';
 import { UserError } from '../../src/errors.js';
 import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import {
@@ -21,6 +22,9 @@ import {
   type OnnxModel,
 } from '../../src/onnx/model.js';
 import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
+
+// onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts): one test opens an onnxruntime-node session directly, not through src/backends.
+afterAll(removeOnnxruntimeDebugLog);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MOBILENET = path.resolve(here, '../fixtures/models/mobilenet_v2_nsfw_224.onnx');

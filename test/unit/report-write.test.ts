@@ -1,9 +1,9 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parseReportJson } from '../../src/compare/render-json.js';
 import { thumbnailDataUris } from '../../src/compare/thumbnails.js';
 import { writeReportFiles } from '../../src/compare/write.js';
@@ -12,12 +12,18 @@ import { syntheticReport } from './compare-fixture.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const IMAGES = path.resolve(here, '../fixtures/images');
 
+const made: string[] = [];
+afterAll(() => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
+
 describe('writing report.json and report.html', () => {
   it('writes both atomically, with the worst images as JPEG thumbnails of at most 96 px', async () => {
     const photos = readdirSync(IMAGES).filter((f) => /\.(jpg|png)$/.test(f)).sort();
     const files = Array.from({ length: 23 }, (_, i) => photos[i % photos.length]!);
     const report = syntheticReport({ files });
     const dir = mkdtempSync(path.join(tmpdir(), 'trt-calib-report-'));
+    made.push(dir);
     const written = await writeReportFiles(report, { json: path.join(dir, 'report.json'), html: path.join(dir, 'report.html'), imageBaseDir: IMAGES });
     expect(written).toEqual([path.join(dir, 'report.json'), path.join(dir, 'report.html')]);
     expect(readdirSync(dir).sort()).toEqual(['report.html', 'report.json']); // no temporary file left

@@ -16,12 +16,12 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import fg from 'fast-glob';
 import { UserError } from '../../../errors.js';
-import { readUserFile } from '../../../util/fs.js';
+import { READ_LIMITS, readUserFile } from '../../../util/fs.js';
 import type { GroundTruthBox } from './types.js';
 
 /** Reads `id name` lines (as coco_labels.txt) or one name a line (id = line index, from 0). */
 export async function readClassNames(file: string): Promise<Map<number, string>> {
-  const text = (await readUserFile(file, 'The class names file (--classes)')).toString('utf8').replace(/^\uFEFF/, '');
+  const text = (await readUserFile(file, 'The class names file (--classes)', READ_LIMITS.labels)).toString('utf8').replace(/^\uFEFF/, '');
   const lines = text.split(/\r?\n/);
   while (lines.length > 0 && lines[lines.length - 1]!.trim() === '') lines.pop();
   if (lines.length === 0) throw new UserError(`The class names file ${file} is empty.`, { hint: 'Write `id name` lines, or one class name a line (line 1 is class 0).' });
@@ -94,7 +94,7 @@ interface CocoJson {
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export async function loadCocoLabels(file: string, datasetFiles: readonly string[], dataRoot: string): Promise<CocoLabels> {
-  const bytes = await readUserFile(file, 'The labels file (--labels)');
+  const bytes = await readUserFile(file, 'The labels file (--labels)', READ_LIMITS.labels);
   let json: CocoJson;
   try {
     json = JSON.parse(bytes.toString('utf8').replace(/^\uFEFF/, '')) as CocoJson;
@@ -219,7 +219,7 @@ export async function loadYoloLabels(
     }
     used.add(txt);
     const labelFile = path.join(root, txt);
-    const text = (await readUserFile(labelFile, 'The YOLO label file')).toString('utf8').replace(/^\uFEFF/, '');
+    const text = (await readUserFile(labelFile, 'The YOLO label file', READ_LIMITS.labels)).toString('utf8').replace(/^\uFEFF/, '');
     text.split(/\r?\n/).forEach((raw, i) => {
       const line = raw.trim();
       if (line === '') return;

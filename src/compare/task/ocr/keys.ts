@@ -5,11 +5,11 @@
  * last line is a space already holds it.
  */
 import { UserError } from '../../../errors.js';
-import { readUserFile } from '../../../util/fs.js';
+import { READ_LIMITS, readUserFile } from '../../../util/fs.js';
 
 /** The lines of a keys file: one character (or character sequence) each; a line holding one space is the space. */
 export async function readKeys(file: string): Promise<string[]> {
-  const bytes = await readUserFile(file, 'The keys file');
+  const bytes = await readUserFile(file, 'The keys file', READ_LIMITS.labels);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);

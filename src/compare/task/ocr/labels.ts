@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { UserError } from '../../../errors.js';
-import { readUserFile } from '../../../util/fs.js';
+import { READ_LIMITS, readUserFile } from '../../../util/fs.js';
 
 export interface TextLabels {
   /** Dataset file (path.resolve'd) -> expected text. */
@@ -14,7 +14,7 @@ export interface TextLabels {
 }
 
 export async function readTextLabels(file: string, datasetFiles: readonly string[], dataRoot: string): Promise<TextLabels> {
-  const bytes = await readUserFile(file, 'The labels file');
+  const bytes = await readUserFile(file, 'The labels file', READ_LIMITS.labels);
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);

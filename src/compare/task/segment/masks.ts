@@ -12,7 +12,7 @@ import path from 'node:path';
 import fg from 'fast-glob';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { UserError } from '../../../errors.js';
-import { readUserFile } from '../../../util/fs.js';
+import { READ_LIMITS, readUserFile } from '../../../util/fs.js';
 import { ClassCounts, NO_CLASS } from './class-counts.js';
 import type { OriginalSampling } from './class-map.js';
 
@@ -49,7 +49,7 @@ export function pngPalette(bytes: Uint8Array, file: string): number[] | undefine
 
 /** Reads one mask; a UserError names the file for anything that is not a class-index PNG. */
 export async function readMask(file: string): Promise<LabelMask> {
-  const bytes = await readUserFile(file, 'The mask');
+  const bytes = await readUserFile(file, 'The mask', READ_LIMITS.mask);
   const palette = pngPalette(bytes, file);
   let decoded: { data: Buffer; info: OutputInfo };
   let meta: Metadata;

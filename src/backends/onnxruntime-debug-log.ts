@@ -1,0 +1,26 @@
+/**
+ * onnxruntime's Linux and macOS builds create an empty `mat-debug-<pid>.log` in the temporary folder ($TMPDIR, else
+ * /tmp) when their environment starts (the first session of a process; the string sits in libonnxruntime beside
+ * its telemetry's trace-folder setting), keep it open and never write to it or remove it: every run left one
+ * behind. Nothing reads it, and no session option turns it off, so it is removed right after a session opens; the
+ * library's open handle keeps working on an unlinked file.
+ */
+import { lstatSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** The debug log onnxruntime creates for this process, by the temporary-folder rule it follows. */
+export function onnxruntimeDebugLogPath(pid = process.pid): string {
+  return path.join(tmpdir(), `mat-debug-${pid}.log`);
+}
+
+/** Removes this process's debug log when it is there and empty (never anything that holds data). */
+export function removeOnnxruntimeDebugLog(): void {
+  const file = onnxruntimeDebugLogPath();
+  try {
+    const st = lstatSync(file);
+    if (st.isFile() && st.size === 0) unlinkSync(file);
+  } catch {
+    // Not created (yet, or on this platform), or already gone.
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * The suite's leak check (vitest globalSetup). Every test process gets a private temporary folder (TMPDIR, which
+ * os.tmpdir(), the CLI children the e2e tests spawn and onnxruntime all follow), so that what the tests leave can
+ * be told apart from other programs' files in the shared system folder. At the end, anything left there that the
+ * tool or its libraries name like their own temporary files (`trt-calib-*` folders and files, onnxruntime's
+ * `mat-debug-<pid>.log`) fails the run, listed by name; the folder is removed either way, so the system temporary
+ * folder keeps nothing.
+ */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** What the tool's and onnxruntime's temporary files are called. */
+export const LEAK_PATTERNS: readonly RegExp[] = [/^trt-calib-/, /^mat-debug-\d+\.log$/];
+
+export default function setup(): () => void {
+  const previous = process.env.TMPDIR;
+  const dir = mkdtempSync(path.join(tmpdir(), 'vitest-trt-calib-tmp-'));
+  process.env.TMPDIR = dir;
+  return () => {
+    const left = readdirSync(dir).filter((name) => LEAK_PATTERNS.some((p) => p.test(name))).sort();
+    rmSync(dir, { recursive: true, force: true });
+    if (previous === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = previous;
+    if (left.length > 0) {
+      throw new Error(`The tests left ${left.length} temporary item(s) behind (clean up in afterAll/afterEach, or fix the code that makes them): ${left.join(', ')}`);
+    }
+  };
+}
