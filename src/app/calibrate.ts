@@ -6,7 +6,6 @@
  * Order of work: every cheap check first (TensorRT version, options, model, input shape, data selection), so that
  * a mistake fails in a second, before the long pass and with nothing written.
  */
-import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
@@ -18,6 +17,7 @@ import type { PreprocessConfig, SkippedFile } from '../datasets/types.js';
 import { UserError } from '../errors.js';
 import { listActivations, type ActivationInfo } from '../onnx/graph.js';
 import { datasetForModel, type DataOptions } from './data.js';
+import { shardRecord, shardStatsName, type ShardSpec } from './shard.js';
 
 export type { DataOptions } from './data.js';
 import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
@@ -27,6 +27,7 @@ import { StatisticsWorker } from '../stats/worker-client.js';
 import { compareNames } from '../stats/collector.js';
 import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError, type StatisticsPass } from '../stats/native-collect.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
+import { imageListSha256, slashPath } from '../stats/image-list.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { TOOL_VERSION } from '../version.js';
@@ -41,6 +42,8 @@ export interface CalibrateOptions {
   data?: DataOptions;
   /** A statistics file from an earlier run: no model run, no images. */
   fromStats?: string;
+  /** Statistics already in memory (the merged shards of `trt-calib merge`): written to the statistics file like collected ones. */
+  statistics?: { stored: StoredStatistics; from: string };
   algorithms: readonly AlgorithmName[];
   calibrator?: CalibratorOptions;
   /** TensorRT version of the cache header ("10.3.0"); detected when absent (error when none is installed). */
@@ -59,6 +62,8 @@ export interface CalibrateOptions {
   threads?: number;
   /** false: export every activation instead of counting Clip/Relu/Pad outputs from their inputs (same statistics; slower). */
   deriveStatistics?: boolean;
+  /** Statistics of one slice of the images only (<model>.stats.<K>of<N>.msgpack), no scales, no cache: see `trt-calib merge`. */
+  shard?: ShardSpec;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -84,7 +89,7 @@ export interface CalibrateResult {
   caches: CacheWritten[];
   statsFile: string;
   /** Whether the statistics were collected now or read from a file. */
-  statsSource: 'collected' | 'file';
+  statsSource: 'collected' | 'file' | 'merged';
   preprocess?: PreprocessConfig;
   batchSize?: number;
   /** dropped: images of a last, short batch that a fixed-batch model cannot run. */
@@ -98,6 +103,8 @@ export interface CalibrateResult {
   problems: Array<{ name: string; problem: string }>;
   /** amax per algorithm per tensor, in cache order. */
   amax: Record<string, Record<string, number>>;
+  /** With --shard: which slice of the selected images ([start, end)) these statistics cover. */
+  shard?: { index: number; count: number; start: number; end: number; selected: number };
 }
 
 export async function calibrate(options: CalibrateOptions): Promise<CalibrateResult> {
@@ -111,9 +118,16 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
     });
   }
   if (options.data && options.fromStats) throw new UserError('Give either --data (calibrate on images) or --from-stats (reuse statistics), not both.');
-  if (!options.data && !options.fromStats) throw new UserError('No calibration data: pass --data DIR (images) or --from-stats FILE.');
+  if (!options.data && !options.fromStats && !options.statistics) throw new UserError('No calibration data: pass --data DIR (images) or --from-stats FILE.');
+  if (options.shard && (options.fromStats || options.out !== undefined)) {
+    throw new UserError(`${options.shard.source} collects the statistics of a slice of the images and writes no cache: it cannot be combined with ${options.fromStats ? '--from-stats' : '--out'}.`, {
+      hint: 'Run the shards with --data, then trt-calib merge their statistics files to write the caches.',
+    });
+  }
+  // A shard computes no scales: they exist only for all the images (trt-calib merge).
+  const scaled = options.shard ? [] : algorithms;
 
-  const writeCaches = options.writeCaches ?? true;
+  const writeCaches = !options.shard && (options.writeCaches ?? true);
   const trt = writeCaches ? resolveTrtVersion(options.trtVersion) : undefined;
   // Echoed once every check has passed, so that a failing run prints its error alone.
   const announce = () => {
@@ -128,18 +142,27 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   if (activations.length === 0) throw new UserError(`${options.model} has no floating-point activations to calibrate.`);
   const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
   const outDir = options.outDir ?? DEFAULT_OUT_DIR;
-  const statsFile = options.statsOut ?? path.join(outDir, `${modelBase}.stats.msgpack`);
+  const statsFile = options.statsOut ?? path.join(outDir, options.shard ? shardStatsName(modelBase, options.shard) : `${modelBase}.stats.msgpack`);
 
   let tensors: TensorStatistics[];
   let collected: Awaited<ReturnType<typeof collectStatistics>> | undefined;
   const collectStarted = performance.now();
-  if (options.fromStats) {
+  if (options.statistics) {
+    const { stored, from } = options.statistics;
+    if (stored.provenance.modelSha256.toLowerCase() !== (await modelShaPending).toLowerCase()) {
+      throw new UserError(`${from} were collected on model sha256 ${stored.provenance.modelSha256.slice(0, 12)}... (${stored.provenance.modelFile}), not on ${options.model}.`, {
+        hint: 'Pass the --model the statistics were collected on.',
+      });
+    }
+    tensors = stored.tensors;
+    announce();
+  } else if (options.fromStats) {
     const stored = await loadStatistics(options.fromStats, { expectModelSha256: await modelShaPending, modelFile: options.model });
     tensors = stored.tensors;
     announce();
     reporter.info(`statistics: ${options.fromStats} (${stored.provenance.imageCount} images, ${tensors.length} tensors)`);
   } else {
-    collected = await collectStatistics(options.model, model, activations, options.data!, { threads: options.threads, reporter, signal: options.signal, announce, derive: options.deriveStatistics });
+    collected = await collectStatistics(options.model, model, activations, { ...options.data!, shard: options.shard }, { threads: options.threads, reporter, signal: options.signal, announce, derive: options.deriveStatistics });
     tensors = collected.stored.tensors;
     try {
       collected.stored.provenance.modelSha256 = await modelShaPending;
@@ -163,10 +186,11 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
     const ordered = activations.map((a) => byName.get(a.name)!);
 
     const algoStarted = performance.now();
-    reporter.start('computing scales', ordered.length, 'tensors');
-    const computing = computeAllAmaxes(algorithms, ordered, options.calibrator ?? {}, (done) => reporter.update({ done }));
+    if (scaled.length > 0) reporter.start('computing scales', ordered.length, 'tensors');
+    const computing = computeAllAmaxes(scaled, ordered, options.calibrator ?? {}, (done) => reporter.update({ done }));
     // The statistics are written while the native KL scans of the entropy calibrators run on other threads.
-    const saving = collected ? saveStatistics(statsFile, collected.stored) : Promise.resolve();
+    const toSave = collected?.stored ?? options.statistics?.stored;
+    const saving = toSave ? saveStatistics(statsFile, toSave) : Promise.resolve();
     const released = collected?.release(); // now that the scans run on other threads
     const [amaxes] = await Promise.all([computing, saving, released]); // all settle before any cache is written
     reporter.stop();
@@ -175,7 +199,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
     const caches: CacheWritten[] = [];
     const writes: Array<Promise<void>> = [];
     const amaxOut: Record<string, Record<string, number>> = {};
-    for (const algorithm of algorithms) {
+    for (const algorithm of scaled) {
       const calibrator = CALIBRATORS[algorithm];
       const amax = amaxes.get(algorithm)!;
       amaxOut[algorithm] = Object.fromEntries(ordered.map((t) => [t.name, amax.get(t.name)!]));
@@ -209,12 +233,13 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
       else if (t.absMax === 0) problems.push({ name: t.name, problem: 'all values were 0: scale set for the range [-1, 1]' });
     }
     const total = (performance.now() - started) / 1000;
+    const shardRun = collected?.stored.provenance.shard;
     return {
       model: options.model,
       ...(trt ? { trtVersion: { version: formatTrtVersion(trt.version), encoded: encodeTrtVersion(trt.version), source: trt.source } } : {}),
       caches,
       statsFile: options.fromStats ?? statsFile,
-      statsSource: options.fromStats ? 'file' : 'collected',
+      statsSource: options.fromStats ? 'file' : options.statistics ? 'merged' : 'collected',
       preprocess: collected?.preprocess,
       batchSize: collected?.batchSize,
       images: { used: collected?.used ?? 0, skipped: collected?.skipped ?? [], dropped: collected?.dropped ?? 0 },
@@ -225,6 +250,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
       narrowest: byRange.slice(-5).reverse().map(range),
       problems,
       amax: amaxOut,
+      ...(shardRun ? { shard: { index: shardRun.index, count: shardRun.count, start: shardRun.start, end: shardRun.end, selected: shardRun.selectedCount } } : {}),
     };
   } finally {
     await collected?.release();
@@ -257,7 +283,7 @@ async function collectStatistics(
   // onnxruntime on the CPU is as fast per image at batch 1; batch 8 was slower (43 images: 0.96 s vs 1.26 s).
   // The statistics do not depend on the batch size.
   // Eight images decoded ahead (5 MB at 224x224): enough to ride out the uneven decode times of photos.
-  const { input, preprocess, batchSize, dataset } = await datasetForModel(modelFile, model, { prefetchImages: 8, ...data }, 'calibration', 1);
+  const { input, preprocess, batchSize, dataset, selection } = await datasetForModel(modelFile, model, { prefetchImages: 8, ...data }, 'calibration', 1);
 
   const names = activations.map((a) => a.name);
   // onnxruntime gets all cores but one by default: image decoding and the statistics kernels run beside it.
@@ -330,6 +356,8 @@ async function collectStatistics(
   try {
     if (used === 0) throw new UserError(`None of the ${dataset.size} images in ${data.data} could be read.`);
     skipped.sort((a, b) => compareNames(a.file, b.file));
+    const skippedFiles = new Set(skipped.map((s) => s.file));
+    const shard = data.shard && selection ? shardRecord(data.shard, selection.files, selection, await sizes, skippedFiles, fixedBatch ? (input.dims[0] as number) : 1) : undefined;
 
     const stored: StoredStatistics = {
       format: 'trt-calib-stats',
@@ -343,9 +371,10 @@ async function collectStatistics(
         preprocess,
         imageCount: used,
         skippedCount: skipped.length,
-        imageListSha256: imageListHash(dataset.files, await sizes, new Set(skipped.map((s) => s.file))),
+        imageListSha256: imageListHash(dataset.files, await sizes, skippedFiles),
         histogramBins: HISTOGRAM_BINS,
         createdBy: 'trt-calib calibrate',
+        ...(shard ? { shard } : {}),
       },
       tensors,
     };
@@ -385,33 +414,13 @@ async function openStatisticsPass(config: Parameters<typeof nativeCollectionUnsu
   return worker;
 }
 
-/**
- * sha256 over the images used: each one's path relative to their common folder and its size, in sorted order.
- * Independent of where the folder lives, of the batch size and of the order the files were listed in.
- */
+/** The provenance's imageListSha256 (src/stats/image-list.ts) over the images used. */
 function imageListHash(files: readonly string[], sizes: readonly number[], skipped: ReadonlySet<string>): string {
-  const used = files.map((f, i) => [f, sizes[i]!] as const).filter(([f]) => !skipped.has(f));
-  const root = commonDir(used.map(([f]) => path.resolve(f)));
-  const hash = createHash('sha256');
-  for (const [f, size] of used) hash.update(`${path.relative(root, path.resolve(f)).split(path.sep).join('/')}\t${size}\n`);
-  return hash.digest('hex');
+  return imageListSha256(files.flatMap((f, i) => (skipped.has(f) ? [] : [[slashPath(path.resolve(f)), sizes[i]!] as const])));
 }
 
 /** The files' sizes, read all at once (at the start of the pass, beside the decoding); -1 for one that cannot be
  * read (the pass skips it, so the hash leaves it out). */
 function fileSizes(files: readonly string[]): Promise<number[]> {
   return Promise.all(files.map((f) => fsp.stat(f).then((st) => st.size, () => -1)));
-}
-
-function commonDir(files: readonly string[]): string {
-  if (files.length === 0) return '';
-  let dir = path.dirname(files[0]!);
-  for (const f of files) {
-    while (!(f === dir || f.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep))) {
-      const up = path.dirname(dir);
-      if (up === dir) return dir;
-      dir = up;
-    }
-  }
-  return dir;
 }

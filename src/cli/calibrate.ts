@@ -19,6 +19,7 @@ interface CalibrateCliValues extends CommonOptions, Omit<PreprocessCliValues, 'd
   statsOut?: string;
   fromStats?: string;
   threads?: number;
+  shard?: string;
 }
 
 const EXAMPLES = `
@@ -53,6 +54,7 @@ export function register(program: Command): void {
     .option('--out-dir <dir>', 'folder for the caches and the statistics', DEFAULT_OUT_DIR)
     .option('--stats-out <file>', 'statistics file (default <out-dir>/<model>.stats.msgpack)')
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
+    .option('--shard <K/N|auto|auto/N>', 'collect statistics on the K-th of N slices of the images only (<model>.stats.<K>of<N>.msgpack, no cache; then trt-calib merge); auto: from JOB_COMPLETION_INDEX (with /N) or SLURM_ARRAY_TASK_ID/COUNT')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics)', parseInteger(1, 1024));
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
@@ -61,6 +63,7 @@ export function register(program: Command): void {
     const algorithms = parseAlgorithms(opts.algo);
     const data = opts.data !== undefined ? preprocessOptionsFrom(opts as PreprocessCliValues) : undefined;
     const { calibrate } = await import('../app/calibrate.js');
+    const shard = opts.shard !== undefined ? (await import('../app/shard.js')).parseShard(opts.shard) : undefined;
     const result = await calibrate({
       model: opts.model,
       data,
@@ -73,6 +76,7 @@ export function register(program: Command): void {
       outDir: opts.outDir,
       statsOut: opts.statsOut,
       threads: opts.threads,
+      shard,
       reporter,
     });
     if (result.preprocess && opts.verbose) reporter.info(`preprocessing: ${describePreprocess(result.preprocess)}`);
@@ -80,7 +84,7 @@ export function register(program: Command): void {
   });
 }
 
-function jsonSummary(r: CalibrateResult) {
+export function jsonSummary(r: CalibrateResult) {
   return {
     model: r.model,
     trtVersion: r.trtVersion,
@@ -97,6 +101,7 @@ function jsonSummary(r: CalibrateResult) {
     narrowest: r.narrowest,
     problems: r.problems,
     amax: r.amax,
+    ...(r.shard ? { shard: r.shard } : {}),
   };
 }
 
@@ -104,7 +109,7 @@ function num(n: number): string {
   return n === 0 ? '0' : Math.abs(n) >= 1e-3 && Math.abs(n) < 1e5 ? n.toPrecision(4) : n.toExponential(3);
 }
 
-function textSummary(r: CalibrateResult): string {
+export function textSummary(r: CalibrateResult): string {
   const lines: string[] = [];
   if (r.statsSource === 'collected') {
     lines.push(summarizeSkipped(r.images.skipped, r.images.used));
@@ -114,9 +119,10 @@ function textSummary(r: CalibrateResult): string {
   } else {
     lines.push(`${r.tensors} tensors from ${r.statsFile} in ${r.seconds.total.toFixed(2)} s`);
   }
+  if (r.shard) lines.push(`shard ${r.shard.index} of ${r.shard.count}: images ${r.shard.start + 1}..${r.shard.end} of the ${r.shard.selected} selected; no cache (trt-calib merge writes them from all ${r.shard.count} shards)`);
   if (r.trtVersion) lines.push(`TensorRT ${r.trtVersion.version} (${r.trtVersion.source})`);
   for (const c of r.caches) lines.push(`  ${c.algorithm.padEnd(10)} ${c.file}  [${c.header}]`);
-  if (r.statsSource === 'collected') lines.push(`  statistics ${r.statsFile}`);
+  if (r.statsSource !== 'file') lines.push(`  statistics ${r.statsFile}`);
   if (r.widest.length > 0) {
     lines.push('widest ranges:   ' + r.widest.map((t) => `${t.name} (${num(t.absMax)})`).join(', '));
     lines.push('narrowest ranges: ' + r.narrowest.map((t) => `${t.name} (${num(t.absMax)})`).join(', '));
