@@ -99,8 +99,8 @@ function checkSameRun(shards: readonly LoadedShard[]): void {
   const checks: Array<[what: string, value: (s: LoadedShard) => string, hint: string]> = [
     ['models', (s) => `sha256 ${s.stored.provenance.modelSha256.toLowerCase()}`, 'Merge the shards of one model.'],
     ['tool versions', (s) => `${s.stored.provenance.tool} ${s.stored.provenance.toolVersion}`, 'Run every shard with the same trt-calib version.'],
-    ['preprocessing', (s) => canonical(s.stored.provenance.preprocess), 'Run every shard with the same --preset and preprocessing flags.'],
     ['input shapes', (s) => canonical(s.stored.provenance.shapes), 'Run every shard with the same --shapes/--size.'],
+    ['preprocessing', (s) => canonical(s.stored.provenance.preprocess), 'Run every shard with the same --preset and preprocessing flags.'],
     ['histogram sizes', (s) => String(s.stored.provenance.histogramBins), 'Run every shard with the same trt-calib version.'],
     ['shard counts', (s) => `N = ${s.shard.count}`, 'Merge the shards of one --shard K/N split: all with the same N.'],
   ];
