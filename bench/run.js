@@ -17,6 +17,7 @@ const suites = [
   ['stats', './stats.mjs', 'benchStats'],
   ['calibrate', './calibrate.mjs', 'benchCalibrate'],
   ['sensitivity', './sensitivity.mjs', 'benchSensitivity'],
+  ['shard', './shard.mjs', 'benchShard'],
 ];
 const results = {};
 for (const [name, file, fn] of suites) {
