@@ -97,13 +97,19 @@ export function shardStatsName(modelBase: string, shard: { index: number; count:
   return `${modelBase}.stats.${shard.index}of${shard.count}.msgpack`;
 }
 
+/** `<out-dir>/<model>.sensitivity.<K>of<N>.json`, the default report of `sensitivity --shard`. */
+export function sensitivityShardPath(modelFile: string, outDir: string, shard: { index: number; count: number }): string {
+  return path.join(outDir, `${path.basename(modelFile).replace(/\.onnx$/i, '')}.sensitivity.${shard.index}of${shard.count}.json`);
+}
+
 /**
  * The slice [start, end) of `total` selected images for a shard: contiguous, the N slices as even as whole units
- * allow. `unit` is the model's fixed batch (1 when the batch is dynamic or 1): slices start on batch boundaries, so
+ * allow (of images; of layers for `sensitivity --shard`). `unit` is the model's fixed batch (1 when the batch is
+ * dynamic or 1): slices start on batch boundaries, so
  * every shard but the last runs only full batches and the one short batch a single run drops is dropped by the
  * last shard alone. Refuses a shard that would get no image.
  */
-export function shardRange(total: number, shard: ShardSpec, unit = 1): { start: number; end: number } {
+export function shardRange(total: number, shard: ShardSpec, unit = 1, noun = 'images'): { start: number; end: number } {
   const units = Math.ceil(total / unit);
   const startUnit = Math.floor(((shard.index - 1) * units) / shard.count);
   const endUnit = Math.floor((shard.index * units) / shard.count);
@@ -111,7 +117,7 @@ export function shardRange(total: number, shard: ShardSpec, unit = 1): { start: 
   const end = Math.min(total, endUnit * unit);
   if (end <= start) {
     throw new UserError(
-      `${shard.source}: shard ${shard.index} of ${shard.count} gets no images: ${total} image(s) are selected${unit > 1 ? `, in batches of ${unit}` : ''}.`,
+      `${shard.source}: shard ${shard.index} of ${shard.count} gets no ${noun}: ${total} ${noun} are selected${unit > 1 ? `, in batches of ${unit}` : ''}.`,
       { hint: `Use at most ${units} shard(s) for this selection.` },
     );
   }

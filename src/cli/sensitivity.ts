@@ -27,6 +27,7 @@ interface SensitivityCliValues extends CommonOptions, PreprocessCliValues {
   maxLayers?: string;
   precisionOut?: string;
   outDir: string;
+  shard?: string;
 }
 
 const EXAMPLES = `
@@ -86,13 +87,16 @@ export function register(program: Command): void {
     .option('--max-drop <points>', 'choose a precision map: the largest drop against FP32, in points of top-1 agreement (top-1 accuracy with labels; same-side fraction for dense maps)', parseNumber(0, 100))
     .option('--max-layers <n|p%>', 'with --max-drop: keep at most this many layers out of INT8 (a count, or a percentage of the quantizable layers)', layerCap)
     .option('--precision-out <file>', `with --max-drop: the precision map to write (default ${DEFAULT_OUT_DIR}/<model>.precision.json)`)
-    .option('--out-dir <dir>', 'folder of the default precision map', DEFAULT_OUT_DIR);
+    .option('--out-dir <dir>', 'folder of the default precision map', DEFAULT_OUT_DIR)
+    .option('--shard <K/N|auto|auto/N>', 'measure only the K-th of N slices of the layers, written to --out (default <out-dir>/<model>.sensitivity.<K>of<N>.json); trt-calib merge makes the whole report');
   addPreprocessOptions(cmd);
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: SensitivityCliValues) => {
     const reporter = reporterFor(opts);
     const data = preprocessOptionsFrom(opts);
     const { analyzeSensitivity } = await import('../sensitivity/analyze.js');
+    const shard = opts.shard !== undefined ? await sensitivityShard(opts) : undefined;
+    if (shard) opts.out ??= shard.out;
     const { autoMixedPrecision } = await import('../sensitivity/auto.js');
     const { report, context } = await analyzeSensitivity({
       model: opts.model,
@@ -104,6 +108,7 @@ export function register(program: Command): void {
       ...(opts.labels ? { labelSource: { labels: opts.labels, ...(opts.classes ? { classes: opts.classes } : {}) } } : {}),
       ...(opts.threads ? { threads: opts.threads } : {}),
       maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
+      ...(shard ? { shard: shard.spec } : {}),
       reporter,
     });
     let mixed: MixedResult | undefined;
@@ -126,6 +131,19 @@ export function register(program: Command): void {
     });
     if (mixed && !mixed.met) throw new GateError(`the accuracy budget of ${opts.maxDrop} points cannot be met: ${mixed.reason}`);
   });
+}
+
+/** --shard: the slice, checked before the images are decoded, and the shard report's default file. */
+async function sensitivityShard(opts: SensitivityCliValues) {
+  const { parseShard, sensitivityShardPath } = await import('../app/shard.js');
+  const { UserError } = await import('../errors.js');
+  const spec = parseShard(opts.shard!);
+  if (opts.maxDrop !== undefined) {
+    throw new UserError(`${spec.source} measures a slice of the layers; --max-drop needs them all.`, {
+      hint: 'Merge the shards with trt-calib merge, then run the search without --shard.',
+    });
+  }
+  return { spec, out: sensitivityShardPath(opts.model, opts.outDir, spec) };
 }
 
 /** The JSON form: the sensitivity report, and the search with its map as a plain object. */

@@ -28,6 +28,7 @@ import { snrFromSums } from '../compare/metrics.js';
 import { loadLabels } from '../compare/labels.js';
 import { labelMap } from '../compare/run.js';
 import { datasetForModel, type DataOptions } from '../app/data.js';
+import { shardRange, type ShardSpec } from '../app/shard.js';
 import { loadCacheFor } from '../app/variants.js';
 import type { PreprocessConfig } from '../datasets/types.js';
 import { UserError } from '../errors.js';
@@ -109,6 +110,10 @@ export interface SensitivityReport {
   memoryBytes: number;
   seconds: { prepare: number; measure: number; total: number; perVariant: number };
   variants: number;
+  /** With --shard: the slice [start, end) of the selected layers (in graph order) this report measured. */
+  shard?: { index: number; count: number; start: number; end: number; selectedLayers: string[] };
+  /** Set by `trt-calib merge`: the shard reports this one was merged from. */
+  merged?: { shards: Array<{ file: string; index: number; count: number; seconds: number }> };
 }
 
 export interface SensitivityOptions {
@@ -126,6 +131,8 @@ export interface SensitivityOptions {
   labels?: ReadonlyMap<string, number>;
   /** ...or where to read them, as compare's --labels and --classes ("folders" or a path,label CSV). */
   labelSource?: { labels: string; classes?: string };
+  /** Only the shard's slice of the selected layers (see MeasureOptions). */
+  shard?: ShardSpec;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -323,6 +330,8 @@ export interface MeasureOptions {
   measure?: MeasureChoice;
   metric?: RankMetric;
   layers?: readonly string[];
+  /** Only the shard's slice of the selected layers (merged into the whole report by `trt-calib merge`). */
+  shard?: ShardSpec;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -332,7 +341,9 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
   const reporter = options.reporter ?? silentReporter;
   const measure = options.measure ?? DEFAULT_MEASURE;
   const metric = options.metric ?? DEFAULT_RANK_METRIC;
-  const selected = selectLayers(ctx.builder.layers, options.layers);
+  const chosen = selectLayers(ctx.builder.layers, options.layers);
+  const slice = options.shard ? shardRange(chosen.length, options.shard, 1, 'layers') : { start: 0, end: chosen.length };
+  const selected = chosen.slice(slice.start, slice.end);
   const all = new Set(ctx.builder.layers.map((l) => l.name));
   const started = performance.now();
   const evalOptions = { ...(ctx.threads ? { threads: ctx.threads } : {}), file: ctx.modelFile };
@@ -387,6 +398,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     memoryBytes: ctx.data.bytes,
     seconds: { prepare: ctx.seconds, measure: measureSeconds, total: ctx.seconds + measureSeconds, perVariant: measureSeconds / variants },
     variants,
+    ...(options.shard ? { shard: { index: options.shard.index, count: options.shard.count, ...slice, selectedLayers: chosen.map((l) => l.name) } } : {}),
   };
 }
 

@@ -84,7 +84,7 @@ describe('shardRange', () => {
   });
   it('refuses a shard that would get no image', () => {
     const err = userError(() => shardRange(3, s(1, 4)));
-    expect(err.message).toMatch(/--shard 1\/4: shard 1 of 4 gets no images: 3 image\(s\) are selected/);
+    expect(err.message).toMatch(/--shard 1\/4: shard 1 of 4 gets no images: 3 images are selected/);
     expect(err.hint).toMatch(/at most 3 shard/);
   });
 });
