@@ -64,6 +64,11 @@ export function register(program: Command): void {
     const data = opts.data !== undefined ? preprocessOptionsFrom(opts as PreprocessCliValues) : undefined;
     const { calibrate } = await import('../app/calibrate.js');
     const shard = opts.shard !== undefined ? (await import('../app/shard.js')).parseShard(opts.shard) : undefined;
+    if (shard) {
+      // A shard computes no scales; said rather than silently ignored (one command line may serve shards and merge).
+      const ignored = ['algo', 'percentile', 'trtVersion', 'cacheAlgorithm'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+      if (ignored.length > 0) reporter.warn(`${ignored.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} not used by ${shard.source}: the scales and caches come from trt-calib merge.`);
+    }
     const result = await calibrate({
       model: opts.model,
       data,
