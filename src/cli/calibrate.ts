@@ -37,6 +37,10 @@ Examples:
   # another algorithm later, from the stored statistics, without running the model
   trt-calib --model model.onnx --from-stats calib-cache/model.stats.msgpack --algo percentile --percentile 99.999 --trt-version 10.3.0
 
+  # shard 2 of 4 (on 4 machines, or --shard auto in a Kubernetes Indexed Job or a Slurm array), merged later
+  trt-calib --model model.onnx --data ./images --shard 2/4          # ${DEFAULT_OUT_DIR}/model.stats.2of4.msgpack
+  trt-calib merge ${DEFAULT_OUT_DIR}/model.stats.*of4.msgpack --model model.onnx --algo entropy2 --trt-version 10.3.0
+
 Outputs: ${DEFAULT_OUT_DIR}/<model>.<algo>.cache (one per algorithm) and ${DEFAULT_OUT_DIR}/<model>.stats.msgpack.
 trtexec --calib reads caches through an IInt8EntropyCalibrator2: give it an entropy2 cache, or write any algorithm's
 scales under that header with --cache-algorithm EntropyCalibration2.`;

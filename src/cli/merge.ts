@@ -37,7 +37,7 @@ cache options do not apply to them.`;
 export function register(program: Command): void {
   const cmd = program
     .command('merge')
-    .description('merge the statistics of calibrate --shard K/N runs and write the caches of one run over all the images')
+    .description('merge the shards of calibrate --shard K/N (the caches and statistics of one run over all the images) or of sensitivity --shard K/N (its report)')
     .argument('<files...>', 'the shards\' statistics files, <model>.stats.<K>of<N>.msgpack (or sensitivity reports), all N of them')
     .option('--model <file>', 'the ONNX model the shards ran (required for statistics)')
     .option('--algo <names>', `calibration algorithm(s), comma-separated, or "all": ${ALGORITHM_NAMES.join(', ')}`, 'entropy2')
