@@ -169,8 +169,9 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
       hint: full.skipped.length > 0 ? `e.g. ${full.skipped[0]!.node}: ${full.skipped[0]!.reason}` : 'The model has no Conv, ConvTranspose, Gemm or MatMul with constant weights.',
     });
   }
-  // A bad --layers fails now, before the images are decoded.
-  selectLayers(builder.layers, options.layers);
+  // A bad --layers (or a --shard with no layer left) fails now, before the images are decoded.
+  const selectedLayers = selectLayers(builder.layers, options.layers);
+  if (options.shard) shardRange(selectedLayers.length, options.shard, 1, 'layers');
 
   const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'sensitivity analysis');
   let labels = options.labels;

@@ -73,18 +73,21 @@ describe('sensitivity in 3 shards merged = one run', () => {
     edited.sensitivity.fullInt8.cosineMean = 0.5; // what another cache or trt-calib version would measure
     await writeFile(other, JSON.stringify(edited));
     const out = ['--out', path.join(tmp, 'refused.json')];
-    const [missing, twice, mismatched, maxDrop, mixed] = await Promise.all([
+    const [missing, twice, mismatched, maxDrop, mixed, tooMany] = await Promise.all([
       runCli(['merge', shardFile(1), shardFile(3), ...out]),
       runCli(['merge', shardFile(1), shardFile(2), dup, shardFile(3), ...out]),
       runCli(['merge', shardFile(1), other, shardFile(3), ...out]),
       runCli([...args, '--shard', '1/3', '--max-drop', '1']),
       runCli(['merge', shardFile(1), path.join(tmp, 'mobilenet_v2_nsfw_224.stats.msgpack'), '--model', MOBILENET]),
+      runCli([...args, '--shard', '1/1000', '--out', path.join(tmp, 'refused.json')]),
     ]);
     await refused(missing, /Sensitivity shard 2of3 of 3 absent/);
     await refused(twice, esc(`${shardFile(2)} and ${dup} are the same shard (2 of 3)`));
     await refused(mismatched, esc(`${shardFile(1)} and ${other} are sensitivity shards of different full-INT8 results`));
     await refused(maxDrop, /--shard 1\/3 measures a slice of the layers; --max-drop needs them all/);
     await refused(mixed, esc(`${shardFile(1)} is a sensitivity report and ${path.join(tmp, 'mobilenet_v2_nsfw_224.stats.msgpack')} holds statistics`));
+    await refused(tooMany, /--shard 1\/1000: shard 1 of 1000 gets no layers: \d+ layers are selected/); // before any image is decoded
+    expect(tooMany.stderr).not.toMatch(/decoding/);
     await expect(readFile(path.join(tmp, 'refused.json'))).rejects.toThrow();
   });
 });
