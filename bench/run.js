@@ -19,6 +19,7 @@ const suites = [
   ['sensitivity', './sensitivity.mjs', 'benchSensitivity'],
   ['detect', './detect.mjs', 'benchDetect'],
   ['compare-task', './compare-task.mjs', 'benchCompareTask'],
+  ['shard', './shard.mjs', 'benchShard'],
 ];
 const results = {};
 for (const [name, file, fn] of suites) {

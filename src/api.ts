@@ -8,6 +8,10 @@
  */
 export { calibrate, DEFAULT_OUT_DIR } from './app/calibrate.js';
 export type { CalibrateOptions, CalibrateResult, CacheWritten } from './app/calibrate.js';
+export { merge } from './app/merge.js';
+export type { MergeOptions, MergeResult } from './app/merge.js';
+export { parseShard } from './app/shard.js';
+export type { ShardSpec } from './app/shard.js';
 export type { DataOptions } from './app/data.js';
 export { quantize } from './app/quantize.js';
 export type { QuantizeOptions, QuantizeResult } from './app/quantize.js';

@@ -6,7 +6,6 @@
  * Order of work: every cheap check first (TensorRT version, options, model, input shape, data selection), so that
  * a mistake fails in a second, before the long pass and with nothing written.
  */
-import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
@@ -19,6 +18,7 @@ import { UserError } from '../errors.js';
 import { listActivations, type ActivationInfo } from '../onnx/graph.js';
 import { nodeLabel } from '../onnx/opset.js';
 import { datasetForModel, type DataOptions } from './data.js';
+import { shardRecord, shardStatsName, type ShardSpec } from './shard.js';
 
 export type { DataOptions } from './data.js';
 import { externalDataFiles, loadOnnxModel, modelSha256 } from '../onnx/model.js';
@@ -30,6 +30,7 @@ import { StatisticsWorker } from '../stats/worker-client.js';
 import { compareNames } from '../stats/collector.js';
 import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError, type StatisticsPass } from '../stats/native-collect.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
+import { imageListSha256, slashPath } from '../stats/image-list.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { prepareOutputs, type PreparedOutputs } from '../util/outputs.js';
@@ -45,6 +46,8 @@ export interface CalibrateOptions {
   data?: DataOptions;
   /** A statistics file from an earlier run: no model run, no images. */
   fromStats?: string;
+  /** Statistics already in memory (the merged shards of `trt-calib merge`): written to the statistics file like collected ones. */
+  statistics?: { stored: StoredStatistics; from: string };
   algorithms: readonly AlgorithmName[];
   calibrator?: CalibratorOptions;
   /** TensorRT version of the cache header ("10.3.0"); detected when absent (error when none is installed). */
@@ -68,6 +71,8 @@ export interface CalibrateOptions {
   protect?: boolean;
   /** false: export every activation instead of counting Clip/Relu/Pad outputs from their inputs (same statistics; slower). */
   deriveStatistics?: boolean;
+  /** Statistics of one slice of the images only (<model>.stats.<K>of<N>.msgpack), no scales, no cache: see `trt-calib merge`. */
+  shard?: ShardSpec;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -93,7 +98,7 @@ export interface CalibrateResult {
   caches: CacheWritten[];
   statsFile: string;
   /** Whether the statistics were collected now or read from a file. */
-  statsSource: 'collected' | 'file';
+  statsSource: 'collected' | 'file' | 'merged';
   preprocess?: PreprocessConfig;
   batchSize?: number;
   /** dropped: images of a last, short batch that a fixed-batch model cannot run. */
@@ -111,6 +116,8 @@ export interface CalibrateResult {
   protected: ProtectedTensor[];
   /** The precision map with their layers in fp16 (for `build --precision-map`), when one was written. */
   protectedPrecisionMap?: string;
+  /** With --shard: which slice of the selected images ([start, end)) these statistics cover. */
+  shard?: { index: number; count: number; start: number; end: number; selected: number };
 }
 
 export async function calibrate(options: CalibrateOptions): Promise<CalibrateResult> {
@@ -134,9 +141,16 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
     });
   }
   if (options.data && options.fromStats) throw new UserError('Give either --data (calibrate on images) or --from-stats (reuse statistics), not both.');
-  if (!options.data && !options.fromStats) throw new UserError('No calibration data: pass --data DIR (images) or --from-stats FILE.');
+  if (!options.data && !options.fromStats && !options.statistics) throw new UserError('No calibration data: pass --data DIR (images) or --from-stats FILE.');
+  if (options.shard && (options.fromStats || options.out !== undefined)) {
+    throw new UserError(`${options.shard.source} collects the statistics of a slice of the images and writes no cache: it cannot be combined with ${options.fromStats ? '--from-stats' : '--out'}.`, {
+      hint: 'Run the shards with --data, then trt-calib merge their statistics files to write the caches.',
+    });
+  }
+  // A shard computes no scales: they exist only for all the images (trt-calib merge).
+  const scaled = options.shard ? [] : algorithms;
 
-  const writeCaches = options.writeCaches ?? true;
+  const writeCaches = !options.shard && (options.writeCaches ?? true);
   const trt = writeCaches ? resolveTrtVersion(options.trtVersion) : undefined;
   // Echoed once every check has passed, so that a failing run prints its error alone.
   const announce = () => {
@@ -153,7 +167,7 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
   if (writeCaches) assertCacheableNames(activations.map((a) => a.name), options.model);
   const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
   const outDir = options.outDir ?? DEFAULT_OUT_DIR;
-  const statsFile = options.statsOut ?? path.join(outDir, `${modelBase}.stats.msgpack`);
+  const statsFile = options.statsOut ?? path.join(outDir, options.shard ? shardStatsName(modelBase, options.shard) : `${modelBase}.stats.msgpack`);
   const cacheFile = (algorithm: AlgorithmName) => options.out ?? path.join(outDir, `${modelBase}.${algorithm}.cache`);
   const protectedMapFile = path.join(options.out !== undefined ? path.dirname(options.out) : outDir, `${modelBase}.protected.precision.json`);
   // Before the first image is decoded: no output is an input, every output folder can be written, and is ours.
@@ -169,6 +183,8 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
       ...externalDataFiles(model).map((f) => ({ path: f, what: 'the external data of --model' })),
       ...(options.fromStats ? [{ path: options.fromStats, what: '--from-stats' }] : []),
     ],
+    // A shard writes one file, atomically, beside the other shards of its job: the folder is shared, not locked.
+    { lock: !options.shard },
   ));
   // Default outputs are named by the model's file name only: say so before replacing another model's.
   const writesDefaults = (writeCaches && options.out === undefined) || (!options.fromStats && options.statsOut === undefined);
@@ -177,13 +193,22 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
   let tensors: TensorStatistics[];
   let collected: Awaited<ReturnType<typeof collectStatistics>> | undefined;
   const collectStarted = performance.now();
-  if (options.fromStats) {
+  if (options.statistics) {
+    const { stored, from } = options.statistics;
+    if (stored.provenance.modelSha256.toLowerCase() !== (await modelShaPending).toLowerCase()) {
+      throw new UserError(`${from} were collected on model sha256 ${stored.provenance.modelSha256.slice(0, 12)}... (${stored.provenance.modelFile}), not on ${options.model}.`, {
+        hint: 'Pass the --model the statistics were collected on.',
+      });
+    }
+    tensors = stored.tensors;
+    announce();
+  } else if (options.fromStats) {
     const stored = await loadStatistics(options.fromStats, { expectModelSha256: await modelShaPending, modelFile: options.model, maxTensors: activations.length });
     tensors = stored.tensors;
     announce();
     reporter.info(`statistics: ${options.fromStats} (${stored.provenance.imageCount} images, ${tensors.length} tensors)`);
   } else {
-    collected = await collectStatistics(options.model, model, activations, options.data!, { threads: options.threads, reporter, signal: options.signal, announce, derive: options.deriveStatistics });
+    collected = await collectStatistics(options.model, model, activations, { ...options.data!, shard: options.shard }, { threads: options.threads, reporter, signal: options.signal, announce, derive: options.deriveStatistics });
     tensors = collected.stored.tensors;
     try {
       collected.stored.provenance.modelSha256 = await modelShaPending;
@@ -207,10 +232,11 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
     const ordered = activations.map((a) => byName.get(a.name)!);
 
     const algoStarted = performance.now();
-    reporter.start('computing scales', ordered.length, 'tensors');
-    const computing = computeAllAmaxes(algorithms, ordered, options.calibrator ?? {}, (done) => reporter.update({ done }));
+    if (scaled.length > 0) reporter.start('computing scales', ordered.length, 'tensors');
+    const computing = computeAllAmaxes(scaled, ordered, options.calibrator ?? {}, (done) => reporter.update({ done }));
     // The statistics are written while the native KL scans of the entropy calibrators run on other threads.
-    const saving = collected ? saveStatistics(statsFile, collected.stored) : Promise.resolve();
+    const toSave = collected?.stored ?? options.statistics?.stored;
+    const saving = toSave ? saveStatistics(statsFile, toSave) : Promise.resolve();
     const released = collected?.release(); // now that the scans run on other threads
     const [amaxes] = await Promise.all([computing, saving, released]); // all settle before any cache is written
     reporter.stop();
@@ -231,7 +257,7 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
       const map = protectionPrecisionMap(model, protectedTensors, { file: options.model });
       writes.push(writePrecisionMap(protectedPrecisionMap, map, (model.graph?.node ?? []).map((n) => nodeLabel(n))));
     }
-    for (const algorithm of algorithms) {
+    for (const algorithm of scaled) {
       const calibrator = CALIBRATORS[algorithm];
       const amax = amaxes.get(algorithm)!;
       amaxOut[algorithm] = Object.fromEntries(cached.map((t) => [t.name, amax.get(t.name)!]));
@@ -266,12 +292,13 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
       if (parts.length > 0) problems.push({ name: t.name, problem: parts.join('; ') });
     }
     const total = (performance.now() - started) / 1000;
+    const shardRun = collected?.stored.provenance.shard;
     return {
       model: options.model,
       ...(trt ? { trtVersion: { version: formatTrtVersion(trt.version), encoded: encodeTrtVersion(trt.version), source: trt.source } } : {}),
       caches,
       statsFile: options.fromStats ?? statsFile,
-      statsSource: options.fromStats ? 'file' : 'collected',
+      statsSource: options.fromStats ? 'file' : options.statistics ? 'merged' : 'collected',
       preprocess: collected?.preprocess,
       batchSize: collected?.batchSize,
       images: { used: collected?.used ?? 0, skipped: collected?.skipped ?? [], dropped: collected?.dropped ?? 0 },
@@ -284,6 +311,7 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
       amax: amaxOut,
       protected: protectedTensors,
       ...(protectedPrecisionMap ? { protectedPrecisionMap } : {}),
+      ...(shardRun ? { shard: { index: shardRun.index, count: shardRun.count, start: shardRun.start, end: shardRun.end, selected: shardRun.selectedCount } } : {}),
     };
   } finally {
     await collected?.release();
@@ -339,7 +367,7 @@ async function collectStatistics(
   // onnxruntime on the CPU is as fast per image at batch 1; batch 8 was slower (43 images: 0.96 s vs 1.26 s).
   // The statistics do not depend on the batch size.
   // Eight images decoded ahead (5 MB at 224x224): enough to ride out the uneven decode times of photos.
-  const { input, preprocess, batchSize, dataset } = await datasetForModel(modelFile, model, { prefetchImages: 8, ...data }, 'calibration', 1);
+  const { input, preprocess, batchSize, dataset, selection } = await datasetForModel(modelFile, model, { prefetchImages: 8, ...data }, 'calibration', 1);
 
   const names = activations.map((a) => a.name);
   // onnxruntime gets all cores but one by default: image decoding and the statistics kernels run beside it.
@@ -412,6 +440,8 @@ async function collectStatistics(
   try {
     if (used === 0) throw new UserError(`None of the ${dataset.size} images in ${data.data} could be read.`);
     skipped.sort((a, b) => compareNames(a.file, b.file));
+    const skippedFiles = new Set(skipped.map((s) => s.file));
+    const shard = data.shard && selection ? shardRecord(data.shard, selection.files, selection, await sizes, skippedFiles, fixedBatch ? (input.dims[0] as number) : 1) : undefined;
 
     const stored: StoredStatistics = {
       format: 'trt-calib-stats',
@@ -425,9 +455,10 @@ async function collectStatistics(
         preprocess,
         imageCount: used,
         skippedCount: skipped.length,
-        imageListSha256: imageListHash(dataset.files, await sizes, new Set(skipped.map((s) => s.file))),
+        imageListSha256: imageListHash(dataset.files, await sizes, skippedFiles),
         histogramBins: HISTOGRAM_BINS,
         createdBy: 'trt-calib calibrate',
+        ...(shard ? { shard } : {}),
       },
       tensors,
     };
@@ -467,33 +498,13 @@ async function openStatisticsPass(config: Parameters<typeof nativeCollectionUnsu
   return worker;
 }
 
-/**
- * sha256 over the images used: each one's path relative to their common folder and its size, in sorted order.
- * Independent of where the folder lives, of the batch size and of the order the files were listed in.
- */
+/** The provenance's imageListSha256 (src/stats/image-list.ts) over the images used. */
 function imageListHash(files: readonly string[], sizes: readonly number[], skipped: ReadonlySet<string>): string {
-  const used = files.map((f, i) => [f, sizes[i]!] as const).filter(([f]) => !skipped.has(f));
-  const root = commonDir(used.map(([f]) => path.resolve(f)));
-  const hash = createHash('sha256');
-  for (const [f, size] of used) hash.update(`${path.relative(root, path.resolve(f)).split(path.sep).join('/')}\t${size}\n`);
-  return hash.digest('hex');
+  return imageListSha256(files.flatMap((f, i) => (skipped.has(f) ? [] : [[slashPath(path.resolve(f)), sizes[i]!] as const])));
 }
 
 /** The files' sizes, read all at once (at the start of the pass, beside the decoding); -1 for one that cannot be
  * read (the pass skips it, so the hash leaves it out). */
 function fileSizes(files: readonly string[]): Promise<number[]> {
   return Promise.all(files.map((f) => fsp.stat(f).then((st) => st.size, () => -1)));
-}
-
-function commonDir(files: readonly string[]): string {
-  if (files.length === 0) return '';
-  let dir = path.dirname(files[0]!);
-  for (const f of files) {
-    while (!(f === dir || f.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep))) {
-      const up = path.dirname(dir);
-      if (up === dir) return dir;
-      dir = up;
-    }
-  }
-  return dir;
 }

@@ -10,6 +10,7 @@ import type { Dataset, PreprocessConfig } from '../datasets/types.js';
 import { UserError } from '../errors.js';
 import { graphInputs } from '../onnx/graph.js';
 import type { OnnxModel } from '../onnx/model.js';
+import { shardRange, type ShardSpec } from './shard.js';
 
 export interface DataOptions {
   /** A folder (recursive), a glob or a list file. */
@@ -22,6 +23,8 @@ export interface DataOptions {
   concurrency?: number;
   /** Images decoded ahead of the consumer, at least (default: two batches). */
   prefetchImages?: number;
+  /** Only the shard's slice of the selection (src/app/shard.ts). */
+  shard?: ShardSpec;
 }
 
 /** Batch size when neither --batch, --shapes nor a fixed model batch says otherwise (in defaults.ts for --help). */
@@ -32,6 +35,8 @@ export interface ModelData {
   preprocess: PreprocessConfig;
   batchSize: number;
   dataset: Dataset;
+  /** With a shard: every selected file, and the slice of them that `dataset` holds. */
+  selection?: { files: readonly string[]; start: number; end: number };
 }
 
 /** `purpose` completes the error for a model without exactly one image input ("calibration", "comparison"...). */
@@ -45,16 +50,19 @@ export async function datasetForModel(modelFile: string, model: OnnxModel, data:
   const input = { name: first.name, dims: first.dims };
   const preprocess = resolvePreprocess(data.preprocess ?? {}, input);
   const batchSize = resolveBatchSize({ batch: data.batch, shapes: data.preprocess?.shapes }, input, defaultBatch);
-  const dataset = await createDataset({
-    data: data.data,
+  const settings = {
     preprocess,
     inputName: input.name,
     batchSize,
-    maxImages: data.maxImages,
-    seed: data.seed,
     strict: data.strict,
     concurrency: data.concurrency,
     prefetchBatches: Math.max(2, Math.ceil((data.prefetchImages ?? 0) / batchSize)),
-  });
-  return { input, preprocess, batchSize, dataset };
+  };
+  const dataset = await createDataset({ data: data.data, maxImages: data.maxImages, seed: data.seed, ...settings });
+  if (!data.shard) return { input, preprocess, batchSize, dataset };
+  // A fixed batch: slices on batch boundaries, so that the shards drop what one run would drop.
+  const fixedBatch = typeof input.dims[0] === 'number' && input.dims[0] > 0 ? input.dims[0] : 1;
+  const { start, end } = shardRange(dataset.files.length, data.shard, fixedBatch);
+  const slice = await createDataset({ files: dataset.files.slice(start, end), ...settings });
+  return { input, preprocess, batchSize, dataset: slice, selection: { files: dataset.files, start, end } };
 }

@@ -21,6 +21,7 @@ interface CalibrateCliValues extends CommonOptions, Omit<PreprocessCliValues, 'd
   fromStats?: string;
   threads?: number;
   protect: boolean;
+  shard?: string;
 }
 
 const EXAMPLES = `
@@ -37,6 +38,10 @@ Examples:
 
   # another algorithm later, from the stored statistics, without running the model
   trt-calib --model model.onnx --from-stats calib-cache/model.stats.msgpack --algo percentile --percentile 99.999 --trt-version 10.3.0
+
+  # shard 2 of 4 (on 4 machines, or --shard auto in a Kubernetes Indexed Job or a Slurm array), merged later
+  trt-calib --model model.onnx --data ./images --shard 2/4          # ${DEFAULT_OUT_DIR}/model.stats.2of4.msgpack
+  trt-calib merge ${DEFAULT_OUT_DIR}/model.stats.*of4.msgpack --model model.onnx --algo entropy2 --trt-version 10.3.0
 
 Outputs: ${DEFAULT_OUT_DIR}/<model>.<algo>.cache (one per algorithm) and ${DEFAULT_OUT_DIR}/<model>.stats.msgpack.
 Tensors INT8 would destroy (a Concat of ranges more than 16x apart such as YOLO's boxes-with-scores head, score
@@ -58,6 +63,7 @@ export function register(program: Command): void {
     .option('--out-dir <dir>', 'folder for the caches and the statistics', DEFAULT_OUT_DIR)
     .option('--stats-out <file>', 'statistics file (default <out-dir>/<model>.stats.msgpack)')
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
+    .option('--shard <K/N|auto|auto/N>', 'collect statistics on the K-th of N slices of the images only (<model>.stats.<K>of<N>.msgpack, no cache; then trt-calib merge); auto: from JOB_COMPLETION_INDEX (with /N) or SLURM_ARRAY_TASK_ID/COUNT')
     .option('--no-protect', 'give every tensor a scale, even those INT8 would destroy (mixed-range Concats, score branches, outliers: see docs/quantization.md)')
     .option('--threads <n>', `onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics); ${threadsLimitHelp()}`, parseInteger(1, 1024));
   addPreprocessOptions(cmd, { dataRequired: false });
@@ -67,6 +73,12 @@ export function register(program: Command): void {
     const algorithms = parseAlgorithms(opts.algo);
     const data = opts.data !== undefined ? preprocessOptionsFrom(opts as PreprocessCliValues) : undefined;
     const { calibrate } = await import('../app/calibrate.js');
+    const shard = opts.shard !== undefined ? (await import('../app/shard.js')).parseShard(opts.shard) : undefined;
+    if (shard) {
+      // A shard computes no scales; said rather than silently ignored (one command line may serve shards and merge).
+      const ignored = ['algo', 'percentile', 'trtVersion', 'cacheAlgorithm'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
+      if (ignored.length > 0) reporter.warn(`${ignored.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} not used by ${shard.source}: the scales and caches come from trt-calib merge.`);
+    }
     const result = await calibrate({
       model: opts.model,
       data,
@@ -80,6 +92,7 @@ export function register(program: Command): void {
       statsOut: opts.statsOut,
       threads: capThreads(opts.threads, reporter),
       protect: opts.protect,
+      shard,
       reporter,
     });
     if (result.preprocess && opts.verbose) reporter.info(`preprocessing: ${describePreprocess(result.preprocess)}`);
@@ -87,7 +100,7 @@ export function register(program: Command): void {
   });
 }
 
-function jsonSummary(r: CalibrateResult) {
+export function jsonSummary(r: CalibrateResult) {
   return {
     model: r.model,
     trtVersion: r.trtVersion,
@@ -106,6 +119,7 @@ function jsonSummary(r: CalibrateResult) {
     protected: r.protected,
     ...(r.protectedPrecisionMap ? { protectedPrecisionMap: r.protectedPrecisionMap } : {}),
     amax: r.amax,
+    ...(r.shard ? { shard: r.shard } : {}),
   };
 }
 
@@ -113,7 +127,7 @@ function num(n: number): string {
   return n === 0 ? '0' : Math.abs(n) >= 1e-3 && Math.abs(n) < 1e5 ? n.toPrecision(4) : n.toExponential(3);
 }
 
-function textSummary(r: CalibrateResult): string {
+export function textSummary(r: CalibrateResult): string {
   const lines: string[] = [];
   if (r.statsSource === 'collected') {
     lines.push(summarizeSkipped(r.images.skipped, r.images.used));
@@ -123,9 +137,10 @@ function textSummary(r: CalibrateResult): string {
   } else {
     lines.push(`${r.tensors} tensors from ${r.statsFile} in ${r.seconds.total.toFixed(2)} s`);
   }
+  if (r.shard) lines.push(`shard ${r.shard.index} of ${r.shard.count}: images ${r.shard.start + 1}..${r.shard.end} of the ${r.shard.selected} selected; no cache (trt-calib merge writes them from all ${r.shard.count} shards)`);
   // The version is echoed once, before the pass ("TensorRT cache version: ..."), and is in each cache's header below.
   for (const c of r.caches) lines.push(`  ${c.algorithm.padEnd(10)} ${c.file}  [${c.header}]`);
-  if (r.statsSource === 'collected') lines.push(`  statistics ${r.statsFile}`);
+  if (r.statsSource !== 'file') lines.push(`  statistics ${r.statsFile}`);
   if (r.widest.length > 0) {
     lines.push('widest ranges:   ' + r.widest.map((t) => `${t.name} (${num(t.absMax)})`).join(', '));
     lines.push('narrowest ranges: ' + r.narrowest.map((t) => `${t.name} (${num(t.absMax)})`).join(', '));

@@ -6,6 +6,7 @@ import { register as registerCache } from './cache.js';
 import { register as registerCompare } from './compare.js';
 import { register as registerCalibrate } from './calibrate.js';
 import { register as registerDoctor } from './doctor.js';
+import { register as registerMerge } from './merge.js';
 import { register as registerPreview } from './preview.js';
 import { register as registerQuantize } from './quantize.js';
 import { register as registerSensitivity } from './sensitivity.js';
@@ -17,6 +18,7 @@ export const VERSION: string = pkg.version;
 
 const COMMANDS: Array<(program: Command) => void> = [
   registerCalibrate,
+  registerMerge,
   registerPreview,
   registerQuantize,
   registerCompare,

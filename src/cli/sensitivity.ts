@@ -12,6 +12,7 @@ import { prepareOutputs } from '../util/outputs.js';
 import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+import type { ShardSpec } from '../app/shard.js';
 import { addTaskOptions, taskFlagsFrom, type TaskCliValues } from './task-options.js';
 
 interface SensitivityCliValues extends CommonOptions, PreprocessCliValues, TaskCliValues {
@@ -30,6 +31,7 @@ interface SensitivityCliValues extends CommonOptions, PreprocessCliValues, TaskC
   maxLayers?: string;
   precisionOut?: string;
   outDir: string;
+  shard?: string;
 }
 
 const EXAMPLES = `
@@ -89,13 +91,16 @@ export function register(program: Command): void {
     .option('--max-drop <points>', 'choose a precision map: the largest drop against FP32, in points of the task metric (top-1 agreement, top-1 accuracy with labels, IoU for binary maps, mAP@[.5:.95], mIoU, CER)', parseNumber(0, 100))
     .option('--max-layers <n|p%>', 'with --max-drop: keep at most this many layers out of INT8 (a count, or a percentage of the quantizable layers)', layerCap)
     .option('--precision-out <file>', `with --max-drop: the precision map to write (default ${DEFAULT_OUT_DIR}/<model>.precision.json)`)
-    .option('--out-dir <dir>', 'folder of the default precision map', DEFAULT_OUT_DIR);
+    .option('--out-dir <dir>', 'folder of the default precision map', DEFAULT_OUT_DIR)
+    .option('--shard <K/N|auto|auto/N>', 'measure only the K-th of N slices of the layers, written to --out (default <out-dir>/<model>.sensitivity.<K>of<N>.json); trt-calib merge makes the whole report');
   addTaskOptions(cmd, { what: 'the ranking and the budget' });
   addPreprocessOptions(cmd, { defaultBatch: DEFAULT_BATCH }); // the batch sensitivity/analyze.ts uses
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: SensitivityCliValues) => {
     const reporter = reporterFor(opts);
     const data = preprocessOptionsFrom(opts);
+    const shard = opts.shard !== undefined ? await sensitivityShard(opts) : undefined;
+    if (shard) opts.out ??= shard.out;
     const outputs = prepareOutputs(
       [
         ...(opts.out ? [{ path: opts.out, option: '--out' }] : []),
@@ -107,16 +112,18 @@ export function register(program: Command): void {
         ...(opts.labels && opts.labels !== 'folders' ? [{ path: opts.labels.replace(/^(yolo|masks):/, ''), what: '--labels' }] : []),
         ...(opts.classes ? [{ path: opts.classes, what: '--classes' }] : []),
       ],
+      // The shards of one job write their one report each side by side: the folder is shared, not locked.
+      { lock: shard === undefined },
     );
     try {
-      await sensitivity(opts, data, reporter);
+      await sensitivity(opts, data, reporter, shard?.spec);
     } finally {
       outputs.release();
     }
   });
 }
 
-async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof preprocessOptionsFrom>, reporter: ReturnType<typeof reporterFor>): Promise<void> {
+async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof preprocessOptionsFrom>, reporter: ReturnType<typeof reporterFor>, shard?: ShardSpec): Promise<void> {
   const { analyzeSensitivity } = await import('../sensitivity/analyze.js');
   const { autoMixedPrecision } = await import('../sensitivity/auto.js');
   const { report, context } = await analyzeSensitivity({
@@ -130,6 +137,7 @@ async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof p
     ...(opts.labels ? { labelSource: { labels: opts.labels, ...(opts.classes ? { classes: opts.classes } : {}) } } : {}),
     ...(opts.threads ? { threads: capThreads(opts.threads, reporter) } : {}),
     maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
+    ...(shard ? { shard } : {}),
     reporter,
   });
   let mixed: MixedResult | undefined;
@@ -151,6 +159,19 @@ async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof p
     return text.join('\n');
   });
   if (mixed && !mixed.met) throw new GateError(`the accuracy budget of ${opts.maxDrop} points cannot be met: ${mixed.reason}`);
+}
+
+/** --shard: the slice, checked before the images are decoded, and the shard report's default file. */
+async function sensitivityShard(opts: SensitivityCliValues) {
+  const { parseShard, sensitivityShardPath } = await import('../app/shard.js');
+  const { UserError } = await import('../errors.js');
+  const spec = parseShard(opts.shard!);
+  if (opts.maxDrop !== undefined) {
+    throw new UserError(`${spec.source} measures a slice of the layers; --max-drop needs them all.`, {
+      hint: 'Merge the shards with trt-calib merge, then run the search without --shard.',
+    });
+  }
+  return { spec, out: sensitivityShardPath(opts.model, opts.outDir, spec) };
 }
 
 /** The JSON form: the sensitivity report, and the search with its map as a plain object. */

@@ -30,6 +30,7 @@ import { datasetForModel, type DataOptions } from '../app/data.js';
 import { resolveTask } from '../app/task.js';
 import type { PreparedTask, TaskFlags } from '../compare/task/index.js';
 import { imageGeometries } from '../datasets/geometry.js';
+import { shardRange, type ShardSpec } from '../app/shard.js';
 import { loadCacheFor } from '../app/variants.js';
 import type { PreprocessConfig } from '../datasets/types.js';
 import { UserError } from '../errors.js';
@@ -111,6 +112,10 @@ export interface SensitivityReport {
   memoryBytes: number;
   seconds: { prepare: number; measure: number; total: number; perVariant: number };
   variants: number;
+  /** With --shard: the slice [start, end) of the selected layers (in graph order) this report measured. */
+  shard?: { index: number; count: number; start: number; end: number; selectedLayers: string[] };
+  /** Set by `trt-calib merge`: the shard reports this one was merged from. */
+  merged?: { shards: Array<{ file: string; index: number; count: number; seconds: number }> };
 }
 
 export interface SensitivityOptions {
@@ -130,6 +135,8 @@ export interface SensitivityOptions {
   labelSource?: { labels: string; classes?: string };
   /** --task and its flags (default auto); variants are scored in points of its metric. */
   task?: TaskFlags;
+  /** Only the shard's slice of the selected layers (see MeasureOptions). */
+  shard?: ShardSpec;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -168,8 +175,9 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
       hint: full.skipped.length > 0 ? `e.g. ${full.skipped[0]!.node}: ${full.skipped[0]!.reason}` : 'The model has no Conv, ConvTranspose, Gemm or MatMul with constant weights.',
     });
   }
-  // A bad --layers fails now, before the images are decoded.
-  selectLayers(builder.layers, options.layers);
+  // A bad --layers (or a --shard with no layer left) fails now, before the images are decoded.
+  const selectedLayers = selectLayers(builder.layers, options.layers);
+  if (options.shard) shardRange(selectedLayers.length, options.shard, 1, 'layers');
 
   const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'sensitivity analysis');
   let labels = options.labels;
@@ -341,6 +349,8 @@ export interface MeasureOptions {
   measure?: MeasureChoice;
   metric?: RankMetric;
   layers?: readonly string[];
+  /** Only the shard's slice of the selected layers (merged into the whole report by `trt-calib merge`). */
+  shard?: ShardSpec;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -351,7 +361,9 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
   const measure = options.measure ?? DEFAULT_MEASURE;
   // Detection, segmentation and OCR rank by the task metric's drop; classifiers keep the cosine default.
   const metric = options.metric ?? (ctx.task.kind === 'classify' || ctx.task.kind === 'raw' ? DEFAULT_RANK_METRIC : 'agreement');
-  const selected = selectLayers(ctx.builder.layers, options.layers);
+  const chosen = selectLayers(ctx.builder.layers, options.layers);
+  const slice = options.shard ? shardRange(chosen.length, options.shard, 1, 'layers') : { start: 0, end: chosen.length };
+  const selected = chosen.slice(slice.start, slice.end);
   const all = new Set(ctx.builder.layers.map((l) => l.name));
   const started = performance.now();
   const evalOptions = { ...(ctx.threads ? { threads: ctx.threads } : {}), file: ctx.modelFile };
@@ -406,6 +418,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     memoryBytes: ctx.data.bytes,
     seconds: { prepare: ctx.seconds, measure: measureSeconds, total: ctx.seconds + measureSeconds, perVariant: measureSeconds / variants },
     variants,
+    ...(options.shard ? { shard: { index: options.shard.index, count: options.shard.count, ...slice, selectedLayers: chosen.map((l) => l.name) } } : {}),
   };
 }
 

@@ -53,6 +53,22 @@ export interface StatisticsProvenance {
   imageListSha256: string;
   histogramBins: number;
   createdBy: string;
+  /** Only in the statistics of one shard (`calibrate --shard K/N`); absent once merged. */
+  shard?: ShardRecord;
+}
+
+/** Which slice of the selected images a shard's statistics cover (src/app/shard.ts). */
+export interface ShardRecord {
+  index: number;
+  count: number;
+  /** Images selected over all shards, and sha256 over their paths (relative to their common folder). */
+  selectedCount: number;
+  selectionSha256: string;
+  /** This shard's slice of the selection: [start, end). */
+  start: number;
+  end: number;
+  /** The images used (not skipped), in selection order: [path relative to the selection's common folder, size]. */
+  images: Array<[string, number]>;
 }
 
 export interface StoredStatistics {

@@ -174,6 +174,7 @@ export async function readUserFile(file: string, what: string, maxBytes: number)
  * - precisionMap: one line per layer, like a cache: 64 MiB.
  * - labels: a CSV of path,label, a class list, a keys file, a YOLO txt or OCR text file; 1 GiB is 4 million rows of
  *   256 bytes. COCO annotation JSON files are the largest (instances_train2017.json is 448 MiB): the same 1 GiB.
+ * - report: a sensitivity report's JSON (one row per layer and measure): 1 GiB.
  * - mask: a segmentation label PNG, one byte (or two) per pixel before compression: 1 GiB is a 500-megapixel mask
  *   stored uncompressed.
  * - timingCache, engine: TensorRT's own binary files; the largest engines are GPU-memory sized, so the bound is
@@ -186,6 +187,7 @@ export const READ_LIMITS = {
   precisionMap: 64 * 2 ** 20,
   labels: 2 ** 30,
   mask: 2 ** 30,
+  report: 2 ** 30,
   listFile: 2 ** 30,
   binary: bufferConstants.MAX_LENGTH,
 } as const;

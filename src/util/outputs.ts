@@ -70,7 +70,11 @@ function sameFile(a: Resolved, b: Resolved): boolean {
 }
 
 /** The checks above; throws a UserError naming the option and the path on the first problem. */
-export function prepareOutputs(outputs: readonly OutputPath[], inputs: readonly InputPath[]): PreparedOutputs {
+/**
+ * `lock: false` leaves the output folders unlocked: for a run whose whole output is one file written atomically
+ * (a calibration shard), so that the shards of one job can write side by side into one folder, as they are meant to.
+ */
+export function prepareOutputs(outputs: readonly OutputPath[], inputs: readonly InputPath[], options: { lock?: boolean } = {}): PreparedOutputs {
   const resolvedInputs = inputs.map((i) => ({ ...i, at: resolveLocation(i.path) })).filter((i) => i.at.stats);
   const resolvedOutputs = outputs.map((o) => ({ ...o, at: resolveLocation(o.path) }));
   resolvedOutputs.forEach((o, k) => {
@@ -123,7 +127,7 @@ export function prepareOutputs(outputs: readonly OutputPath[], inputs: readonly 
       const real = realpathSync(dir);
       if (locked.has(real)) continue;
       locked.add(real);
-      locks.push(lockFolder(real, option));
+      if (options.lock !== false) locks.push(lockFolder(real, option));
       sweepAbandonedTemporaryFiles(real);
     }
     // After the locks' own exit actions: at exit, the locks go first, then the folders they leave empty.
