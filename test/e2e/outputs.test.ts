@@ -188,7 +188,7 @@ describe('leftovers of killed and hung-up runs (item 8)', () => {
     const next = await runCli(['--model', model, ...calib, '--out-dir', out, '-q'], { env: { TMPDIR: scratch } });
     expect(next.code).toBe(0);
     expect(runFolders(scratch)).toEqual([]);
-    expect(readdirSync(out).sort()).toEqual(['m.minmax.cache', 'm.stats.msgpack']);
+    expect(readdirSync(out).sort()).toEqual(['m.minmax.cache', 'm.protected.precision.json', 'm.stats.msgpack']);
   });
 
   it('temporary files of a run killed during its final writes are removed by the next run into the folder', async () => {
@@ -201,7 +201,7 @@ describe('leftovers of killed and hung-up runs (item 8)', () => {
     for (const f of [...leftovers, live]) writeFileSync(path.join(out, f), 'partial');
     const r = await runCli(['--model', model, ...calib, '--out-dir', out, '-q']);
     expect(r.code).toBe(0);
-    expect(readdirSync(out).sort()).toEqual([live, 'm.minmax.cache', 'm.stats.msgpack'].sort());
+    expect(readdirSync(out).sort()).toEqual([live, 'm.minmax.cache', 'm.protected.precision.json', 'm.stats.msgpack'].sort());
   });
 
   it('SIGHUP (terminal closed) exits 129 like SIGTERM and leaves nothing behind', async () => {
@@ -237,7 +237,7 @@ describe('two runs into one folder (item 9)', () => {
     expect(b.stderr).toMatch(/choose another folder with --out-dir/);
     expect(ra.code).toBe(0);
     // All of A's: the statistics of every image, and its two caches; no lock left.
-    expect(readdirSync(out).sort()).toEqual(['m.minmax.cache', 'm.percentile.cache', 'm.stats.msgpack']);
+    expect(readdirSync(out).sort()).toEqual(['m.minmax.cache', 'm.percentile.cache', 'm.protected.precision.json', 'm.stats.msgpack']);
     const stats = decodeStatistics(readFileSync(path.join(out, 'm.stats.msgpack')), 'm.stats.msgpack');
     expect(stats.provenance.imageCount).toBe(readdirSync(IMAGES).filter((f) => f.endsWith('.jpg') || f.endsWith('.png')).length);
   });
@@ -249,6 +249,6 @@ describe('two runs into one folder (item 9)', () => {
     writeFileSync(path.join(out, '.trt-calib.lock'), `${JSON.stringify({ pid, start: '1', token: 'f00d', since: '2026-01-01T00:00:00.000Z', command: 'trt-calib' })}\n`);
     const r = await runCli(['--model', model, ...calib, '--out-dir', out, '-q']);
     expect(r.code).toBe(0);
-    expect(readdirSync(out).sort()).toEqual(['m.minmax.cache', 'm.stats.msgpack']);
+    expect(readdirSync(out).sort()).toEqual(['m.minmax.cache', 'm.protected.precision.json', 'm.stats.msgpack']);
   });
 });

@@ -67,7 +67,13 @@ describe('4 shards merged = one run, byte for byte', () => {
     ]);
     const single = await contents(mobilenet.single);
     const merged = await contents(mobilenet.merged);
-    expect(Object.keys(merged)).toEqual(['mobilenet_v2_nsfw_224.entropy2.cache', 'mobilenet_v2_nsfw_224.minmax.cache', 'mobilenet_v2_nsfw_224.percentile.cache', 'mobilenet_v2_nsfw_224.stats.msgpack']);
+    expect(Object.keys(merged)).toEqual([
+      'mobilenet_v2_nsfw_224.entropy2.cache',
+      'mobilenet_v2_nsfw_224.minmax.cache',
+      'mobilenet_v2_nsfw_224.percentile.cache',
+      'mobilenet_v2_nsfw_224.protected.precision.json',
+      'mobilenet_v2_nsfw_224.stats.msgpack',
+    ]);
     expect(Object.keys(merged)).toEqual(Object.keys(single));
     for (const f of Object.keys(single)) expect(merged[f]!.equals(single[f]!), f).toBe(true);
     const stats = decodeStatistics(merged['mobilenet_v2_nsfw_224.stats.msgpack']!, 'merged');
@@ -79,7 +85,7 @@ describe('4 shards merged = one run, byte for byte', () => {
     ssd = await singleVsShards('ssd', SSD_ARGS, 'entropy2');
     const single = await contents(ssd.single);
     const merged = await contents(ssd.merged);
-    expect(Object.keys(merged)).toEqual(['ssdlite_mobilenet_v2_coco_300.entropy2.cache', 'ssdlite_mobilenet_v2_coco_300.stats.msgpack']);
+    expect(Object.keys(merged)).toEqual(['ssdlite_mobilenet_v2_coco_300.entropy2.cache', 'ssdlite_mobilenet_v2_coco_300.protected.precision.json', 'ssdlite_mobilenet_v2_coco_300.stats.msgpack']);
     expect(Object.keys(merged)).toEqual(Object.keys(single));
     for (const f of Object.keys(single)) expect(merged[f]!.equals(single[f]!), f).toBe(true);
   });
