@@ -12,7 +12,7 @@ export type { DataOptions } from './app/data.js';
 export { quantize } from './app/quantize.js';
 export type { QuantizeOptions, QuantizeResult } from './app/quantize.js';
 export { compare } from './app/compare.js';
-export type { CompareOptions, CompareResult } from './app/compare.js';
+export type { CompareOptions, CompareResult, ComparePlacement } from './app/compare.js';
 export { searchMixedPrecision } from './app/mixed.js';
 export { analyzeSensitivity, prepareSensitivity, measureSensitivity } from './sensitivity/analyze.js';
 export { autoMixedPrecision } from './sensitivity/auto.js';
@@ -39,6 +39,7 @@ export { encodeTrtVersion, decodeTrtVersion, parseTrtVersion, detectTensorRt } f
 export { loadOnnxModel, saveOnnxModel, writeOnnxModel } from './onnx/model.js';
 export { listActivations } from './onnx/graph.js';
 export { quantizeQdq } from './onnx/qdq.js';
+export type { QdqPlacement } from './onnx/qdq.js';
 export { convertToFp16 } from './onnx/fp16.js';
 export { onnxruntimeBackend } from './backends/onnxruntime.js';
 export type { Backend, Session, TensorInfo } from './backends/types.js';
@@ -48,6 +49,8 @@ export { renderText as renderReportText } from './compare/render-text.js';
 export { renderHtml as renderReportHtml } from './compare/render-html.js';
 export type { CompareReport } from './compare/types.js';
 export { readPrecisionMap, writePrecisionMap } from './precision/map.js';
+export { findProtectedTensors, protectionPrecisionMap, MIXED_RANGE_FACTOR, OUTLIER_FACTOR } from './precision/protect.js';
+export type { ProtectedTensor, ProtectionKind, ProtectOptions } from './precision/protect.js';
 
 export { UserError, GateError } from './errors.js';
 export type { Reporter } from './reporter.js';

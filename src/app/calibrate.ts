@@ -17,10 +17,13 @@ import type { AlgorithmName, CalibratorOptions } from '../calibrators/types.js';
 import type { PreprocessConfig, SkippedFile } from '../datasets/types.js';
 import { UserError } from '../errors.js';
 import { listActivations, type ActivationInfo } from '../onnx/graph.js';
+import { nodeLabel } from '../onnx/opset.js';
 import { datasetForModel, type DataOptions } from './data.js';
 
 export type { DataOptions } from './data.js';
 import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
+import { writePrecisionMap } from '../precision/map.js';
+import { findProtectedTensors, protectionPrecisionMap, type ProtectedTensor } from '../precision/protect.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { planCollection } from '../stats/derive.js';
 import { StatisticsWorker } from '../stats/worker-client.js';
@@ -57,6 +60,11 @@ export interface CalibrateOptions {
   statsOut?: string;
   /** onnxruntime intra-op threads (0: its default). */
   threads?: number;
+  /**
+   * Keep the tensors INT8 would destroy out of the caches (src/precision/protect.ts; default true) and write the
+   * precision map that keeps their layers in FP16 for `build`. false (--no-protect): every tensor gets a scale.
+   */
+  protect?: boolean;
   /** false: export every activation instead of counting Clip/Relu/Pad outputs from their inputs (same statistics; slower). */
   deriveStatistics?: boolean;
   reporter?: Reporter;
@@ -96,8 +104,12 @@ export interface CalibrateResult {
   narrowest: TensorRange[];
   /** Tensors that saw NaN or Inf, or no non-zero value. */
   problems: Array<{ name: string; problem: string }>;
-  /** amax per algorithm per tensor, in cache order. */
+  /** amax per algorithm per tensor, in cache order (the protected tensors left out, as in the caches). */
   amax: Record<string, Record<string, number>>;
+  /** Tensors kept out of INT8 (left out of the caches), in topological order; empty with protect: false. */
+  protected: ProtectedTensor[];
+  /** The precision map with their layers in fp16 (for `build --precision-map`), when one was written. */
+  protectedPrecisionMap?: string;
 }
 
 export async function calibrate(options: CalibrateOptions): Promise<CalibrateResult> {
@@ -172,13 +184,25 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
     reporter.stop();
     const algoSeconds = (performance.now() - algoStarted) / 1000;
 
+    // Decided from the graph and every tensor's statistics; the statistics file keeps them all, so that a later
+    // --from-stats run can decide again.
+    const protectedTensors = options.protect === false ? [] : findProtectedTensors(model, ordered, { calibrator: options.calibrator, file: options.model });
+    const dropped = new Set(protectedTensors.map((p) => p.tensor));
+    const cached = ordered.filter((t) => !dropped.has(t.name));
+
     const caches: CacheWritten[] = [];
     const writes: Array<Promise<void>> = [];
     const amaxOut: Record<string, Record<string, number>> = {};
+    let protectedPrecisionMap: string | undefined;
+    if (trt && protectedTensors.length > 0) {
+      protectedPrecisionMap = path.join(options.out !== undefined ? path.dirname(options.out) : outDir, `${modelBase}.protected.precision.json`);
+      const map = protectionPrecisionMap(model, protectedTensors, { file: options.model });
+      writes.push(writePrecisionMap(protectedPrecisionMap, map, (model.graph?.node ?? []).map((n) => nodeLabel(n))));
+    }
     for (const algorithm of algorithms) {
       const calibrator = CALIBRATORS[algorithm];
       const amax = amaxes.get(algorithm)!;
-      amaxOut[algorithm] = Object.fromEntries(ordered.map((t) => [t.name, amax.get(t.name)!]));
+      amaxOut[algorithm] = Object.fromEntries(cached.map((t) => [t.name, amax.get(t.name)!]));
       if (!trt) continue;
       // TensorRT has no percentile/MSE calibrator class: such caches carry the header of IInt8EntropyCalibrator2,
       // the calibrator trtexec --calib uses, so that they are read rather than silently recalibrated.
@@ -186,11 +210,11 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
       const text = formatCalibrationCache({
         trtVersion: trt.version,
         algorithm: header,
-        entries: ordered.map((t) => ({ name: t.name, scale: scaleFromAmax(amax.get(t.name)!) })),
+        entries: cached.map((t) => ({ name: t.name, scale: scaleFromAmax(amax.get(t.name)!) })),
       });
       const file = options.out ?? path.join(outDir, `${modelBase}.${algorithm}.cache`);
       writes.push(writeFileAtomic(file, text));
-      caches.push({ algorithm, file, header: text.slice(0, text.indexOf('\n')), tensors: ordered.length });
+      caches.push({ algorithm, file, header: text.slice(0, text.indexOf('\n')), tensors: cached.length });
     }
     // Written side by side: each waits for its own fsync.
     const written = await Promise.allSettled(writes);
@@ -225,6 +249,8 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
       narrowest: byRange.slice(-5).reverse().map(range),
       problems,
       amax: amaxOut,
+      protected: protectedTensors,
+      ...(protectedPrecisionMap ? { protectedPrecisionMap } : {}),
     };
   } finally {
     await collected?.release();

@@ -15,7 +15,10 @@ import type { CompareReport, Precision } from '../compare/types.js';
 import { UserError } from '../errors.js';
 import { graphOutputs, listActivations } from '../onnx/graph.js';
 import { loadOnnxModel, modelSha256, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
+import type { QdqPlacement } from '../onnx/qdq.js';
 import type { PrecisionMap } from '../precision/map.js';
+import { withoutProtected, type ProtectedTensor } from '../precision/protect.js';
+import { protectedForCache, protectionStatistics } from './protection.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { loadStatistics } from '../stats/store.js';
 import { TOOL_VERSION } from '../version.js';
@@ -62,8 +65,21 @@ export interface CompareOptions {
    * maxDrop points on these images; the mixed model is added as a variant and the trade-off curve to the report.
    */
   mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string };
+  /**
+   * Keep the tensors INT8 would destroy out of every INT8 variant (default true; src/precision/protect.ts),
+   * decided from the graph and each cache's ranges. false (--no-protect): every scale of the cache is used.
+   */
+  protect?: boolean;
+  /**
+   * Q/DQ placement of each cache's INT8 variant (onnxruntime backend): 'explicit' (as `quantize` writes it),
+   * 'implicit' (every tensor the cache names rounded: the pessimistic TensorRT <= 10 implicit INT8 case, variant
+   * `int8-<algo>-implicit`) or 'both' (default). The TensorRT backend builds real engines: explicit only.
+   */
+  placement?: ComparePlacement;
   reporter?: Reporter;
 }
+
+export type ComparePlacement = 'explicit' | 'implicit' | 'both';
 
 export interface CompareResult {
   report: CompareReport;
@@ -96,17 +112,28 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   if (options.mixed && precisionMap) throw new UserError('--mixed auto chooses its own precision map: drop --precision-map.');
 
   // Build every variant before the long pass, so that a bad cache fails in a second.
-  const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; built: ReturnType<typeof buildInt8Variant>; mixed?: boolean }> = [];
+  const placements: QdqPlacement[] = options.backend === 'tensorrt' || options.placement === 'explicit' ? ['explicit'] : options.placement === 'implicit' ? ['implicit'] : ['explicit', 'implicit'];
+  const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; scales: ReadonlyMap<string, number>; built: ReturnType<typeof buildInt8Variant>; placement: QdqPlacement; protected: ProtectedTensor[]; mixed?: boolean }> = [];
+  const statsFile = options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`);
+  const protection = options.protect !== false && caches.length > 0 ? await protectionStatistics(statsFile, options.stats !== undefined, sha, options.model, reporter) : {};
   for (const file of caches) {
     const loaded = await loadCacheFor(file, activations, options.model);
-    const built = buildInt8Variant(model, loaded.scales, { precisionMap, file: options.model });
-    int8.push({ loaded, built });
+    let scales: ReadonlyMap<string, number> = loaded.scales;
+    let protectedTensors: ProtectedTensor[] = [];
+    if (options.protect !== false) {
+      // A cache written with protection already lacks these; one written with --no-protect has them all.
+      protectedTensors = protectedForCache(model, loaded.scales, protection, options.model);
+      scales = withoutProtected(loaded.scales, protectedTensors);
+    }
+    for (const placement of placements) {
+      int8.push({ loaded, scales, built: buildInt8Variant(model, scales, { precisionMap, file: options.model, placement }), placement, protected: protectedTensors });
+    }
   }
   let mixed: MixedResult | undefined;
   if (options.mixed) {
     ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, ...options.mixed }));
-    const loaded = int8[0]!.loaded;
-    int8.push({ loaded, built: buildInt8Variant(model, loaded.scales, { precisionMap: mixed.map, file: options.model }), mixed: true });
+    const { loaded, scales } = int8[0]!;
+    int8.push({ loaded, scales, built: buildInt8Variant(model, scales, { precisionMap: mixed.map, file: options.model }), placement: 'explicit', protected: int8[0]!.protected, mixed: true });
   }
   const names = new Map<string, number>();
   const variantName = (base: string) => {
@@ -141,8 +168,15 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     }
     for (const v of int8) {
       const { loaded, built } = v;
-      const name = variantName(`int8-${loaded.algorithm}${precisionMap || v.mixed ? '-mixed' : ''}`);
-      const spec = { name, precision: 'int8' as const, algorithm: loaded.algorithm, modelFile: loaded.file };
+      const name = variantName(`int8-${loaded.algorithm}${precisionMap || v.mixed ? '-mixed' : ''}${v.placement === 'implicit' ? '-implicit' : ''}`);
+      const spec = {
+        name,
+        precision: 'int8' as const,
+        algorithm: loaded.algorithm,
+        modelFile: loaded.file,
+        placement: v.placement,
+        ...(v.protected.length > 0 ? { protected: v.protected.map((p) => p.tensor) } : {}),
+      };
       if (useTrt) {
         const layers = options.layers === false ? [] : built.qdq.quantizedTensors.filter((t) => exposedInRef.includes(t));
         variants.push({ spec, session: await openTrt('int8', loaded.file, options.model, layers), layers });
@@ -178,7 +212,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     for (const s of run.skipped) reporter.warn(`skipped ${s.file}: ${s.reason}`);
     if (run.images === 0) throw new UserError(`None of the images in ${options.data.data} could be read.`);
 
-    const histograms = await histogramsFor(options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`), options.stats !== undefined, sha, options.model, run.variants, reporter);
+    const histograms = await histogramsFor(statsFile, options.stats !== undefined, sha, options.model, run.variants, reporter);
     const report = buildCompareReport({
       tool: { name: 'trt-calib', version: TOOL_VERSION },
       model: {
@@ -207,6 +241,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
         preprocess,
       },
       variants: run.variants,
+      notes: placementNotes(int8),
       ...(histograms ? { histograms } : {}),
       ...(mixed ? { tradeoff: mixed.tradeoff } : {}),
     });
@@ -217,6 +252,24 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   } finally {
     for (const s of sessions) await s.release();
   }
+}
+
+/** What the report says about implicit-placement variants and protected tensors. */
+function placementNotes(int8: ReadonlyArray<{ placement: QdqPlacement; protected: readonly ProtectedTensor[]; loaded: { file: string } }>): string[] {
+  const notes: string[] = [];
+  if (int8.some((v) => v.placement === 'implicit')) {
+    notes.push(
+      'int8-*-implicit variants round every tensor their cache names to its INT8 grid (the worst case of TensorRT <= 10 implicit INT8, where any layer with scales may run in INT8); ' +
+        'with the explicit placement of the same cache they bound the range a user of implicit INT8 lands in. The winner and the gate use the explicit placement.',
+    );
+  }
+  const seen = new Set<string>();
+  for (const v of int8) {
+    if (v.protected.length === 0 || seen.has(v.loaded.file)) continue;
+    seen.add(v.loaded.file);
+    notes.push(`${v.loaded.file}: ${v.protected.length} tensor(s) kept out of INT8 (--no-protect keeps them in): ${v.protected.map((p) => `${p.tensor} [${p.kind}]`).join(', ')}.`);
+  }
+  return notes;
 }
 
 /** What a model file computes in: INT8 when it has QuantizeLinear nodes, FP16 when it has float16 weights, else FP32. */

@@ -8,8 +8,10 @@ import { isAlgorithmName } from '../calibrators/registry.js';
 import { UserError } from '../errors.js';
 import { checkModel } from '../onnx/check.js';
 import { listActivations } from '../onnx/graph.js';
-import { loadOnnxModel, writeOnnxModel } from '../onnx/model.js';
+import { loadOnnxModel, modelSha256, writeOnnxModel } from '../onnx/model.js';
 import { countPrecisions, type PrecisionMap } from '../precision/map.js';
+import { withoutProtected, type ProtectedTensor } from '../precision/protect.js';
+import { protectedForCache, protectionStatistics } from './protection.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
@@ -33,6 +35,13 @@ export interface QuantizeOptions {
   mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string };
   /** FP16 for TensorRT: a pure float16 graph (default: onnxruntime-runnable, see src/onnx/fp16.ts). */
   forTensorRT?: boolean;
+  /**
+   * Keep the tensors INT8 would destroy out of INT8 (default true; src/precision/protect.ts): no Q/DQ on them.
+   * From a cache they are decided from the graph and the cache's ranges; when calibrating first, from the statistics.
+   */
+  protect?: boolean;
+  /** Statistics for the protection decisions from a cache (default <outDir>/<model>.stats.msgpack when present). */
+  stats?: string;
   out?: string;
   outDir?: string;
   threads?: number;
@@ -50,8 +59,10 @@ export interface QuantizeResult {
   fp32Layers?: number;
   quantizedTensors?: number;
   skipped: Array<{ node: string; op: string; reason: string }>;
-  /** Activations the cache has no scale for (left unquantized). */
+  /** Activations the cache has no scale for (left unquantized), protected ones apart. */
   missingScales: string[];
+  /** Tensors kept out of INT8 (no Q/DQ), in topological order. */
+  protected: ProtectedTensor[];
   opset?: { from: number; to: number; converted: string[] };
   precisionMap?: { file: string; int8: number; fp16: number; fp32: number };
   mixed?: MixedSummary;
@@ -69,7 +80,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     const r = buildFp16Variant(model, { forTensorRT: options.forTensorRT, file: options.model });
     const out = options.out ?? defaultVariantPath(options.model, 'fp16', options.outDir);
     await writeChecked(out, r.model);
-    return { model: options.model, out, precision: 'fp16', fp16Layers: r.fp16Nodes.length, fp32Layers: r.float32Nodes.length, skipped: [], missingScales: [] };
+    return { model: options.model, out, precision: 'fp16', fp16Layers: r.fp16Nodes.length, fp32Layers: r.float32Nodes.length, skipped: [], missingScales: [], protected: [] };
   }
 
   if (options.mixed) {
@@ -96,9 +107,19 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let scales: Map<string, number>;
   let algorithm: string;
   let missing: string[] = [];
+  let protectedTensors: ProtectedTensor[] = [];
   if (options.cache) {
     const loaded = await loadCacheFor(options.cache, activations, options.model);
     ({ scales, algorithm, missing } = loaded);
+    if (options.protect !== false) {
+      // A cache written with protection already lacks these tensors; one written with --no-protect has them.
+      const statsFile = options.stats ?? path.join(options.outDir ?? DEFAULT_OUT_DIR, `${path.basename(options.model).replace(/\.onnx$/i, '')}.stats.msgpack`);
+      const source = await protectionStatistics(statsFile, options.stats !== undefined, await modelSha256(options.model), options.model, reporter);
+      protectedTensors = protectedForCache(model, loaded.scales, source, options.model);
+      scales = withoutProtected(scales, protectedTensors);
+      const isProtected = new Set(protectedTensors.map((p) => p.tensor));
+      missing = missing.filter((m) => !isProtected.has(m));
+    }
     if (missing.length > 0) {
       reporter.warn(`${options.cache} has no scale for ${missing.length} activation(s) of ${options.model} (e.g. ${missing.slice(0, 3).join(', ')}): their consumers stay in float.`);
     }
@@ -106,8 +127,10 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     const algo = options.algorithm ?? 'entropy2';
     if (!isAlgorithmName(algo)) throw new UserError(`Unknown --algo ${JSON.stringify(algo)}.`);
     // A Q/DQ model carries its scales itself: no TensorRT cache (and no TensorRT version) is needed.
-    const r = await calibrate({ model: options.model, data: options.data, algorithms: [algo], writeCaches: false, outDir: options.outDir, threads: options.threads, reporter });
+    // r.amax leaves the protected tensors out, as a cache would.
+    const r = await calibrate({ model: options.model, data: options.data, algorithms: [algo], writeCaches: false, outDir: options.outDir, threads: options.threads, protect: options.protect, reporter });
     scales = new Map(Object.entries(r.amax[algo]!).map(([name, amax]) => [name, scaleFromAmax(amax)]));
+    protectedTensors = r.protected;
     algorithm = algo;
   }
   const r = buildInt8Variant(model, scales, { precisionMap, file: options.model });
@@ -126,6 +149,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     quantizedTensors: r.qdq.quantizedTensors.length,
     skipped: r.qdq.skipped,
     missingScales: missing,
+    protected: protectedTensors,
     opset: r.qdq.opset,
     ...(precisionMap && precisionMapFile ? { precisionMap: { file: precisionMapFile, int8: counts!.int8, fp16: counts!.fp16, fp32: counts!.fp32 } } : {}),
     ...(mixed ? { mixed } : {}),

@@ -8,6 +8,7 @@ import { isAlgorithmName } from '../calibrators/registry.js';
 import { UserError } from '../errors.js';
 import { convertToFp16WithReport, type Fp16Result } from '../onnx/fp16.js';
 import type { OnnxModel } from '../onnx/model.js';
+import type { QdqPlacement } from '../onnx/qdq.js';
 import { buildMixedPrecisionModel, type MixedModelResult } from '../precision/apply.js';
 import { readPrecisionMap, type PrecisionMap } from '../precision/map.js';
 import { nodeLabel } from '../onnx/opset.js';
@@ -47,8 +48,8 @@ export async function loadCacheFor(file: string, activations: readonly string[],
   return { file, cache, algorithm, scales, missing: activations.filter((a) => !scales.has(a)) };
 }
 
-export function buildInt8Variant(model: OnnxModel, scales: ReadonlyMap<string, number>, options: { precisionMap?: PrecisionMap; file?: string } = {}): MixedModelResult {
-  return buildMixedPrecisionModel(model, { activationScales: scales, precisionMap: options.precisionMap, file: options.file });
+export function buildInt8Variant(model: OnnxModel, scales: ReadonlyMap<string, number>, options: { precisionMap?: PrecisionMap; file?: string; placement?: QdqPlacement } = {}): MixedModelResult {
+  return buildMixedPrecisionModel(model, { activationScales: scales, precisionMap: options.precisionMap, file: options.file, ...(options.placement ? { placement: options.placement } : {}) });
 }
 
 /**

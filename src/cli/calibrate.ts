@@ -19,6 +19,7 @@ interface CalibrateCliValues extends CommonOptions, Omit<PreprocessCliValues, 'd
   statsOut?: string;
   fromStats?: string;
   threads?: number;
+  protect: boolean;
 }
 
 const EXAMPLES = `
@@ -37,6 +38,9 @@ Examples:
   trt-calib --model model.onnx --from-stats calib-cache/model.stats.msgpack --algo percentile --percentile 99.999 --trt-version 10.3.0
 
 Outputs: ${DEFAULT_OUT_DIR}/<model>.<algo>.cache (one per algorithm) and ${DEFAULT_OUT_DIR}/<model>.stats.msgpack.
+Tensors INT8 would destroy (a Concat of ranges more than 16x apart such as YOLO's boxes-with-scores head, score
+branches, outliers) are left out of the caches and named in the summary; their layers are fp16 in
+${DEFAULT_OUT_DIR}/<model>.protected.precision.json (for build --precision-map). --no-protect keeps them in.
 trtexec --calib reads caches through an IInt8EntropyCalibrator2: give it an entropy2 cache, or write any algorithm's
 scales under that header with --cache-algorithm EntropyCalibration2.`;
 
@@ -53,6 +57,7 @@ export function register(program: Command): void {
     .option('--out-dir <dir>', 'folder for the caches and the statistics', DEFAULT_OUT_DIR)
     .option('--stats-out <file>', 'statistics file (default <out-dir>/<model>.stats.msgpack)')
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
+    .option('--no-protect', 'give every tensor a scale, even those INT8 would destroy (mixed-range Concats, score branches, outliers: see docs/quantization.md)')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics)', parseInteger(1, 1024));
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
@@ -73,6 +78,7 @@ export function register(program: Command): void {
       outDir: opts.outDir,
       statsOut: opts.statsOut,
       threads: opts.threads,
+      protect: opts.protect,
       reporter,
     });
     if (result.preprocess && opts.verbose) reporter.info(`preprocessing: ${describePreprocess(result.preprocess)}`);
@@ -96,6 +102,8 @@ function jsonSummary(r: CalibrateResult) {
     widest: r.widest,
     narrowest: r.narrowest,
     problems: r.problems,
+    protected: r.protected,
+    ...(r.protectedPrecisionMap ? { protectedPrecisionMap: r.protectedPrecisionMap } : {}),
     amax: r.amax,
   };
 }
@@ -125,6 +133,11 @@ function textSummary(r: CalibrateResult): string {
     lines.push(`${r.problems.length} tensor(s) to look at:`);
     for (const p of r.problems.slice(0, 20)) lines.push(`  ${p.name}: ${p.problem}`);
     if (r.problems.length > 20) lines.push(`  ... ${r.problems.length - 20} more (--json for all)`);
+  }
+  if (r.protected.length > 0) {
+    lines.push(`${r.protected.length} tensor(s) kept out of INT8 (not in the caches; --no-protect keeps them in):`);
+    for (const p of r.protected) lines.push(`  ${p.tensor} [${p.kind}]: ${p.reason}`);
+    if (r.protectedPrecisionMap) lines.push(`  their layers in FP16 for trt-calib build --precision-map ${r.protectedPrecisionMap}`);
   }
   const nonTrtexec = r.caches.filter((c) => !c.header.endsWith('-EntropyCalibration2'));
   if (nonTrtexec.length > 0) {

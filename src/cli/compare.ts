@@ -28,6 +28,8 @@ interface CompareCliValues extends CommonOptions, PreprocessCliValues {
   maxLayers?: string;
   precisionOut?: string;
   backend: 'onnxruntime' | 'tensorrt';
+  protect: boolean;
+  placement: 'explicit' | 'implicit' | 'both';
 }
 
 const EXAMPLES = `
@@ -45,6 +47,11 @@ Examples:
   # a detector's probability map: cosine, SNR and the fraction of pixels on the same side of 0.3
   trt-calib compare --model ppocr_v4_det.onnx --data ./street --preset paddleocr-det --shapes x:1x3x576x768 \\
                     --cache calib-cache/ppocr_v4_det.entropy2.cache
+
+  # each cache measured as quantize places Q/DQ (int8-<algo>) and as implicit INT8 may round every tensor
+  # (int8-<algo>-implicit, the default --placement both); here the implicit bound only, without protection
+  trt-calib compare --model yolov8n.onnx --data ./val --preset yolo --cache calib-cache/yolov8n.entropy2.cache \\
+                    --placement implicit --no-protect
 
 Writes <out-dir>/<model>.report/report.json (schema: docs/report-schema.md) and report.html (self-contained).
 Exit code 2 when --max-drop is exceeded.`;
@@ -85,7 +92,17 @@ export function register(program: Command): void {
       new Option('--qdq <mode>', 'INT8 execution: emulate (fake quantization with float biases, as TensorRT computes) or onnxruntime (its own int8 kernels and int32 biases, as deployed on onnxruntime)')
         .choices(['emulate', 'onnxruntime'])
         .default('emulate'),
-    );
+    )
+    .addOption(
+      // Not --qdq (it already says how onnxruntime executes the Q/DQ): this says where they go.
+      new Option(
+        '--placement <where>',
+        'Q/DQ placement of each cache\'s INT8 variant: explicit (where `quantize` puts them), implicit (every tensor the cache names: the worst case of TensorRT <= 10 implicit INT8, variant int8-<algo>-implicit) or both; the winner and the gate use explicit',
+      )
+        .choices(['explicit', 'implicit', 'both'])
+        .default('both'),
+    )
+    .option('--no-protect', 'use every scale of the caches, even on tensors INT8 would destroy (see docs/quantization.md)');
   addPreprocessOptions(cmd);
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CompareCliValues) => {
@@ -111,6 +128,8 @@ export function register(program: Command): void {
       threads: opts.threads,
       qdq: opts.qdq,
       backend: opts.backend,
+      protect: opts.protect,
+      placement: opts.placement,
       ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
       reporter,
     });

@@ -21,6 +21,8 @@ interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'da
   out?: string;
   outDir: string;
   threads?: number;
+  protect: boolean;
+  stats?: string;
 }
 
 const EXAMPLES = `
@@ -59,7 +61,9 @@ export function register(program: Command): void {
     .option('--for-tensorrt', 'fp16: a pure float16 graph, without the float32 emulation onnxruntime\'s CPU kernels need')
     .option('-o, --out <file>', `output model (default ${DEFAULT_OUT_DIR}/<model>.<algo>.int8.onnx or .fp16.onnx)`)
     .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
-    .option('--threads <n>', 'onnxruntime intra-op threads when calibrating', parseInteger(1, 1024));
+    .option('--threads <n>', 'onnxruntime intra-op threads when calibrating', parseInteger(1, 1024))
+    .option('--no-protect', 'put Q/DQ on every tensor with a scale, even those INT8 would destroy (see docs/quantization.md)')
+    .option('--stats <file>', 'with --cache: statistics for the protection decisions (default <out-dir>/<model>.stats.msgpack when present; else the cache\'s ranges)');
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: QuantizeCliValues) => {
@@ -79,6 +83,8 @@ export function register(program: Command): void {
       out: opts.out,
       outDir: opts.outDir,
       threads: opts.threads,
+      protect: opts.protect,
+      stats: opts.stats,
       reporter,
     });
     emit(opts, result, () => text(result));
@@ -89,6 +95,10 @@ function text(r: QuantizeResult): string {
   const lines = [`wrote ${r.out} (${r.precision}${r.algorithm ? `, ${r.algorithm} scales` : ''}${r.cache ? ` from ${r.cache}` : ''})`];
   if (r.precision === 'int8') {
     lines.push(`  ${r.int8Layers} layers in INT8, ${r.quantizedTensors} activations quantized, ${r.fp16Layers} FP16 and ${r.fp32Layers} FP32 layers kept by the precision map`);
+    if (r.protected.length > 0) {
+      lines.push(`  ${r.protected.length} tensor(s) kept out of INT8 (no Q/DQ; --no-protect quantizes them):`);
+      for (const p of r.protected) lines.push(`    ${p.tensor} [${p.kind}]: ${p.reason}`);
+    }
     if (r.opset && r.opset.from !== r.opset.to) lines.push(`  opset ${r.opset.from} -> ${r.opset.to} (per-channel Q/DQ needs 13)${r.opset.converted.length ? `, converted: ${r.opset.converted.join(', ')}` : ''}`);
   } else {
     lines.push(`  ${r.fp16Layers} nodes in FP16, ${r.fp32Layers} kept in FP32`);

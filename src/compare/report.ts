@@ -31,6 +31,10 @@ export interface VariantSpec {
   precision: Precision;
   algorithm?: string;
   modelFile?: string;
+  /** INT8 from a cache: where the Q/DQ went (src/onnx/qdq.ts). */
+  placement?: 'explicit' | 'implicit';
+  /** INT8: tensors kept out of INT8 (src/precision/protect.ts). */
+  protected?: string[];
 }
 
 /**
@@ -100,6 +104,8 @@ export class VariantComparison {
       precision: this.spec.precision,
       ...(this.spec.algorithm !== undefined ? { algorithm: this.spec.algorithm } : {}),
       ...(this.spec.modelFile !== undefined ? { modelFile: this.spec.modelFile } : {}),
+      ...(this.spec.placement !== undefined ? { placement: this.spec.placement } : {}),
+      ...(this.spec.protected !== undefined ? { protected: this.spec.protected } : {}),
       images: primary.images,
       cosineMean: primary.cosineMean,
       cosineMin: primary.cosineMin,
@@ -150,7 +156,10 @@ function beats(a: VariantReport, b: VariantReport): boolean {
 
 /** The best INT8 variant, or undefined when there is none. */
 export function pickWinner(variants: readonly VariantReport[]): Winner | undefined {
-  const ranked = variants.filter((v) => v.precision === 'int8').sort((a, b) => (beats(a, b) ? -1 : beats(b, a) ? 1 : 0));
+  // Implicit-placement variants are bounds, not deployable models: they win only when nothing else is INT8.
+  const int8 = variants.filter((v) => v.precision === 'int8');
+  const explicit = int8.filter((v) => v.placement !== 'implicit');
+  const ranked = (explicit.length > 0 ? explicit : int8).sort((a, b) => (beats(a, b) ? -1 : beats(b, a) ? 1 : 0));
   const best = ranked[0];
   if (best === undefined) return undefined;
   const second = ranked[1];

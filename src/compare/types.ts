@@ -100,6 +100,10 @@ export interface VariantReport {
   algorithm?: string;
   /** The model file this variant ran (e.g. the Q/DQ ONNX), when one was written. */
   modelFile?: string;
+  /** INT8 from a cache: 'explicit' (Q/DQ where `quantize` puts them) or 'implicit' (on every tensor the cache names). */
+  placement?: 'explicit' | 'implicit';
+  /** INT8: tensors kept out of INT8 by the protection rules (src/precision/protect.ts). */
+  protected?: string[];
   images: number;
   /** From the primary output, when labelled. */
   top1?: number;

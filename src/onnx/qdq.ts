@@ -29,6 +29,15 @@
  * 4. One Q/DQ pair per tensor, shared by all its quantized consumers (one tensor, one scale, as in the cache).
  * 5. Nothing else is quantized: graph outputs, pooling, Concat, Resize stay float unless a weighted consumer
  *    quantizes their output; TensorRT propagates Q/DQ through such layers itself.
+ * Implicit placement (`placement: 'implicit'`), the pessimistic bound of TensorRT <= 10 implicit INT8, where any
+ * layer whose input and output have a scale may run in INT8: a Q/DQ pair after every float32 activation the cache
+ * names (graph input included: it is in TensorRT's cache and is quantized when the first layer runs in INT8;
+ * graph outputs too, the producer's output renamed `<name>_unquantized` and the DQ writing `<name>`), and the
+ * weights of the weighted ops as above. Left out: tensors without a scale (e.g. protected ones), non-float
+ * tensors (shapes, indices), the outputs of layers the precision map keeps out of INT8, and tensors TensorRT never
+ * materialises because it fuses their consumer into the producer (a weighted op's output read only by a
+ * BatchNorm, an activation or one Add, and so on down such a chain; a pointwise op's output read only by another
+ * pointwise op): rounding those would be more pessimistic than any engine.
  * A node the precision map sets to 'fp16' or 'fp32', a weighted op whose activation has no scale in the cache,
  * or one whose weight is not a stored constant (e.g. computed by a Reshape) stays float; each is reported.
  *
@@ -37,7 +46,7 @@
  */
 import { UserError } from '../errors.js';
 import { makeNode } from './build.js';
-import { analyzeGraph } from './graph.js';
+import { analyzeGraph, type GraphAnalysis } from './graph.js';
 import {
   ELEM,
   attrInt,
@@ -55,6 +64,7 @@ import {
 import { nodeLabel, upgradeOpset } from './opset.js';
 
 export type LayerPrecision = 'int8' | 'fp16' | 'fp32';
+export type QdqPlacement = 'explicit' | 'implicit';
 
 export interface QdqOptions {
   /** Per-tensor activation scales (amax / 127), by ONNX tensor name: a calibration cache's content. */
@@ -63,8 +73,13 @@ export interface QdqOptions {
   precisionMap?: ReadonlyMap<string, LayerPrecision>;
   /** Per-output-channel weight scales (default true); false: one scale per weight tensor. */
   perChannel?: boolean;
-  /** Quantize the skip input of residual Adds (default true). */
+  /** Quantize the skip input of residual Adds (default true; explicit placement only). */
   residualAdd?: boolean;
+  /**
+   * 'explicit' (default): the placement rules above, as `quantize` writes for TensorRT. 'implicit': Q/DQ after
+   * every named activation (see the file comment), the worst case of TensorRT's implicit INT8.
+   */
+  placement?: QdqPlacement;
   /** For messages. */
   file?: string;
 }
@@ -94,6 +109,55 @@ export interface QdqResult {
 }
 
 const WEIGHTED = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
+/**
+ * Pointwise ops TensorRT fuses into the weighted op (or fused chain) before them, so that the tensor between them
+ * never exists in an engine (TensorRT developer guide, "Types of Fusions": convolution with BatchNorm, activation
+ * and elementwise sum).
+ */
+const FUSED_FOLLOWERS = new Set(['BatchNormalization', 'Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Elu', 'Selu', 'Softplus', 'HardSigmoid', 'HardSwish', 'PRelu', 'Add', 'Sum']);
+/**
+ * Elementwise ops TensorRT merges, when adjacent, into one pointwise kernel (developer guide, "Types of Fusions":
+ * PointWise fusion): the tensors between them are never written out.
+ */
+const POINTWISE = new Set([
+  'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Abs', 'Neg', 'Exp', 'Log', 'Sqrt', 'Reciprocal', 'Erf',
+  'Floor', 'Ceil', 'Round', 'Sign', 'Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Elu', 'Selu', 'Softplus',
+  'HardSigmoid', 'HardSwish', 'PRelu',
+]);
+
+/**
+ * Tensors that TensorRT does not materialise, not a graph output and read by exactly one node: the output of a
+ * weighted op (or of a node already fused into one) read by a FUSED_FOLLOWERS node (only one input of an Add/Sum
+ * fuses; a Clip's bounds or a PRelu's slope are not the fused input), and the output of a pointwise op read by
+ * another pointwise op.
+ */
+function fusedTensors(nodes: readonly OnnxNode[], tensors: GraphAnalysis['tensors'], consumers: GraphAnalysis['consumers'], outputs: ReadonlySet<string>): Set<string> {
+  const chain = new Set<number>();
+  const fused = new Set<string>();
+  const addFused = new Set<number>();
+  const isDefault = (n: OnnxNode) => (n.domain ?? '') === '';
+  nodes.forEach((node, index) => {
+    if (WEIGHTED.has(node.opType) && isDefault(node)) chain.add(index);
+    for (const out of node.output) {
+      const users = consumers.get(out) ?? [];
+      if (!out || outputs.has(out) || users.length !== 1 || tensors.get(out)?.elemType !== ELEM.FLOAT) continue;
+      const k = users[0]!;
+      const next = nodes[k]!;
+      if (!isDefault(next)) continue;
+      if (chain.has(index) && FUSED_FOLLOWERS.has(next.opType)) {
+        if (next.opType === 'Add' || next.opType === 'Sum') {
+          if (addFused.has(k)) continue;
+          addFused.add(k);
+        } else if (next.input[0] !== out) continue;
+        fused.add(out);
+        chain.add(k);
+      } else if (POINTWISE.has(node.opType) && isDefault(node) && POINTWISE.has(next.opType)) {
+        fused.add(out);
+      }
+    }
+  });
+  return fused;
+}
 
 /** Round half to even, as ONNX QuantizeLinear does. */
 export function roundHalfEven(x: number): number {
@@ -155,7 +219,8 @@ interface WeightSource {
 export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
   const file = options.file ?? 'the model';
   const perChannel = options.perChannel ?? true;
-  const residualAdd = options.residualAdd ?? true;
+  const placement = options.placement ?? 'explicit';
+  const residualAdd = placement === 'explicit' && (options.residualAdd ?? true);
   for (const [name, s] of options.activationScales) {
     if (!(Number.isFinite(s) && s >= 0)) {
       throw new UserError(`${file}: the scale of '${name}' is ${s}; scales must be finite and not negative`, { hint: 'check the calibration cache' });
@@ -219,9 +284,12 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
   };
   const planActivation = (name: string, node: number, slot: number) => {
     const list = actPlan.get(name);
-    if (list) list.push([node, slot]);
-    else actPlan.set(name, [[node, slot]]);
+    if (list) {
+      if (!list.some(([k, s]) => k === node && s === slot)) list.push([node, slot]);
+    } else actPlan.set(name, [[node, slot]]);
   };
+  /** Implicit placement: graph outputs that get Q/DQ (their producer's output is renamed). */
+  const quantizedOutputs = new Map<string, string>();
 
   nodes.forEach((node, index) => {
     if (!WEIGHTED.has(node.opType) || (node.domain ?? '') !== '') return;
@@ -286,6 +354,19 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
     });
   }
 
+  if (placement === 'implicit') {
+    const fused = fusedTensors(nodes, tensors, consumers, outputs);
+    for (const act of analysis.activations) {
+      const name = act.name;
+      if (activationProblem(name) || fused.has(name)) continue;
+      const producer = tensors.get(name)!.producer;
+      if (producer && precisionOf(nodes[producer.node]!) !== 'int8') continue;
+      if (outputs.has(name)) quantizedOutputs.set(name, fresh(`${name}_unquantized`));
+      for (const k of consumers.get(name) ?? []) nodes[k]!.input.forEach((input, slot) => input === name && planActivation(name, k, slot));
+      if (!actPlan.has(name)) actPlan.set(name, []);
+    }
+  }
+
   // --- rewrite --------------------------------------------------------------------------------------------
   const newInitializers: OnnxTensorProto[] = [];
   const prelude = new Map<number, OnnxNode[]>(); // nodes to emit before node index k
@@ -303,12 +384,16 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
     const scaleName = fresh(`${name}_scale`);
     const zpName = fresh(`${name}_zero_point`);
     const qName = fresh(`${name}_QuantizeLinear_Output`);
-    const dqName = fresh(`${name}_DequantizeLinear_Output`);
+    // A quantized graph output keeps its name on the DQ; the value before rounding is renamed.
+    const renamed = quantizedOutputs.get(name);
+    const dqName = renamed ? name : fresh(`${name}_DequantizeLinear_Output`);
     newInitializers.push(tensorToProto(scaleName, makeTensor('float32', [], [s])), tensorToProto(zpName, makeTensor('int8', [], [0])));
-    const first = Math.min(...uses.map(([k]) => k));
+    // Before the first reader; a graph output nothing reads: right after its producer.
+    const producer = tensors.get(name)?.producer;
+    const first = uses.length > 0 ? Math.min(...uses.map(([k]) => k)) : producer ? producer.node + 1 : 0;
     emitBefore(
       first,
-      makeNode('QuantizeLinear', [name, scaleName, zpName], [qName], { name: fresh(`${name}_QuantizeLinear`) }),
+      makeNode('QuantizeLinear', [renamed ?? name, scaleName, zpName], [qName], { name: fresh(`${name}_QuantizeLinear`) }),
       makeNode('DequantizeLinear', [qName, scaleName, zpName], [dqName], { name: fresh(`${name}_DequantizeLinear`) }),
     );
     for (const [k, slot] of uses) replaced.set(`${k}:${slot}`, dqName);
@@ -360,8 +445,11 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
   nodes.forEach((node, k) => {
     rewritten.push(...(prelude.get(k) ?? []));
     const input = node.input.map((name, slot) => replaced.get(`${k}:${slot}`) ?? name);
-    rewritten.push(input.some((v, i) => v !== node.input[i]) ? onnx.NodeProto.create({ ...node, input }) : node);
+    const output = node.output.map((name) => quantizedOutputs.get(name) ?? name);
+    const changed = input.some((v, i) => v !== node.input[i]) || output.some((v, i) => v !== node.output[i]);
+    rewritten.push(changed ? onnx.NodeProto.create({ ...node, input, output }) : node);
   });
+  rewritten.push(...(prelude.get(nodes.length) ?? []));
 
   // Drop weights nothing reads any more (the float originals of quantized weights).
   const read = new Set<string>(outputs);

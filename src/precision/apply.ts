@@ -17,7 +17,7 @@
 import { convertToFp16WithReport, type Fp16Result } from '../onnx/fp16.js';
 import { graphOf, type OnnxModel } from '../onnx/model.js';
 import { nodeLabel } from '../onnx/opset.js';
-import { quantizeQdq, type QdqResult } from '../onnx/qdq.js';
+import { quantizeQdq, type QdqPlacement, type QdqResult } from '../onnx/qdq.js';
 import type { LayerPrecision, PrecisionMap } from './map.js';
 
 export interface MixedModelOptions {
@@ -29,6 +29,8 @@ export interface MixedModelOptions {
   perChannel?: boolean;
   /** Q/DQ on the skip input of residual Adds (default true). */
   residualAdd?: boolean;
+  /** Q/DQ placement (src/onnx/qdq.ts): 'explicit' (default) or 'implicit' (after every named activation). */
+  placement?: QdqPlacement;
   file?: string;
 }
 
@@ -79,6 +81,7 @@ function qdqOptions(o: MixedModelOptions) {
     ...(o.precisionMap ? { precisionMap: o.precisionMap as ReadonlyMap<string, LayerPrecision> } : {}),
     ...(o.perChannel !== undefined ? { perChannel: o.perChannel } : {}),
     ...(o.residualAdd !== undefined ? { residualAdd: o.residualAdd } : {}),
+    ...(o.placement !== undefined ? { placement: o.placement } : {}),
     ...(o.file !== undefined ? { file: o.file } : {}),
   };
 }

@@ -48,9 +48,15 @@ describe('trt-calib --model --data --algo all (MobileNetV2)', () => {
     expect(json.images.used).toBe(8);
     expect(json.trtVersion).toMatchObject({ version: '10.3.0', encoded: 100300, source: '--trt-version' });
     const files = readdirSync(dir1).sort();
-    expect(files).toEqual([...ALGOS.map((a) => `mobilenet_v2_nsfw_224.${a}.cache`), 'mobilenet_v2_nsfw_224.stats.msgpack'].sort());
+    expect(files).toEqual(
+      [...ALGOS.map((a) => `mobilenet_v2_nsfw_224.${a}.cache`), 'mobilenet_v2_nsfw_224.protected.precision.json', 'mobilenet_v2_nsfw_224.stats.msgpack'].sort(),
+    );
 
-    const activations = listActivations(await loadOnnxModel(MOBILENET)).map((a) => a.name);
+    // The final Softmax and the output it reaches are protected (a score branch): not in the caches.
+    expect(json.protected.map((p: any) => p.tensor)).toEqual(['dense_3_softmax', 'output']);
+    const activations = listActivations(await loadOnnxModel(MOBILENET))
+      .map((a) => a.name)
+      .filter((a) => a !== 'dense_3_softmax' && a !== 'output');
     const headers: Record<string, string> = {
       entropy2: 'EntropyCalibration2',
       entropy: 'EntropyCalibration',
@@ -62,7 +68,7 @@ describe('trt-calib --model --data --algo all (MobileNetV2)', () => {
       const cache = parseCalibrationCache(await readFile(path.join(dir1, `mobilenet_v2_nsfw_224.${algo}.cache`)), algo);
       expect(cache.trtVersion).toBe(100300);
       expect(cache.algorithm).toBe(headers[algo]);
-      // Every activation plus the network input, in topological order, input first.
+      // Every activation but the protected ones, plus the network input, in topological order, input first.
       expect(cache.entries.map((e) => e.name)).toEqual(activations);
       expect(cache.entries[0]!.name).toBe('input');
       for (const e of cache.entries) expect(e.scale).toBeGreaterThan(0);
@@ -77,11 +83,11 @@ describe('trt-calib --model --data --algo all (MobileNetV2)', () => {
     expect(clipped).toBeGreaterThan(activations.length / 4);
   });
 
-  it('cache show lists every activation tensor plus the input', async () => {
+  it('cache show lists every cached activation tensor plus the input', async () => {
     const r = await runCli(['cache', 'show', path.join(dir1, 'mobilenet_v2_nsfw_224.entropy2.cache'), '--json']);
     expect(r.code).toBe(0);
     const shown = JSON.parse(r.stdout);
-    expect(shown.tensors).toHaveLength(112);
+    expect(shown.tensors).toHaveLength(110); // 112 activations, 2 protected
     expect(shown.tensors[0]).toMatchObject({ name: 'input' });
     expect(shown.tensors[0].amax).toBeCloseTo(shown.tensors[0].scale * 127, 6);
   });
@@ -223,7 +229,7 @@ describe('a model with a fixed batch', () => {
 });
 
 describe('PP-OCRv4 detector: Constant-node weights, dynamic input fixed by --shapes', () => {
-  it('calibrates every activation and no weight', async () => {
+  it('calibrates every activation but the protected output, and no weight', async () => {
     const dir = path.join(tmp, 'ppocr');
     const r = await runCli(['--model', PPOCR, '--data', IMAGES, '--max-images', '3', '--preset', 'paddleocr-det', '--shapes', 'x:1x3x96x128', '--algo', 'entropy2,minmax', '--trt-version', '8.6.1', '--out-dir', dir, '--json']);
     expect(r.stderr).not.toMatch(/internal error/);
@@ -235,9 +241,11 @@ describe('PP-OCRv4 detector: Constant-node weights, dynamic input fixed by --sha
     expect(constants.size).toBeGreaterThan(300);
     const names = cache.entries.map((e) => e.name);
     expect(names[0]).toBe('x');
-    expect(names).toHaveLength(331);
+    // 331 activations; the output probability map (the final Sigmoid, a score branch) is protected: not cached.
+    expect(names).toHaveLength(330);
     expect(names.filter((n) => constants.has(n))).toEqual([]);
-    expect(names).toContain('sigmoid_0.tmp_0');
+    expect(JSON.parse(r.stdout).protected.map((p: any) => p.tensor)).toEqual(['sigmoid_0.tmp_0']);
+    expect(names).not.toContain('sigmoid_0.tmp_0');
   });
 });
 

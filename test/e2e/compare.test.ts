@@ -30,7 +30,7 @@ describe('compare (MobileNetV2)', () => {
 
   it('runs FP32, FP16 and one INT8 variant per cache on the same images and writes report.json and report.html', async () => {
     const dir = path.join(tmp, 'report');
-    const r = await runCli(['compare', '--model', MOBILENET, '--data', IMAGES, '--preset', 'raw01', '--cache', `${cache('entropy2')},${cache('minmax')}`, '--out-dir', caches, '--report-dir', dir, '--json']);
+    const r = await runCli(['compare', '--model', MOBILENET, '--data', IMAGES, '--preset', 'raw01', '--cache', `${cache('entropy2')},${cache('minmax')}`, '--placement', 'explicit', '--out-dir', caches, '--report-dir', dir, '--json']);
     expect(r.stderr).not.toMatch(/internal error/);
     expect(r.code).toBe(0);
     report = JSON.parse(r.stdout);

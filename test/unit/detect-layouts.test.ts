@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeDetections, detectionSpecFromFlags, matchDetections, nonMaxSuppression, parseBoxesFlag, recognizeDetection } from '../../src/compare/task/detect/index.js';
+import { decodeDetections, detectionSpecFromFlags, matchDetections, nonMaxSuppression, parseBoxesFlag, recognizeDetection, tensorValues } from '../../src/compare/task/detect/index.js';
 import type { DetectionBox, ImageGeometry } from '../../src/compare/task/types.js';
 import { UserError } from '../../src/errors.js';
 
@@ -85,6 +85,15 @@ describe('recognizeDetection', () => {
         { name: 'det_classes', dims: [1, 100] },
       ]).spec,
     ).toEqual({ layout: 'efficient-nms', numDets: 'num_dets', boxes: 'det_boxes', scores: 'det_scores', classes: 'det_classes' });
+    // The TF Object Detection API's postprocessed outputs have the same form, with normalised yxyx boxes.
+    expect(
+      recognizeDetection([
+        { name: 'detection_boxes', dims: [1, 100, 4] },
+        { name: 'detection_scores', dims: [1, 100] },
+        { name: 'detection_classes', dims: [1, 100] },
+        { name: 'num_detections', dims: [1] },
+      ]).spec,
+    ).toEqual({ layout: 'efficient-nms', numDets: 'num_detections', boxes: 'detection_boxes', scores: 'detection_scores', classes: 'detection_classes', format: 'yxyx', normalized: true });
   });
 
   it('refuses what the shapes cannot tell, saying what to pass', () => {
@@ -170,6 +179,15 @@ describe('decodeDetections geometry', () => {
     const err = userError(() => decodeDetections({ b: { dtype: 'float32', dims: [1, 5, 3], data: new Float32Array(15) }, s: { dtype: 'float32', dims: [1, 5, 2], data: new Float32Array(10) } }, [g], { spec: { layout: 'boxes-scores', boxes: 'b', format: 'xyxy', normalized: false, scores: 's' } }));
     expect(err.message).toContain("'b'");
     expect(err.hint).toContain('--boxes');
+  });
+});
+
+describe('tensorValues', () => {
+  it('reads float16 bit patterns and int64 as numbers', () => {
+    // 0x3800 = 0.5, 0x3c00 = 1, 0xc000 = -2, 0x7bff = 65504 (largest half), 0x0001 = 2^-24 (smallest subnormal).
+    const half = tensorValues({ dtype: 'float16', dims: [5], data: new Uint16Array([0x3800, 0x3c00, 0xc000, 0x7bff, 0x0001]) });
+    expect(Array.from(half)).toEqual([0.5, 1, -2, 65504, 2 ** -24]);
+    expect(Array.from(tensorValues({ dtype: 'int64', dims: [2], data: new BigInt64Array([3n, -1n]) }))).toEqual([3, -1]);
   });
 });
 

@@ -15,7 +15,7 @@
 import { UserError } from '../../../errors.js';
 import type { Tensor } from '../../../tensor.js';
 import type { BatchOutputs, DetectionBox, ImageGeometry } from '../types.js';
-import { nonMaxSuppression, orderByScore } from './nms.js';
+import { nonMaxSuppressionIndices, orderByScore } from './nms.js';
 import { DETECTION_DEFAULTS, type BoxFormat, type DetectionOptions, type DetectionSpec } from './types.js';
 
 /** The output names a spec reads. */
@@ -80,20 +80,24 @@ class Candidates {
   score: number[] = [];
   column: number[] = [];
   push(a: number, b: number, c: number, d: number, format: BoxFormat, sx: number, sy: number, score: number, column: number): void {
-    let x1: number, y1: number, x2: number, y2: number;
-    switch (format) {
-      case 'xyxy':
-        [x1, y1, x2, y2] = [a, b, c, d];
-        break;
-      case 'yxyx':
-        [x1, y1, x2, y2] = [b, a, d, c];
-        break;
-      case 'xywh':
-        [x1, y1, x2, y2] = [a, b, a + c, b + d];
-        break;
-      case 'cxcywh':
-        [x1, y1, x2, y2] = [a - c / 2, b - d / 2, a + c / 2, b + d / 2];
-        break;
+    // Plain assignments, no array destructuring: this runs once per anchor.
+    let x1 = a;
+    let y1 = b;
+    let x2 = c;
+    let y2 = d;
+    if (format === 'yxyx') {
+      x1 = b;
+      y1 = a;
+      x2 = d;
+      y2 = c;
+    } else if (format === 'xywh') {
+      x2 = a + c;
+      y2 = b + d;
+    } else if (format === 'cxcywh') {
+      x1 = a - c / 2;
+      y1 = b - d / 2;
+      x2 = a + c / 2;
+      y2 = b + d / 2;
     }
     if (!(Number.isFinite(x1) && Number.isFinite(y1) && Number.isFinite(x2) && Number.isFinite(y2))) return;
     this.x1.push(x1 * sx);
@@ -103,9 +107,41 @@ class Candidates {
     this.score.push(score);
     this.column.push(column);
   }
-  boxes(classOffset: number): DetectionBox[] {
-    return this.score.map((score, i) => ({ x1: this.x1[i]!, y1: this.y1[i]!, x2: this.x2[i]!, y2: this.y2[i]!, score, classId: this.column[i]! + classOffset }));
+}
+
+/**
+ * The best column of a row: values[start + k * stride] for k in [0, count); the first on ties. Its value is left in
+ * rowMax. A small function of its own, so that V8 optimises this loop (the cost of decoding) on its own.
+ */
+let rowMax = -Infinity;
+function bestColumn(values: ArrayLike<number>, start: number, stride: number, count: number): number {
+  let best = -1;
+  let max = -Infinity;
+  for (let k = 0, at = start; k < count; k++, at += stride) {
+    const v = values[at]!;
+    if (v > max) {
+      max = v;
+      best = k;
+    }
   }
+  rowMax = max;
+  return best;
+}
+
+/** YOLOv5's best objectness x class probability of a row (classes from start + 5). */
+function bestYolov5Column(values: ArrayLike<number>, start: number, classes: number): number {
+  const obj = values[start + 4]!;
+  let best = -1;
+  let max = -Infinity;
+  for (let k = 0; k < classes; k++) {
+    const v = obj * values[start + 5 + k]!;
+    if (v > max) {
+      max = v;
+      best = k;
+    }
+  }
+  rowMax = max;
+  return best;
 }
 
 function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], options: DetectionOptions): Candidates[] {
@@ -123,14 +159,8 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       for (let n = 0; n < N; n++) {
         for (let a = 0; a < A; a++) {
           const row = (n * A + a) * K;
-          const obj = v[row + 4]!;
-          let best = -1;
-          let bestScore = -Infinity;
-          for (let c = 5; c < K; c++) {
-            const s = obj * v[row + c]!;
-            if (s > bestScore) [bestScore, best] = [s, c - 5];
-          }
-          if (bestScore >= floor) perImage[n]!.push(v[row]!, v[row + 1]!, v[row + 2]!, v[row + 3]!, 'cxcywh', 1, 1, bestScore, best);
+          const best = bestYolov5Column(v, row, K - 5);
+          if (rowMax >= floor) perImage[n]!.push(v[row]!, v[row + 1]!, v[row + 2]!, v[row + 3]!, 'cxcywh', 1, 1, rowMax, best);
         }
       }
       break;
@@ -143,21 +173,16 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       const v = tensorValues(t);
       const A = spec.transposed ? t.dims[1]! : t.dims[2]!;
       const K = spec.transposed ? t.dims[2]! : t.dims[1]!;
-      // Element (anchor a, channel k) of image n.
+      // Element (anchor a, channel k) of image n is at n * A * K + a * anchorStride + k * channelStride.
       const anchorStride = spec.transposed ? K : 1;
       const channelStride = spec.transposed ? 1 : A;
       for (let n = 0; n < N; n++) {
         const base = n * A * K;
         for (let a = 0; a < A; a++) {
           const at = base + a * anchorStride;
-          let best = -1;
-          let bestScore = -Infinity;
-          for (let c = 4; c < K; c++) {
-            const s = v[at + c * channelStride]!;
-            if (s > bestScore) [bestScore, best] = [s, c - 4];
-          }
-          if (bestScore >= floor) {
-            perImage[n]!.push(v[at]!, v[at + channelStride]!, v[at + 2 * channelStride]!, v[at + 3 * channelStride]!, 'cxcywh', 1, 1, bestScore, best);
+          const best = bestColumn(v, at + 4 * channelStride, channelStride, K - 4);
+          if (rowMax >= floor) {
+            perImage[n]!.push(v[at]!, v[at + channelStride]!, v[at + 2 * channelStride]!, v[at + 3 * channelStride]!, 'cxcywh', 1, 1, rowMax, best);
           }
         }
       }
@@ -176,16 +201,10 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       for (let n = 0; n < N; n++) {
         const [sx, sy] = unit(n, spec.normalized);
         for (let a = 0; a < A; a++) {
-          const row = (n * A + a) * C;
-          let best = -1;
-          let bestScore = -Infinity;
-          for (let c = 0; c < C; c++) {
-            const v = s[row + c]!;
-            if (v > bestScore) [bestScore, best] = [v, c];
-          }
-          if (bestScore < floor) continue;
+          const best = bestColumn(s, (n * A + a) * C, 1, C);
+          if (rowMax < floor) continue;
           const k = (n * A + a) * 4;
-          perImage[n]!.push(b[k]!, b[k + 1]!, b[k + 2]!, b[k + 3]!, spec.format, sx, sy, bestScore, best);
+          perImage[n]!.push(b[k]!, b[k + 1]!, b[k + 2]!, b[k + 3]!, spec.format, sx, sy, rowMax, best);
         }
       }
       break;
@@ -215,6 +234,7 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       const K = bt.dims[1]!;
       if (elementsPerImage(st) !== K) throw shapeError(spec, spec.scores, st, `[N, ${K}] scores`);
       if (elementsPerImage(ct) !== K) throw shapeError(spec, spec.classes, ct, `[N, ${K}] classes`);
+      const format = spec.format ?? 'xyxy';
       const count = tensorValues(nt);
       const b = tensorValues(bt);
       const s = tensorValues(st);
@@ -225,7 +245,7 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
         for (let k = 0; k < valid; k++) {
           const score = s[n * K + k]!;
           const at = (n * K + k) * 4;
-          if (score >= floor) perImage[n]!.push(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!, 'xyxy', sx, sy, score, Math.round(c[n * K + k]!));
+          if (score >= floor) perImage[n]!.push(b[at]!, b[at + 1]!, b[at + 2]!, b[at + 3]!, format, sx, sy, score, Math.round(c[n * K + k]!));
         }
       }
       break;
@@ -244,11 +264,12 @@ export function decodeInputDetections(outputs: BatchOutputs, images: readonly Im
   const maxDetections = options.maxDetections ?? DETECTION_DEFAULTS.maxDetections;
   const nmsIou = options.nmsIou ?? DETECTION_DEFAULTS.nmsIou;
   const graphNms = options.spec.layout === 'nms' || options.spec.layout === 'efficient-nms';
-  return candidatesOf(outputs, images, options).map((candidates) => {
-    const boxes = candidates.boxes(classOffset);
-    if (!graphNms) return nonMaxSuppression(boxes, nmsIou, maxDetections);
-    const order = orderByScore(candidates.score);
-    return Array.from(order.subarray(0, Math.min(order.length, maxDetections)), (i) => boxes[i]!);
+  return candidatesOf(outputs, images, options).map((c) => {
+    const n = c.score.length;
+    const kept = graphNms
+      ? Array.from(orderByScore(c.score).subarray(0, Math.min(n, maxDetections)))
+      : nonMaxSuppressionIndices({ x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score: c.score, classId: c.column }, n, nmsIou, maxDetections);
+    return kept.map((i) => ({ x1: c.x1[i]!, y1: c.y1[i]!, x2: c.x2[i]!, y2: c.y2[i]!, score: c.score[i]!, classId: c.column[i]! + classOffset }));
   });
 }
 

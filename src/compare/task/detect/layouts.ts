@@ -3,7 +3,8 @@
  * `--layout L` with `--output NAME`), or recognised from the outputs' names and shapes for `--task auto`.
  *
  * Recognition only answers where the shapes (and, given, the value ranges of one FP32 batch) leave one reading:
- * - four outputs named like EfficientNMS's (num_dets, boxes, scores, classes): 'efficient-nms';
+ * - four outputs named like EfficientNMS's (num_dets, boxes, scores, classes): 'efficient-nms' (named
+ *   num_detections, detection_boxes, ...: the TF Object Detection API's postprocessed form, normalised yxyx);
  * - boxes [N, A, 1, 4] with scores [N, A, C] (the TensorFlow Object Detection API's signature, whose boxes are
  *   ymin, xmin, ymax, xmax, normalised unless the sample's values reach past 0..1.5): 'boxes-scores';
  *   C = 90 is COCO's 90-id space without background (column i = id i + 1, class offset 1);
@@ -125,7 +126,7 @@ export function detectionSpecFromFlags(
   return { layout: 'yolov8', output: single.name, transposed: layout === 'yolov8-transposed' };
 }
 
-function efficientNmsOutputs(outputs: readonly OutputInfo[]): DetectionSpec | undefined {
+function efficientNmsOutputs(outputs: readonly OutputInfo[]): Extract<DetectionSpec, { layout: 'efficient-nms' }> | undefined {
   const pick = (re: RegExp): OutputInfo | undefined => {
     const hits = outputs.filter((o) => re.test(o.name));
     return hits.length === 1 ? hits[0] : undefined;
@@ -137,7 +138,10 @@ function efficientNmsOutputs(outputs: readonly OutputInfo[]): DetectionSpec | un
   if (!numDets || !boxes || !scores || !classes) return undefined;
   if (boxes.dims.length !== 3 || !dimIs(boxes.dims[2], 4)) return undefined;
   if (scores.dims.length !== 2 || classes.dims.length !== 2) return undefined;
-  return { layout: 'efficient-nms', numDets: numDets.name, boxes: boxes.name, scores: scores.name, classes: classes.name };
+  const spec = { layout: 'efficient-nms' as const, numDets: numDets.name, boxes: boxes.name, scores: scores.name, classes: classes.name };
+  // The TF Object Detection API's postprocessed outputs: boxes as normalised ymin, xmin, ymax, xmax.
+  if (/^detection_boxes/.test(boxes.name)) return { ...spec, format: 'yxyx', normalized: true };
+  return spec;
 }
 
 function valueRange(t: Tensor | undefined): { min: number; max: number } | undefined {
@@ -162,8 +166,15 @@ export function recognizeDetection(
 ): { spec?: DetectionSpec; classOffset?: number; reason: string } {
   const shapes = describeOutputs(outputs);
   const efficient = efficientNmsOutputs(outputs);
-  if (efficient && outputs.length <= 5) {
-    return { spec: efficient, classOffset: 0, reason: `outputs ${shapes} are TensorRT EfficientNMS's num_dets, boxes, scores and classes (NMS in the graph)` };
+  if (efficient?.layout === 'efficient-nms' && outputs.length <= 5) {
+    const tf = efficient.format === 'yxyx';
+    return {
+      spec: efficient,
+      classOffset: 0,
+      reason: tf
+        ? `outputs ${shapes} are the TensorFlow Object Detection API's postprocessed detections (NMS in the graph): boxes as normalised ymin, xmin, ymax, xmax, classes as category ids`
+        : `outputs ${shapes} are TensorRT EfficientNMS's num_dets, boxes, scores and classes (NMS in the graph; boxes x1, y1, x2, y2 in input pixels)`,
+    };
   }
 
   // Separate boxes and scores.

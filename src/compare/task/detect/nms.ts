@@ -34,29 +34,56 @@ export function orderByScore(scores: ArrayLike<number>, n = scores.length): Uint
   return order.sort((a, b) => scores[b]! - scores[a]! || a - b);
 }
 
+/** Boxes as parallel arrays (corners, score, class), the form decoding produces them in. */
+export interface BoxColumns {
+  x1: ArrayLike<number>;
+  y1: ArrayLike<number>;
+  x2: ArrayLike<number>;
+  y2: ArrayLike<number>;
+  score: ArrayLike<number>;
+  classId: ArrayLike<number>;
+}
+
 /**
- * Class-aware NMS: returns at most maxDetections boxes, highest score first. Walking the boxes once in global
- * score order and comparing each only with kept boxes of its class gives exactly per-class greedy NMS followed by
- * the top maxDetections by score, and can stop as soon as maxDetections are kept.
+ * Class-aware NMS on columns: the indices kept, highest score first. Walking the boxes once in global score order
+ * and comparing each only with kept boxes of its class gives exactly per-class greedy NMS followed by the top
+ * maxDetections by score, and can stop as soon as maxDetections are kept.
  */
-export function nonMaxSuppression(boxes: DetectionBox[], iou: number, maxDetections: number): DetectionBox[] {
-  const order = orderByScore(boxes.map((b) => b.score));
-  const keptByClass = new Map<number, DetectionBox[]>();
-  const kept: DetectionBox[] = [];
-  for (let k = 0; k < order.length && kept.length < maxDetections; k++) {
-    const box = boxes[order[k]!]!;
-    let same = keptByClass.get(box.classId);
-    if (!same) keptByClass.set(box.classId, (same = []));
+export function nonMaxSuppressionIndices(boxes: BoxColumns, count: number, iou: number, maxDetections: number): number[] {
+  const { x1, y1, x2, y2, classId } = boxes;
+  const order = orderByScore(boxes.score, count);
+  const area = new Float64Array(count);
+  for (let i = 0; i < count; i++) area[i] = (x2[i]! - x1[i]!) * (y2[i]! - y1[i]!);
+  const keptByClass = new Map<number, number[]>();
+  const kept: number[] = [];
+  for (let k = 0; k < count && kept.length < maxDetections; k++) {
+    const i = order[k]!;
+    let same = keptByClass.get(classId[i]!);
+    if (!same) keptByClass.set(classId[i]!, (same = []));
     let suppressed = false;
-    for (const other of same) {
-      if (boxIou(box, other) > iou) {
+    for (let s = 0; s < same.length; s++) {
+      // boxIou inlined, on precomputed areas: this loop is the cost of decoding.
+      const j = same[s]!;
+      const iw = Math.min(x2[i]!, x2[j]!) - Math.max(x1[i]!, x1[j]!);
+      if (!(iw > 0)) continue;
+      const ih = Math.min(y2[i]!, y2[j]!) - Math.max(y1[i]!, y1[j]!);
+      if (!(ih > 0)) continue;
+      const inter = iw * ih;
+      if (inter / (area[i]! + area[j]! - inter) > iou) {
         suppressed = true;
         break;
       }
     }
     if (suppressed) continue;
-    same.push(box);
-    kept.push(box);
+    same.push(i);
+    kept.push(i);
   }
   return kept;
+}
+
+/** Class-aware NMS (see nonMaxSuppressionIndices): at most maxDetections boxes, highest score first. */
+export function nonMaxSuppression(boxes: DetectionBox[], iou: number, maxDetections: number): DetectionBox[] {
+  const column = (key: keyof DetectionBox): Float64Array => Float64Array.from(boxes, (b) => b[key]);
+  const columns: BoxColumns = { x1: column('x1'), y1: column('y1'), x2: column('x2'), y2: column('y2'), score: column('score'), classId: column('classId') };
+  return nonMaxSuppressionIndices(columns, boxes.length, iou, maxDetections).map((i) => boxes[i]!);
 }

@@ -21,8 +21,12 @@ export type DetectionSpec =
   | { layout: 'boxes-scores'; boxes: string; format: BoxFormat; normalized: boolean; scores: string }
   /** NMS in the graph: [N, K, 6] rows of x1, y1, x2, y2, score, class. */
   | { layout: 'nms'; output: string; normalized?: boolean }
-  /** TensorRT's EfficientNMS plugin (and ONNX exports of it): num_dets [N, 1], boxes [N, K, 4] xyxy, scores [N, K], classes [N, K]. */
-  | { layout: 'efficient-nms'; numDets: string; boxes: string; scores: string; classes: string; normalized?: boolean };
+  /**
+   * TensorRT's EfficientNMS plugin (and ONNX exports of it): num_dets [N, 1], boxes [N, K, 4], scores [N, K],
+   * classes [N, K]. Boxes xyxy unless `format` says otherwise (the TF Object Detection API's postprocessed
+   * num_detections/detection_boxes/... outputs have the same form with normalised yxyx boxes).
+   */
+  | { layout: 'efficient-nms'; numDets: string; boxes: string; scores: string; classes: string; format?: BoxFormat; normalized?: boolean };
 
 export type DetectionLayout = DetectionSpec['layout'];
 export const DETECTION_LAYOUTS: readonly DetectionLayout[] = ['yolov5', 'yolov8', 'boxes-scores', 'nms', 'efficient-nms'];
