@@ -14,6 +14,9 @@ import { withoutProtected, type ProtectedTensor } from '../precision/protect.js'
 import { protectedForCache, protectionStatistics } from './protection.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
+import { highPrecisionOptions, statisticsForFp16, type HighPrecision } from './high-precision.js';
+import type { LayerType } from '../onnx/autocast.js';
+import type { TensorStatistics } from '../stats/types.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
 
@@ -42,6 +45,13 @@ export interface QuantizeOptions {
   protect?: boolean;
   /** Statistics for the protection decisions from a cache (default <outDir>/<model>.stats.msgpack when present). */
   stats?: string;
+  /**
+   * INT8: the type of the layers that are not INT8 (default fp32: a drop-in for onnxruntime). fp16: the strongly
+   * typed INT8 + FP16 model TensorRT 11 builds as it is (src/onnx/autocast.ts), FP32 only where FP16 is not safe.
+   */
+  highPrecision?: HighPrecision;
+  /** With highPrecision fp16: graph inputs and outputs in float16 too (default fp32, Casts at the boundary). */
+  io?: 'fp32' | 'fp16';
   out?: string;
   outDir?: string;
   threads?: number;
@@ -66,6 +76,11 @@ export interface QuantizeResult {
   opset?: { from: number; to: number; converted: string[] };
   precisionMap?: { file: string; int8: number; fp16: number; fp32: number };
   mixed?: MixedSummary;
+  /** INT8 only: the type of the non-INT8 layers. */
+  highPrecision?: HighPrecision;
+  /** highPrecision fp16: layers by type then op, and what stayed FP32 and why. */
+  layersByType?: Record<LayerType, Record<string, number>>;
+  keptFp32?: { layers: Array<{ layer: string; op: string; reason: string }>; tensors: Array<{ tensor: string; reason: string }> };
 }
 
 export function defaultVariantPath(modelFile: string, suffix: string, outDir = DEFAULT_OUT_DIR): string {
@@ -83,6 +98,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     return { model: options.model, out, precision: 'fp16', fp16Layers: r.fp16Nodes.length, fp32Layers: r.float32Nodes.length, skipped: [], missingScales: [], protected: [] };
   }
 
+  const highPrecision = options.highPrecision ?? 'fp32';
+  if (options.io === 'fp16' && highPrecision !== 'fp16') throw new UserError('--io fp16 goes with --high-precision fp16 (an FP32 model keeps float32 inputs and outputs).');
   if (options.mixed) {
     if (!options.cache || !options.data) throw new UserError('--mixed auto needs --cache (the scales) and --data (the images the accuracy budget is measured on).');
     if (options.precisionMap) throw new UserError('--mixed auto writes its own precision map: drop --precision-map.');
@@ -92,6 +109,10 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   }
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
+  // From a cache, the statistics the FP16 range rules need are read before any long work.
+  let fp16Statistics: readonly TensorStatistics[] | undefined;
+  const defaultStats = path.join(options.outDir ?? DEFAULT_OUT_DIR, `${path.basename(options.model).replace(/\.onnx$/i, '')}.stats.msgpack`);
+  if (highPrecision === 'fp16' && options.cache) fp16Statistics = await statisticsForFp16(options.stats ?? defaultStats, await modelSha256(options.model), options.model);
   let precisionMap: PrecisionMap | undefined;
   let precisionMapFile = options.precisionMap;
   let mixed: MixedSummary | undefined;
@@ -132,9 +153,12 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     scales = new Map(Object.entries(r.amax[algo]!).map(([name, amax]) => [name, scaleFromAmax(amax)]));
     protectedTensors = r.protected;
     algorithm = algo;
+    if (highPrecision === 'fp16') fp16Statistics = await statisticsForFp16(r.statsFile, await modelSha256(options.model), options.model);
   }
-  const r = buildInt8Variant(model, scales, { precisionMap, file: options.model });
-  const out = options.out ?? defaultVariantPath(options.model, precisionMap ? `${algorithm}.mixed` : `${algorithm}.int8`, options.outDir);
+  const hp = fp16Statistics ? highPrecisionOptions(fp16Statistics, protectedTensors, { ioFp16: options.io === 'fp16' }) : undefined;
+  const r = buildInt8Variant(model, scales, { precisionMap, file: options.model, ...(hp ? { highPrecision: hp } : {}) });
+  const kind = `${precisionMap ? 'mixed' : 'int8'}${hp ? '-fp16' : ''}`;
+  const out = options.out ?? defaultVariantPath(options.model, `${algorithm}.${kind}`, options.outDir);
   await writeChecked(out, r.model);
   const counts = precisionMap ? countPrecisions(precisionMap) : undefined;
   return {
@@ -150,7 +174,9 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     skipped: r.qdq.skipped,
     missingScales: missing,
     protected: protectedTensors,
-    opset: r.qdq.opset,
+    opset: r.autocast ? { from: r.qdq.opset.from, to: r.autocast.opset.to, converted: [...r.qdq.opset.converted, ...r.autocast.opset.converted] } : r.qdq.opset,
+    highPrecision,
+    ...(r.autocast ? { layersByType: r.autocast.layersByType, keptFp32: { layers: r.autocast.fp32Layers, tensors: r.autocast.fp32Tensors } } : {}),
     ...(precisionMap && precisionMapFile ? { precisionMap: { file: precisionMapFile, int8: counts!.int8, fp16: counts!.fp16, fp32: counts!.fp32 } } : {}),
     ...(mixed ? { mixed } : {}),
   };

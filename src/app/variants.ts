@@ -9,7 +9,7 @@ import { UserError } from '../errors.js';
 import { convertToFp16WithReport, type Fp16Result } from '../onnx/fp16.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { QdqPlacement } from '../onnx/qdq.js';
-import { buildMixedPrecisionModel, type MixedModelResult } from '../precision/apply.js';
+import { buildMixedPrecisionModel, type HighPrecisionFp16, type MixedModelResult } from '../precision/apply.js';
 import { readPrecisionMap, type PrecisionMap } from '../precision/map.js';
 import { nodeLabel } from '../onnx/opset.js';
 import { readUserFile } from '../util/fs.js';
@@ -48,8 +48,18 @@ export async function loadCacheFor(file: string, activations: readonly string[],
   return { file, cache, algorithm, scales, missing: activations.filter((a) => !scales.has(a)) };
 }
 
-export function buildInt8Variant(model: OnnxModel, scales: ReadonlyMap<string, number>, options: { precisionMap?: PrecisionMap; file?: string; placement?: QdqPlacement } = {}): MixedModelResult {
-  return buildMixedPrecisionModel(model, { activationScales: scales, precisionMap: options.precisionMap, file: options.file, ...(options.placement ? { placement: options.placement } : {}) });
+export function buildInt8Variant(
+  model: OnnxModel,
+  scales: ReadonlyMap<string, number>,
+  options: { precisionMap?: PrecisionMap; file?: string; placement?: QdqPlacement; highPrecision?: HighPrecisionFp16 } = {},
+): MixedModelResult {
+  return buildMixedPrecisionModel(model, {
+    activationScales: scales,
+    precisionMap: options.precisionMap,
+    file: options.file,
+    ...(options.placement ? { placement: options.placement } : {}),
+    ...(options.highPrecision ? { highPrecision: options.highPrecision } : {}),
+  });
 }
 
 /**

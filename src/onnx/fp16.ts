@@ -168,6 +168,9 @@ export function convertToFp16WithReport(source: OnnxModel, options: Fp16Options 
   // it is converted like an activation, so the INT8 layer reads a float16 DQ directly (no Cast between them).
   const dqOutputs = new Set<string>();
   if (qdqFp16) for (const n of nodes) if (n.opType === 'DequantizeLinear' && !blocked.has(n.name) && !blocked.has(nodeLabel(n))) dqOutputs.add(n.output[0]!);
+  /** Q/DQ scales: a nonzero scale that rounds to 0 in float16 becomes the smallest subnormal (never a zero scale). */
+  const scaleInputs = new Set<string>();
+  if (qdqFp16) for (const n of nodes) if (QDQ_OPS.has(n.opType) && n.input[1]) scaleInputs.add(n.input[1]);
 
   // Data dependence: shape-only values (Shape, Size and what is computed from them) stay float32.
   const dataDependent = new Set<string>(analysis.inputs.map((i) => i.name));
@@ -270,6 +273,7 @@ export function convertToFp16WithReport(source: OnnxModel, options: Fp16Options 
         if (v > FP16_MAX) (v = FP16_MAX), (clamped = true);
         else if (v < -FP16_MAX) (v = -FP16_MAX), (clamped = true);
         bits[i] = float32ToFloat16Bits(v);
+        if ((bits[i]! & 0x7fff) === 0 && v !== 0 && scaleInputs.has(name)) bits[i] = 1;
       }
       if (clamped) clampedWeights.push(name);
       result = fresh(`${name}_fp16`);
