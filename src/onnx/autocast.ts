@@ -18,7 +18,7 @@
  * roundings (src/onnx/fp16.ts), to measure the FP16 error; without it the graph is pure float16 for TensorRT.
  */
 import { convertToFp16WithReport } from './fp16.js';
-import { graphOf, tensorFromProto, type OnnxModel, type OnnxNode } from './model.js';
+import { ELEM, graphOf, tensorFromProto, type OnnxModel, type OnnxNode } from './model.js';
 import { nodeLabel, upgradeOpset } from './opset.js';
 import { FP16_UNSAFE_OPS, fp16ScaleVerdict } from '../precision/fp16-safety.js';
 
@@ -153,4 +153,10 @@ export function castRestToFp16(qdqModel: OnnxModel, options: AutocastOptions = {
 /** Total layers of one type. */
 export function countLayers(byOp: Record<string, number>): number {
   return Object.values(byOp).reduce((a, b) => a + b, 0);
+}
+
+/** Whether a model computes in float16 anywhere (float16 weights or scales, or a Cast to float16). */
+export function usesFloat16(model: OnnxModel): boolean {
+  const g = graphOf(model);
+  return g.initializer.some((t) => t.dataType === ELEM.FLOAT16) || g.node.some((n) => n.opType === 'Cast' && n.attribute.some((a) => a.name === 'to' && a.i === ELEM.FLOAT16));
 }
