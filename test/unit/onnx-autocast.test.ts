@@ -204,3 +204,27 @@ describe('INT8 + FP16 on the detectors', () => {
     expect(mixed.maxBox).toBeLessThanOrEqual(int8.maxBox + 0.01);
   }, 180_000);
 });
+
+describe('INT8 + FP16 with a precision map (--mixed auto writes one)', () => {
+  it('keeps the map\'s fp32 layer in FP32 and its fp16 layer in FP16; the rest INT8 + FP16', async () => {
+    const model = await loadOnnxModel(MOBILENET);
+    const { listActivations } = await import('../../src/onnx/graph.js');
+    const scales = new Map(listActivations(model).map((a) => [a.name, 0.05]));
+    const precisionMap = new Map([
+      ['bn_Conv1', 'fp32' as const],
+      ['expanded_conv_depthwise_BN', 'fp16' as const],
+    ]);
+    const r = buildMixedPrecisionModel(model, { activationScales: scales, precisionMap, highPrecision: {} });
+    expect(checkModel(r.model)).toEqual([]);
+    const a = r.autocast!;
+    expect(a.layersByType.INT8.Conv).toBe(50);
+    expect(a.layersByType.FP32).toEqual({ Conv: 1 });
+    expect(a.layersByType.FP16.Conv).toBe(1);
+    expect(a.fp32Layers).toEqual([{ layer: 'bn_Conv1', op: 'Conv', reason: 'the precision map keeps it in FP32' }]);
+    // The FP32 convolution reads the float32 graph input directly (no Cast in between) and its weights stay float32.
+    const g = graphOf(r.model);
+    const conv = g.node.find((n) => n.name === 'bn_Conv1')!;
+    const inits = new Map(g.initializer.map((t) => [t.name, t]));
+    expect(inits.get(conv.input[1]!)?.dataType).toBe(ELEM.FLOAT);
+  });
+});
