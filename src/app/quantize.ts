@@ -91,6 +91,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   const reporter = options.reporter ?? silentReporter;
   if (options.precision === 'fp16') {
     if (options.cache || options.data) throw new UserError('--precision fp16 takes no calibration: drop --cache/--data.');
+    if (options.highPrecision === 'fp16' || options.io === 'fp16') throw new UserError('--high-precision and --io shape the INT8 model; --precision fp16 writes FP16 throughout: drop them (or use --precision int8 --high-precision fp16).');
     const model = await loadOnnxModel(options.model);
     const r = buildFp16Variant(model, { forTensorRT: options.forTensorRT, file: options.model });
     const out = options.out ?? defaultVariantPath(options.model, 'fp16', options.outDir);
