@@ -3,7 +3,7 @@
  * part in FP32 and says so; --io fp16; the errors a user can make (no statistics from a cache, --io without fp16).
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -32,8 +32,8 @@ beforeAll(async () => {
       makeNode('Conv', ['big', 'w2'], ['small'], { name: 'conv2' }),
       makeNode('Relu', ['small'], ['y'], { name: 'relu' }),
     ],
-    inputs: [makeValueInfo('input', ELEM.FLOAT, [1, 3, 16, 16])],
-    outputs: [makeValueInfo('y', ELEM.FLOAT, [1, 2, 16, 16])],
+    inputs: [makeValueInfo('input', ELEM.FLOAT, ['N', 3, 16, 16])],
+    outputs: [makeValueInfo('y', ELEM.FLOAT, ['N', 2, 16, 16])],
     initializers: [w1, b1, k, w2],
   });
   await writeOnnxModel(modelFile, model);
@@ -96,6 +96,16 @@ describe('quantize --high-precision fp16', () => {
       expect(Number.isFinite(y[i]!)).toBe(true);
       expect(Math.abs(y[i]! - y8[i]!)).toBeLessThan(0.01 * Math.abs(y8[i]!) + 0.05);
     }
+  }, 120_000);
+
+  it('writes the same bytes whatever the batch size and thread count', async () => {
+    const one = path.join(tmp, 'b1.onnx');
+    const four = path.join(tmp, 'b4.onnx');
+    const a = await runCli(['quantize', '--model', modelFile, ...DATA, '--high-precision', 'fp16', '--out-dir', path.join(tmp, 'b1'), '--out', one, '--batch', '1', '--threads', '1']);
+    const b = await runCli(['quantize', '--model', modelFile, ...DATA, '--high-precision', 'fp16', '--out-dir', path.join(tmp, 'b4'), '--out', four, '--batch', '4', '--threads', '2']);
+    expect(a.code, a.stderr).toBe(0);
+    expect(b.code, b.stderr).toBe(0);
+    expect(Buffer.compare(await readFile(one), await readFile(four))).toBe(0);
   }, 120_000);
 
   it('--io fp16 makes the graph input and output float16', async () => {
