@@ -12,13 +12,14 @@
  *   smallest subnormal, as Model Optimizer's replace_zero_scale_with_smallest_nonzero does.
  * - FP32 layers (the precision map's, unsafe ops, and the producer and consumers of every tensor kept in FP32:
  *   beyond FP16's range, protected from INT8, or with a subnormal scale) stay float32 with Casts around them. A
- *   DQ is float32 when all its consumers are, and its Q then too, so each Q/DQ pair has one scale type.
+ *   DQ is float32 when all its consumers are (its Q too when all its DQs are); a DQ read by FP32 and FP16 layers
+ *   alike gets a float32 twin for the FP32 ones, so that no layer reads its DQ through a Cast.
  * - Graph inputs and outputs keep float32 through Casts at the boundary unless ioFp16.
  * With `emulateOnCpu` the ops onnxruntime's CPU provider has no float16 kernel for run in float32 between float16
  * roundings (src/onnx/fp16.ts), to measure the FP16 error; without it the graph is pure float16 for TensorRT.
  */
 import { convertToFp16WithReport } from './fp16.js';
-import { ELEM, graphOf, tensorFromProto, type OnnxModel, type OnnxNode } from './model.js';
+import { ELEM, graphOf, onnx, tensorFromProto, withGraph, type OnnxModel, type OnnxNode } from './model.js';
 import { nodeLabel, upgradeOpset } from './opset.js';
 import { FP16_UNSAFE_OPS, fp16ScaleVerdict } from '../precision/fp16-safety.js';
 
@@ -56,8 +57,8 @@ const NOT_LAYERS = new Set(['QuantizeLinear', 'DequantizeLinear', 'Cast', 'Const
 export function castRestToFp16(qdqModel: OnnxModel, options: AutocastOptions = {}): AutocastResult {
   const file = options.file ?? 'the model';
   const up = upgradeOpset(qdqModel, { to: 19, file });
-  const model = up.model;
-  const nodes = graphOf(model).node;
+  let model = up.model;
+  let nodes = graphOf(model).node;
   const inits = new Map(graphOf(model).initializer.map((t) => [t.name, t]));
   const producer = new Map<string, OnnxNode>();
   const consumers = new Map<string, OnnxNode[]>();
@@ -106,8 +107,43 @@ export function castRestToFp16(qdqModel: OnnxModel, options: AutocastOptions = {
       }
     }
   }
-  // One scale type per Q/DQ pair: a DQ is FP32 when all its consumers are (a weight's DQ too), its Q when all
-  // its DQs are; a DQ left FP16 makes its Q and sibling DQs FP16 again.
+  // No layer reads its DQ through a Cast (TensorRT fuses DQ -> layer only when they are adjacent): a DQ read by
+  // FP32 and FP16 layers alike gets a float32 twin (same int8 input and scale) for the FP32 ones.
+  const taken = new Set<string>([...nodes.flatMap((n) => [...n.output, n.name]), ...inits.keys(), ...graphOf(model).input.map((i) => i.name)]);
+  const fresh = (base: string) => {
+    let name = base;
+    for (let i = 1; taken.has(name); i++) name = `${base}_${i}`;
+    taken.add(name);
+    return name;
+  };
+  const rewired = new Map<OnnxNode, OnnxNode>();
+  const twins = new Map<OnnxNode, OnnxNode>();
+  for (const dq of nodes) {
+    if (dq.opType !== 'DequantizeLinear') continue;
+    const cs = [...new Set(consumers.get(dq.output[0]!) ?? [])];
+    const fp32Readers = cs.filter((c) => blocked.has(c));
+    if (fp32Readers.length === 0 || fp32Readers.length === cs.length) continue;
+    const out = fresh(`${dq.output[0]}_fp32`);
+    const twin = onnx.NodeProto.create({ ...dq, name: fresh(`${nodeLabel(dq)}_fp32`), output: [out] });
+    twins.set(dq, twin);
+    blocked.set(twin, 'its consumers are FP32');
+    for (const c of fp32Readers) {
+      const current = rewired.get(c) ?? c;
+      rewired.set(c, onnx.NodeProto.create({ ...current, input: current.input.map((i) => (i === dq.output[0] ? out : i)) }));
+    }
+  }
+  if (twins.size > 0) {
+    for (const [old, now] of rewired) {
+      blocked.set(now, blocked.get(old)!);
+      blocked.delete(old);
+    }
+    nodes = nodes.flatMap((n) => (twins.has(n) ? [n, twins.get(n)!] : [rewired.get(n) ?? n]));
+    model = withGraph(model, { ...graphOf(model), node: nodes });
+    consumers.clear();
+    for (const n of nodes) for (const i of n.input) if (i) (consumers.get(i) ?? consumers.set(i, []).get(i)!).push(n);
+  }
+  // A DQ is FP32 when all its consumers are (a weight's DQ too); a Q when all its DQs are, or when its input is
+  // kept FP32. A Q in FP16 may then feed a twin DQ in FP32: each reads its own scale input.
   for (const n of nodes) {
     if (n.opType !== 'DequantizeLinear') continue;
     const cs = consumers.get(n.output[0]!) ?? [];
@@ -116,12 +152,7 @@ export function castRestToFp16(qdqModel: OnnxModel, options: AutocastOptions = {
   for (const q of nodes) {
     if (q.opType !== 'QuantizeLinear') continue;
     const dqs = consumers.get(q.output[0]!) ?? [];
-    if (dqs.length === 0) continue;
-    if (dqs.every((d) => blocked.has(d))) block(q, blocked.get(dqs[0]!)!);
-    else {
-      blocked.delete(q);
-      for (const d of dqs) blocked.delete(d);
-    }
+    if (dqs.length > 0 && dqs.every((d) => blocked.has(d))) block(q, blocked.get(dqs[0]!)!);
   }
 
   const r = convertToFp16WithReport(model, {

@@ -228,3 +228,44 @@ describe('INT8 + FP16 with a precision map (--mixed auto writes one)', () => {
     expect(inits.get(conv.input[1]!)?.dataType).toBe(ELEM.FLOAT);
   });
 });
+
+describe('Q/DQ types next to FP32 layers', () => {
+  it('gives an FP32 reader of a shared DQ its own float32 DQ: no layer reads a DQ through a Cast', async () => {
+    const { makeModel, makeNode, makeValueInfo } = await import('../../src/onnx/build.js');
+    const { makeTensor, tensorToProto } = await import('../../src/onnx/model.js');
+    const w = (name: string, o: number, i: number) => tensorToProto(name, makeTensor('float32', [o, i, 1, 1], Float32Array.from({ length: o * i }, (_, k) => ((k % 7) - 3) / 8)));
+    const model = makeModel({
+      nodes: [
+        makeNode('Conv', ['x', 'w1'], ['a'], { name: 'conv1' }),
+        makeNode('Conv', ['a', 'w2'], ['b'], { name: 'conv2' }),
+        makeNode('Conv', ['a', 'w3'], ['c'], { name: 'conv3' }),
+        makeNode('Add', ['b', 'c'], ['y'], { name: 'add' }),
+      ],
+      inputs: [makeValueInfo('x', ELEM.FLOAT, [1, 4, 8, 8])],
+      outputs: [makeValueInfo('y', ELEM.FLOAT, [1, 8, 8, 8])],
+      initializers: [w('w1', 8, 4), w('w2', 8, 8), w('w3', 8, 8)],
+    });
+    // 'c' kept in FP32 (as a range rule would): conv3 writes float32, and reads 'a' through its own DQ.
+    const r = buildMixedPrecisionModel(model, { activationScales: new Map([['x', 1 / 127], ['a', 2 / 127]]), residualAdd: false, highPrecision: { fp32Tensors: new Map([['c', 'test']]) } });
+    expect(checkModel(r.model)).toEqual([]);
+    const g = graphOf(r.model);
+    const inits = new Map(g.initializer.map((t) => [t.name, t]));
+    const producer = new Map(g.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+    for (const conv of g.node.filter((n) => n.opType === 'Conv')) {
+      const dq = producer.get(conv.input[0]!)!;
+      expect(dq.opType, conv.name).toBe('DequantizeLinear');
+      const weightDq = producer.get(conv.input[1]!)!;
+      expect(weightDq.opType, conv.name).toBe('DequantizeLinear');
+      const expected = conv.name === 'conv3' ? ELEM.FLOAT : ELEM.FLOAT16;
+      expect(inits.get(dq.input[1]!)!.dataType, conv.name).toBe(expected);
+      expect(inits.get(weightDq.input[1]!)!.dataType, conv.name).toBe(expected);
+    }
+    expect(r.autocast!.layersByType).toEqual({ INT8: { Conv: 3 }, FP16: {}, FP32: { Add: 1 } }); // the Add reads 'c'
+    const x = { dtype: 'float32' as const, dims: [1, 4, 8, 8], data: Float32Array.from({ length: 256 }, (_, k) => ((k * 37) % 101) / 101) };
+    const [y8, y] = [
+      (await runOutputs('int8', buildMixedPrecisionModel(model, { activationScales: new Map([['x', 1 / 127], ['a', 2 / 127]]), residualAdd: false }).model, 'x', [x], ['y']))[0]!.y!,
+      (await runOutputs('int8+fp16', r.model, 'x', [x], ['y']))[0]!.y!,
+    ];
+    for (let i = 0; i < y.length; i++) expect(Math.abs(y[i]! - y8[i]!)).toBeLessThan(0.01);
+  });
+});
