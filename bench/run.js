@@ -17,6 +17,8 @@ const suites = [
   ['stats', './stats.mjs', 'benchStats'],
   ['calibrate', './calibrate.mjs', 'benchCalibrate'],
   ['sensitivity', './sensitivity.mjs', 'benchSensitivity'],
+  ['detect', './detect.mjs', 'benchDetect'],
+  ['compare-task', './compare-task.mjs', 'benchCompareTask'],
 ];
 const results = {};
 for (const [name, file, fn] of suites) {

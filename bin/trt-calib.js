@@ -6,9 +6,10 @@ import os from 'node:os';
 // them on larger machines. Set before anything touches the pool, hence the dynamic import below.
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, os.availableParallelism()));
 
-// Ctrl-C and kill end the run through process.exit, so that 'exit' handlers remove temporary files
-// (src/util/cleanup.ts); outputs are written atomically, so none is left half-written.
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+// Ctrl-C, kill and a closed terminal (SIGHUP) end the run through process.exit (128 + the signal's number), so
+// that 'exit' handlers remove temporary files and release locks (src/util/cleanup.ts); outputs are written
+// atomically, so none is left half-written.
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
   process.once(signal, () => {
     process.stderr.write(`trt-calib: interrupted (${signal})\n`);
     process.exit(code);

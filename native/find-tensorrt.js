@@ -99,7 +99,7 @@ function enableHint() {
     'To build the TensorRT bridge, install TensorRT 8.6 or newer with its headers (the tar file, or the ' +
     'libnvinfer-dev and libnvonnxparsers-dev packages) and CUDA, then set TENSORRT_ROOT to the TensorRT folder ' +
     '(the one holding include/ and lib/) and CUDA_HOME to the CUDA toolkit if they are not in standard places, ' +
-    'and rebuild: npm run build:native. (The pip "tensorrt" wheels hold no headers, so they are not enough.)'
+    'and build it: npx trt-calib build-bridge (npm run build:native in a clone). (The pip "tensorrt" wheels hold no headers, so they are not enough.)'
   );
 }
 
@@ -124,7 +124,7 @@ export function findTensorRT(env = process.env, platform = process.platform) {
   };
   if (env.TRT_CALIB_SKIP_TENSORRT === '1' || env.TRT_CALIB_SKIP_TENSORRT === 'true') {
     result.reason = 'TRT_CALIB_SKIP_TENSORRT is set';
-    result.hint = 'Unset TRT_CALIB_SKIP_TENSORRT and rebuild (npm run build:native) to build the TensorRT bridge.';
+    result.hint = 'Unset TRT_CALIB_SKIP_TENSORRT and run `npx trt-calib build-bridge` (`npm run build:native` in a clone) to build the TensorRT bridge.';
     return result;
   }
   if (platform === 'darwin') {

@@ -111,27 +111,74 @@ export interface OrtCollector {
 }
 
 let cached: NativeBinding | undefined;
+let loadedFrom: NativeAddonSource | undefined;
 
+/** Where the base addon comes from: built on this machine, or the prebuilt binary shipped in the package. */
+export interface NativeAddonSource {
+  kind: 'source-build' | 'prebuilt';
+  path: string;
+}
+
+/** The source build's place: native/install.js (the fallback), `npm run build:native` and build-bridge write it. */
+export function sourceBuildPath(root = PACKAGE_ROOT): string {
+  return path.join(root, 'native', 'build', 'Release', 'trt_calib.node');
+}
+
+/**
+ * The addon loadNative() loads: a source build where there is one (the user or a developer built it on purpose,
+ * and it is what `npm run build:native` just compiled), else the prebuilt binary that node-gyp-build picks for
+ * this platform, architecture and libc from prebuilds/ (scripts/prebuild.js builds them at pack time). The
+ * package root has no build/ folder (ours is native/build), so node-gyp-build looks only at prebuilds/ there.
+ */
+export function resolveNativeAddon(root = PACKAGE_ROOT): NativeAddonSource | undefined {
+  const built = sourceBuildPath(root);
+  if (existsSync(built)) return { kind: 'source-build', path: built };
+  try {
+    const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+    return { kind: 'prebuilt', path: nodeGypBuild.resolve(root) };
+  } catch {
+    return undefined; // node-gyp-build throws "No native build was found for ..." when nothing matches
+  }
+}
+
+/** The addon's path: the one loaded, else the one that would be, else where a source build would go. */
 export function nativeAddonPath(): string {
-  return path.join(PACKAGE_ROOT, 'native', 'build', 'Release', 'trt_calib.node');
+  return (loadedFrom ?? resolveNativeAddon())?.path ?? sourceBuildPath();
+}
+
+/** Which addon was loaded (for doctor); undefined before loadNative() succeeded. */
+export function nativeAddonSource(): NativeAddonSource | undefined {
+  return loadedFrom;
 }
 
 export function loadNative(): NativeBinding {
   if (cached) return cached;
-  const file = nativeAddonPath();
-  if (!existsSync(file)) {
-    throw new UserError(`The native addon was not found at ${file}.`, {
-      hint: 'Build it with `npm run build:native` (needs python3, make and a C++17 compiler), or reinstall with `npm install`.',
-    });
+  const source = resolveNativeAddon();
+  if (!source) {
+    throw new UserError(
+      `No native addon for ${process.platform}-${process.arch}: the package has no prebuilt binary for this platform ` +
+        `(in ${path.join(PACKAGE_ROOT, 'prebuilds')}) and none was built from source (${sourceBuildPath()}).`,
+      {
+        hint:
+          'Build it from source: `npm rebuild trt-calib` in your project, or `npm run build:native` in a clone of trt-calib ' +
+          '(needs python3, make and a C++17 compiler).',
+      },
+    );
   }
   try {
-    cached = require(file) as NativeBinding;
+    cached = require(source.path) as NativeBinding;
   } catch (err) {
-    throw new UserError(`The native addon at ${file} failed to load: ${(err as Error).message}`, {
-      hint: 'Rebuild it for this Node.js version with `npm run build:native`.',
+    const what = source.kind === 'prebuilt' ? 'The prebuilt native addon' : 'The native addon built from source';
+    throw new UserError(`${what} at ${source.path} failed to load: ${(err as Error).message.split('\n')[0]}`, {
+      hint:
+        source.kind === 'prebuilt'
+          ? 'Build it from source for this machine: `npm rebuild trt-calib` in your project, or `npm run build:native` in a clone ' +
+            '(needs python3, make and a C++17 compiler; the prebuilt Linux binary needs glibc 2.34 and libstdc++ from GCC 12 or newer).'
+          : 'Rebuild it for this machine with `npm run build:native` (in a clone) or `npm rebuild trt-calib` (in your project).',
       cause: err,
     });
   }
+  loadedFrom = source;
   return cached;
 }
 

@@ -21,7 +21,7 @@ import { nodeLabel } from '../onnx/opset.js';
 import { datasetForModel, type DataOptions } from './data.js';
 
 export type { DataOptions } from './data.js';
-import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
+import { externalDataFiles, loadOnnxModel, modelSha256 } from '../onnx/model.js';
 import { writePrecisionMap } from '../precision/map.js';
 import { findProtectedTensors, protectionPrecisionMap, type ProtectedTensor } from '../precision/protect.js';
 import { silentReporter, type Reporter } from '../reporter.js';
@@ -32,6 +32,7 @@ import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError,
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { prepareOutputs, type PreparedOutputs } from '../util/outputs.js';
 import { TOOL_VERSION } from '../version.js';
 
 import { DEFAULT_OUT_DIR } from './defaults.js';
@@ -113,6 +114,16 @@ export interface CalibrateResult {
 }
 
 export async function calibrate(options: CalibrateOptions): Promise<CalibrateResult> {
+  // The output folders stay locked (src/util/outputs.ts) until every output is written or the run fails.
+  const held: PreparedOutputs[] = [];
+  try {
+    return await calibrateWithOutputs(options, held);
+  } finally {
+    for (const outputs of held) outputs.release();
+  }
+}
+
+async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOutputs[]): Promise<CalibrateResult> {
   const reporter = options.reporter ?? silentReporter;
   const started = performance.now();
   const algorithms = [...options.algorithms];
@@ -141,6 +152,22 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
   const outDir = options.outDir ?? DEFAULT_OUT_DIR;
   const statsFile = options.statsOut ?? path.join(outDir, `${modelBase}.stats.msgpack`);
+  const cacheFile = (algorithm: AlgorithmName) => options.out ?? path.join(outDir, `${modelBase}.${algorithm}.cache`);
+  const protectedMapFile = path.join(options.out !== undefined ? path.dirname(options.out) : outDir, `${modelBase}.protected.precision.json`);
+  // Before the first image is decoded: no output is an input, every output folder can be written, and is ours.
+  held.push(prepareOutputs(
+    [
+      ...(trt ? algorithms.map((a) => ({ path: cacheFile(a), option: options.out !== undefined ? '--out' : '--out-dir' })) : []),
+      // Written only when some tensor is protected; checked like the caches beside it.
+      ...(trt && options.protect !== false ? [{ path: protectedMapFile, option: options.out !== undefined ? '--out' : '--out-dir' }] : []),
+      ...(options.fromStats ? [] : [{ path: statsFile, option: options.statsOut !== undefined ? '--stats-out' : '--out-dir' }]),
+    ],
+    [
+      { path: options.model, what: '--model' },
+      ...externalDataFiles(model).map((f) => ({ path: f, what: 'the external data of --model' })),
+      ...(options.fromStats ? [{ path: options.fromStats, what: '--from-stats' }] : []),
+    ],
+  ));
 
   let tensors: TensorStatistics[];
   let collected: Awaited<ReturnType<typeof collectStatistics>> | undefined;
@@ -195,7 +222,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
     const amaxOut: Record<string, Record<string, number>> = {};
     let protectedPrecisionMap: string | undefined;
     if (trt && protectedTensors.length > 0) {
-      protectedPrecisionMap = path.join(options.out !== undefined ? path.dirname(options.out) : outDir, `${modelBase}.protected.precision.json`);
+      protectedPrecisionMap = protectedMapFile;
       const map = protectionPrecisionMap(model, protectedTensors, { file: options.model });
       writes.push(writePrecisionMap(protectedPrecisionMap, map, (model.graph?.node ?? []).map((n) => nodeLabel(n))));
     }
@@ -212,7 +239,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
         algorithm: header,
         entries: cached.map((t) => ({ name: t.name, scale: scaleFromAmax(amax.get(t.name)!) })),
       });
-      const file = options.out ?? path.join(outDir, `${modelBase}.${algorithm}.cache`);
+      const file = cacheFile(algorithm);
       writes.push(writeFileAtomic(file, text));
       caches.push({ algorithm, file, header: text.slice(0, text.indexOf('\n')), tensors: cached.length });
     }

@@ -8,22 +8,24 @@ import path from 'node:path';
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import type { Session } from '../backends/types.js';
 import { ALGORITHM_NAMES, computeAllAmaxes } from '../calibrators/registry.js';
-import { loadLabels } from '../compare/labels.js';
 import { buildCompareReport, buildHistograms } from '../compare/report.js';
 import { labelMap, runComparison, type VariantRun } from '../compare/run.js';
+import type { TaskFlags } from '../compare/task/index.js';
 import type { CompareReport, Precision } from '../compare/types.js';
 import { UserError } from '../errors.js';
 import { graphOutputs, listActivations } from '../onnx/graph.js';
-import { loadOnnxModel, modelSha256, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
+import { externalDataFiles, loadOnnxModel, modelSha256, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import type { QdqPlacement } from '../onnx/qdq.js';
-import type { PrecisionMap } from '../precision/map.js';
+import { precisionMapPath, type PrecisionMap } from '../precision/map.js';
 import { withoutProtected, type ProtectedTensor } from '../precision/protect.js';
 import { protectedForCache, protectionStatistics } from './protection.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { loadStatistics } from '../stats/store.js';
+import { prepareOutputs, type InputPath, type OutputPath, type PreparedOutputs } from '../util/outputs.js';
 import { TOOL_VERSION } from '../version.js';
 import { DEFAULT_OUT_DIR } from './calibrate.js';
 import { datasetForModel, type DataOptions } from './data.js';
+import { resolveTask } from './task.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
 import { highPrecisionOptions, statisticsForFp16, type HighPrecision } from './high-precision.js';
@@ -39,10 +41,16 @@ export interface CompareOptions {
   /** Already-written model files compared as they are (a `quantize` output, another tool's Q/DQ model...). */
   variantModels?: readonly string[];
   precisions?: readonly Precision[];
-  /** "folders" or a CSV of path,label. */
+  /**
+   * The task's labels: "folders" or a CSV of path,label (classify), a COCO .json or yolo:DIR (detect), masks:DIR
+   * (segment), a path<TAB>text file (ocr).
+   */
   labels?: string;
+  /** Class names, for every task (classify: one a line; detect: `id name` lines or one a line). */
   classes?: string;
-  /** Accuracy points (or agreement points without labels) a variant may lose before the gate fails. */
+  /** --task and its flags (default auto: decided from the outputs, said through the reporter). */
+  task?: Omit<TaskFlags, 'labels' | 'classes'>;
+  /** Points of the task metric (top-1, mAP@[.5:.95], mIoU, CER...) a variant may lose before the gate fails. */
   maxDrop?: number;
   /** Per-layer SNR of the INT8 variants (default true). */
   layers?: boolean;
@@ -70,7 +78,8 @@ export interface CompareOptions {
   mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string };
   /**
    * Keep the tensors INT8 would destroy out of every INT8 variant (default true; src/precision/protect.ts),
-   * decided from the graph and each cache's ranges. false (--no-protect): every scale of the cache is used.
+   * decided from the graph and the statistics (`stats`, else each cache's own ranges). false (--no-protect): every
+   * scale of the cache is used. The TensorRT backend builds from the cache files as they are.
    */
   protect?: boolean;
   /**
@@ -91,6 +100,16 @@ export interface CompareResult {
 }
 
 export async function compare(options: CompareOptions): Promise<CompareResult> {
+  // The report folder stays locked (src/util/outputs.ts) until the report is written or the run fails.
+  const held: PreparedOutputs[] = [];
+  try {
+    return await compareWithOutputs(options, held);
+  } finally {
+    for (const outputs of held) outputs.release();
+  }
+}
+
+async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs[]): Promise<CompareResult> {
   const reporter = options.reporter ?? silentReporter;
   const precisions: Precision[] = [...new Set<Precision>(options.precisions ?? ['fp32', 'fp16', 'int8'])];
   const caches = [...new Set(options.caches ?? [])];
@@ -106,13 +125,16 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   const sha = await modelSha256(options.model);
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
+  held.push(prepareOutputs(compareOutputs(options, outDir, modelBase), compareInputs(options, outDir, modelBase, externalDataFiles(model))));
   const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'comparison');
   const inputs = [input];
-  const labelAssignment = options.labels ? await loadLabels(dataset.files, { labels: options.labels, classes: options.classes, dataRoot: options.data.data }) : undefined;
   let precisionMap: PrecisionMap | undefined;
   if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
   if (options.mixed && caches.length === 0) throw new UserError('--mixed auto needs a --cache (its scales are the INT8 of the mixed model).');
   if (options.mixed && precisionMap) throw new UserError('--mixed auto chooses its own precision map: drop --precision-map.');
+  const taskFlags: TaskFlags = { ...(options.task ?? {}), ...(options.labels !== undefined ? { labels: options.labels } : {}), ...(options.classes !== undefined ? { classes: options.classes } : {}) };
+  const task = await resolveTask(options.model, model, dataset, options.data.data, taskFlags, { threads: options.threads, worst: options.worst, threshold: options.threshold, reporter });
+  const labelAssignment = task.classifyLabels;
 
   // Build every variant before the long pass, so that a bad cache fails in a second.
   const placements: QdqPlacement[] = options.backend === 'tensorrt' || options.placement === 'explicit' ? ['explicit'] : options.placement === 'implicit' ? ['implicit'] : ['explicit', 'implicit'];
@@ -123,7 +145,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     const loaded = await loadCacheFor(file, activations, options.model);
     let scales: ReadonlyMap<string, number> = loaded.scales;
     let protectedTensors: ProtectedTensor[] = [];
-    if (options.protect !== false) {
+    if (options.protect !== false && options.backend !== 'tensorrt') {
       // A cache written with protection already lacks these; one written with --no-protect has them all.
       protectedTensors = protectedForCache(model, loaded.scales, protection, options.model);
       scales = withoutProtected(loaded.scales, protectedTensors);
@@ -144,7 +166,11 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   }
   let mixed: MixedResult | undefined;
   if (options.mixed) {
-    ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, ...options.mixed }));
+    // The budget is against FP32 (no labels), in points of the task metric.
+    const mixedTask: TaskFlags = { ...taskFlags, task: task.kind };
+    delete mixedTask.labels;
+    delete mixedTask.saveDetections;
+    ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, task: mixedTask, ...options.mixed }));
     const { loaded, scales } = int8[0]!;
     int8.push({ loaded, scales, built: buildInt8Variant(model, scales, { precisionMap: mixed.map, file: options.model }), placement: 'explicit', protected: int8[0]!.protected, mixed: true });
   }
@@ -213,8 +239,10 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
     for (const n of model.graph?.node ?? []) for (const o of n.output ?? []) opTypes.set(o, n.opType ?? '');
 
     reporter.info(`comparing ${[...(precisions.includes('fp32') ? ['fp32'] : []), ...variants.map((v) => v.spec.name)].join(', ')} on ${dataset.size} images, batch ${batchSize}`);
+    const evaluator = task.create();
     const run = await runComparison({
       dataset,
+      task: evaluator,
       reference,
       variants,
       labels: labelAssignment ? labelMap(dataset.files, labelAssignment.labels) : undefined,
@@ -239,9 +267,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
         source: options.data.data,
         images: run.images,
         skipped: run.skipped.length,
-        ...(labelAssignment
-          ? { labels: { source: labelAssignment.source, ...(labelAssignment.classes ? { classes: labelAssignment.classes } : {}), labelled: labelAssignment.labelled, unlabelled: labelAssignment.unlabelled.length } }
-          : {}),
+        ...(task.labels ? { labels: task.labels } : {}),
       },
       settings: {
         backend: useTrt ? 'tensorrt' : options.qdq === 'onnxruntime' ? 'onnxruntime (its own QDQ kernels)' : 'onnxruntime (Q/DQ emulated as TensorRT computes it)',
@@ -250,22 +276,60 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
         precisions,
         algorithms: int8.map((v) => v.loaded.algorithm),
         threshold: options.threshold ?? 0.3,
+        task: { kind: task.kind, requested: task.selection.requested, reason: task.selection.reason, outputs: [...evaluator.outputs], options: task.settings },
         worstCount: options.worst ?? 5,
         ...(options.maxDrop !== undefined ? { maxDrop: options.maxDrop } : {}),
         preprocess,
       },
       variants: run.variants,
-      notes: placementNotes(int8),
+      primaryOutput: run.primaryOutput,
+      ...(run.referenceTask ? { referenceTask: run.referenceTask } : {}),
+      notes: [...task.notes, ...placementNotes(int8)],
       ...(histograms ? { histograms } : {}),
       ...(mixed ? { tradeoff: mixed.tradeoff } : {}),
     });
-    const reportDir = options.reportDir ?? path.join(outDir, `${modelBase}.report`);
+    const reportDir = reportFolder(options, outDir, modelBase);
     const { writeReportFiles } = await import('../compare/write.js');
-    const files = await writeReportFiles(report, { json: path.join(reportDir, 'report.json'), html: path.join(reportDir, 'report.html'), reporter });
+    const htmlOptions = task.htmlOptions ? await task.htmlOptions(evaluator, run.variants.map((v) => v.name)) : undefined;
+    const files = await writeReportFiles(report, { json: path.join(reportDir, 'report.json'), html: path.join(reportDir, 'report.html'), reporter, ...(htmlOptions ? { htmlOptions } : {}) });
+    if (task.writeOutputs) files.push(...(await task.writeOutputs(evaluator, run.variants.map((v) => v.name))));
     return { report, files, ...(mixed ? { mixed: summarizeMixed(mixed) } : {}) };
   } finally {
     for (const s of sessions) await s.release();
   }
+}
+
+function reportFolder(options: CompareOptions, outDir: string, modelBase: string): string {
+  return options.reportDir ?? path.join(outDir, `${modelBase}.report`);
+}
+
+/** Every file the comparison writes, with the option that set its path. */
+function compareOutputs(options: CompareOptions, outDir: string, modelBase: string): OutputPath[] {
+  const reportDir = reportFolder(options, outDir, modelBase);
+  const reportOption = options.reportDir !== undefined ? '--report-dir' : '--out-dir';
+  return [
+    { path: path.join(reportDir, 'report.json'), option: reportOption },
+    { path: path.join(reportDir, 'report.html'), option: reportOption },
+    ...(options.mixed
+      ? [{ path: options.mixed.precisionOut ?? precisionMapPath(options.model, outDir), option: options.mixed.precisionOut !== undefined ? '--precision-out' : '--out-dir' }]
+      : []),
+    // One <variant>.json per variant; the FP32 one stands for the folder (the others are named after the caches).
+    ...(options.task?.saveDetections !== undefined ? [{ path: path.join(options.task.saveDetections, 'fp32.json'), option: '--save-detections' }] : []),
+  ];
+}
+
+/** Every file the comparison reads, which no output may replace. */
+function compareInputs(options: CompareOptions, outDir: string, modelBase: string, external: readonly string[]): InputPath[] {
+  return [
+    { path: options.model, what: '--model' },
+    ...external.map((f) => ({ path: f, what: 'the external data of --model' })),
+    ...(options.caches ?? []).map((f) => ({ path: f, what: '--cache' })),
+    ...(options.variantModels ?? []).map((f) => ({ path: f, what: '--variant-model' })),
+    { path: options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`), what: options.stats !== undefined ? '--stats' : 'the statistics read from --out-dir' },
+    ...(options.precisionMap ? [{ path: options.precisionMap, what: '--precision-map' }] : []),
+    ...(options.labels && options.labels !== 'folders' ? [{ path: options.labels.replace(/^(yolo|masks):/, ''), what: '--labels' }] : []),
+    ...(options.classes ? [{ path: options.classes, what: '--classes' }] : []),
+  ];
 }
 
 /** What the report says about implicit-placement variants and protected tensors. */

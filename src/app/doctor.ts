@@ -9,7 +9,7 @@ import path from 'node:path';
 import { detectTensorRTInstall, formatTensorRTLibraryVersion, type TensorRTDetection } from '../backends/tensorrt.js';
 import { findTensorRTLibraryFile } from '../util/tensorrt-install.js';
 import type { TrtInfo } from '../backends/tensorrt-native.js';
-import { loadNative, nativeAddonPath, tensorrtBridge } from '../native.js';
+import { loadNative, nativeAddonSource, tensorrtBridge } from '../native.js';
 import { onnxruntimeLibraryPath } from '../backends/onnxruntime.js';
 
 const require = createRequire(import.meta.url);
@@ -133,7 +133,9 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
   try {
     const native = loadNative();
     const parts = ['statsAccumulate', 'feederSelfTest'].filter((k) => typeof native[k] === 'function');
-    checks.push({ id: 'native-addon', title: 'native addon', status: 'ok', found: `${nativeAddonPath()} (${parts.join(', ')})` });
+    const source = nativeAddonSource();
+    const origin = source?.kind === 'prebuilt' ? 'prebuilt' : 'built from source';
+    checks.push({ id: 'native-addon', title: 'native addon', status: 'ok', found: `${origin}: ${source?.path} (${parts.join(', ')})` });
   } catch (err) {
     checks.push({
       id: 'native-addon',
@@ -141,7 +143,7 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
       status: 'missing',
       found: (err as Error).message,
       consequence: 'the statistics kernels are unavailable: calibrate and sensitivity fail.',
-      hint: 'Build it with `npm run build:native` (python3, make and a C++17 compiler).',
+      hint: (err as { hint?: string }).hint ?? 'Build it with `npm run build:native` (python3, make and a C++17 compiler).',
     });
   }
 
@@ -208,7 +210,7 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
       found:
         `${status.path}: compiled against TensorRT ${bridgeInfo?.compiledAgainst ?? '?'}, running libnvinfer ${versions.tensorrtLibrary ?? '?'}` +
         `${bridgeInfo ? (bridgeInfo.implicitQuantization ? '; calibrators (implicit INT8) available' : '; no implicit quantization in this TensorRT: build Q/DQ models') : ''}`,
-      ...(mismatch ? { consequence: 'the bridge runs with another TensorRT major version than it was built for: builds may fail.', hint: 'Rebuild it: `npm run build:native`.' } : {}),
+      ...(mismatch ? { consequence: 'the bridge runs with another TensorRT major version than it was built for: builds may fail.', hint: 'Rebuild it: `npx trt-calib build-bridge` (`npm run build:native` in a clone).' } : {}),
     });
   } else if (status.state === 'load-failed') {
     checks.push({
@@ -217,7 +219,7 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
       status: 'missing',
       found: `${status.path} is built but does not load: ${status.error}`,
       consequence: '`trt-calib build` and the TensorRT backend of compare are unavailable.',
-      hint: 'Make libnvinfer, libnvonnxparser and libcudart findable (LD_LIBRARY_PATH / PATH), or rebuild with `npm run build:native` after changing TensorRT.',
+      hint: 'Make libnvinfer, libnvonnxparser and libcudart findable (LD_LIBRARY_PATH / PATH), or rebuild with `npx trt-calib build-bridge` after changing TensorRT.',
     });
   } else {
     checks.push({
@@ -229,8 +231,8 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
         : 'not built: TensorRT was not found when the native addon was built',
       consequence: '`trt-calib build` and the TensorRT backend of compare are unavailable; everything else works.',
       hint: detection?.found
-        ? 'Rebuild the addon: `npm run build:native`.'
-        : 'Install TensorRT and CUDA (see above; TENSORRT_ROOT and CUDA_HOME point to them), then `npm run build:native`.',
+        ? 'Build it: `npx trt-calib build-bridge` (`npm run build:native` in a clone).'
+        : 'Install TensorRT and CUDA (see above; TENSORRT_ROOT and CUDA_HOME point to them), then `npx trt-calib build-bridge`.',
     });
   }
 

@@ -3,6 +3,7 @@
  * (src/sensitivity/), on images decoded and run in FP32 once, writing the precision map.
  */
 import path from 'node:path';
+import type { TaskFlags } from '../compare/task/index.js';
 import { precisionMapPath } from '../precision/map.js';
 import type { Reporter } from '../reporter.js';
 import { prepareSensitivity } from '../sensitivity/analyze.js';
@@ -20,6 +21,8 @@ export interface MixedSearchOptions {
   precisionOut?: string;
   outDir?: string;
   threads?: number;
+  /** The task the budget is in points of (default auto). */
+  task?: TaskFlags;
   reporter?: Reporter;
 }
 
@@ -29,6 +32,7 @@ export async function searchMixedPrecision(options: MixedSearchOptions): Promise
     cache: options.cache,
     data: options.data,
     ...(options.threads ? { threads: options.threads } : {}),
+    ...(options.task ? { task: options.task } : {}),
     ...(options.reporter ? { reporter: options.reporter } : {}),
   });
   const { mixed } = await autoMixedPrecision(ctx, {

@@ -5,14 +5,16 @@
 import path from 'node:path';
 import { scaleFromAmax } from '../cache/trt-cache.js';
 import { isAlgorithmName } from '../calibrators/registry.js';
+import type { AlgorithmName } from '../calibrators/types.js';
 import { UserError } from '../errors.js';
 import { checkModel } from '../onnx/check.js';
 import { listActivations } from '../onnx/graph.js';
-import { loadOnnxModel, modelSha256, writeOnnxModel } from '../onnx/model.js';
-import { countPrecisions, type PrecisionMap } from '../precision/map.js';
+import { externalDataFiles, loadOnnxModel, modelSha256, writeOnnxModel, type OnnxModel } from '../onnx/model.js';
+import { countPrecisions, precisionMapPath, type PrecisionMap } from '../precision/map.js';
 import { withoutProtected, type ProtectedTensor } from '../precision/protect.js';
 import { protectedForCache, protectionStatistics } from './protection.js';
 import { silentReporter, type Reporter } from '../reporter.js';
+import { prepareOutputs, type InputPath } from '../util/outputs.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { highPrecisionOptions, statisticsForFp16, type HighPrecision } from './high-precision.js';
 import type { LayerType } from '../onnx/autocast.js';
@@ -32,10 +34,11 @@ export interface QuantizeOptions {
   precisionMap?: string;
   /**
    * --mixed auto: rank the layers on `data` (evaluation images) with the cache's scales, keep the most sensitive
-   * ones out of INT8 until the top-1 drop against FP32 is at most maxDrop points, write the precision map
-   * (precisionOut, default <outDir>/<model>.precision.json) and quantize with it.
+   * ones out of INT8 until the drop against FP32 is at most maxDrop points of the task metric (`task`, default auto:
+   * top-1 for a classifier, mAP for a detector...), write the precision map (precisionOut, default
+   * <outDir>/<model>.precision.json) and quantize with it.
    */
-  mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string };
+  mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string; task?: import('../compare/task/index.js').TaskFlags };
   /** FP16 for TensorRT: a pure float16 graph (default: onnxruntime-runnable, see src/onnx/fp16.ts). */
   forTensorRT?: boolean;
   /**
@@ -93,9 +96,14 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     if (options.cache || options.data) throw new UserError('--precision fp16 takes no calibration: drop --cache/--data.');
     if (options.highPrecision === 'fp16' || options.io === 'fp16') throw new UserError('--high-precision and --io shape the INT8 model; --precision fp16 writes FP16 throughout: drop them (or use --precision int8 --high-precision fp16).');
     const model = await loadOnnxModel(options.model);
-    const r = buildFp16Variant(model, { forTensorRT: options.forTensorRT, file: options.model });
     const out = options.out ?? defaultVariantPath(options.model, 'fp16', options.outDir);
-    await writeChecked(out, r.model);
+    const outputs = prepareOutputs([{ path: out, option: options.out !== undefined ? '--out' : '--out-dir' }], modelInputs(options.model, model));
+    const r = buildFp16Variant(model, { forTensorRT: options.forTensorRT, file: options.model });
+    try {
+      await writeChecked(out, r.model);
+    } finally {
+      outputs.release();
+    }
     return { model: options.model, out, precision: 'fp16', fp16Layers: r.fp16Nodes.length, fp32Layers: r.float32Nodes.length, skipped: [], missingScales: [], protected: [] };
   }
 
@@ -115,9 +123,53 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   const defaultStats = path.join(options.outDir ?? DEFAULT_OUT_DIR, `${path.basename(options.model).replace(/\.onnx$/i, '')}.stats.msgpack`);
   if (highPrecision === 'fp16' && options.cache) fp16Statistics = await statisticsForFp16(options.stats ?? defaultStats, await modelSha256(options.model), options.model);
   let precisionMap: PrecisionMap | undefined;
+  if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
+  // The cache first (cheap): the default output's name has its algorithm, and every output is checked before the work.
+  const loaded = options.cache ? await loadCacheFor(options.cache, activations, options.model) : undefined;
+  const algorithmName = loaded?.algorithm ?? options.algorithm ?? 'entropy2';
+  if (!loaded && !isAlgorithmName(algorithmName)) throw new UserError(`Unknown --algo ${JSON.stringify(algorithmName)}.`);
+  const kind = `${precisionMap || options.mixed ? 'mixed' : 'int8'}${highPrecision === 'fp16' ? '-fp16' : ''}`;
+  const out = options.out ?? defaultVariantPath(options.model, `${algorithmName}.${kind}`, options.outDir);
+  const byDefault = (option: string, given: unknown) => (given !== undefined ? option : '--out-dir');
+  const outputs = prepareOutputs(
+    [
+      { path: out, option: byDefault('--out', options.out) },
+      ...(options.mixed ? [{ path: options.mixed.precisionOut ?? precisionMapPath(options.model, options.outDir ?? DEFAULT_OUT_DIR), option: byDefault('--precision-out', options.mixed.precisionOut) }] : []),
+      // Calibrating first (--data without --cache) stores the statistics.
+      ...(!options.cache ? [{ path: path.join(options.outDir ?? DEFAULT_OUT_DIR, `${path.basename(options.model).replace(/\.onnx$/i, '')}.stats.msgpack`), option: '--out-dir' }] : []),
+    ],
+    [
+      ...modelInputs(options.model, model),
+      ...(options.cache ? [{ path: options.cache, what: '--cache' }] : []),
+      ...(options.precisionMap ? [{ path: options.precisionMap, what: '--precision-map' }] : []),
+      ...(options.stats ? [{ path: options.stats, what: '--stats' }] : []),
+    ],
+  );
+  try {
+    return await quantizeInt8(options, { model, precisionMap, loaded, out, reporter, highPrecision, ...(fp16Statistics ? { fp16Statistics } : {}) });
+  } finally {
+    outputs.release();
+  }
+}
+
+async function quantizeInt8(
+  options: QuantizeOptions,
+  prepared: {
+    model: OnnxModel;
+    precisionMap?: PrecisionMap;
+    loaded?: Awaited<ReturnType<typeof loadCacheFor>>;
+    out: string;
+    reporter: Reporter;
+    highPrecision: HighPrecision;
+    /** From a cache: read before the work; when calibrating first, read after it. */
+    fp16Statistics?: readonly TensorStatistics[];
+  },
+): Promise<QuantizeResult> {
+  const { model, loaded, out, reporter, highPrecision } = prepared;
+  let fp16Statistics = prepared.fp16Statistics;
+  let precisionMap = prepared.precisionMap;
   let precisionMapFile = options.precisionMap;
   let mixed: MixedSummary | undefined;
-  if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
   if (options.mixed) {
     const r = await searchMixedPrecision({ model: options.model, cache: options.cache!, data: options.data!, outDir: options.outDir, threads: options.threads, reporter, ...options.mixed });
     precisionMap = r.mixed.map;
@@ -130,8 +182,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let algorithm: string;
   let missing: string[] = [];
   let protectedTensors: ProtectedTensor[] = [];
-  if (options.cache) {
-    const loaded = await loadCacheFor(options.cache, activations, options.model);
+  if (loaded) {
     ({ scales, algorithm, missing } = loaded);
     if (options.protect !== false) {
       // A cache written with protection already lacks these tensors; one written with --no-protect has them.
@@ -146,8 +197,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
       reporter.warn(`${options.cache} has no scale for ${missing.length} activation(s) of ${options.model} (e.g. ${missing.slice(0, 3).join(', ')}): their consumers stay in float.`);
     }
   } else {
-    const algo = options.algorithm ?? 'entropy2';
-    if (!isAlgorithmName(algo)) throw new UserError(`Unknown --algo ${JSON.stringify(algo)}.`);
+    const algo = (options.algorithm ?? 'entropy2') as AlgorithmName; // checked above
     // A Q/DQ model carries its scales itself: no TensorRT cache (and no TensorRT version) is needed.
     // r.amax leaves the protected tensors out, as a cache would.
     const r = await calibrate({ model: options.model, data: options.data, algorithms: [algo], writeCaches: false, outDir: options.outDir, threads: options.threads, protect: options.protect, reporter });
@@ -158,8 +208,6 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   }
   const hp = fp16Statistics ? highPrecisionOptions(fp16Statistics, protectedTensors, { ioFp16: options.io === 'fp16' }) : undefined;
   const r = buildInt8Variant(model, scales, { precisionMap, file: options.model, ...(hp ? { highPrecision: hp } : {}) });
-  const kind = `${precisionMap ? 'mixed' : 'int8'}${hp ? '-fp16' : ''}`;
-  const out = options.out ?? defaultVariantPath(options.model, `${algorithm}.${kind}`, options.outDir);
   await writeChecked(out, r.model);
   const counts = precisionMap ? countPrecisions(precisionMap) : undefined;
   return {
@@ -181,6 +229,10 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     ...(precisionMap && precisionMapFile ? { precisionMap: { file: precisionMapFile, int8: counts!.int8, fp16: counts!.fp16, fp32: counts!.fp32 } } : {}),
     ...(mixed ? { mixed } : {}),
   };
+}
+
+function modelInputs(file: string, model: OnnxModel): InputPath[] {
+  return [{ path: file, what: '--model' }, ...externalDataFiles(model).map((f) => ({ path: f, what: 'the external data of --model' }))];
 }
 
 async function writeChecked(out: string, model: Awaited<ReturnType<typeof loadOnnxModel>>): Promise<void> {

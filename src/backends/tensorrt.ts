@@ -26,6 +26,8 @@ import { tensorrtBridge } from '../native.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { DTYPES, type DType, type Tensor, elementCount } from '../tensor.js';
 import { readUserFile, writeFileAtomic } from '../util/fs.js';
+import { prepareOutputs } from '../util/outputs.js';
+import { newTemporaryFolder, removeTemporaryFolder } from '../util/run-temp.js';
 import { readPrecisionMap, type LayerPrecision } from '../precision/map.js';
 import { usesFloat16 } from '../onnx/autocast.js';
 import { loadOnnxModel } from '../onnx/model.js';
@@ -72,7 +74,7 @@ export async function requireTensorRT(): Promise<TensorRTBinding> {
   if (detection?.found) {
     throw new UserError(
       `The TensorRT bridge is not built, although TensorRT ${detection.versionString} is installed now (${detection.headers}).`,
-      { hint: 'Rebuild the native addon so that the bridge is compiled: `npm run build:native` (or reinstall trt-calib).' },
+      { hint: 'Build the bridge for it: `npx trt-calib build-bridge` (or `npm run build:native` in a clone of trt-calib).' },
     );
   }
   throw new UserError(
@@ -419,9 +421,28 @@ function modelStem(model: string): string {
 
 /** Builds an engine and writes it atomically to options.out. */
 export async function buildEngine(options: EngineBuildOptions): Promise<EngineBuildResult> {
-  const built = await buildEngineBytes(options);
-  await writeFileAtomic(options.out, built.engine);
-  return { ...built.result, out: options.out, bytes: built.engine.byteLength };
+  // Before the build: no output is an input, every output folder can be written, and is this run's.
+  const cacheOut = options.calibrationData ? (options.cacheOut ?? path.join(DEFAULT_CACHE_DIR, `${modelStem(options.model)}.tensorrt-${options.algorithm ?? 'entropy2'}.cache`)) : undefined;
+  const outputs = prepareOutputs(
+    [
+      { path: options.out, option: '--out' },
+      ...(cacheOut ? [{ path: cacheOut, option: options.cacheOut !== undefined ? '--cache-out' : 'the default --cache-out' }] : []),
+      // Read and written back on purpose: an output only.
+      ...(options.timingCache !== undefined ? [{ path: options.timingCache, option: '--timing-cache' }] : []),
+    ],
+    [
+      { path: options.model, what: '--model' },
+      ...(options.cache !== undefined ? [{ path: options.cache, what: '--cache' }] : []),
+      ...(typeof options.precisionMap === 'string' ? [{ path: options.precisionMap, what: '--precision-map' }] : []),
+    ],
+  );
+  try {
+    const built = await buildEngineBytes(options);
+    await writeFileAtomic(options.out, built.engine);
+    return { ...built.result, out: options.out, bytes: built.engine.byteLength };
+  } finally {
+    outputs.release();
+  }
 }
 
 interface BuiltEngine {
@@ -854,7 +875,7 @@ export function tensorrtBackend(options: TensorRTBackendOptions = {}): Backend {
         let tmpDir: string | undefined;
         if (model.bytes) {
           // The parser reads files: give it the bytes we were handed.
-          tmpDir = await fsp.mkdtemp(path.join((await import('node:os')).tmpdir(), 'trt-calib-'));
+          tmpDir = await newTemporaryFolder('onnx');
           source = path.join(tmpDir, path.basename(model.path));
           await fsp.writeFile(source, model.bytes);
         }
@@ -876,7 +897,7 @@ export function tensorrtBackend(options: TensorRTBackendOptions = {}): Backend {
           bytes = built.engine;
           modelOutputs = built.network.outputs.map((o) => o.name);
         } finally {
-          if (tmpDir) await fsp.rm(tmpDir, { recursive: true, force: true });
+          if (tmpDir) await removeTemporaryFolder(tmpDir);
         }
       }
       const engine = await binding.loadEngine(bytes, { device: options.device });

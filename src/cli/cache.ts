@@ -14,6 +14,7 @@ import {
 import { encodeTrtVersion, formatTrtVersion, resolveTrtVersion } from '../cache/trt-version.js';
 import { UserError } from '../errors.js';
 import { readUserFile, writeFileAtomic } from '../util/fs.js';
+import { prepareOutputs } from '../util/outputs.js';
 import { addCommonOptions, emit, parseInteger, type CommonOptions } from './common.js';
 
 async function readCache(file: string): Promise<CalibrationCache> {
@@ -103,33 +104,42 @@ export function register(program: Command): void {
       ),
   ).action(async (input: string, opts: CommonOptions & { out: string; trtVersion?: string; algorithm?: string }) => {
     const isJson = (f: string) => path.extname(f).toLowerCase() === '.json';
-    let result: { out: string; tensors: number; format: string; header?: string };
-    if (isJson(input)) {
-      if (isJson(opts.out)) throw new UserError(`Both ${input} and --out ${opts.out} are JSON range tables; one side must be a cache.`);
-      const ranges = rangeTableFromJson((await readUserFile(input, 'Range table')).toString('utf8'), input);
-      const { version, source } = resolveTrtVersion(opts.trtVersion);
-      const algorithm = opts.algorithm ?? 'EntropyCalibration2';
-      const text = formatCalibrationCache({
-        trtVersion: version,
-        algorithm,
-        entries: Object.entries(ranges).map(([name, amax]) => ({ name, scale: scaleFromAmax(amax) })),
-      });
-      await writeFileAtomic(opts.out, text);
-      result = { out: opts.out, tensors: Object.keys(ranges).length, format: 'cache', header: text.slice(0, text.indexOf('\n')) };
-      if (!opts.json && !opts.quiet) process.stderr.write(`TensorRT version ${formatTrtVersion(version)} (${source})\n`);
-    } else {
-      const c = await readCache(input);
-      if (isJson(opts.out)) {
-        const ranges = cacheToRangeTable(c);
-        await writeFileAtomic(opts.out, `${JSON.stringify(ranges, null, 2)}\n`);
-        result = { out: opts.out, tensors: c.entries.length, format: 'json' };
-      } else {
-        const version = opts.trtVersion !== undefined ? encodeTrtVersion(resolveTrtVersion(opts.trtVersion).version) : c.trtVersion;
-        const text = formatCalibrationCache({ trtVersion: version, algorithm: opts.algorithm ?? c.algorithm, entries: c.entries });
-        await writeFileAtomic(opts.out, text);
-        result = { out: opts.out, tensors: c.entries.length, format: 'cache', header: text.slice(0, text.indexOf('\n')) };
-      }
+    const outputs = prepareOutputs([{ path: opts.out, option: '--out' }], [{ path: input, what: 'the input' }]);
+    try {
+      await convert(input, opts, isJson);
+    } finally {
+      outputs.release();
     }
-    emit(opts, result, () => `wrote ${result.out} (${result.tensors} tensors${result.header ? `, header ${result.header}` : ''})`);
   });
+}
+
+async function convert(input: string, opts: CommonOptions & { out: string; trtVersion?: string; algorithm?: string }, isJson: (f: string) => boolean): Promise<void> {
+  let result: { out: string; tensors: number; format: string; header?: string };
+  if (isJson(input)) {
+    if (isJson(opts.out)) throw new UserError(`Both ${input} and --out ${opts.out} are JSON range tables; one side must be a cache.`);
+    const ranges = rangeTableFromJson((await readUserFile(input, 'Range table')).toString('utf8'), input);
+    const { version, source } = resolveTrtVersion(opts.trtVersion);
+    const algorithm = opts.algorithm ?? 'EntropyCalibration2';
+    const text = formatCalibrationCache({
+      trtVersion: version,
+      algorithm,
+      entries: Object.entries(ranges).map(([name, amax]) => ({ name, scale: scaleFromAmax(amax) })),
+    });
+    await writeFileAtomic(opts.out, text);
+    result = { out: opts.out, tensors: Object.keys(ranges).length, format: 'cache', header: text.slice(0, text.indexOf('\n')) };
+    if (!opts.json && !opts.quiet) process.stderr.write(`TensorRT version ${formatTrtVersion(version)} (${source})\n`);
+  } else {
+    const c = await readCache(input);
+    if (isJson(opts.out)) {
+      const ranges = cacheToRangeTable(c);
+      await writeFileAtomic(opts.out, `${JSON.stringify(ranges, null, 2)}\n`);
+      result = { out: opts.out, tensors: c.entries.length, format: 'json' };
+    } else {
+      const version = opts.trtVersion !== undefined ? encodeTrtVersion(resolveTrtVersion(opts.trtVersion).version) : c.trtVersion;
+      const text = formatCalibrationCache({ trtVersion: version, algorithm: opts.algorithm ?? c.algorithm, entries: c.entries });
+      await writeFileAtomic(opts.out, text);
+      result = { out: opts.out, tensors: c.entries.length, format: 'cache', header: text.slice(0, text.indexOf('\n')) };
+    }
+  }
+  emit(opts, result, () => `wrote ${result.out} (${result.tensors} tensors${result.header ? `, header ${result.header}` : ''})`);
 }

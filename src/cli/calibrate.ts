@@ -4,6 +4,7 @@ import { DEFAULT_OUT_DIR } from '../app/defaults.js';
 import { TRT_CACHE_ALGORITHMS } from '../cache/trt-cache.js';
 import { ALGORITHM_NAMES, CALIBRATORS, parseAlgorithms } from '../calibrators/registry.js';
 import { summarizeSkipped } from '../datasets/skipped.js';
+import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, describePreprocess, type PreprocessCliValues } from './preprocess-options.js';
 
@@ -58,7 +59,7 @@ export function register(program: Command): void {
     .option('--stats-out <file>', 'statistics file (default <out-dir>/<model>.stats.msgpack)')
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
     .option('--no-protect', 'give every tensor a scale, even those INT8 would destroy (mixed-range Concats, score branches, outliers: see docs/quantization.md)')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics)', parseInteger(1, 1024));
+    .option('--threads <n>', `onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics); ${threadsLimitHelp()}`, parseInteger(1, 1024));
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CalibrateCliValues) => {
@@ -77,7 +78,7 @@ export function register(program: Command): void {
       out: opts.out,
       outDir: opts.outDir,
       statsOut: opts.statsOut,
-      threads: opts.threads,
+      threads: capThreads(opts.threads, reporter),
       protect: opts.protect,
       reporter,
     });

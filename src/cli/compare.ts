@@ -4,10 +4,12 @@ import { renderJson } from '../compare/render-json.js';
 import { renderText } from '../compare/render-text.js';
 import type { Precision } from '../compare/types.js';
 import { GateError, UserError } from '../errors.js';
+import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+import { addTaskOptions, taskFlagsFrom, type TaskCliValues } from './task-options.js';
 
-interface CompareCliValues extends CommonOptions, PreprocessCliValues {
+interface CompareCliValues extends CommonOptions, PreprocessCliValues, TaskCliValues {
   model: string;
   cache: string[];
   variantModel: string[];
@@ -45,7 +47,11 @@ Examples:
   # a model written earlier (trt-calib quantize, or another quantizer) compared as it is
   trt-calib compare --model model.onnx --data ./val --precisions fp32 --variant-model calib-cache/model.entropy2.int8.onnx
 
-  # a detector's probability map: cosine, SNR and the fraction of pixels on the same side of 0.3
+  # a detector, judged by mAP@[.5:.95] against FP32's detections (auto recognises most layouts; here named)
+  trt-calib compare --model ssdlite.onnx --data ./street --preset raw-1-1 --cache calib-cache/ssdlite.entropy2.cache \
+                    --boxes boxes:yxyx:norm --scores scores --class-offset 1 --classes coco_labels.txt --save-detections dets
+
+  # a text detector's probability map, judged as a binary segmentation (IoU at 0.3), with cosine and SNR
   trt-calib compare --model ppocr_v4_det.onnx --data ./street --preset paddleocr-det --shapes x:1x3x576x768 \\
                     --cache calib-cache/ppocr_v4_det.entropy2.cache
 
@@ -55,6 +61,8 @@ Examples:
                     --placement implicit --no-protect
 
 Writes <out-dir>/<model>.report/report.json (schema: docs/report-schema.md) and report.html (self-contained).
+Tasks (--task): auto decides from the outputs' names, shapes and value ranges and prints why; classify (top-1),
+detect (mAP), segment (mIoU, IoU of a binary map), ocr (1 - CER), raw (cosine and SNR only).
 Exit code 2 when --max-drop is exceeded.`;
 
 const collect = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -74,9 +82,9 @@ export function register(program: Command): void {
     .option('--cache <files>', 'calibration cache(s), comma-separated or repeated: one INT8 variant each', collect, [])
     .option('--variant-model <files>', 'model file(s) compared as they are, comma-separated or repeated (e.g. the output of trt-calib quantize)', collect, [])
     .option('--precisions <list>', 'variants to run: fp32,fp16,int8', parsePrecisions, ['fp32', 'fp16', 'int8'] as Precision[])
-    .option('--labels <source>', '"folders" (class = parent folder name) or a CSV of path,label')
-    .option('--classes <file>', 'class names, one per line (line index = class index)')
-    .option('--max-drop <points>', 'gate: exit 2 when a variant loses more than this many accuracy points (agreement points without labels)', parseNumber(0, 100))
+    .option('--labels <source>', 'classify: "folders" (class = parent folder name) or a CSV of path,label; detect: a COCO .json or yolo:DIR; segment: masks:DIR; ocr: a path<TAB>text file')
+    .option('--classes <file>', 'class names, for every task: one per line (line index = class index), or `id name` lines')
+    .option('--max-drop <points>', 'gate: exit 2 when a variant loses more than this many points of the task metric (top-1, mAP@[.5:.95], mIoU, CER; against the labels when given, else against FP32)', parseNumber(0, 100))
     .addOption(new Option('--mixed <mode>', 'auto: also build a mixed INT8/FP16 variant from the first cache, keeping the most sensitive layers out of INT8 until --max-drop is met').choices(['auto']))
     .option('--max-layers <n|p%>', 'with --mixed auto: at most this many layers out of INT8')
     .option('--precision-out <file>', 'with --mixed auto: the precision map to write (default <out-dir>/<model>.precision.json)')
@@ -87,7 +95,7 @@ export function register(program: Command): void {
     .option('--worst <n>', 'worst images listed per variant', parseInteger(0, 1000), 5)
     .option('--report-dir <dir>', 'folder of report.json and report.html (default <out-dir>/<model>.report)')
     .option('--out-dir <dir>', 'folder of the default inputs and outputs', DEFAULT_OUT_DIR)
-    .option('--threads <n>', 'onnxruntime intra-op threads', parseInteger(1, 1024))
+    .option('--threads <n>', `onnxruntime intra-op threads; ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .addOption(new Option('--backend <name>', 'onnxruntime (CPU, Q/DQ models) or tensorrt (real engines, needs the TensorRT bridge: see trt-calib doctor)').choices(['onnxruntime', 'tensorrt']).default('onnxruntime'))
     .addOption(
       new Option('--qdq <mode>', 'INT8 execution: emulate (fake quantization with float biases, as TensorRT computes) or onnxruntime (its own int8 kernels and int32 biases, as deployed on onnxruntime)')
@@ -109,6 +117,7 @@ export function register(program: Command): void {
         .choices(['fp32', 'fp16'])
         .default('fp32'),
     );
+  addTaskOptions(cmd, { saveDetections: true });
   addPreprocessOptions(cmd);
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CompareCliValues) => {
@@ -123,6 +132,7 @@ export function register(program: Command): void {
       precisions: opts.precisions,
       labels: opts.labels,
       classes: opts.classes,
+      task: taskFlagsFrom(opts),
       maxDrop: opts.maxDrop,
       layers: opts.layers,
       stats: opts.stats,
@@ -131,7 +141,7 @@ export function register(program: Command): void {
       worst: opts.worst,
       reportDir: opts.reportDir,
       outDir: opts.outDir,
-      threads: opts.threads,
+      threads: capThreads(opts.threads, reporter),
       qdq: opts.qdq,
       backend: opts.backend,
       protect: opts.protect,
@@ -154,7 +164,7 @@ export function register(program: Command): void {
     }
     if (report.gate && !report.gate.passed) {
       const failed = report.gate.variants.filter((v) => !v.passed).map((v) => `${v.name} lost ${v.drop.toFixed(2)} points`);
-      throw new GateError(`accuracy gate failed (${report.gate.metric}, --max-drop ${report.gate.maxDrop}): ${failed.join(', ')}`);
+      throw new GateError(`accuracy gate failed (${report.gate.taskMetric ?? report.gate.metric}, --max-drop ${report.gate.maxDrop}): ${failed.join(', ')}`);
     }
   });
 }

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { writeFileAtomic } from '../util/fs.js';
+import { prepareOutputs } from '../util/outputs.js';
 import { addCommonOptions, emit, parseInteger, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, datasetFromOptions, describePreprocess, preprocessOptionsFrom, trackSkips, type PreprocessCliValues } from './preprocess-options.js';
 
@@ -34,42 +35,51 @@ export function register(program: Command): void {
     .action(async (opts: PreviewCliValues) => {
       const reporter = reporterFor(opts);
       const options = preprocessOptionsFrom(opts);
-      const { dataset, config } = await datasetFromOptions(options);
-      const skips = trackSkips(reporter);
-      const count = Math.min(opts.count, dataset.size);
-      reporter.start('preview', count, 'images');
-      let done = 0;
-      const { renderPreview } = await import('../datasets/preview.js');
-      const result = await renderPreview(dataset, {
-        count,
-        onSkip: skips.onSkip,
-        onImage: () => reporter.update({ done: Math.min(++done, count) }),
-      });
-      reporter.stop();
-      await writeFileAtomic(opts.out, result.png);
-      emit(
-        opts,
-        {
-          out: opts.out,
-          width: result.width,
-          height: result.height,
-          columns: result.columns,
-          rows: result.rows,
-          tile: result.tile,
-          images: result.files,
-          skipped: skips.skipped,
-          preprocess: config,
-          channels: result.channels,
-        },
-        () =>
-          [
-            `wrote ${opts.out}: ${result.files.length} image(s), ${result.columns}x${result.rows} tiles of ${result.tile.width}x${result.tile.height}, ${result.width}x${result.height} px`,
-            describePreprocess(config),
-            'tensor values per channel (what the model sees):',
-            `  channel       min       max      mean`,
-            ...result.channels.map((c) => `  ${c.name.padEnd(7)}${fmt(c.min)} ${fmt(c.max)} ${fmt(c.mean)}`),
-            ...(skips.skipped.length > 0 ? [skips.summary(result.files.length)] : []),
-          ].join('\n'),
-      );
+      const outputs = prepareOutputs([{ path: opts.out, option: '--out' }], [{ path: opts.data, what: '--data' }]);
+      try {
+        await preview(opts, options, reporter);
+      } finally {
+        outputs.release();
+      }
     });
+}
+
+async function preview(opts: PreviewCliValues, options: ReturnType<typeof preprocessOptionsFrom>, reporter: ReturnType<typeof reporterFor>): Promise<void> {
+  const { dataset, config } = await datasetFromOptions(options);
+  const skips = trackSkips(reporter);
+  const count = Math.min(opts.count, dataset.size);
+  reporter.start('preview', count, 'images');
+  let done = 0;
+  const { renderPreview } = await import('../datasets/preview.js');
+  const result = await renderPreview(dataset, {
+    count,
+    onSkip: skips.onSkip,
+    onImage: () => reporter.update({ done: Math.min(++done, count) }),
+  });
+  reporter.stop();
+  await writeFileAtomic(opts.out, result.png);
+  emit(
+    opts,
+    {
+      out: opts.out,
+      width: result.width,
+      height: result.height,
+      columns: result.columns,
+      rows: result.rows,
+      tile: result.tile,
+      images: result.files,
+      skipped: skips.skipped,
+      preprocess: config,
+      channels: result.channels,
+    },
+    () =>
+      [
+        `wrote ${opts.out}: ${result.files.length} image(s), ${result.columns}x${result.rows} tiles of ${result.tile.width}x${result.tile.height}, ${result.width}x${result.height} px`,
+        describePreprocess(config),
+        'tensor values per channel (what the model sees):',
+        `  channel       min       max      mean`,
+        ...result.channels.map((c) => `  ${c.name.padEnd(7)}${fmt(c.min)} ${fmt(c.max)} ${fmt(c.mean)}`),
+        ...(skips.skipped.length > 0 ? [skips.summary(result.files.length)] : []),
+      ].join('\n'),
+  );
 }

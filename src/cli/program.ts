@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createRequire } from 'node:module';
 import { register as registerBuild } from './build.js';
+import { register as registerBuildBridge } from './build-bridge.js';
 import { register as registerCache } from './cache.js';
 import { register as registerCompare } from './compare.js';
 import { register as registerCalibrate } from './calibrate.js';
@@ -22,6 +23,7 @@ const COMMANDS: Array<(program: Command) => void> = [
   registerSensitivity,
   registerCache,
   registerBuild,
+  registerBuildBridge,
   registerDoctor,
 ];
 

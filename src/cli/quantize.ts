@@ -3,10 +3,12 @@ import { DEFAULT_OUT_DIR } from '../app/defaults.js';
 import type { QuantizeResult } from '../app/quantize.js';
 import { ALGORITHM_NAMES } from '../calibrators/registry.js';
 import { UserError } from '../errors.js';
+import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+import { addTaskOptions, taskFlagsFrom, type TaskCliValues } from './task-options.js';
 
-interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'data'> {
+interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'data'>, TaskCliValues {
   model: string;
   data?: string;
   cache?: string;
@@ -67,17 +69,22 @@ export function register(program: Command): void {
     .option('--for-tensorrt', 'fp16: a pure float16 graph, without the float32 emulation onnxruntime\'s CPU kernels need')
     .option('-o, --out <file>', `output model (default ${DEFAULT_OUT_DIR}/<model>.<algo>.int8.onnx or .fp16.onnx)`)
     .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
-    .option('--threads <n>', 'onnxruntime intra-op threads when calibrating', parseInteger(1, 1024))
+    .option('--threads <n>', `onnxruntime intra-op threads when calibrating; ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .option('--no-protect', 'put Q/DQ on every tensor with a scale, even those INT8 would destroy (see docs/quantization.md)')
     .option('--stats <file>', 'with --cache: statistics for the protection decisions and the FP16 range rules (default <out-dir>/<model>.stats.msgpack when present; else the cache\'s ranges)')
     .addOption(new Option('--high-precision <type>', 'int8: the type of the layers that are not INT8; fp16 writes the INT8 + FP16 model TensorRT 11 builds as it is').choices(['fp32', 'fp16']).default('fp32'))
     .addOption(new Option('--io <type>', 'with --high-precision fp16: the type of the graph inputs and outputs').choices(['fp32', 'fp16']).default('fp32'));
+  addTaskOptions(cmd, { what: 'the --mixed auto budget' });
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: QuantizeCliValues) => {
     const reporter = reporterFor(opts);
     if (opts.mixed && opts.maxDrop === undefined) throw new UserError('--mixed auto needs --max-drop POINTS (the accuracy budget).');
     if (!opts.mixed && (opts.maxDrop !== undefined || opts.maxLayers !== undefined)) throw new UserError('--max-drop and --max-layers go with --mixed auto.');
+    const task = taskFlagsFrom(opts);
+    if (!opts.mixed && Object.keys(task).some((k) => k !== 'task' || task.task !== 'auto')) {
+      throw new UserError('--task and its flags (--boxes, --scores, --keys...) go with --mixed auto: they say what its budget is in points of.');
+    }
     const { quantize } = await import('../app/quantize.js');
     const result = await quantize({
       model: opts.model,
@@ -87,10 +94,10 @@ export function register(program: Command): void {
       algorithm: opts.algo,
       precisionMap: opts.precisionMap,
       forTensorRT: opts.forTensorrt,
-      ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
+      ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut, task } } : {}),
       out: opts.out,
       outDir: opts.outDir,
-      threads: opts.threads,
+      threads: capThreads(opts.threads, reporter),
       protect: opts.protect,
       stats: opts.stats,
       highPrecision: opts.highPrecision,

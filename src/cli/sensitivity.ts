@@ -8,14 +8,17 @@ import type { MixedResult } from '../sensitivity/mixed.js';
 import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC, MEASURES, RANK_METRICS, type MeasureChoice, type RankMetric } from '../sensitivity/rank.js';
 import { renderMixed, renderSensitivity } from '../sensitivity/render.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { prepareOutputs } from '../util/outputs.js';
+import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, type PreprocessCliValues } from './preprocess-options.js';
+import { addTaskOptions, taskFlagsFrom, type TaskCliValues } from './task-options.js';
 
-interface SensitivityCliValues extends CommonOptions, PreprocessCliValues {
+interface SensitivityCliValues extends CommonOptions, PreprocessCliValues, TaskCliValues {
   model: string;
   cache: string;
   measure: MeasureChoice;
-  metric: RankMetric;
+  metric?: RankMetric;
   layers?: string[];
   labels?: string;
   classes?: string;
@@ -75,57 +78,79 @@ export function register(program: Command): void {
     .requiredOption('--model <file>', 'FP32 ONNX model')
     .requiredOption('--cache <file>', 'calibration cache with the activation scales')
     .addOption(new Option('--measure <m>', 'one-at-a-time, leave-one-out or both (see below)').choices(MEASURES as string[]).default(DEFAULT_MEASURE))
-    .addOption(new Option('--metric <m>', 'rank by the mean output cosine, the agreement (top-1, or same-side for maps), or the worst image\'s cosine').choices(RANK_METRICS as string[]).default(DEFAULT_RANK_METRIC))
+    .addOption(new Option('--metric <m>', `rank by the mean output cosine, the agreement (the task metric: top-1, mAP, mIoU, CER), or the worst image's cosine (default ${DEFAULT_RANK_METRIC} for classifiers, agreement for detect, segment and ocr)`).choices(RANK_METRICS as string[]))
     .option('--layers <names>', 'only these layers: names or globs (* and ?), comma-separated', layerList)
-    .option('--labels <source>', 'rank and budget by top-1 accuracy: "folders" (class = parent folder name) or a CSV of path,label')
-    .option('--classes <file>', 'with --labels: class names, one per line (line index = class index)')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: one per core)', parseInteger(1, 1024))
+    .option('--labels <source>', 'rank and budget against labels: classify "folders" or a path,label CSV; detect a COCO .json or yolo:DIR; segment masks:DIR; ocr a path<TAB>text file')
+    .option('--classes <file>', 'class names, one per line (line index = class index), or `id name` lines')
+    .option('--threads <n>', `onnxruntime intra-op threads (default: one per core); ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .option('--max-memory <MiB>', 'limit for the images and FP32 outputs kept in memory', parseNumber(1, 1024 * 1024), DEFAULT_MAX_MEMORY_BYTES / 1024 ** 2)
     .option('--top <n>', 'print only the n most sensitive layers', parseInteger(1))
     .option('-o, --out <file>', 'write the full results as JSON (ranking, and the trade-off with --max-drop)')
-    .option('--max-drop <points>', 'choose a precision map: the largest drop against FP32, in points of top-1 agreement (top-1 accuracy with labels; same-side fraction for dense maps)', parseNumber(0, 100))
+    .option('--max-drop <points>', 'choose a precision map: the largest drop against FP32, in points of the task metric (top-1 agreement, top-1 accuracy with labels, IoU for binary maps, mAP@[.5:.95], mIoU, CER)', parseNumber(0, 100))
     .option('--max-layers <n|p%>', 'with --max-drop: keep at most this many layers out of INT8 (a count, or a percentage of the quantizable layers)', layerCap)
     .option('--precision-out <file>', `with --max-drop: the precision map to write (default ${DEFAULT_OUT_DIR}/<model>.precision.json)`)
     .option('--out-dir <dir>', 'folder of the default precision map', DEFAULT_OUT_DIR);
+  addTaskOptions(cmd, { what: 'the ranking and the budget' });
   addPreprocessOptions(cmd);
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: SensitivityCliValues) => {
     const reporter = reporterFor(opts);
     const data = preprocessOptionsFrom(opts);
-    const { analyzeSensitivity } = await import('../sensitivity/analyze.js');
-    const { autoMixedPrecision } = await import('../sensitivity/auto.js');
-    const { report, context } = await analyzeSensitivity({
-      model: opts.model,
-      cache: opts.cache,
-      data,
-      measure: opts.measure,
-      metric: opts.metric,
-      ...(opts.layers ? { layers: opts.layers } : {}),
-      ...(opts.labels ? { labelSource: { labels: opts.labels, ...(opts.classes ? { classes: opts.classes } : {}) } } : {}),
-      ...(opts.threads ? { threads: opts.threads } : {}),
-      maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
-      reporter,
-    });
-    let mixed: MixedResult | undefined;
-    if (opts.maxDrop !== undefined) {
-      ({ mixed } = await autoMixedPrecision(context, {
-        maxDrop: opts.maxDrop,
-        sensitivity: report,
-        ...(opts.maxLayers !== undefined ? { maxNonInt8: opts.maxLayers } : {}),
-        out: opts.precisionOut ?? precisionMapPath(opts.model, opts.outDir),
-        reporter,
-      }));
+    const outputs = prepareOutputs(
+      [
+        ...(opts.out ? [{ path: opts.out, option: '--out' }] : []),
+        ...(opts.maxDrop !== undefined ? [{ path: opts.precisionOut ?? precisionMapPath(opts.model, opts.outDir), option: opts.precisionOut ? '--precision-out' : '--out-dir' }] : []),
+      ],
+      [
+        { path: opts.model, what: '--model' },
+        { path: opts.cache, what: '--cache' },
+        ...(opts.labels && opts.labels !== 'folders' ? [{ path: opts.labels.replace(/^(yolo|masks):/, ''), what: '--labels' }] : []),
+        ...(opts.classes ? [{ path: opts.classes, what: '--classes' }] : []),
+      ],
+    );
+    try {
+      await sensitivity(opts, data, reporter);
+    } finally {
+      outputs.release();
     }
-    const json = resultJson(report, mixed);
-    if (opts.out) await writeFileAtomic(opts.out, `${JSON.stringify(json, null, 2)}\n`);
-    emit(opts, json, () => {
-      const text = [renderSensitivity(report, opts.top !== undefined ? { top: opts.top } : {})];
-      if (mixed) text.push(renderMixed(mixed, report.quantizableLayers));
-      if (opts.out) text.push(`wrote ${opts.out}`);
-      return text.join('\n');
-    });
-    if (mixed && !mixed.met) throw new GateError(`the accuracy budget of ${opts.maxDrop} points cannot be met: ${mixed.reason}`);
   });
+}
+
+async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof preprocessOptionsFrom>, reporter: ReturnType<typeof reporterFor>): Promise<void> {
+  const { analyzeSensitivity } = await import('../sensitivity/analyze.js');
+  const { autoMixedPrecision } = await import('../sensitivity/auto.js');
+  const { report, context } = await analyzeSensitivity({
+    model: opts.model,
+    cache: opts.cache,
+    data,
+    measure: opts.measure,
+    ...(opts.metric ? { metric: opts.metric } : {}),
+    task: taskFlagsFrom(opts),
+    ...(opts.layers ? { layers: opts.layers } : {}),
+    ...(opts.labels ? { labelSource: { labels: opts.labels, ...(opts.classes ? { classes: opts.classes } : {}) } } : {}),
+    ...(opts.threads ? { threads: capThreads(opts.threads, reporter) } : {}),
+    maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
+    reporter,
+  });
+  let mixed: MixedResult | undefined;
+  if (opts.maxDrop !== undefined) {
+    ({ mixed } = await autoMixedPrecision(context, {
+      maxDrop: opts.maxDrop,
+      sensitivity: report,
+      ...(opts.maxLayers !== undefined ? { maxNonInt8: opts.maxLayers } : {}),
+      out: opts.precisionOut ?? precisionMapPath(opts.model, opts.outDir),
+      reporter,
+    }));
+  }
+  const json = resultJson(report, mixed);
+  if (opts.out) await writeFileAtomic(opts.out, `${JSON.stringify(json, null, 2)}\n`);
+  emit(opts, json, () => {
+    const text = [renderSensitivity(report, opts.top !== undefined ? { top: opts.top } : {})];
+    if (mixed) text.push(renderMixed(mixed, report.quantizableLayers));
+    if (opts.out) text.push(`wrote ${opts.out}`);
+    return text.join('\n');
+  });
+  if (mixed && !mixed.met) throw new GateError(`the accuracy budget of ${opts.maxDrop} points cannot be met: ${mixed.reason}`);
 }
 
 /** The JSON form: the sensitivity report, and the search with its map as a plain object. */

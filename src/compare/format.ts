@@ -54,8 +54,39 @@ export function agreementLabel(primary: OutputMetrics | undefined): string {
   return 'agreement';
 }
 
+/** What a budget metric's value is, in words (the value, not its drop). */
+export const METRIC_VALUE_NAMES: Record<GateMetric | 'cosine', string> = {
+  'top1-agreement': 'top-1 agreement',
+  'top1-accuracy': 'top-1 accuracy',
+  'threshold-iou': 'IoU of the thresholded maps',
+  'iou-labels': 'IoU against the masks',
+  map: 'mAP@[.5:.95] against FP32',
+  'map-labels': 'mAP@[.5:.95] against the labels',
+  miou: 'mIoU against FP32',
+  'miou-labels': 'mIoU against the masks',
+  cer: '1 - CER against FP32',
+  'cer-labels': '1 - CER against the labels',
+  cosine: 'mean cosine',
+};
+
+/** What the gate's drop is, in words. */
 export function gateMetricLabel(metric: GateMetric): string {
-  return metric === 'top1-accuracy' ? 'top-1 accuracy drop' : metric === 'top1-agreement' ? 'top-1 disagreement with FP32' : '1 - IoU of the thresholded maps';
+  switch (metric) {
+    case 'top1-accuracy':
+      return 'top-1 accuracy drop';
+    case 'top1-agreement':
+      return 'top-1 disagreement with FP32';
+    case 'threshold-iou':
+      return '1 - IoU of the thresholded maps';
+    case 'map':
+      return '1 - mAP@[.5:.95] against FP32';
+    case 'miou':
+      return '1 - mIoU against FP32';
+    case 'cer':
+      return 'CER against FP32';
+    default:
+      return `drop of ${METRIC_VALUE_NAMES[metric]} from FP32's`;
+  }
 }
 
 export function variantLabel(v: VariantReport): string {

@@ -1,7 +1,8 @@
 /**
- * Terminal rendering of a CompareReport: variants side by side, per-output details when there are several
- * outputs or dense maps, the worst layers and images of the winner, the winner and the gate. Pure: report in,
- * string out.
+ * Terminal rendering of a CompareReport: first the task's verdict per variant (mAP, mIoU, 1 - CER, top-1, with the
+ * drop the gate counts; for detection the per-class AP of the largest classes), then the outputs as numbers side by
+ * side, per-output details when there are several outputs or dense maps, the worst layers and images of the winner,
+ * the winner and the gate. Pure: report in, string out.
  */
 import {
   agreementLabel,
@@ -18,7 +19,7 @@ import {
   variantLabel,
 } from './format.js';
 import { focusVariant } from './report.js';
-import type { CompareReport } from './types.js';
+import type { CompareReport, VariantReport } from './types.js';
 
 export interface TextRenderOptions {
   /** Worst layers listed (default 10). */
@@ -37,11 +38,13 @@ export function renderText(report: CompareReport, options: TextRenderOptions = {
   const labelled = report.variants.some((v) => v.top1 !== undefined);
   const hasTop5 = report.variants.some((v) => v.top5 !== undefined);
 
+  const taskLines = renderTask(report);
   out.push(
     `${report.model.file} on ${report.data.images} images (${report.data.source})${report.data.skipped > 0 ? `, ${report.data.skipped} skipped` : ''}; ` +
       `output ${JSON.stringify(primaryName)} (${primary?.kind ?? 'other'}${primary?.kind === 'classifier' ? `, ${primary.dims[0]} classes` : ''})`,
   );
   out.push('');
+  if (taskLines.length > 0) out.push(...taskLines, '');
 
   const header = ['variant', agreementLabel(primary), 'cos mean', 'cos worst', 'SNR dB'];
   if (labelled) header.push('top-1', 'drop');
@@ -99,8 +102,9 @@ export function renderText(report: CompareReport, options: TextRenderOptions = {
   if (report.winner !== undefined) {
     const w = report.winner;
     const wv = report.variants.find((v) => v.name === w.name)!;
+    const verdict = w.task !== undefined && w.task.kind !== 'raw' ? `${w.task.metric} ${fmtFraction(w.task.value)} against ${w.task.against === 'labels' ? 'the labels' : 'FP32'}; ` : '';
     out.push(
-      `Winner: ${variantLabel(wv)}: ${agreementLabel(primary)} ${fmtAgreement(wv, primaryOf(wv, primaryName))}, mean cosine ${fmtCos(w.cosineMean)}, worst ${fmtCos(w.cosineMin)} (${w.reason}).`,
+      `Winner: ${variantLabel(wv)}: ${verdict}${agreementLabel(primary)} ${fmtAgreement(wv, primaryOf(wv, primaryName))}, mean cosine ${fmtCos(w.cosineMean)}, worst ${fmtCos(w.cosineMin)} (${w.reason}).`,
     );
   }
   if (report.gate !== undefined) {
@@ -110,4 +114,91 @@ export function renderText(report: CompareReport, options: TextRenderOptions = {
   }
   for (const n of report.notes) out.push(`Note: ${n}`);
   return `${out.join('\n').replace(/\n+$/, '')}\n`;
+}
+
+/** A fraction with four decimals (mAP, IoU, 1 - CER). */
+function fmtFraction(f: number | undefined): string {
+  return f === undefined ? '-' : f.toFixed(4);
+}
+
+/** Per-class AP rows: the classes with the most FP32 detections (as ground truth) first. */
+const CLASS_ROWS = 8;
+
+/** The task's table (and, for detection, per-class AP); empty when the report has no task. */
+export function renderTask(report: CompareReport): string[] {
+  const variants = report.variants.filter((v) => v.task !== undefined);
+  const first = variants[0]?.task;
+  if (first === undefined) return [];
+  const setting = report.settings.task;
+  const out: string[] = [`Task: ${first.kind}${setting ? ` (${setting.reason})` : ''}`];
+  const labelled = variants.some((v) => v.task!.valueLabels !== undefined);
+  const drop = (v: VariantReport) => fmtPoints(v.taskDrop);
+  const star = (v: VariantReport) => variantLabel(v) + (report.winner?.name === v.name ? ' *' : '');
+  let rows: string[][];
+  switch (first.kind) {
+    case 'detect': {
+      rows = [['variant', 'mAP@[.5:.95]', 'mAP@.5', ...(labelled ? ['mAP labels', 'mAP@.5 labels'] : []), 'lost', 'gained', 'moved', 'score change', 'drop']];
+      for (const v of variants) {
+        const t = v.task!;
+        const d = t.detection;
+        rows.push([
+          star(v),
+          fmtFraction(t.map ?? t.value),
+          fmtFraction(t.map50),
+          ...(labelled ? [fmtFraction(t.mapLabels), fmtFraction(t.map50Labels)] : []),
+          String(d?.lost ?? '-'),
+          String(d?.gained ?? '-'),
+          String(d?.moved ?? '-'),
+          d === undefined ? '-' : d.meanScoreChange.toFixed(4),
+          drop(v),
+        ]);
+      }
+      out.push(textTable(rows));
+      const classes = [...(first.detection?.perClass ?? [])].sort((a, b) => b.groundTruth - a.groundTruth || a.classId - b.classId).slice(0, CLASS_ROWS);
+      const others = variants.filter((v) => v.precision !== 'fp32');
+      if (classes.length > 0 && others.length > 0) {
+        out.push('', `AP@[.5:.95] per class against FP32 (${classes.length} largest of ${first.detection!.perClass.length}):`);
+        const crows = [['class', 'FP32 boxes', ...others.map((v) => v.name)]];
+        for (const c of classes) {
+          crows.push([
+            c.name ?? String(c.classId),
+            String(c.groundTruth),
+            ...others.map((v) => fmtFraction(v.task!.detection?.perClass.find((x) => x.classId === c.classId)?.ap ?? 0)),
+          ]);
+        }
+        out.push(textTable(crows, '  '));
+      }
+      return out;
+    }
+    case 'segment': {
+      const binary = first.segmentation?.mode === 'binary';
+      const name = binary ? 'IoU' : 'mIoU';
+      rows = [['variant', `${name}${binary && first.segmentation?.threshold !== undefined ? ` at ${first.segmentation.threshold}` : ''}`, 'pixel agreement', ...(labelled ? [`${name} labels`] : []), 'drop']];
+      for (const v of variants) {
+        const t = v.task!;
+        rows.push([star(v), fmtFraction(t.value), fmtPct(t.segmentation?.pixelAgreement, 4), ...(labelled ? [fmtFraction(t.valueLabels)] : []), drop(v)]);
+      }
+      break;
+    }
+    case 'ocr':
+      rows = [['variant', '1 - CER', 'exact match', ...(labelled ? ['1 - CER labels', 'exact labels'] : []), 'drop']];
+      for (const v of variants) {
+        const t = v.task!;
+        rows.push([star(v), fmtFraction(t.value), fmtPct(t.ocr?.exactMatch), ...(labelled ? [fmtFraction(t.valueLabels), fmtPct(t.ocr?.exactMatchLabels)] : []), drop(v)]);
+      }
+      break;
+    case 'classify':
+      rows = [['variant', 'top-1 agreement', ...(labelled ? ['top-1 labels'] : []), 'drop']];
+      for (const v of variants) {
+        const t = v.task!;
+        rows.push([star(v), fmtPct(t.value), ...(labelled ? [fmtPct(t.valueLabels)] : []), drop(v)]);
+      }
+      break;
+    case 'raw':
+      rows = [['variant', 'mean cosine']];
+      for (const v of variants) rows.push([star(v), fmtCos(v.task!.value)]);
+      break;
+  }
+  out.push(textTable(rows));
+  return out;
 }

@@ -2,17 +2,24 @@
  * Builds the typed CompareReport from the accumulators: one VariantComparison per variant (FP32 against itself,
  * FP16, each INT8 algorithm), the winner among the INT8 variants, the --max-drop gate and the display histograms.
  *
- * Winner: the INT8 variant with the highest agreement with FP32 on the primary output (top-1 agreement for a
- * classifier, IoU of the thresholded maps for a dense map: see denseAgreement); ties broken by the higher mean per-image cosine, then the
- * higher worst-image cosine, then the variant name (so there is always exactly one).
+ * The task metric is the verdict (VariantReport.task, from src/compare/task/): detection mAP@[.5:.95], segmentation
+ * mIoU (a binary map's IoU), OCR 1 - CER, classification top-1; against the labels when given, else against FP32.
  *
- * Gate (--max-drop X, in points): with labels, the drop of top-1 accuracy against FP32; without, 100 x (1 -
- * agreement). It holds every FP16 variant and the INT8 winner (the variant one would ship) to the budget.
+ * Winner: the INT8 variant with the highest task metric; ties broken by the agreement with FP32 on the primary output
+ * (top-1 agreement for a classifier, IoU of the thresholded maps for a dense map: see denseAgreement), then by the
+ * higher mean per-image cosine, then the higher worst-image cosine, then the variant name (so there is always exactly
+ * one). Without a task (library callers), the same order from the agreement on.
+ *
+ * Gate (--max-drop X, in points of the task metric): with labels, FP32's labelled value minus the variant's; without,
+ * (1 - value) x 100 (classification: exactly the top-1 accuracy drop, or the disagreeing images x 100 / images, as
+ * before tasks). It holds every FP16 variant and the INT8 winner (the variant one would ship) to the budget. The raw
+ * task has no points to hold: --max-drop is refused there.
  */
 import { UserError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { TensorStatistics } from '../stats/types.js';
 import { LayerComparison, OutputComparison, denseAgreement, type OutputComparisonOptions } from './metrics.js';
+import type { TaskMetrics } from './task/types.js';
 import type {
   CompareReport,
   GateMetric,
@@ -144,8 +151,55 @@ function agreementOf(o: OutputMetrics): number | undefined {
   return o.kind === 'classifier' ? o.agreement : o.kind === 'dense' ? denseAgreement(o) : undefined;
 }
 
+/** The verdict's value of a variant: against the labels when it has them, else against FP32. */
+export function taskVerdict(v: VariantReport): { value: number; against: 'fp32' | 'labels' } | undefined {
+  const t = v.task;
+  if (t === undefined) return undefined;
+  return t.valueLabels !== undefined ? { value: t.valueLabels, against: 'labels' } : { value: t.value, against: 'fp32' };
+}
+
+/** The gate metric of a task's verdict (undefined for raw: no points to hold). */
+export function taskGateMetric(t: TaskMetrics): GateMetric | undefined {
+  const labels = t.valueLabels !== undefined;
+  switch (t.kind) {
+    case 'classify':
+      return labels ? 'top1-accuracy' : 'top1-agreement';
+    case 'detect':
+      return labels ? 'map-labels' : 'map';
+    case 'segment':
+      return t.segmentation?.mode === 'binary' ? (labels ? 'iou-labels' : 'threshold-iou') : labels ? 'miou-labels' : 'miou';
+    case 'ocr':
+      return labels ? 'cer-labels' : 'cer';
+    case 'raw':
+      return undefined;
+  }
+}
+
+/**
+ * The drop in points of the task metric (see the file comment); `reference` is FP32's own task metrics (for the
+ * labelled value). Classification keeps the exact count formulas of the output comparison.
+ */
+export function taskDropOf(v: VariantReport, reference: TaskMetrics | undefined, primaryOutput?: string): number | undefined {
+  const t = v.task;
+  if (t === undefined || t.kind === 'raw') return undefined;
+  if (t.kind === 'classify') {
+    if (t.valueLabels !== undefined && v.top1Drop !== undefined) return v.top1Drop;
+    const p = v.outputs.find((o) => o.name === primaryOutput);
+    if (t.valueLabels === undefined && p?.kind === 'classifier' && p.agreeCount !== undefined && p.images > 0) return ((p.images - p.agreeCount) * 100) / p.images;
+  }
+  if (t.valueLabels !== undefined) {
+    const ref = reference?.valueLabels;
+    if (ref === undefined) throw new Error(`FP32's labelled ${t.metric} is unknown: the drop of ${v.name} cannot be computed.`);
+    return (ref - t.valueLabels) * 100;
+  }
+  return (1 - t.value) * 100;
+}
+
 /** Strict order: true when a beats b (see the header of this file). */
 function beats(a: VariantReport, b: VariantReport): boolean {
+  const ta = taskVerdict(a)?.value ?? Number.NEGATIVE_INFINITY;
+  const tb = taskVerdict(b)?.value ?? Number.NEGATIVE_INFINITY;
+  if (ta !== tb) return ta > tb;
   const aa = a.agreement ?? Number.NEGATIVE_INFINITY;
   const ba = b.agreement ?? Number.NEGATIVE_INFINITY;
   if (aa !== ba) return aa > ba;
@@ -164,15 +218,19 @@ export function pickWinner(variants: readonly VariantReport[]): Winner | undefin
   if (best === undefined) return undefined;
   const second = ranked[1];
   let reason: string;
+  const verdict = taskVerdict(best);
+  const against = verdict?.against === 'labels' ? 'against the labels' : 'against FP32';
   if (second === undefined) reason = 'the only INT8 variant';
-  else if (best.agreement !== second.agreement) reason = `highest agreement with FP32; next best ${second.name}`;
-  else if (best.cosineMean !== second.cosineMean) reason = `tied on agreement with ${second.name}; higher mean cosine`;
-  else if (best.cosineMin !== second.cosineMin) reason = `tied on agreement and mean cosine with ${second.name}; higher worst cosine`;
+  else if (verdict !== undefined && verdict.value !== taskVerdict(second)?.value) reason = `highest ${best.task!.metric} ${against}; next best ${second.name}`;
+  else if (best.agreement !== second.agreement) reason = `${verdict ? `tied on ${best.task!.metric} with ${second.name}; ` : ''}highest agreement with FP32${verdict ? '' : `; next best ${second.name}`}`;
+  else if (best.cosineMean !== second.cosineMean) reason = `tied on ${verdict ? `${best.task!.metric} and ` : ''}agreement with ${second.name}; higher mean cosine`;
+  else if (best.cosineMin !== second.cosineMin) reason = `tied on ${verdict ? `${best.task!.metric}, ` : ''}agreement and mean cosine with ${second.name}; higher worst cosine`;
   else reason = `tied with ${second.name} on every measure; first by name`;
   return {
     name: best.name,
     ...(best.algorithm !== undefined ? { algorithm: best.algorithm } : {}),
     ...(best.agreement !== undefined ? { agreement: best.agreement } : {}),
+    ...(verdict !== undefined ? { task: { kind: best.task!.kind, metric: best.task!.metric, value: verdict.value, against: verdict.against } } : {}),
     cosineMean: best.cosineMean,
     cosineMin: best.cosineMin,
     reason,
@@ -192,6 +250,21 @@ export function evaluateGate(variants: readonly VariantReport[], maxDrop: number
   if (!Number.isFinite(maxDrop) || maxDrop < 0) throw new UserError(`Expected a number of points >= 0 for --max-drop but received ${maxDrop}.`);
   const held = variants.filter((v) => v.precision === 'fp16' || (v.precision === 'int8' && v.name === winner?.name));
   const first = held[0] ?? variants[0];
+  const task = first?.task;
+  if (task !== undefined) {
+    const metric = taskGateMetric(task);
+    if (metric === undefined) {
+      throw new UserError('--max-drop needs a task metric to count points of, and --task raw has none (only cosine and SNR).', {
+        hint: 'Pass the --task the model does (classify, detect, segment, ocr), or drop --max-drop and read the cosine and SNR in the report.',
+      });
+    }
+    const rows = held.map((v) => {
+      const drop = v.taskDrop;
+      if (drop === undefined) throw new Error(`Variant ${v.name} has no task drop.`);
+      return { name: v.name, drop, passed: drop <= maxDrop };
+    });
+    return { maxDrop, metric, taskMetric: task.metric, variants: rows, passed: rows.every((r) => r.passed) };
+  }
   const primary = first?.outputs.find((o) => o.name === primaryOutput);
   const metric = primary === undefined ? undefined : gateMetricOf(primary);
   if (metric === undefined) {
@@ -278,6 +351,8 @@ export interface BuildReportInput {
   histograms?: TensorHistogram[];
   tradeoff?: TradeoffCurve;
   notes?: string[];
+  /** FP32's own task metrics (ComparisonRun.referenceTask), for labelled drops. */
+  referenceTask?: TaskMetrics;
 }
 
 /** Assembles the report: winner, gate (when settings.maxDrop is set) and notes derived from the results. */
@@ -290,6 +365,11 @@ export function buildCompareReport(input: BuildReportInput): CompareReport {
     names.add(v.name);
   }
   const primaryOutput = input.primaryOutput ?? choosePrimaryOutput(first.outputs);
+  const reference = input.referenceTask ?? input.variants.find((v) => v.name === 'fp32' && v.precision === 'fp32')?.task;
+  for (const v of input.variants) {
+    const drop = taskDropOf(v, reference, primaryOutput);
+    if (drop !== undefined) v.taskDrop = drop;
+  }
   const winner = pickWinner(input.variants);
   const notes = [...(input.notes ?? [])];
   for (const v of input.variants) {

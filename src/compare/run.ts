@@ -3,14 +3,21 @@
  * through each variant's session (FP16, INT8 Q/DQ...), on the very same preprocessed tensors; the accumulators
  * take each batch and let it go. Only one batch of outputs (and of layer tensors, for layerwise SNR) is alive
  * at a time.
+ *
+ * A task evaluator (src/compare/task/), when given, sees every batch too: FP32's outputs as the reference, then FP32's
+ * own row (always, as 'fp32', so that labelled drops have FP32's labelled value even when the report has no fp32
+ * row) and each variant's, with the batch's image geometries (read from the files' headers); its verdict becomes
+ * each VariantReport's `task`.
  */
 import path from 'node:path';
 import type { Session } from '../backends/types.js';
+import { imageGeometries } from '../datasets/geometry.js';
 import type { Dataset, SkippedFile } from '../datasets/types.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import type { Tensor } from '../tensor.js';
 import type { OutputComparisonOptions } from './metrics.js';
 import { choosePrimaryOutput, VariantComparison, type VariantSpec } from './report.js';
+import type { TaskEvaluator, TaskMetrics } from './task/types.js';
 import type { VariantReport } from './types.js';
 
 /** A tensor compared layerwise: the same name in both models, or a reference name and the variant's name for it. */
@@ -40,6 +47,8 @@ export interface RunComparisonOptions {
   metrics?: OutputComparisonOptions;
   /** Operator type per tensor name, to annotate layer rows. */
   opTypes?: ReadonlyMap<string, string>;
+  /** Judges every variant in the task's terms; the outputs it reads are fetched from every session. */
+  task?: TaskEvaluator;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -48,6 +57,10 @@ export interface ComparisonRun {
   variants: VariantReport[];
   images: number;
   skipped: SkippedFile[];
+  /** The output the per-variant summary is about (the task's first output, else choosePrimaryOutput's pick). */
+  primaryOutput: string;
+  /** FP32's own task metrics (FP32 against itself, and against the labels), whether or not the report has an fp32 row. */
+  referenceTask?: TaskMetrics;
 }
 
 /** Builds the label lookup runComparison takes from files and their labels (undefined = unlabelled). */
@@ -66,7 +79,9 @@ const varName = (l: LayerTensor) => (typeof l === 'string' ? l : l.variant);
 export async function runComparison(options: RunComparisonOptions): Promise<ComparisonRun> {
   const { dataset, reference } = options;
   const reporter = options.reporter ?? silentReporter;
-  const outputs = options.outputs ?? reference.outputs.map((o) => o.name);
+  const compared = options.outputs ?? reference.outputs.map((o) => o.name);
+  // The task's outputs are fetched too; only `compared` are compared as numbers.
+  const outputs = [...new Set([...compared, ...(options.task?.outputs ?? [])])];
   if (outputs.length === 0) throw new Error('The reference model has no outputs to compare.');
   const referenceLayers = [...new Set(options.variants.flatMap((v) => (v.layers ?? []).map(refName)))].filter((n) => !outputs.includes(n));
   const runs = options.variants.map((v) => ({ run: v, cmp: new VariantComparison(v.spec, options.metrics) }));
@@ -81,12 +96,20 @@ export async function runComparison(options: RunComparisonOptions): Promise<Comp
       const feed: Record<string, Tensor> = { [dataset.inputName]: { dtype: 'float32', dims: batch.dims, data: batch.data } };
       const batchLabels = labels === undefined ? undefined : batch.files.map((f) => labels.get(path.resolve(f)));
       const ref = await reference.run(feed, [...outputs, ...referenceLayers]);
-      fp32?.addOutputs(ref, ref, batch.files, batchLabels, outputs);
+      fp32?.addOutputs(ref, ref, batch.files, batchLabels, compared);
+      const task = options.task;
+      const geometries = task ? await imageGeometries(batch.files, dataset.preprocess) : [];
+      if (task) {
+        await task.prepareBatch?.(geometries);
+        task.addReference(ref, geometries);
+        task.addVariant('fp32', ref, geometries);
+      }
       for (const { run, cmp } of runs) {
         const layers = run.layers ?? [];
         const fetch = [...new Set([...outputs, ...layers.map(varName)])];
         const out = await run.session.run(feed, fetch);
-        cmp.addOutputs(ref, out, batch.files, batchLabels, outputs);
+        cmp.addOutputs(ref, out, batch.files, batchLabels, compared);
+        task?.addVariant(run.spec.name, out, geometries);
         if (layers.length > 0) {
           const r: Record<string, Tensor> = {};
           const v: Record<string, Tensor> = {};
@@ -110,8 +133,17 @@ export async function runComparison(options: RunComparisonOptions): Promise<Comp
   if (images === 0) throw new Error('No image could be compared (every file was skipped).');
   const first = fp32 ?? runs[0]?.cmp;
   if (first === undefined) throw new Error('Nothing to compare: no variant was given.');
-  // One primary output for every variant: chosen from the first one's results.
-  const primaryName = choosePrimaryOutput(first.result().outputs);
+  // One primary output for every variant: the task's first output (what the verdict reads), else chosen from the
+  // first variant's results.
+  const taskOutput = options.task?.outputs.find((o) => compared.includes(o));
+  const primaryName = taskOutput ?? choosePrimaryOutput(first.result().outputs);
   const variants = [...(fp32 ? [fp32] : []), ...runs.map((r) => r.cmp)].map((c) => c.result(primaryName, options.opTypes));
-  return { variants, images, skipped };
+  if (options.task === undefined) return { variants, images, skipped, primaryOutput: primaryName };
+  const metrics = options.task.finish();
+  for (const v of variants) {
+    const m = metrics.get(v.name);
+    if (m === undefined) throw new Error(`The task evaluator has no result for variant ${v.name}.`);
+    v.task = m;
+  }
+  return { variants, images, skipped, primaryOutput: primaryName, ...(metrics.has('fp32') ? { referenceTask: metrics.get('fp32')! } : {}) };
 }

@@ -124,6 +124,12 @@ export interface VariantReport {
   worst: ImageRecord[];
   /** The task's verdict (issue 13): detection mAP, segmentation IoU, OCR text, classification top-1. */
   task?: import('./task/types.js').TaskMetrics;
+  /**
+   * The verdict's drop in points of the task metric: with labels FP32's labelled value minus this one's, without
+   * (1 - value) x 100 (classification: exactly top1Drop, or the disagreeing images x 100 / images). What the winner
+   * is not, but what the gate holds to --max-drop.
+   */
+  taskDrop?: number;
 }
 
 export interface Winner {
@@ -133,11 +139,28 @@ export interface Winner {
   agreement?: number;
   cosineMean: number;
   cosineMin: number;
+  /** The task metric it won on: its name, value (a fraction) and what it was measured against. */
+  task?: { kind: import('./task/types.js').TaskKind; metric: string; value: number; against: 'fp32' | 'labels' };
   /** Why it won, in words. */
   reason: string;
 }
 
-export type GateMetric = 'top1-accuracy' | 'top1-agreement' | 'threshold-iou';
+/**
+ * What --max-drop is in points of: classification top-1 accuracy (labels) or agreement; a binary map's IoU (against
+ * FP32, as before tasks) or against masks; detection mAP@[.5:.95] against FP32 or labels; segmentation mIoU; OCR
+ * 1 - CER (points of CER).
+ */
+export type GateMetric =
+  | 'top1-accuracy'
+  | 'top1-agreement'
+  | 'threshold-iou'
+  | 'iou-labels'
+  | 'map'
+  | 'map-labels'
+  | 'miou'
+  | 'miou-labels'
+  | 'cer'
+  | 'cer-labels';
 
 export interface GateVariant {
   name: string;
@@ -150,6 +173,8 @@ export interface GateResult {
   /** --max-drop, in points. */
   maxDrop: number;
   metric: GateMetric;
+  /** The task metric's name (e.g. "mAP@[.5:.95]"), when the gate is on a task's verdict. */
+  taskMetric?: string;
   /** The variants held to the gate: every FP16 variant and the INT8 winner. */
   variants: GateVariant[];
   passed: boolean;
@@ -211,7 +236,8 @@ export interface CompareReport {
     images: number;
     skipped: number;
     /** Where labels came from, when any. */
-    labels?: { source: string; classes?: string[]; labelled: number; unlabelled: number };
+    /** `unmatched`: label entries naming images that are not in --data (left out, reported). */
+    labels?: { source: string; classes?: string[]; labelled: number; unlabelled: number; unmatched?: number };
   };
   settings: {
     backend: string;
@@ -221,6 +247,8 @@ export interface CompareReport {
     algorithms: string[];
     /** Dense maps: the same-side threshold. */
     threshold: number;
+    /** The task the verdict is about, as resolved (--task, or what auto decided and why). */
+    task?: { kind: import('./task/types.js').TaskKind; requested: string; reason: string; outputs: string[]; options?: Record<string, unknown> };
     worstCount: number;
     maxDrop?: number;
     /** The preprocessing as resolved (echoed back). */

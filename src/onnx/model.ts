@@ -228,6 +228,13 @@ export function* modelTensors(graph: OnnxTypes.IGraphProto): Generator<OnnxTypes
   }
 }
 
+const externalFiles = new WeakMap<OnnxModel, string[]>();
+
+/** The external data files a model loaded by loadOnnxModel() was read from (inputs no output may overwrite). */
+export function externalDataFiles(model: OnnxModel): string[] {
+  return externalFiles.get(model) ?? [];
+}
+
 /** Reads every external tensor into the model; returns whether there was any. */
 async function inlineExternalData(model: OnnxModel, file: string): Promise<boolean> {
   let any = false;
@@ -280,6 +287,7 @@ async function inlineExternalData(model: OnnxModel, file: string): Promise<boole
   } finally {
     for (const fh of handles.values()) await fh.close();
   }
+  if (handles.size > 0) externalFiles.set(model, [...handles.keys()]);
   return any;
 }
 

@@ -37,7 +37,8 @@
  * tensors (shapes, indices), the outputs of layers the precision map keeps out of INT8, and tensors TensorRT never
  * materialises because it fuses their consumer into the producer (a weighted op's output read only by a
  * BatchNorm, an activation or one Add, and so on down such a chain; a pointwise op's output read only by another
- * pointwise op): rounding those would be more pessimistic than any engine.
+ * pointwise op; a tensor read only by data-movement ops, rounded as their output instead): rounding those would be
+ * more pessimistic than any engine.
  * A node the precision map sets to 'fp16' or 'fp32', a weighted op whose activation has no scale in the cache,
  * or one whose weight is not a stored constant (e.g. computed by a Reshape) stays float; each is reported.
  *
@@ -115,6 +116,8 @@ const WEIGHTED = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
  * and elementwise sum).
  */
 const FUSED_FOLLOWERS = new Set(['BatchNormalization', 'Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Elu', 'Selu', 'Softplus', 'HardSigmoid', 'HardSwish', 'PRelu', 'Add', 'Sum']);
+/** Ops that only re-lay values out. */
+const DATA_MOVEMENT = new Set(['Identity', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'Flatten']);
 /**
  * Elementwise ops TensorRT merges, when adjacent, into one pointwise kernel (developer guide, "Types of Fusions":
  * PointWise fusion): the tensors between them are never written out.
@@ -129,7 +132,8 @@ const POINTWISE = new Set([
  * Tensors that TensorRT does not materialise, not a graph output and read by exactly one node: the output of a
  * weighted op (or of a node already fused into one) read by a FUSED_FOLLOWERS node (only one input of an Add/Sum
  * fuses; a Clip's bounds or a PRelu's slope are not the fused input), and the output of a pointwise op read by
- * another pointwise op.
+ * another pointwise op. A tensor read only by data-movement ops (Identity, Reshape, Transpose, Squeeze, Unsqueeze,
+ * Flatten) is rounded once, as their output.
  */
 function fusedTensors(nodes: readonly OnnxNode[], tensors: GraphAnalysis['tensors'], consumers: GraphAnalysis['consumers'], outputs: ReadonlySet<string>): Set<string> {
   const chain = new Set<number>();
@@ -140,7 +144,15 @@ function fusedTensors(nodes: readonly OnnxNode[], tensors: GraphAnalysis['tensor
     if (WEIGHTED.has(node.opType) && isDefault(node)) chain.add(index);
     for (const out of node.output) {
       const users = consumers.get(out) ?? [];
-      if (!out || outputs.has(out) || users.length !== 1 || tensors.get(out)?.elemType !== ELEM.FLOAT) continue;
+      if (!out || outputs.has(out) || users.length === 0 || tensors.get(out)?.elemType !== ELEM.FLOAT) continue;
+      // Read only by data-movement ops (TensorRT's shuffles pass INT8 through with one scale): the values are
+      // rounded once, as those ops' outputs. (onnxruntime's extended optimisations also crash on a DQ feeding such
+      // an op when the DQ's output is exposed for the layerwise comparison.)
+      if (users.every((k) => DATA_MOVEMENT.has(nodes[k]!.opType) && nodes[k]!.input[0] === out)) {
+        fused.add(out);
+        continue;
+      }
+      if (users.length !== 1) continue;
       const k = users[0]!;
       const next = nodes[k]!;
       if (!isDefault(next)) continue;

@@ -230,8 +230,3 @@ export function protectionPrecisionMap(model: OnnxModel, protectedTensors: reado
   }
   return map;
 }
-
-/** One line per protected tensor, for summaries. */
-export function describeProtected(p: ProtectedTensor): string {
-  return `${p.tensor} [${p.kind}]: ${p.reason}`;
-}

@@ -25,9 +25,11 @@
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { weightScales, quantizeWeights } from '../onnx/qdq.js';
 import { snrFromSums } from '../compare/metrics.js';
-import { loadLabels } from '../compare/labels.js';
 import { labelMap } from '../compare/run.js';
 import { datasetForModel, type DataOptions } from '../app/data.js';
+import { resolveTask } from '../app/task.js';
+import type { PreparedTask, TaskFlags } from '../compare/task/index.js';
+import { imageGeometries } from '../datasets/geometry.js';
 import { loadCacheFor } from '../app/variants.js';
 import type { PreprocessConfig } from '../datasets/types.js';
 import { UserError } from '../errors.js';
@@ -126,6 +128,8 @@ export interface SensitivityOptions {
   labels?: ReadonlyMap<string, number>;
   /** ...or where to read them, as compare's --labels and --classes ("folders" or a path,label CSV). */
   labelSource?: { labels: string; classes?: string };
+  /** --task and its flags (default auto); variants are scored in points of its metric. */
+  task?: TaskFlags;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -145,6 +149,8 @@ export interface SensitivityContext {
   threads?: number;
   /** Weight SNR (dB) and |w| max per weight tensor. */
   weightStats: Map<string, { snrDb: number; absMax: number }>;
+  /** The task the variants are judged as. */
+  task: PreparedTask;
   seconds: number;
 }
 
@@ -167,8 +173,13 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
 
   const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'sensitivity analysis');
   let labels = options.labels;
-  if (!labels && options.labelSource) {
-    const assigned = await loadLabels(dataset.files, { ...options.labelSource, dataRoot: options.data.data });
+  const flags: TaskFlags = {
+    ...(options.task ?? {}),
+    ...(options.labelSource && !labels ? { labels: options.labelSource.labels, ...(options.labelSource.classes !== undefined ? { classes: options.labelSource.classes } : {}) } : {}),
+  };
+  const task = await resolveTask(options.model, model, dataset, options.data.data, flags, { ...(options.threads ? { threads: options.threads } : {}), reporter });
+  if (!labels && task.classifyLabels) {
+    const assigned = task.classifyLabels;
     labels = labelMap(dataset.files, assigned.labels);
     reporter.info(`labels: ${assigned.labelled} of ${dataset.files.length} images (${assigned.source})`);
   }
@@ -200,6 +211,12 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
   } finally {
     await session.release();
   }
+  // Detection, segmentation and OCR map predictions back to the photos: each kept batch's geometries, read once.
+  if (task.kind !== 'classify' && task.kind !== 'raw') {
+    data.task = task;
+    data.geometries = [];
+    for (const b of data.batches) data.geometries.push(await imageGeometries(b.files, preprocess));
+  }
 
   return {
     modelFile: options.model,
@@ -214,6 +231,7 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
     source: options.data.data,
     ...(options.threads ? { threads: options.threads } : {}),
     weightStats: weightStatistics(model, full),
+    task,
     seconds: (performance.now() - started) / 1000,
   };
 }
@@ -331,7 +349,8 @@ export interface MeasureOptions {
 export async function measureSensitivity(ctx: SensitivityContext, options: MeasureOptions = {}): Promise<SensitivityReport> {
   const reporter = options.reporter ?? silentReporter;
   const measure = options.measure ?? DEFAULT_MEASURE;
-  const metric = options.metric ?? DEFAULT_RANK_METRIC;
+  // Detection, segmentation and OCR rank by the task metric's drop; classifiers keep the cosine default.
+  const metric = options.metric ?? (ctx.task.kind === 'classify' || ctx.task.kind === 'raw' ? DEFAULT_RANK_METRIC : 'agreement');
   const selected = selectLayers(ctx.builder.layers, options.layers);
   const all = new Set(ctx.builder.layers.map((l) => l.name));
   const started = performance.now();

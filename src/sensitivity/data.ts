@@ -15,6 +15,8 @@
  */
 import path from 'node:path';
 import type { Session } from '../backends/types.js';
+import type { PreparedTask } from '../compare/task/index.js';
+import type { ImageGeometry } from '../compare/task/types.js';
 import type { Dataset, SkippedFile } from '../datasets/types.js';
 import { UserError } from '../errors.js';
 import { silentReporter, type Reporter } from '../reporter.js';
@@ -46,6 +48,9 @@ export interface EvaluationData {
   labels?: Array<number | undefined>;
   /** Bytes held by the batches and the FP32 outputs. */
   bytes: number;
+  /** Set by the caller for detection, segmentation and OCR: the task that scores variants, and each batch's image geometries. */
+  task?: PreparedTask;
+  geometries?: ImageGeometry[][];
   /** Noise sums of the tensors measured during the FP32 pass. */
   noise: Map<string, TensorNoise>;
   seconds: { decodeAndFp32: number };

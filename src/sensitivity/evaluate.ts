@@ -2,11 +2,13 @@
  * Runs one variant model over the kept batches and compares it with the kept FP32 outputs, with the comparison
  * machinery of src/compare (the same metrics `compare` reports): the primary output's agreement with FP32 (top-1
  * agreement for a classifier, IoU of the thresholded maps for a dense map; top-1 accuracy when labelled), its mean and
- * worst per-image cosine.
+ * worst per-image cosine. For detection, segmentation and OCR (data.task), the verdict is the task metric instead: its
+ * value against FP32 (or the labels) and its drop in points, as compare's gate counts them.
  */
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { PairSums, denseAgreement, floatValues } from '../compare/metrics.js';
-import { VariantComparison, choosePrimaryOutput, gateMetricOf } from '../compare/report.js';
+import { VariantComparison, choosePrimaryOutput, gateMetricOf, taskGateMetric } from '../compare/report.js';
+import type { TaskMetrics } from '../compare/task/types.js';
 import type { GateMetric, VariantReport } from '../compare/types.js';
 import { exposeTensors } from '../onnx/expose.js';
 import { saveOnnxModel, type OnnxModel } from '../onnx/model.js';
@@ -16,7 +18,10 @@ import { TensorNoise } from './noise.js';
 /** What one variant scored: everything the ranking and the search look at. */
 export interface VariantScore {
   images: number;
-  /** The budget's metric: 'top1-agreement' (classifier), 'threshold-iou' (dense map), 'top1-accuracy' (labelled). */
+  /**
+   * The budget's metric: 'top1-agreement' (classifier), 'threshold-iou' (dense map), 'top1-accuracy' (labelled);
+   * for detection, segmentation and OCR the task metric ('map', 'miou', 'cer', ... see GateMetric).
+   */
   metric: GateMetric | 'cosine';
   /** That metric's value, a fraction (for 'cosine', the mean cosine). */
   value: number;
@@ -51,13 +56,21 @@ export interface Evaluation {
   twin?: { snrDb: number; cosine: number; reference: TensorNoise };
 }
 
-/** Score of a VariantReport (see VariantScore). */
-export function scoreOf(report: VariantReport, primaryOutput: string): VariantScore {
+/**
+ * Score of a VariantReport (see VariantScore). With the variant's task metrics (and FP32's, for labelled drops), the
+ * value and drop are the task metric's.
+ */
+export function scoreOf(report: VariantReport, primaryOutput: string, task?: { variant: TaskMetrics; reference: TaskMetrics }): VariantScore {
   const primary = report.outputs.find((o) => o.name === primaryOutput) ?? report.outputs[0]!;
-  const metric = gateMetricOf(primary) ?? 'cosine';
+  const taskMetric = task === undefined ? undefined : taskGateMetric(task.variant);
+  const metric = taskMetric ?? gateMetricOf(primary) ?? 'cosine';
   let value: number;
   let drop: number;
-  if (metric === 'top1-accuracy') {
+  if (taskMetric !== undefined && task !== undefined) {
+    const labelled = task.variant.valueLabels !== undefined;
+    value = labelled ? task.variant.valueLabels! : task.variant.value;
+    drop = labelled ? (task.reference.valueLabels! - value) * 100 : (1 - value) * 100;
+  } else if (metric === 'top1-accuracy') {
     value = report.top1!;
     drop = report.top1Drop!;
   } else if (metric === 'top1-agreement') {
@@ -105,6 +118,7 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
   const cmp = new VariantComparison({ name: options.name ?? 'variant', precision: 'int8' }, { worstCount: 1 });
   const twinSums = options.twin ? new PairSums() : undefined;
   const twinNoise = options.twin ? new TensorNoise() : undefined;
+  const task = data.task?.create();
   let start = 0;
   try {
     for (let b = 0; b < data.batches.length; b++) {
@@ -112,6 +126,13 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
       const out = await session.run({ [data.inputName]: { dtype: 'float32', dims: batch.dims, data: batch.data } }, fetch);
       const labels = data.labels?.slice(start, start + batch.files.length);
       cmp.addOutputs(data.fp32Outputs[b]!, out, batch.files, labels, data.outputs);
+      if (task) {
+        const geometries = data.geometries![b]!;
+        await task.prepareBatch?.(geometries);
+        task.addReference(data.fp32Outputs[b]!, geometries);
+        task.addVariant('fp32', data.fp32Outputs[b]!, geometries);
+        task.addVariant('variant', out, geometries);
+      }
       if (twinSums && options.twin) {
         const reference = floatValues(out[options.twin.reference]!, 'twin');
         twinSums.add(reference, floatValues(out[options.twin.output]!, 'layer'));
@@ -124,7 +145,13 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
   }
   const report = cmp.result(options.primaryOutput);
   const primary = options.primaryOutput ?? choosePrimaryOutput(report.outputs);
-  const result: Evaluation = { score: scoreOf(report, primary), report };
+  let taskScores: { variant: TaskMetrics; reference: TaskMetrics } | undefined;
+  if (task) {
+    const metrics = task.finish();
+    taskScores = { variant: metrics.get('variant')!, reference: metrics.get('fp32')! };
+    report.task = taskScores.variant;
+  }
+  const result: Evaluation = { score: scoreOf(report, primary, taskScores), report };
   if (twinSums) result.twin = { snrDb: twinSums.snrDb, cosine: twinSums.cosine, reference: twinNoise! };
   return result;
 }

@@ -25,6 +25,7 @@
  * Every evaluation is one model built from a precision map by src/precision/apply.ts (the model `quantize`
  * writes from that map) and run on the kept batches; an evaluator can be injected (tests).
  */
+import { METRIC_VALUE_NAMES } from '../compare/format.js';
 import type { TradeoffCurve } from '../compare/types.js';
 import { UserError } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
@@ -107,12 +108,7 @@ export interface MixedResult {
   seconds: number;
 }
 
-const METRIC_NAMES: Record<VariantScore['metric'], string> = {
-  'top1-agreement': 'top-1 agreement',
-  'top1-accuracy': 'top-1 accuracy',
-  'threshold-iou': 'IoU of the thresholded maps',
-  cosine: 'mean cosine',
-};
+const METRIC_NAMES = METRIC_VALUE_NAMES;
 
 /** The default evaluator: the map's model (src/precision/apply.ts) run on the kept batches. */
 export function defaultMixedEvaluator(model: OnnxModel, scales: ReadonlyMap<string, number>, data: EvaluationData, options: { threads?: number; file?: string } = {}): MixedEvaluator {

@@ -2,6 +2,7 @@
  * Terminal text for sensitivity results and the mixed-precision trade-off. Formatting only: every number comes
  * from the typed results.
  */
+import { METRIC_VALUE_NAMES } from '../compare/format.js';
 import path from 'node:path';
 import type { SensitivityReport, LayerSensitivity } from './analyze.js';
 import type { VariantScore } from './evaluate.js';
@@ -22,12 +23,7 @@ function table(header: string[], rows: string[][], right: ReadonlySet<number>): 
   return [line(header), ...rows.map(line)];
 }
 
-const METRIC_WORDS: Record<VariantScore['metric'], string> = {
-  'top1-agreement': 'top-1 agreement',
-  'top1-accuracy': 'top-1 accuracy',
-  'threshold-iou': 'IoU of the thresholded maps',
-  cosine: 'mean cosine',
-};
+const METRIC_WORDS = METRIC_VALUE_NAMES;
 
 export function renderSensitivity(r: SensitivityReport, options: { top?: number } = {}): string {
   const lines: string[] = [];

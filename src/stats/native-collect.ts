@@ -24,8 +24,7 @@
  * (./collect-worker.ts), which stays as the fallback where the library cannot be loaded; the two give the same
  * bytes (test/unit/native-collect.test.ts).
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
 import type { TensorInfo } from '../backends/types.js';
@@ -34,7 +33,7 @@ import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
 import { describeInputs, type ActivationInfo } from '../onnx/graph.js';
 import { decodeOnnxModel, graphOf, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import { exportBlockedActivations } from '../onnx/nchwc.js';
-import { releaseAtExit, removeAtExit } from '../util/cleanup.js';
+import { newTemporaryFolder, removeTemporaryFolder } from '../util/run-temp.js';
 import { compareNames } from './collector.js';
 import type { CollectionPlan } from './derive.js';
 import { mergeInto } from './histogram.js';
@@ -252,8 +251,7 @@ const BLOCKED_MAX_MODEL_BYTES = 512 * 2 ** 20;
 
 async function removeTemporary(dir: string): Promise<void> {
   try {
-    await rm(dir, { recursive: true, force: true });
-    releaseAtExit(dir);
+    await removeTemporaryFolder(dir);
   } catch {
     // left to the exit hook (Windows: onnxruntime may still have the weights mapped)
   }
@@ -273,8 +271,8 @@ export async function blockedModel(
 ): Promise<{ dir: string; file: string; count: number } | undefined> {
   let dir: string | undefined;
   try {
-    dir = await mkdtemp(path.join(tmpdir(), 'trt-calib-nchwc-'));
-    removeAtExit(dir);
+    // Inside the run's temporary folder, which goes at exit, or with the next run if this one is killed.
+    dir = await newTemporaryFolder('nchwc');
     const optimized = path.join(dir, 'optimized.onnx');
     await loadNative().ortOptimizeModel(
       library,

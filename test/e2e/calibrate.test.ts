@@ -251,8 +251,9 @@ describe('PP-OCRv4 detector: Constant-node weights, dynamic input fixed by --sha
 
 describe('an interrupted run (Ctrl-C)', () => {
   it('exits 130 and leaves no temporary file or folder behind, and no output', async () => {
-    // A temporary folder of its own, watched: SIGINT goes the moment the blocked-layout model's folder appears
-    // (src/stats/native-collect.ts writes the model's weights there while onnxruntime prepares the session).
+    // A temporary folder of its own, watched: SIGINT goes the moment the run's temporary folder appears
+    // (src/util/run-temp.ts; src/stats/native-collect.ts writes the blocked-layout model's weights in it while
+    // onnxruntime prepares the session).
     const scratch = await mkdtemp(path.join(tmp, 'tmpdir-'));
     const out = path.join(tmp, 'interrupted');
     const child = spawn(process.execPath, [BIN, ...base, '--data', IMAGES, '--out-dir', out], { env: { ...process.env, TMPDIR: scratch }, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -260,7 +261,7 @@ describe('an interrupted run (Ctrl-C)', () => {
     child.stderr.on('data', (d) => (stderr += String(d)));
     const sent = new Promise<string>((resolve) => {
       const watcher = watch(scratch, (_event, name) => {
-        if (!name?.startsWith('trt-calib-nchwc-')) return;
+        if (!name?.startsWith('trt-calib-run.')) return;
         child.kill('SIGINT');
         watcher.close();
         resolve(name);
@@ -272,7 +273,7 @@ describe('an interrupted run (Ctrl-C)', () => {
     });
     const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
     const folder = await sent;
-    if (process.arch === 'x64') expect(folder).toMatch(/^trt-calib-nchwc-/); // the signal was sent mid-run
+    if (process.arch === 'x64') expect(folder).toMatch(/^trt-calib-run\./); // the signal was sent mid-run
     expect(code).toBe(130);
     expect(stderr).toMatch(/interrupted \(SIGINT\)/);
     expect(readdirSync(scratch).filter((f) => f.startsWith('trt-calib'))).toEqual([]);

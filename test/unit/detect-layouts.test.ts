@@ -54,9 +54,9 @@ describe('detectionSpecFromFlags', () => {
     expect(detectionSpecFromFlags({ layout: 'yolov8' }, one)).toEqual({ layout: 'yolov8', output: 'output0', transposed: false });
     expect(detectionSpecFromFlags({ layout: 'yolov8-transposed' }, one)).toEqual({ layout: 'yolov8', output: 'output0', transposed: true });
     expect(detectionSpecFromFlags({ layout: 'yolov5', output: 'output0' }, one)).toEqual({ layout: 'yolov5', output: 'output0' });
-    expect(userError(() => detectionSpecFromFlags({ layout: 'yolov9' }, one)).message).toContain('--layout');
-    expect(userError(() => detectionSpecFromFlags({ layout: 'nms', output: 'dets' }, one)).message).toContain('--output');
-    expect(userError(() => detectionSpecFromFlags({ layout: 'nms' }, SSD_OUTPUTS)).message).toContain('--output NAME');
+    expect(userError(() => detectionSpecFromFlags({ layout: 'yolov9' }, one)).message).toContain('--det-layout');
+    expect(userError(() => detectionSpecFromFlags({ layout: 'nms', output: 'dets' }, one)).message).toContain('--det-output');
+    expect(userError(() => detectionSpecFromFlags({ layout: 'nms' }, SSD_OUTPUTS)).message).toContain('--det-output NAME');
   });
 });
 
@@ -77,6 +77,12 @@ describe('recognizeDetection', () => {
   it('recognises YOLOv8, NMS in the graph and EfficientNMS from names and shapes', () => {
     expect(recognizeDetection([{ name: 'output0', dims: [1, 94, 1917] }]).spec).toEqual({ layout: 'yolov8', output: 'output0', transposed: false });
     expect(recognizeDetection([{ name: 'output0', dims: [1, 300, 6] }]).spec).toEqual({ layout: 'nms', output: 'output0' });
+    // ultralytics' dynamic export: the anchor count depends on the input size.
+    expect(recognizeDetection([{ name: 'output0', dims: ['batch', 84, 'anchors'] }]).spec).toEqual({ layout: 'yolov8', output: 'output0', transposed: false });
+    // NMS rows with a dynamic batch and row count: the sample's shape decides.
+    const nmsSample = { output0: { dtype: 'float32' as const, dims: [1, 100, 6], data: new Float32Array(600) } };
+    expect(recognizeDetection([{ name: 'output0', dims: ['N', 'K', 6] }]).reason).toContain('--det-layout nms');
+    expect(recognizeDetection([{ name: 'output0', dims: ['N', 'K', 6] }], nmsSample).spec).toEqual({ layout: 'nms', output: 'output0' });
     expect(
       recognizeDetection([
         { name: 'num_dets', dims: [1, 1] },
@@ -100,8 +106,8 @@ describe('recognizeDetection', () => {
     // YOLOv5 [N, A, 5+C] and transposed YOLOv8 [N, A, 4+C] look alike.
     const v5 = recognizeDetection([{ name: 'output0', dims: [1, 1917, 95] }]);
     expect(v5.spec).toBeUndefined();
-    expect(v5.reason).toContain('--layout yolov5');
-    expect(v5.reason).toContain('--layout yolov8-transposed');
+    expect(v5.reason).toContain('--det-layout yolov5');
+    expect(v5.reason).toContain('--det-layout yolov8-transposed');
     // Boxes [N, A, 4] in an unknown format.
     const plain = recognizeDetection([
       { name: 'bboxes', dims: [1, 1000, 4] },

@@ -111,14 +111,24 @@ export function evaluateCoco(
       const D = Math.min(order.length, COCO_MAX_DETECTIONS);
       const G = gts.length;
       const ious = new Float64Array(D * G);
+      // A detection's best IoU with any box: below a threshold it cannot match there (most low-scored ones).
+      const bestIou = new Float64Array(D);
       for (let d = 0; d < D; d++) {
         const det = dtsIn[order[d]!]!;
-        for (let g = 0; g < G; g++) ious[d * G + g] = cocoIou(det, gts[g]!, g >= regular);
+        for (let g = 0; g < G; g++) {
+          const v = cocoIou(det, gts[g]!, g >= regular);
+          ious[d * G + g] = v;
+          if (v > bestIou[d]!) bestIou[d] = v;
+        }
       }
       for (let t = 0; t < T; t++) {
         const gtMatched = new Uint8Array(G);
         const threshold = Math.min(COCO_IOU_THRESHOLDS[t]!, 1 - 1e-10);
         for (let d = 0; d < D; d++) {
+          if (bestIou[d]! < threshold) {
+            status[t]!.push(STATUS_FP);
+            continue;
+          }
           let best = threshold;
           let m = -1;
           for (let g = 0; g < G; g++) {

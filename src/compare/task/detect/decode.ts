@@ -60,7 +60,7 @@ function shapeError(spec: DetectionSpec, name: string, t: Tensor, expected: stri
     hint:
       spec.layout === 'boxes-scores'
         ? 'Check --boxes NAME:FORMAT[:norm] and --scores NAME against the model outputs.'
-        : 'Check --layout (and --output) against the model outputs, or name them with --boxes NAME:FORMAT[:norm] --scores NAME.',
+        : 'Check --det-layout (and --det-output) against the model outputs, or name them with --boxes NAME:FORMAT[:norm] --scores NAME.',
   });
 }
 

@@ -27,22 +27,38 @@ export interface DetectionEvaluator extends TaskEvaluator {
 
 const asGroundTruth = (d: DetectionBox): GroundTruthBox => ({ x1: d.x1, y1: d.y1, x2: d.x2, y2: d.y2, classId: d.classId });
 
+/**
+ * One image's detections kept between the pass and finish() as 6 float64 per box (x1, y1, x2, y2, score, class):
+ * a third of the memory of objects, for hundreds of boxes per image and variant. Exact: nothing is rounded.
+ */
+type PackedImage = Float64Array;
+function pack(boxes: readonly DetectionBox[]): PackedImage {
+  const out = new Float64Array(boxes.length * 6);
+  boxes.forEach((b, i) => out.set([b.x1, b.y1, b.x2, b.y2, b.score, b.classId], i * 6));
+  return out;
+}
+function unpack(p: PackedImage): DetectionBox[] {
+  const out: DetectionBox[] = new Array(p.length / 6);
+  for (let i = 0, k = 0; k < p.length; i++, k += 6) out[i] = { x1: p[k]!, y1: p[k + 1]!, x2: p[k + 2]!, y2: p[k + 3]!, score: p[k + 4]!, classId: p[k + 5]! };
+  return out;
+}
+
 export function createDetectionEvaluator(options: DetectionOptions): DetectionEvaluator {
   const gtScore = options.gtScore ?? DETECTION_DEFAULTS.gtScore;
   const worstCount = options.worstCount ?? DETECTION_DEFAULTS.worstCount;
   const files: string[] = [];
-  const reference: DetectionBox[][] = [];
-  const variants = new Map<string, DetectionBox[][]>();
+  const reference: PackedImage[] = [];
+  const variants = new Map<string, PackedImage[]>();
   let finished = false;
   // FP32's own row gets the very outputs of addReference: decoded once.
-  let lastReference: { outputs: BatchOutputs; detections: DetectionBox[][] } | undefined;
+  let lastReference: { outputs: BatchOutputs; detections: PackedImage[] } | undefined;
 
   return {
     kind: 'detect',
     outputs: specOutputs(options.spec),
     addReference(outputs: BatchOutputs, images: readonly ImageGeometry[]): void {
       if (finished) throw new Error('detection evaluator: addReference after finish()');
-      const detections = decodeDetections(outputs, images, options);
+      const detections = decodeDetections(outputs, images, options).map(pack);
       lastReference = { outputs, detections };
       reference.push(...detections);
       files.push(...images.map((g) => g.file));
@@ -55,13 +71,13 @@ export function createDetectionEvaluator(options: DetectionOptions): DetectionEv
         if (files[list!.length + i] !== g.file) throw new Error(`detection evaluator: variant ${variant} got ${g.file} where FP32 had ${files[list!.length + i] ?? 'no image'}`);
       });
       const same = lastReference?.outputs === outputs && lastReference.detections.length === images.length;
-      list.push(...(same ? lastReference!.detections : decodeDetections(outputs, images, options)));
+      list.push(...(same ? lastReference!.detections : decodeDetections(outputs, images, options).map(pack)));
     },
     finish(): Map<string, TaskMetrics> {
       finished = true;
       lastReference = undefined;
-      const groundTruth = reference.map((dets) => dets.filter((d) => d.score >= gtScore).map(asGroundTruth));
-      const referenceKept = reference.map((dets) => dets.filter((d) => d.score >= gtScore));
+      const referenceKept = reference.map((p) => unpack(p).filter((d) => d.score >= gtScore));
+      const groundTruth = referenceKept.map((dets) => dets.map(asGroundTruth));
       const labelled: number[] = [];
       const labelBoxes: GroundTruthBox[][] = [];
       if (options.labels) {
@@ -74,7 +90,9 @@ export function createDetectionEvaluator(options: DetectionOptions): DetectionEv
         });
       }
       const results = new Map<string, TaskMetrics>();
-      for (const [variant, dets] of variants) {
+      for (const [variant, packed] of variants) {
+        // One variant's boxes as objects at a time.
+        const dets = packed.map(unpack);
         if (dets.length !== reference.length) throw new Error(`detection evaluator: variant ${variant} has ${dets.length} images, FP32 ${reference.length}`);
         const vsFp32 = evaluateCoco(groundTruth, dets, { classNames: options.classNames });
         const vsLabels = options.labels ? evaluateCoco(labelBoxes, labelled.map((i) => dets[i]!), { classNames: options.classNames }) : undefined;
@@ -135,9 +153,8 @@ export function createDetectionEvaluator(options: DetectionOptions): DetectionEv
     },
     detections(variant: string): DetectionBox[][] | undefined {
       if (!options.keepDetections) return undefined;
-      const list = variants.get(variant);
-      if (list) return list;
-      return variant === 'fp32' ? reference : undefined;
+      const list = variants.get(variant) ?? (variant === 'fp32' ? reference : undefined);
+      return list?.map(unpack);
     },
     files(): string[] {
       return [...files];

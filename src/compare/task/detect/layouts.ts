@@ -1,6 +1,6 @@
 /**
  * Which outputs hold the detections and how: from the flags (`--boxes NAME:FORMAT[:norm]` with `--scores NAME`, or
- * `--layout L` with `--output NAME`), or recognised from the outputs' names and shapes for `--task auto`.
+ * `--det-layout L` with `--det-output NAME`), or recognised from the outputs' names and shapes for `--task auto`.
  *
  * Recognition only answers where the shapes (and, given, the value ranges of one FP32 batch) leave one reading:
  * - four outputs named like EfficientNMS's (num_dets, boxes, scores, classes): 'efficient-nms' (named
@@ -9,7 +9,8 @@
  *   ymin, xmin, ymax, xmax, normalised unless the sample's values reach past 0..1.5): 'boxes-scores';
  *   C = 90 is COCO's 90-id space without background (column i = id i + 1, class offset 1);
  * - one rank-3 output [N, K, 6] with K <= 1000 (rows of x1, y1, x2, y2, score, class; NMS in the graph): 'nms';
- * - one rank-3 output [N, 4 + C, A] with 4 + C < A (ultralytics YOLOv8/YOLO11): 'yolov8'.
+ * - one rank-3 output [N, 4 + C, A] with 4 + C < A, or A dynamic (ultralytics YOLOv8/YOLO11): 'yolov8'.
+ * Dynamic dims take their size from the sample batch where one is given.
  * [N, A, 5 + C] (YOLOv5) and [N, A, 4 + C] (YOLOv8 transposed) have the same shape, and boxes [N, A, 4] can be in any
  * format: those are refused with what to pass.
  */
@@ -18,7 +19,7 @@ import type { Tensor } from '../../../tensor.js';
 import { tensorValues } from './decode.js';
 import { BOX_FORMATS, type BoxFormat, type DetectionSpec, type OutputInfo } from './types.js';
 
-/** Values of --layout, with yolov8's transposed form spelled out. */
+/** Values of --det-layout, with yolov8's transposed form spelled out. */
 export const LAYOUT_FLAG_VALUES = ['yolov5', 'yolov8', 'yolov8-transposed', 'nms', 'efficient-nms', 'boxes-scores'] as const;
 
 function describeOutputs(outputs: readonly OutputInfo[]): string {
@@ -74,7 +75,7 @@ export function detectionSpecFromFlags(
       });
     }
     if (flags.layout !== undefined && flags.layout !== 'boxes-scores') {
-      throw new UserError(`--layout ${flags.layout} cannot be combined with --boxes/--scores, which describe the 'boxes-scores' layout.`);
+      throw new UserError(`--det-layout ${flags.layout} cannot be combined with --boxes/--scores, which describe the 'boxes-scores' layout.`);
     }
     const parsed = parseBoxesFlag(flags.boxes);
     const boxes = findOutput(outputs, parsed.name, '--boxes');
@@ -89,37 +90,37 @@ export function detectionSpecFromFlags(
     return { layout: 'boxes-scores', boxes: boxes.name, format: parsed.format, normalized: parsed.normalized, scores: scores.name };
   }
   if (flags.layout === undefined) {
-    throw new UserError('Detection needs to know where the boxes are: give --layout or --boxes NAME:FORMAT[:norm] with --scores NAME.', {
+    throw new UserError('Detection needs to know where the boxes are: give --det-layout or --boxes NAME:FORMAT[:norm] with --scores NAME.', {
       hint: `The model's outputs: ${describeOutputs(outputs)}.`,
     });
   }
   const layout = flags.layout;
   if (!(LAYOUT_FLAG_VALUES as readonly string[]).includes(layout)) {
-    throw new UserError(`--layout ${JSON.stringify(layout)} is not one of ${LAYOUT_FLAG_VALUES.join(', ')}.`);
+    throw new UserError(`--det-layout ${JSON.stringify(layout)} is not one of ${LAYOUT_FLAG_VALUES.join(', ')}.`);
   }
-  if (layout === 'boxes-scores') throw new UserError('--layout boxes-scores needs --boxes NAME:FORMAT[:norm] and --scores NAME.');
+  if (layout === 'boxes-scores') throw new UserError('--det-layout boxes-scores needs --boxes NAME:FORMAT[:norm] and --scores NAME.');
   if (layout === 'efficient-nms') {
     const spec = efficientNmsOutputs(outputs);
     if (!spec) {
-      throw new UserError(`--layout efficient-nms: cannot find EfficientNMS's four outputs (num_dets, boxes, scores, classes) among ${describeOutputs(outputs)}.`);
+      throw new UserError(`--det-layout efficient-nms: cannot find EfficientNMS's four outputs (num_dets, boxes, scores, classes) among ${describeOutputs(outputs)}.`);
     }
     return spec;
   }
   let single: OutputInfo;
   if (flags.output !== undefined) {
-    single = findOutput(outputs, flags.output, '--output');
+    single = findOutput(outputs, flags.output, '--det-output');
   } else {
     const rank3 = outputs.filter((o) => o.dims.length === 3);
     if (rank3.length !== 1) {
-      throw new UserError(`--layout ${layout}: the model has ${rank3.length === 0 ? 'no' : rank3.length} outputs of rank 3; name the one to read with --output NAME.`, {
+      throw new UserError(`--det-layout ${layout}: the model has ${rank3.length === 0 ? 'no' : rank3.length} outputs of rank 3; name the one to read with --det-output NAME.`, {
         hint: `The model's outputs: ${describeOutputs(outputs)}.`,
       });
     }
     single = rank3[0]!;
   }
-  if (single.dims.length !== 3) throw new UserError(`--layout ${layout}: output '${single.name}' has shape [${single.dims.join(', ')}]; it must have rank 3.`);
+  if (single.dims.length !== 3) throw new UserError(`--det-layout ${layout}: output '${single.name}' has shape [${single.dims.join(', ')}]; it must have rank 3.`);
   if (layout === 'nms') {
-    if (typeof single.dims[2] === 'number' && single.dims[2] !== 6) throw new UserError(`--layout nms: output '${single.name}' has shape [${single.dims.join(', ')}]; expected [N, K, 6].`);
+    if (typeof single.dims[2] === 'number' && single.dims[2] !== 6) throw new UserError(`--det-layout nms: output '${single.name}' has shape [${single.dims.join(', ')}]; expected [N, K, 6].`);
     return { layout: 'nms', output: single.name };
   }
   if (layout === 'yolov5') return { layout: 'yolov5', output: single.name };
@@ -157,13 +158,18 @@ function valueRange(t: Tensor | undefined): { min: number; max: number } | undef
   return { min, max };
 }
 
-const WHAT_TO_PASS = 'pass --boxes NAME:FORMAT[:norm] --scores NAME (separate outputs) or --layout yolov5|yolov8|yolov8-transposed|nms|efficient-nms';
+const WHAT_TO_PASS = 'pass --boxes NAME:FORMAT[:norm] --scores NAME (separate outputs) or --det-layout yolov5|yolov8|yolov8-transposed|nms|efficient-nms';
 
 /** For --task auto: the detection spec the outputs show, and why; or undefined and what to pass. */
 export function recognizeDetection(
   outputs: readonly OutputInfo[],
   sample?: Readonly<Record<string, Tensor>>,
 ): { spec?: DetectionSpec; classOffset?: number; reason: string } {
+  // Dynamic dims (ultralytics' dynamic export: [batch, 84, anchors]) take their size from the sample where it has them.
+  outputs = outputs.map((o) => {
+    const actual = sample?.[o.name]?.dims;
+    return actual && actual.length === o.dims.length ? { name: o.name, dims: o.dims.map((d, i) => (typeof d === 'number' && d > 0 ? d : actual[i]!)) } : o;
+  });
   const shapes = describeOutputs(outputs);
   const efficient = efficientNmsOutputs(outputs);
   if (efficient?.layout === 'efficient-nms' && outputs.length <= 5) {
@@ -226,11 +232,12 @@ export function recognizeDetection(
       }
       return { spec: { layout: 'nms', output: o.name }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is NMS in the graph: at most ${d1} rows of x1, y1, x2, y2, score, class per image (ultralytics end2end, YOLOv10)` };
     }
-    if (typeof d1 === 'number' && typeof d2 === 'number' && d1 >= 5 && d1 < d2) {
-      return { spec: { layout: 'yolov8', output: o.name, transposed: false }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is ultralytics YOLOv8/YOLO11's layout: 4 box values (cx, cy, w, h in input pixels) and ${d1 - 4} class scores for each of ${d2} anchors` };
+    // [N, 4+C, A]; with a dynamic anchor count (an input of any size), a fixed 4+C in the middle says the same.
+    if (typeof d1 === 'number' && d1 >= 5 && (typeof d2 === 'number' ? d1 < d2 : true)) {
+      return { spec: { layout: 'yolov8', output: o.name, transposed: false }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is ultralytics YOLOv8/YOLO11's layout: 4 box values (cx, cy, w, h in input pixels) and ${d1 - 4} class scores for each of ${typeof d2 === 'number' ? d2 : `the ${d2}`} anchors` };
     }
-    if (typeof d1 === 'number' && typeof d2 === 'number' && d2 >= 6 && d1 > d2) {
-      return { reason: `'${o.name}' [${o.dims.join(', ')}] is either YOLOv5's layout (cx, cy, w, h, objectness, ${d2 - 5} classes) or YOLOv8's transposed (cx, cy, w, h, ${d2 - 4} classes); the shape cannot tell them apart: pass --layout yolov5 or --layout yolov8-transposed` };
+    if (typeof d2 === 'number' && d2 >= 6 && (typeof d1 === 'number' ? d1 > d2 : true)) {
+      return { reason: `'${o.name}' [${o.dims.join(', ')}] is either YOLOv5's layout (cx, cy, w, h, objectness, ${d2 - 5} classes) or YOLOv8's transposed (cx, cy, w, h, ${d2 - 4} classes); the shape cannot tell them apart: pass --det-layout yolov5 or --det-layout yolov8-transposed${d2 === 6 ? ' (or --det-layout nms for rows of x1, y1, x2, y2, score, class)' : ''}` };
     }
   }
   return { reason: `no detection layout recognised in outputs ${shapes}; ${WHAT_TO_PASS}` };

@@ -1,0 +1,101 @@
+/**
+ * The one temporary folder of a run: <tmpdir>/trt-calib-run.<pid>.<start time>. Every temporary file or folder the
+ * tool makes outside its outputs' folders (the blocked-layout model and its weights, src/stats/native-collect.ts;
+ * the model bytes handed to TensorRT's parser, src/backends/tensorrt.ts) goes inside it, so that:
+ * - at exit (also Ctrl-C, SIGTERM, SIGHUP) one synchronous step removes all of it. The folder is first renamed, so
+ *   that a file another thread is still creating under the old path (onnxruntime writing weights) fails instead of
+ *   appearing in a folder being removed; this closes the race between the exit handler and in-flight writes;
+ * - a run killed outright (SIGKILL, a crash, power loss) leaves a folder whose name says whose it was: the next run
+ *   that needs a temporary folder or writes an output sees that the process is gone and removes it.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { atExit } from './cleanup.js';
+import { isProcessAlive, ownProcess } from './process-identity.js';
+
+const PREFIX = 'trt-calib-run.';
+/** A run's folder, or one renamed for removal at exit (".<hex>.removing"). */
+const RUN_FOLDER = /^trt-calib-run\.(\d+)\.(\d+)(?:\.[0-9a-f]+\.removing)?$/;
+
+let hooked = false;
+
+/** This run's temporary folder (its path; created by newTemporaryFolder). */
+export function runTempDir(): string {
+  const { pid, start } = ownProcess();
+  return path.join(tmpdir(), `${PREFIX}${pid}.${start}`);
+}
+
+/** A new, empty folder inside this run's temporary folder; remove it with removeTemporaryFolder(). */
+export async function newTemporaryFolder(name: string): Promise<string> {
+  const dir = runTempDir();
+  if (!hooked) {
+    hooked = true;
+    // Registered before the folder exists: an exit between the two cannot leave it.
+    atExit(removeRunFolder);
+    sweepAbandonedRunFolders();
+  }
+  for (let attempt = 0; ; attempt++) {
+    mkdirSync(dir, { recursive: true }); // synchronous: the folder exists, or not, when an exit handler runs
+    try {
+      return await mkdtemp(path.join(dir, `${name}-`));
+    } catch (err) {
+      // removeTemporaryFolder() of another task removed the run's folder in between: make it again.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 3) throw err;
+    }
+  }
+}
+
+/** Removes a folder made by newTemporaryFolder(), and the run's folder once it is empty. */
+export async function removeTemporaryFolder(folder: string): Promise<void> {
+  await rm(folder, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
+  try {
+    rmdirSync(runTempDir()); // fails while another temporary folder is in use: it stays until that one goes
+  } catch {
+    // not empty, or already gone
+  }
+}
+
+/** At exit: rename the run's folder out of the way of in-flight writes, then remove it. */
+function removeRunFolder(): void {
+  const dir = runTempDir();
+  const removing = `${dir}.${randomBytes(4).toString('hex')}.removing`;
+  try {
+    renameSync(dir, removing);
+  } catch {
+    return; // no such folder: nothing to remove
+  }
+  rmSync(removing, { recursive: true, force: true, maxRetries: 3, retryDelay: 5 });
+}
+
+/**
+ * Removes the temporary folders of runs whose process is gone (killed, crashed). Returns the names removed.
+ * Folders of live processes, this one's included, are left alone.
+ */
+export function sweepAbandonedRunFolders(root = tmpdir()): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return [];
+  }
+  const own = ownProcess();
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = RUN_FOLDER.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    const start = m[2]!;
+    if (pid === own.pid && start === own.start) continue;
+    if (isProcessAlive(pid, start)) continue;
+    try {
+      rmSync(path.join(root, name), { recursive: true, force: true });
+      removed.push(name);
+    } catch {
+      // another user's, or being removed: left for later
+    }
+  }
+  return removed;
+}
