@@ -157,6 +157,7 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
   if (options.highPrecision === 'fp16') {
     // The INT8 + FP16 model `quantize --high-precision fp16` writes, with float16 rounding between the ops onnxruntime's
     // CPU provider runs in float32 (src/onnx/autocast.ts), so its FP16 error is measured, not hidden.
+    if (caches.length === 0) throw new UserError('--high-precision fp16 builds the INT8 + FP16 model from a cache\'s scales: pass --cache (to measure a model written earlier, use --variant-model).');
     if (options.backend === 'tensorrt') throw new UserError('--high-precision fp16 builds onnxruntime variants: with --backend tensorrt, write the model with quantize --high-precision fp16 and pass it as --variant-model.');
     const statistics = await statisticsForFp16(statsFile, sha, options.model);
     for (const v of int8.filter((e) => e.placement === 'explicit')) {

@@ -135,6 +135,9 @@ describe('quantize --high-precision fp16', () => {
     expect(r.stderr).toMatch(/--high-precision fp16 needs the activation statistics/);
     expect(r.stderr).toContain('no-such.stats.msgpack');
     expect(existsSync(out)).toBe(false);
+    const noCache = await runCli(['compare', '--model', modelFile, ...DATA, '--precisions', 'fp32,fp16', '--high-precision', 'fp16', '--out-dir', cacheDir]);
+    expect(noCache.code).toBe(1);
+    expect(noCache.stderr).toMatch(/--high-precision fp16 builds the INT8 \+ FP16 model from a cache's scales: pass --cache/);
     // With the statistics calibrate wrote, the same command works and keeps 'big' in FP32.
     const ok = await runCli(['quantize', '--model', modelFile, '--cache', cache, '--stats', path.join(cacheDir, 'overflow.stats.msgpack'), '--high-precision', 'fp16', '--out', out, '--json']);
     expect(ok.code, ok.stderr).toBe(0);
