@@ -45,6 +45,9 @@ export { listActivations } from './onnx/graph.js';
 export { quantizeQdq } from './onnx/qdq.js';
 export type { QdqPlacement } from './onnx/qdq.js';
 export { convertToFp16 } from './onnx/fp16.js';
+export { castRestToFp16, usesFloat16 } from './onnx/autocast.js';
+export type { AutocastOptions, AutocastResult } from './onnx/autocast.js';
+export { fp16RangeVerdict, tensorsUnsafeInFp16 } from './precision/fp16-safety.js';
 export { onnxruntimeBackend } from './backends/onnxruntime.js';
 export type { Backend, Session, TensorInfo } from './backends/types.js';
 

@@ -28,9 +28,12 @@ import { datasetForModel, type DataOptions } from './data.js';
 import { resolveTask } from './task.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, checkCacheCoverage, describePartialCoverage, loadCacheFor, readPrecisionMapFor, type CacheCoverage } from './variants.js';
+import { highPrecisionOptions, statisticsForFp16, type HighPrecision } from './high-precision.js';
 import type { MixedResult } from '../sensitivity/mixed.js';
 
 export interface CompareOptions {
+  /** fp16: also each cache's INT8 + FP16 model (the TensorRT 11 artefact, quantize --high-precision fp16), as `int8+fp16-<algo>`. */
+  highPrecision?: HighPrecision;
   model: string;
   data: DataOptions;
   /** One INT8 variant per cache. */
@@ -135,7 +138,7 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
 
   // Build every variant before the long pass, so that a bad cache fails in a second.
   const placements: QdqPlacement[] = options.backend === 'tensorrt' || options.placement === 'explicit' ? ['explicit'] : options.placement === 'implicit' ? ['implicit'] : ['explicit', 'implicit'];
-  const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; scales: ReadonlyMap<string, number>; built: ReturnType<typeof buildInt8Variant>; placement: QdqPlacement; protected: ProtectedTensor[]; coverage: CacheCoverage; mixed?: boolean }> = [];
+  const int8: Array<{ loaded: Awaited<ReturnType<typeof loadCacheFor>>; scales: ReadonlyMap<string, number>; built: ReturnType<typeof buildInt8Variant>; placement: QdqPlacement; protected: ProtectedTensor[]; coverage: CacheCoverage; mixed?: boolean; name?: string }> = [];
   const statsFile = options.stats ?? path.join(outDir, `${modelBase}.stats.msgpack`);
   const protection = options.protect !== false && caches.length > 0 ? await protectionStatistics(statsFile, options.stats !== undefined, sha, options.model, reporter) : {};
   for (const file of caches) {
@@ -157,6 +160,17 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
     for (const placement of placements) {
       const built = placement === 'explicit' ? explicit : buildInt8Variant(model, scales, { precisionMap, file: options.model, placement });
       int8.push({ loaded, scales, built, placement, protected: protectedTensors, coverage });
+    }
+  }
+  if (options.highPrecision === 'fp16') {
+    // The INT8 + FP16 model `quantize --high-precision fp16` writes, with float16 rounding between the ops onnxruntime's
+    // CPU provider runs in float32 (src/onnx/autocast.ts), so its FP16 error is measured, not hidden.
+    if (caches.length === 0) throw new UserError('--high-precision fp16 builds the INT8 + FP16 model from a cache\'s scales: pass --cache (to measure a model written earlier, use --variant-model).');
+    if (options.backend === 'tensorrt') throw new UserError('--high-precision fp16 builds onnxruntime variants: with --backend tensorrt, write the model with quantize --high-precision fp16 and pass it as --variant-model.');
+    const statistics = await statisticsForFp16(statsFile, sha, options.model);
+    for (const v of int8.filter((e) => e.placement === 'explicit')) {
+      const built = buildInt8Variant(model, v.scales, { precisionMap, file: options.model, highPrecision: highPrecisionOptions(statistics, v.protected, { emulateOnCpu: true }) });
+      int8.push({ ...v, built, name: `int8+fp16-${v.loaded.algorithm}${precisionMap ? '-mixed' : ''}` });
     }
   }
   let mixed: MixedResult | undefined;
@@ -203,7 +217,7 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
     }
     for (const v of int8) {
       const { loaded, built } = v;
-      const name = variantName(`int8-${loaded.algorithm}${precisionMap || v.mixed ? '-mixed' : ''}${v.placement === 'implicit' ? '-implicit' : ''}`);
+      const name = variantName(v.name ?? `int8-${loaded.algorithm}${precisionMap || v.mixed ? '-mixed' : ''}${v.placement === 'implicit' ? '-implicit' : ''}`);
       const spec = {
         name,
         precision: 'int8' as const,
@@ -219,7 +233,8 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
         continue;
       }
       // The INT8 value of a quantized tensor is its dequantized copy: compare that with the FP32 tensor.
-      const layers = options.layers === false ? [] : built.qdq.quantizedTensors.map((t) => ({ reference: t, variant: built.qdq.dequantized.get(t)! }));
+      // (The INT8 + FP16 variant's dequantized copies are float16: not compared layer by layer.)
+      const layers = options.layers === false || built.autocast ? [] : built.qdq.quantizedTensors.map((t) => ({ reference: t, variant: built.qdq.dequantized.get(t)! }));
       variants.push({ spec, session: await open(`${options.model} (${name})`, built.model, layers.map((l) => l.variant)), layers });
     }
     for (const file of options.variantModels ?? []) {

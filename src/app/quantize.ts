@@ -16,6 +16,9 @@ import { protectedForCache, protectionStatistics } from './protection.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { prepareOutputs, type InputPath } from '../util/outputs.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
+import { highPrecisionOptions, statisticsForFp16, type HighPrecision } from './high-precision.js';
+import type { LayerType } from '../onnx/autocast.js';
+import type { TensorStatistics } from '../stats/types.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, checkCacheCoverage, describePartialCoverage, loadCacheFor, readPrecisionMapFor } from './variants.js';
 
@@ -45,6 +48,13 @@ export interface QuantizeOptions {
   protect?: boolean;
   /** Statistics for the protection decisions from a cache (default <outDir>/<model>.stats.msgpack when present). */
   stats?: string;
+  /**
+   * INT8: the type of the layers that are not INT8 (default fp32: a drop-in for onnxruntime). fp16: the strongly
+   * typed INT8 + FP16 model TensorRT 11 builds as it is (src/onnx/autocast.ts), FP32 only where FP16 is not safe.
+   */
+  highPrecision?: HighPrecision;
+  /** With highPrecision fp16: graph inputs and outputs in float16 too (default fp32, Casts at the boundary). */
+  io?: 'fp32' | 'fp16';
   out?: string;
   outDir?: string;
   threads?: number;
@@ -69,6 +79,11 @@ export interface QuantizeResult {
   opset?: { from: number; to: number; converted: string[] };
   precisionMap?: { file: string; int8: number; fp16: number; fp32: number };
   mixed?: MixedSummary;
+  /** INT8 only: the type of the non-INT8 layers. */
+  highPrecision?: HighPrecision;
+  /** highPrecision fp16: layers by type then op, and what stayed FP32 and why. */
+  layersByType?: Record<LayerType, Record<string, number>>;
+  keptFp32?: { layers: Array<{ layer: string; op: string; reason: string }>; tensors: Array<{ tensor: string; reason: string }> };
 }
 
 export function defaultVariantPath(modelFile: string, suffix: string, outDir = DEFAULT_OUT_DIR): string {
@@ -79,6 +94,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   const reporter = options.reporter ?? silentReporter;
   if (options.precision === 'fp16') {
     if (options.cache || options.data) throw new UserError('--precision fp16 takes no calibration: drop --cache/--data.');
+    if (options.highPrecision === 'fp16' || options.io === 'fp16') throw new UserError('--high-precision and --io shape the INT8 model; --precision fp16 writes FP16 throughout: drop them (or use --precision int8 --high-precision fp16).');
     const model = await loadOnnxModel(options.model);
     const out = options.out ?? defaultVariantPath(options.model, 'fp16', options.outDir);
     const outputs = prepareOutputs([{ path: out, option: options.out !== undefined ? '--out' : '--out-dir' }], modelInputs(options.model, model));
@@ -91,6 +107,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     return { model: options.model, out, precision: 'fp16', fp16Layers: r.fp16Nodes.length, fp32Layers: r.float32Nodes.length, skipped: [], missingScales: [], protected: [] };
   }
 
+  const highPrecision = options.highPrecision ?? 'fp32';
+  if (options.io === 'fp16' && highPrecision !== 'fp16') throw new UserError('--io fp16 goes with --high-precision fp16 (an FP32 model keeps float32 inputs and outputs).');
   if (options.mixed) {
     if (!options.cache || !options.data) throw new UserError('--mixed auto needs --cache (the scales) and --data (the images the accuracy budget is measured on).');
     if (options.precisionMap) throw new UserError('--mixed auto writes its own precision map: drop --precision-map.');
@@ -100,6 +118,10 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   }
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
+  // From a cache, the statistics the FP16 range rules need are read before any long work.
+  let fp16Statistics: readonly TensorStatistics[] | undefined;
+  const defaultStats = path.join(options.outDir ?? DEFAULT_OUT_DIR, `${path.basename(options.model).replace(/\.onnx$/i, '')}.stats.msgpack`);
+  if (highPrecision === 'fp16' && options.cache) fp16Statistics = await statisticsForFp16(options.stats ?? defaultStats, await modelSha256(options.model), options.model);
   let precisionMap: PrecisionMap | undefined;
   if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
   // The cache first (cheap): the default output's name has its algorithm, and every output is checked before the work.
@@ -108,7 +130,8 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   if (loaded && options.mixed) checkCacheCoverage(loaded, buildInt8Variant(model, loaded.scales, { file: options.model }), options.model);
   const algorithmName = loaded?.algorithm ?? options.algorithm ?? 'entropy2';
   if (!loaded && !isAlgorithmName(algorithmName)) throw new UserError(`Unknown --algo ${JSON.stringify(algorithmName)}.`);
-  const out = options.out ?? defaultVariantPath(options.model, precisionMap || options.mixed ? `${algorithmName}.mixed` : `${algorithmName}.int8`, options.outDir);
+  const kind = `${precisionMap || options.mixed ? 'mixed' : 'int8'}${highPrecision === 'fp16' ? '-fp16' : ''}`;
+  const out = options.out ?? defaultVariantPath(options.model, `${algorithmName}.${kind}`, options.outDir);
   const byDefault = (option: string, given: unknown) => (given !== undefined ? option : '--out-dir');
   const outputs = prepareOutputs(
     [
@@ -125,7 +148,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     ],
   );
   try {
-    return await quantizeInt8(options, { model, precisionMap, loaded, out, reporter });
+    return await quantizeInt8(options, { model, precisionMap, loaded, out, reporter, highPrecision, ...(fp16Statistics ? { fp16Statistics } : {}) });
   } finally {
     outputs.release();
   }
@@ -133,9 +156,19 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
 
 async function quantizeInt8(
   options: QuantizeOptions,
-  prepared: { model: OnnxModel; precisionMap?: PrecisionMap; loaded?: Awaited<ReturnType<typeof loadCacheFor>>; out: string; reporter: Reporter },
+  prepared: {
+    model: OnnxModel;
+    precisionMap?: PrecisionMap;
+    loaded?: Awaited<ReturnType<typeof loadCacheFor>>;
+    out: string;
+    reporter: Reporter;
+    highPrecision: HighPrecision;
+    /** From a cache: read before the work; when calibrating first, read after it. */
+    fp16Statistics?: readonly TensorStatistics[];
+  },
 ): Promise<QuantizeResult> {
-  const { model, loaded, out, reporter } = prepared;
+  const { model, loaded, out, reporter, highPrecision } = prepared;
+  let fp16Statistics = prepared.fp16Statistics;
   let precisionMap = prepared.precisionMap;
   let precisionMapFile = options.precisionMap;
   let mixed: MixedSummary | undefined;
@@ -170,8 +203,10 @@ async function quantizeInt8(
     scales = new Map(Object.entries(r.amax[algo]!).map(([name, amax]) => [name, scaleFromAmax(amax)]));
     protectedTensors = r.protected;
     algorithm = algo;
+    if (highPrecision === 'fp16') fp16Statistics = await statisticsForFp16(r.statsFile, await modelSha256(options.model), options.model);
   }
-  const r = buildInt8Variant(model, scales, { precisionMap, file: options.model });
+  const hp = fp16Statistics ? highPrecisionOptions(fp16Statistics, protectedTensors, { ioFp16: options.io === 'fp16' }) : undefined;
+  const r = buildInt8Variant(model, scales, { precisionMap, file: options.model, ...(hp ? { highPrecision: hp } : {}) });
   if (loaded) {
     const coverage = checkCacheCoverage(loaded, r, options.model);
     const isProtected = new Set(protectedTensors.map((p) => p.tensor));
@@ -194,7 +229,9 @@ async function quantizeInt8(
     skipped: r.qdq.skipped,
     missingScales: missing,
     protected: protectedTensors,
-    opset: r.qdq.opset,
+    opset: r.autocast ? { from: r.qdq.opset.from, to: r.autocast.opset.to, converted: [...r.qdq.opset.converted, ...r.autocast.opset.converted] } : r.qdq.opset,
+    highPrecision,
+    ...(r.autocast ? { layersByType: r.autocast.layersByType, keptFp32: { layers: r.autocast.fp32Layers, tensors: r.autocast.fp32Tensors } } : {}),
     ...(precisionMap && precisionMapFile ? { precisionMap: { file: precisionMapFile, int8: counts!.int8, fp16: counts!.fp16, fp32: counts!.fp32 } } : {}),
     ...(mixed ? { mixed } : {}),
   };

@@ -9,7 +9,7 @@ import { UserError } from '../errors.js';
 import { convertToFp16WithReport, type Fp16Result } from '../onnx/fp16.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { QdqPlacement } from '../onnx/qdq.js';
-import { buildMixedPrecisionModel, type MixedModelResult } from '../precision/apply.js';
+import { buildMixedPrecisionModel, type HighPrecisionFp16, type MixedModelResult } from '../precision/apply.js';
 import { readPrecisionMap, type PrecisionMap } from '../precision/map.js';
 import { nodeLabel } from '../onnx/opset.js';
 import { READ_LIMITS, readUserFile } from '../util/fs.js';
@@ -86,8 +86,18 @@ export function describePartialCoverage(c: CacheCoverage, modelFile: string): st
   return `${c.cache} has no scale for ${c.missing.length} of the ${c.quantizable} activations that the INT8 layers of ${modelFile} read (e.g. ${c.missing.slice(0, 3).join(', ')}): their consumers stay in float.`;
 }
 
-export function buildInt8Variant(model: OnnxModel, scales: ReadonlyMap<string, number>, options: { precisionMap?: PrecisionMap; file?: string; placement?: QdqPlacement } = {}): MixedModelResult {
-  return buildMixedPrecisionModel(model, { activationScales: scales, precisionMap: options.precisionMap, file: options.file, ...(options.placement ? { placement: options.placement } : {}) });
+export function buildInt8Variant(
+  model: OnnxModel,
+  scales: ReadonlyMap<string, number>,
+  options: { precisionMap?: PrecisionMap; file?: string; placement?: QdqPlacement; highPrecision?: HighPrecisionFp16 } = {},
+): MixedModelResult {
+  return buildMixedPrecisionModel(model, {
+    activationScales: scales,
+    precisionMap: options.precisionMap,
+    file: options.file,
+    ...(options.placement ? { placement: options.placement } : {}),
+    ...(options.highPrecision ? { highPrecision: options.highPrecision } : {}),
+  });
 }
 
 /**

@@ -29,6 +29,8 @@ import { READ_LIMITS, readUserFile, writeFileAtomic } from '../util/fs.js';
 import { prepareOutputs } from '../util/outputs.js';
 import { newTemporaryFolder, removeTemporaryFolder } from '../util/run-temp.js';
 import { readPrecisionMap, type LayerPrecision } from '../precision/map.js';
+import { usesFloat16 } from '../onnx/autocast.js';
+import { loadOnnxModel } from '../onnx/model.js';
 import { findTensorRTInstall, type TensorRTDetection } from '../util/tensorrt-install.js';
 import type {
   FeederCallbacks,
@@ -492,7 +494,7 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
   if (typedByModel) {
     if (options.cache !== undefined || options.calibrationData !== undefined || options.precisionMap !== undefined) {
       throw new UserError(`${why} (no calibrators, caches or per-layer precisions): INT8 and FP16 come from the model itself.`, {
-        hint: 'Make a Q/DQ model with `trt-calib quantize --model m.onnx --cache C [--precision-map P]` and build that: `trt-calib build --model m.qdq.onnx --out m.engine`.',
+        hint: 'Make the INT8 + FP16 model with `trt-calib quantize --model m.onnx --cache C --stats S --high-precision fp16 [--precision-map P]` and build that: `trt-calib build --model m.int8-fp16.onnx --out m.engine`.',
       });
     }
     if (int8 && !qdq) {
@@ -500,8 +502,12 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
         hint: 'Run `trt-calib quantize` first and build the Q/DQ model it writes.',
       });
     }
-    if (fp16) warn(`--fp16 has no effect here (${why}): FP16 comes from the model's casts (trt-calib quantize --precision-map).`);
+    if (fp16) warn(`--fp16 has no effect here (${why}): FP16 comes from the model's types (trt-calib quantize --high-precision fp16).`);
     if (qdq) mode = 'qdq';
+    // The INT8 model with a float32 rest builds, but every layer without Q/DQ then runs in FP32: slower than FP16.
+    if (qdq && !usesFloat16(await loadOnnxModel(options.model))) {
+      warn(`${options.model} has Q/DQ but no float16: ${why}, so every layer that is not INT8 runs in FP32. For INT8 + FP16, write the model with \`trt-calib quantize --high-precision fp16\`.`);
+    }
     fp16 = false;
   } else if (qdq) {
     mode = 'qdq';
@@ -509,6 +515,11 @@ export async function buildEngineBytes(options: Omit<EngineBuildOptions, 'out'> 
       warn(`${options.model} is explicitly quantized (${network.qdqLayers} Q/DQ layers): TensorRT takes its scales from the model and ignores calibration; --cache/--data are not used.`);
     }
     if (!int8) warn('the model has Q/DQ nodes but --int8 was not given: TensorRT needs the INT8 flag to use them (add --int8).');
+    // An INT8 + FP16 model (quantize --high-precision fp16) on a weakly typed network: the builder may still pick
+    // FP32 for its float16 layers unless FP16 is allowed; --strongly-typed (TensorRT 9-10) keeps the model's types.
+    if (!fp16 && usesFloat16(await loadOnnxModel(options.model))) {
+      warn(`${options.model} is an INT8 + FP16 model: add --strongly-typed (TensorRT 9-10) to build it with its own types, or --fp16 to let FP16 kernels run.`);
+    }
   } else if (options.cache !== undefined || options.calibrationData !== undefined) {
     if (!int8) throw new UserError('--cache and --data give INT8 scales, but --int8 was not given.', { hint: 'Add --int8.' });
     mode = options.cache !== undefined ? 'cache' : 'calibrated';

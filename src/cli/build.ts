@@ -47,8 +47,9 @@ Examples:
   trt-calib build --model det.onnx --fp16 --min-shapes x:1x3x320x320 --opt-shapes x:1x3x640x640 \\
                   --max-shapes x:4x3x1280x1280 --timing-cache det.timing --out det.engine
 
-  # TensorRT 11 (no calibrators): build the Q/DQ model from \`trt-calib quantize\`
-  trt-calib build --model model.qdq.onnx --int8 --out model.engine
+  # TensorRT 11 (strongly typed, no calibrators): the INT8 + FP16 model, as it is
+  trt-calib quantize --model model.onnx --data ./images --high-precision fp16 --out model.int8-fp16.onnx
+  trt-calib build --model model.int8-fp16.onnx --out model.engine
 
 Needs the TensorRT bridge (built by npm install when TensorRT and CUDA are found; \`trt-calib doctor\` tells).
 The cache TensorRT writes after --data calibration goes to calib-cache/<model>.tensorrt-<algo>.cache.`;
@@ -57,7 +58,7 @@ export function register(program: Command): void {
   const cmd = program
     .command('build')
     .description('build a TensorRT engine (INT8 from a cache or TensorRT\'s calibrators, FP16, per-layer precisions) through the native bridge')
-    .requiredOption('--model <file>', 'ONNX model (on TensorRT 11: the Q/DQ model from `trt-calib quantize`)')
+    .requiredOption('--model <file>', 'ONNX model (on TensorRT 11: the INT8 + FP16 model from `trt-calib quantize --high-precision fp16`)')
     .requiredOption('-o, --out <file>', 'engine file to write (atomically)')
     .option('--int8', 'INT8 (scales from --cache, --data, or the model\'s Q/DQ nodes)')
     .option('--fp16', 'FP16 kernels allowed')

@@ -32,6 +32,7 @@ interface CompareCliValues extends CommonOptions, PreprocessCliValues, TaskCliVa
   backend: 'onnxruntime' | 'tensorrt';
   protect: boolean;
   placement: 'explicit' | 'implicit' | 'both';
+  highPrecision: 'fp16' | 'fp32';
 }
 
 const EXAMPLES = `
@@ -110,7 +111,12 @@ export function register(program: Command): void {
         .choices(['explicit', 'implicit', 'both'])
         .default('both'),
     )
-    .option('--no-protect', 'use every scale of the caches, even on tensors INT8 would destroy (see docs/quantization.md)');
+    .option('--no-protect', 'use every scale of the caches, even on tensors INT8 would destroy (see docs/quantization.md)')
+    .addOption(
+      new Option('--high-precision <type>', 'fp16: also each cache\'s INT8 + FP16 model (quantize --high-precision fp16, what TensorRT 11 builds), variant int8+fp16-<algo>; needs the statistics (--stats)')
+        .choices(['fp32', 'fp16'])
+        .default('fp32'),
+    );
   addTaskOptions(cmd, { saveDetections: true });
   addPreprocessOptions(cmd, { defaultBatch: DEFAULT_BATCH }); // the batch app/compare.ts uses
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
@@ -140,6 +146,7 @@ export function register(program: Command): void {
       backend: opts.backend,
       protect: opts.protect,
       placement: opts.placement,
+      highPrecision: opts.highPrecision,
       ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
       reporter,
     });

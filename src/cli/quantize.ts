@@ -25,6 +25,8 @@ interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'da
   threads?: number;
   protect: boolean;
   stats?: string;
+  highPrecision: 'fp16' | 'fp32';
+  io: 'fp16' | 'fp32';
 }
 
 const EXAMPLES = `
@@ -40,6 +42,10 @@ Examples:
 
   # keep the most sensitive layers out of INT8 until top-1 agreement with FP32 drops at most 1 point on ./val
   trt-calib quantize --model model.onnx --cache calib-cache/model.entropy2.cache --data ./val --mixed auto --max-drop 1
+
+  # TensorRT 11 (strongly typed): INT8 where there are Q/DQ pairs, FP16 for the rest, FP32 where FP16 is unsafe
+  trt-calib quantize --model model.onnx --data ./images --preset imagenet --high-precision fp16 --out model.int8-fp16.onnx
+  trt-calib quantize --model model.onnx --cache calib-cache/model.entropy2.cache --stats calib-cache/model.stats.msgpack --high-precision fp16
 
   # FP16 model: onnxruntime-runnable (to measure FP16 accuracy), or a pure float16 graph for TensorRT
   trt-calib quantize --model model.onnx --precision fp16
@@ -65,7 +71,9 @@ export function register(program: Command): void {
     .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
     .option('--threads <n>', `onnxruntime intra-op threads when calibrating; ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .option('--no-protect', 'put Q/DQ on every tensor with a scale, even those INT8 would destroy (see docs/quantization.md)')
-    .option('--stats <file>', 'with --cache: statistics for the protection decisions (default <out-dir>/<model>.stats.msgpack when present; else the cache\'s ranges)');
+    .option('--stats <file>', 'with --cache: statistics for the protection decisions and the FP16 range rules (default <out-dir>/<model>.stats.msgpack when present; else the cache\'s ranges)')
+    .addOption(new Option('--high-precision <type>', 'int8: the type of the layers that are not INT8; fp16 writes the INT8 + FP16 model TensorRT 11 builds as it is').choices(['fp32', 'fp16']).default('fp32'))
+    .addOption(new Option('--io <type>', 'with --high-precision fp16: the type of the graph inputs and outputs').choices(['fp32', 'fp16']).default('fp32'));
   addTaskOptions(cmd, { what: 'the --mixed auto budget' });
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
@@ -92,6 +100,8 @@ export function register(program: Command): void {
       threads: capThreads(opts.threads, reporter),
       protect: opts.protect,
       stats: opts.stats,
+      highPrecision: opts.highPrecision,
+      io: opts.io,
       reporter,
     });
     emit(opts, result, () => text(result));
@@ -106,7 +116,25 @@ function text(r: QuantizeResult): string {
       lines.push(`  ${r.protected.length} tensor(s) kept out of INT8 (no Q/DQ; --no-protect quantizes them):`);
       for (const p of r.protected) lines.push(`    ${p.tensor} [${p.kind}]: ${p.reason}`);
     }
-    if (r.opset && r.opset.from !== r.opset.to) lines.push(`  opset ${r.opset.from} -> ${r.opset.to} (per-channel Q/DQ needs 13)${r.opset.converted.length ? `, converted: ${r.opset.converted.join(', ')}` : ''}`);
+    if (r.layersByType) {
+      const count = (t: keyof NonNullable<QuantizeResult['layersByType']>) => {
+        const byOp = r.layersByType![t];
+        const n = Object.values(byOp).reduce((a, b) => a + b, 0);
+        return `${n} ${t}${n ? ` (${Object.entries(byOp).map(([op, k]) => `${op} ${k}`).join(', ')})` : ''}`;
+      };
+      lines.push(`  layers: ${count('INT8')}; ${count('FP16')}; ${count('FP32')}`);
+      const kept = r.keptFp32!;
+      if (kept.tensors.length > 0) {
+        lines.push(`  ${kept.tensors.length} tensor(s) kept in FP32:`);
+        for (const t of kept.tensors.slice(0, 20)) lines.push(`    ${t.tensor}: ${t.reason}`);
+      }
+      const byOther = kept.layers.filter((l) => !l.reason.startsWith('reads or writes '));
+      if (byOther.length > 0) {
+        lines.push(`  ${byOther.length} other layer(s) kept in FP32:`);
+        for (const l of byOther.slice(0, 20)) lines.push(`    ${l.layer} (${l.op}): ${l.reason}`);
+      }
+    }
+    if (r.opset && r.opset.from !== r.opset.to) lines.push(`  opset ${r.opset.from} -> ${r.opset.to} (${r.layersByType ? 'float16 Q/DQ needs 19' : 'per-channel Q/DQ needs 13'})${r.opset.converted.length ? `, converted: ${r.opset.converted.join(', ')}` : ''}`);
   } else {
     lines.push(`  ${r.fp16Layers} nodes in FP16, ${r.fp32Layers} kept in FP32`);
   }

@@ -48,7 +48,13 @@ export const ORT_CPU_FP16_OPS: ReadonlyMap<string, number> = new Map([
   ['Cast', 1], ['Clip', 12], ['Concat', 1], ['Expand', 1], ['Flatten', 1], ['Gather', 1], ['Identity', 1],
   ['LayerNormalization', 1], ['Max', 12], ['Min', 12], ['Reshape', 1], ['Round', 1], ['Shape', 1], ['Slice', 1],
   ['Split', 1], ['Squeeze', 1], ['Transpose', 1], ['Unsqueeze', 1],
+  // Q/DQ with a float16 input/output and float16 scale: opset 19 (QuantizeLinear-19's T1 and DequantizeLinear-19's
+  // T2 add float16; checked: a Q -> DQ float16 model keeps no onnxruntime-inserted Cast).
+  ['QuantizeLinear', 19], ['DequantizeLinear', 19],
 ]);
+
+/** Q/DQ ops: float32-only unless `qdq` converts them (their scale then follows the float type, opset 19+). */
+const QDQ_OPS = new Set(['QuantizeLinear', 'DequantizeLinear']);
 
 /** Ops never converted (float32-only inputs, subgraphs, randomness, quantization). */
 const FP32_ONLY_OPS = new Set([
@@ -73,6 +79,12 @@ export interface Fp16Options {
   cpuFallback?: boolean;
   /** Fold BatchNormalization into the preceding Conv first, as TensorRT does (src/onnx/fold.ts). Default true. */
   foldBatchNorm?: boolean;
+  /**
+   * Convert QuantizeLinear/DequantizeLinear too (needs opset 19): Q reads the float16 activation with a float16
+   * scale, DQ writes float16 with a float16 scale (also a weight's DQ), as Model Optimizer's AutoCast does for
+   * `high_precision_dtype=fp16` (src/onnx/autocast.ts). Default false: Q/DQ stay float32 between Casts.
+   */
+  qdq?: boolean;
   file?: string;
 }
 
@@ -150,6 +162,15 @@ export function convertToFp16WithReport(source: OnnxModel, options: Fp16Options 
   const { nodes, tensors } = analysis;
   const graphOutputs = new Set(g.output.map((o) => o.name));
   const inputNames = new Set(analysis.inputs.map((i) => i.name));
+  const qdqFp16 = options.qdq ?? false;
+  if (qdqFp16 && defaultOpset(model) < 19) throw new Error(`float16 Q/DQ needs opset 19 (model: ${defaultOpset(model)}): upgrade it first`);
+  // A weight's DQ output is constant-foldable but is a float tensor of the graph in TensorRT's sense: with `qdq`
+  // it is converted like an activation, so the INT8 layer reads a float16 DQ directly (no Cast between them).
+  const dqOutputs = new Set<string>();
+  if (qdqFp16) for (const n of nodes) if (n.opType === 'DequantizeLinear' && !blocked.has(n.name) && !blocked.has(nodeLabel(n))) dqOutputs.add(n.output[0]!);
+  /** Q/DQ scales: a nonzero scale that rounds to 0 in float16 becomes the smallest subnormal (never a zero scale). */
+  const scaleInputs = new Set<string>();
+  if (qdqFp16) for (const n of nodes) if (QDQ_OPS.has(n.opType) && n.input[1]) scaleInputs.add(n.input[1]);
 
   // Data dependence: shape-only values (Shape, Size and what is computed from them) stay float32.
   const dataDependent = new Set<string>(analysis.inputs.map((i) => i.name));
@@ -157,7 +178,7 @@ export function convertToFp16WithReport(source: OnnxModel, options: Fp16Options 
   for (const node of nodes) {
     for (const a of node.attribute) for (const sg of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) for (const r of outerRefs(sg)) subgraphRefs.add(r);
     if (node.opType === 'Shape' || node.opType === 'Size') continue;
-    if (node.input.some((i) => i && dataDependent.has(i))) for (const o of node.output) if (o) dataDependent.add(o);
+    if (node.input.some((i) => i && dataDependent.has(i)) || node.output.some((o) => dqOutputs.has(o))) for (const o of node.output) if (o) dataDependent.add(o);
   }
   const weightSources = new Map<string, OnnxTensorProto>();
   for (const t of g.initializer) weightSources.set(t.name, t);
@@ -167,7 +188,7 @@ export function convertToFp16WithReport(source: OnnxModel, options: Fp16Options 
   }
   const isActivation = (name: string) => {
     const m = tensors.get(name);
-    return !!m && !m.constant && m.elemType === ELEM.FLOAT && dataDependent.has(name);
+    return !!m && (!m.constant || dqOutputs.has(name)) && m.elemType === ELEM.FLOAT && dataDependent.has(name);
   };
 
   const opset = defaultOpset(model);
@@ -195,7 +216,8 @@ export function convertToFp16WithReport(source: OnnxModel, options: Fp16Options 
       return node.attribute.find((a) => a.name === 'to')?.i === ELEM.FLOAT ? 'fp16' : 'agnostic';
     }
     if ((node.domain ?? '') !== '' && node.domain !== 'ai.onnx') return 'fp32';
-    if (FP32_ONLY_OPS.has(node.opType) || blocked.has(node.name) || blocked.has(nodeLabel(node))) return 'fp32';
+    if (blocked.has(node.name) || blocked.has(nodeLabel(node))) return 'fp32';
+    if (FP32_ONLY_OPS.has(node.opType) && !(qdqFp16 && QDQ_OPS.has(node.opType))) return 'fp32';
     if (node.output.some((o) => subgraphRefs.has(o))) return 'fp32';
     // Weights beyond the float16 range (e.g. a BatchNormalization variance of 1e5) would be clamped: such a
     // node stays float32 (TensorRT folds BatchNorm into the convolution in float32 anyway).
@@ -251,6 +273,7 @@ export function convertToFp16WithReport(source: OnnxModel, options: Fp16Options 
         if (v > FP16_MAX) (v = FP16_MAX), (clamped = true);
         else if (v < -FP16_MAX) (v = -FP16_MAX), (clamped = true);
         bits[i] = float32ToFloat16Bits(v);
+        if ((bits[i]! & 0x7fff) === 0 && v !== 0 && scaleInputs.has(name)) bits[i] = 1;
       }
       if (clamped) clampedWeights.push(name);
       result = fresh(`${name}_fp16`);

@@ -78,12 +78,30 @@ function* subgraphNodes(node: OnnxTypes.INodeProto): Generator<OnnxTypes.INodePr
   }
 }
 
-/** Upgrades the default-domain opset to `to` (13); returns the model unchanged when it is already there. */
+/**
+ * Ops whose `axes` attribute became an input at opset 18 (ReduceSum did at 13), and Split-18, which wants
+ * `num_outputs` when it has no `split` input (ONNX Changelog.md, opset 18).
+ */
+const REDUCE_AXES_18 = new Set(['ReduceMean', 'ReduceMax', 'ReduceMin', 'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceLogSum', 'ReduceLogSumExp', 'ReduceSumSquare']);
+
+/**
+ * Upgrades the default-domain opset to `to` (13, or 19: the first opset with float16 QuantizeLinear /
+ * DequantizeLinear, which an INT8 + FP16 model needs); returns the model unchanged when it is already there.
+ * 13 -> 19 changes, besides type extensions: the Reduce ops' `axes` attribute becomes an input (18), Split takes
+ * `num_outputs` when it has no `split` input (18); Resize-18/19, Pad-18/19, Cast-19 and the others only add
+ * attributes or modes whose defaults keep the old meaning. IR version 9 is the first that allows opset 19.
+ */
 export function upgradeOpset(model: OnnxModel, options: { to?: number; file?: string } = {}): OpsetUpgrade {
   const to = options.to ?? 13;
   const file = options.file ?? 'the model';
   const from = defaultOpset(model);
-  if (to !== 13) throw new Error('only upgrades to opset 13 are implemented');
+  if (to === 19) {
+    if (from >= 19) return { model, from, to: from, converted: [] };
+    const first = from < 13 ? upgradeOpset(model, { to: 13, file }) : { model, from, to: from, converted: [] as string[] };
+    const second = upgradeTo19(first.model, first.to);
+    return { model: second.model, from, to: 19, converted: [...first.converted, ...second.converted] };
+  }
+  if (to !== 13) throw new Error('only upgrades to opset 13 or 19 are implemented');
   if (from >= to) return { model, from, to: from, converted: [] };
   if (from < 11) {
     throw new UserError(`${file} uses opset ${from}; per-channel Q/DQ needs opset 13 and trt-calib converts only from opset 11 or 12`, {
@@ -175,4 +193,43 @@ export function upgradeOpset(model: OnnxModel, options: { to?: number; file?: st
   // Opset 13 needs IR version 7 or later.
   if (int64(model.irVersion as Int64Like) < 7) upgraded.irVersion = 7;
   return { model: upgraded, from, to, converted };
+}
+
+function upgradeTo19(model: OnnxModel, from: number): { model: OnnxModel; converted: string[] } {
+  const g = graphOf(model);
+  const analysis = analyzeGraph(model);
+  const taken = new Set<string>([...analysis.tensors.keys(), ...g.node.map((n) => n.name)]);
+  const fresh = (base: string) => {
+    let name = base;
+    for (let i = 1; taken.has(name); i++) name = `${base}_${i}`;
+    taken.add(name);
+    return name;
+  };
+  const initializers: OnnxTensorProto[] = [];
+  const converted: string[] = [];
+  const nodes = g.node.map((node) => {
+    if (!DEFAULT_DOMAINS.has(node.domain ?? '') || from >= 18) return node;
+    const label = nodeLabel(node);
+    if (REDUCE_AXES_18.has(node.opType) && attrInts(node, 'axes')) {
+      const name = fresh(`${label}_axes`);
+      initializers.push(tensorToProto(name, makeTensor('int64', [attrInts(node, 'axes')!.length], attrInts(node, 'axes')!.map(BigInt))));
+      converted.push(`${node.opType} ${label}`);
+      return onnx.NodeProto.create({ ...node, input: [node.input[0]!, name], attribute: node.attribute.filter((a) => a.name !== 'axes') });
+    }
+    if (node.opType === 'Split' && !node.input[1] && attrInt(node, 'num_outputs') === undefined) {
+      converted.push(`${node.opType} ${label}`);
+      const numOutputs = onnx.AttributeProto.create({ name: 'num_outputs', type: onnx.AttributeProto.AttributeType.INT, i: node.output.length });
+      return onnx.NodeProto.create({ ...node, attribute: [...node.attribute, numOutputs] });
+    }
+    return node;
+  });
+  for (const sub of from < 18 ? g.node.flatMap((n) => [...subgraphNodes(n)]) : []) {
+    if (REDUCE_AXES_18.has(sub.opType ?? '') || sub.opType === 'Split') {
+      throw new UserError(`${sub.opType} inside a subgraph changed meaning at opset 18; trt-calib does not convert subgraphs`, { hint: 'convert the model to opset 19 with onnx.version_converter first' });
+    }
+  }
+  const upgraded = withGraph(model, { ...g, node: nodes, initializer: [...g.initializer, ...initializers] });
+  upgraded.opsetImport = model.opsetImport.map((o) => (DEFAULT_DOMAINS.has(o.domain ?? '') ? onnx.OperatorSetIdProto.create({ domain: o.domain ?? '', version: 19 }) : o));
+  if (int64(model.irVersion as Int64Like) < 9) upgraded.irVersion = 9;
+  return { model: upgraded, converted };
 }

@@ -13,7 +13,10 @@
  * - FP32 layers and every node the map does not name (Clip, Pad, pooling...) stay float32. TensorRT would be
  *   free to run the latter in FP16 or INT8 when the builder flags allow it; they are not layers one can keep out
  *   of INT8 by removing Q/DQ, so the map does not decide them.
+ * - With `highPrecision` (quantize --high-precision fp16): everything that is not INT8 is FP16 (src/onnx/autocast.ts),
+ *   FP32 only for the map's fp32 layers and the tensors the caller keeps in FP32 (src/precision/fp16-safety.ts).
  */
+import { castRestToFp16, type AutocastResult } from '../onnx/autocast.js';
 import { convertToFp16WithReport, type Fp16Result } from '../onnx/fp16.js';
 import { graphOf, type OnnxModel } from '../onnx/model.js';
 import { nodeLabel } from '../onnx/opset.js';
@@ -31,7 +34,18 @@ export interface MixedModelOptions {
   residualAdd?: boolean;
   /** Q/DQ placement (src/onnx/qdq.ts): 'explicit' (default) or 'implicit' (after every named activation). */
   placement?: QdqPlacement;
+  /** INT8 + FP16: the non-INT8 rest in FP16 (see the file comment). */
+  highPrecision?: HighPrecisionFp16;
   file?: string;
+}
+
+export interface HighPrecisionFp16 {
+  /** Tensors to keep in FP32 (out of FP16's range, protected...), with the reason. */
+  fp32Tensors?: ReadonlyMap<string, string>;
+  /** Graph inputs and outputs in float16 too. */
+  ioFp16?: boolean;
+  /** For measuring on onnxruntime's CPU provider (src/onnx/fp16.ts cpuFallback); false: pure float16 for TensorRT. */
+  emulateOnCpu?: boolean;
 }
 
 export interface MixedModelResult {
@@ -44,6 +58,8 @@ export interface MixedModelResult {
   fp32Layers: string[];
   qdq: QdqResult;
   fp16?: Fp16Result;
+  /** With highPrecision: the layer counts by type and what stayed FP32. */
+  autocast?: AutocastResult;
 }
 
 export interface QuantizableLayer {
@@ -93,6 +109,19 @@ export function buildMixedPrecisionModel(model: OnnxModel, options: MixedModelOp
   const map = options.precisionMap ?? new Map<string, LayerPrecision>();
   const fp32Layers = [...map].filter(([, p]) => p === 'fp32').map(([n]) => n);
   const wanted16 = new Set([...map].filter(([, p]) => p === 'fp16').map(([n]) => n));
+  if (options.highPrecision) {
+    const hp = options.highPrecision;
+    const autocast = castRestToFp16(qdq.model, {
+      fp32Tensors: hp.fp32Tensors ?? new Map(),
+      fp32Layers: new Map(fp32Layers.map((l) => [l, 'the precision map keeps it in FP32'])),
+      int8Layers,
+      ioFp16: hp.ioFp16 ?? false,
+      emulateOnCpu: hp.emulateOnCpu ?? false,
+      ...(options.file ? { file: options.file } : {}),
+    });
+    const fp16Layers = [...map].filter(([, p]) => p === 'fp16').map(([n]) => n);
+    return { model: autocast.model, int8Layers, fp16Layers, fp32Layers, qdq, autocast };
+  }
   if (wanted16.size === 0) return { model: qdq.model, int8Layers, fp16Layers: [], fp32Layers, qdq };
 
   const nodes = graphOf(qdq.model).node;

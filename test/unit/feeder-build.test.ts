@@ -19,6 +19,9 @@ import type { Batch, Dataset } from '../../src/datasets/types.js';
 import { UserError } from '../../src/errors.js';
 import { loadNative } from '../../src/native.js';
 import type { Reporter } from '../../src/reporter.js';
+import { loadOnnxModel, writeOnnxModel } from '../../src/onnx/model.js';
+import { listActivations } from '../../src/onnx/graph.js';
+import { buildMixedPrecisionModel } from '../../src/precision/apply.js';
 
 const native = loadNative();
 const IMAGES = path.resolve(__dirname, '../fixtures/images');
@@ -289,6 +292,32 @@ describe('precision map, Q/DQ models and TensorRT 11', () => {
     const err = (await buildEngine(options({ int8: true, cache }, {}, plain)).catch((e: unknown) => e)) as UserError;
     expect(err.message).toMatch(/TensorRT 11\.1\.0 has no implicit quantization/);
     expect(err.hint).toMatch(/trt-calib quantize/);
+  });
+
+  it('TensorRT 11 takes the INT8 + FP16 model as it is, and warns that a Q/DQ model with a float32 rest runs it in FP32', async () => {
+    const source = await loadOnnxModel(MODEL);
+    const scales = new Map(listActivations(source).map((a) => [a.name, 0.05]));
+    const mixedFile = path.join(tmp, 'm.int8-fp16.onnx');
+    await writeOnnxModel(mixedFile, buildMixedPrecisionModel(source, { activationScales: scales, highPrecision: {} }).model);
+    const fp32RestFile = path.join(tmp, 'm.int8.onnx');
+    await writeOnnxModel(fp32RestFile, buildMixedPrecisionModel(source, { activationScales: scales }).model);
+    const trt11 = (rec: Recorded) => fakeBridge(rec, { implicit: false, version: 110100, network: { ...NETWORK, qdqLayers: 4 } });
+
+    const rec: Recorded = {};
+    const quiet = recordingReporter();
+    const r = await buildEngine(options({ model: mixedFile, int8: true, reporter: quiet, shapes: { fixed: 'input:1x3x32x32' } }, rec, trt11(rec)));
+    expect(r.calibration).toEqual({ mode: 'qdq' });
+    expect(rec.options).toMatchObject({ int8: false, fp16: false });
+    expect(quiet.warnings).toEqual([]);
+
+    const loud = recordingReporter();
+    await buildEngine(options({ model: fp32RestFile, int8: true, reporter: loud, shapes: { fixed: 'input:1x3x32x32' } }, {}, trt11({})));
+    expect(loud.warnings.join('\n')).toMatch(/every layer that is not INT8 runs in FP32.*quantize --high-precision fp16/);
+
+    // TensorRT 10, weakly typed: the INT8 + FP16 model wants --strongly-typed (or --fp16).
+    const ten = recordingReporter();
+    await buildEngine(options({ model: mixedFile, int8: true, reporter: ten, shapes: { fixed: 'input:1x3x32x32' } }, {}, fakeBridge({}, { network: { ...NETWORK, qdqLayers: 4 } })));
+    expect(ten.warnings.join('\n')).toMatch(/INT8 \+ FP16 model: add --strongly-typed/);
   });
 
   it('a strongly typed network on TensorRT 10 follows the same rules: no flags, no calibration, Q/DQ for INT8', async () => {
