@@ -11,6 +11,7 @@ import { listActivations } from '../onnx/graph.js';
 import { loadOnnxModel, writeOnnxModel } from '../onnx/model.js';
 import { countPrecisions, type PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
+import { correctModelBiases, type BiasCorrectionSummary } from './bias-correction.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
@@ -33,6 +34,8 @@ export interface QuantizeOptions {
   mixed?: { maxDrop: number; maxLayers?: string; precisionOut?: string };
   /** FP16 for TensorRT: a pure float16 graph (default: onnxruntime-runnable, see src/onnx/fp16.ts). */
   forTensorRT?: boolean;
+  /** INT8: correct the biases of the INT8 layers on `data` (the calibration images; with or without `cache`). */
+  biasCorrection?: boolean;
   out?: string;
   outDir?: string;
   threads?: number;
@@ -55,6 +58,7 @@ export interface QuantizeResult {
   opset?: { from: number; to: number; converted: string[] };
   precisionMap?: { file: string; int8: number; fp16: number; fp32: number };
   mixed?: MixedSummary;
+  biasCorrection?: BiasCorrectionSummary;
 }
 
 export function defaultVariantPath(modelFile: string, suffix: string, outDir = DEFAULT_OUT_DIR): string {
@@ -72,11 +76,13 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     return { model: options.model, out, precision: 'fp16', fp16Layers: r.fp16Nodes.length, fp32Layers: r.float32Nodes.length, skipped: [], missingScales: [] };
   }
 
+  if (options.biasCorrection && options.mixed) throw new UserError('--bias-correction and --mixed auto cannot be combined yet: quantize with --bias-correction and a precision map (--precision-map).');
+  if (options.biasCorrection && !options.data) throw new UserError('--bias-correction needs --data DIR: the calibration images the shifts are measured on.');
   if (options.mixed) {
     if (!options.cache || !options.data) throw new UserError('--mixed auto needs --cache (the scales) and --data (the images the accuracy budget is measured on).');
     if (options.precisionMap) throw new UserError('--mixed auto writes its own precision map: drop --precision-map.');
   } else {
-    if (options.cache && options.data) throw new UserError('Give either --cache (scales from a cache) or --data (calibrate first), not both.');
+    if (options.cache && options.data && !options.biasCorrection) throw new UserError('Give either --cache (scales from a cache) or --data (calibrate first), not both.');
     if (!options.cache && !options.data) throw new UserError('INT8 needs activation scales: pass --cache FILE, or --data DIR to calibrate first.');
   }
   const model = await loadOnnxModel(options.model);
@@ -110,8 +116,15 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     scales = new Map(Object.entries(r.amax[algo]!).map(([name, amax]) => [name, scaleFromAmax(amax)]));
     algorithm = algo;
   }
-  const r = buildInt8Variant(model, scales, { precisionMap, file: options.model });
-  const out = options.out ?? defaultVariantPath(options.model, precisionMap ? `${algorithm}.mixed` : `${algorithm}.int8`, options.outDir);
+  let corrected = model;
+  let biasCorrection: BiasCorrectionSummary | undefined;
+  if (options.biasCorrection) {
+    const bc = await correctModelBiases({ modelFile: options.model, model, scales, data: options.data!, precisionMap, threads: options.threads, reporter });
+    corrected = bc.result.model;
+    biasCorrection = bc.summary;
+  }
+  const r = buildInt8Variant(corrected, scales, { precisionMap, file: options.model });
+  const out = options.out ?? defaultVariantPath(options.model, `${algorithm}${options.biasCorrection ? '.bc' : ''}${precisionMap ? '.mixed' : '.int8'}`, options.outDir);
   await writeChecked(out, r.model);
   const counts = precisionMap ? countPrecisions(precisionMap) : undefined;
   return {
@@ -129,6 +142,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
     opset: r.qdq.opset,
     ...(precisionMap && precisionMapFile ? { precisionMap: { file: precisionMapFile, int8: counts!.int8, fp16: counts!.fp16, fp32: counts!.fp32 } } : {}),
     ...(mixed ? { mixed } : {}),
+    ...(biasCorrection ? { biasCorrection } : {}),
   };
 }
 
