@@ -2,6 +2,10 @@
  * Bias correction for the commands (calibrate, quantize): the calibration images as a batch-1 dataset, the
  * correction (src/calibrators/bias-correction.ts), and a summary for the results.
  */
+import path from 'node:path';
+import { scaleFromAmax } from '../cache/trt-cache.js';
+import type { AlgorithmName } from '../calibrators/types.js';
+import { writeOnnxModel } from '../onnx/model.js';
 import { correctBiases, type BiasCorrectionResult } from '../calibrators/bias-correction.js';
 import { UserError } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
@@ -78,4 +82,32 @@ function summarize(r: BiasCorrectionResult): BiasCorrectionSummary {
     ...(largest ? { largest } : {}),
     skipped: r.skipped,
   };
+}
+
+/**
+ * TensorRT 8.6-10.x implicit INT8: TensorRT quantizes the weights itself, so the correction travels as an FP32
+ * model whose biases are corrected for the cache's scales: <outDir>/<model>.<algo>.bc.onnx beside each cache,
+ * otherwise the input model, to be built with that cache.
+ */
+export async function writeBiasCorrectedModels(options: {
+  modelFile: string;
+  model: OnnxModel;
+  amax: Record<string, Record<string, number>>;
+  algorithms: readonly string[];
+  data: DataOptions;
+  outDir: string;
+  threads?: number;
+  reporter: Reporter;
+}): Promise<Array<{ algorithm: AlgorithmName; file: string } & BiasCorrectionSummary>> {
+  const base = path.basename(options.modelFile).replace(/\.onnx$/i, '');
+  const written: Array<{ algorithm: AlgorithmName; file: string } & BiasCorrectionSummary> = [];
+  for (const algorithm of options.algorithms) {
+    const scales = new Map(Object.entries(options.amax[algorithm]!).map(([name, amax]) => [name, scaleFromAmax(amax)]));
+    options.reporter.info(`bias correction for the ${algorithm} scales`);
+    const { result, summary } = await correctModelBiases({ ...options, scales });
+    const file = path.join(options.outDir, `${base}.${algorithm}.bc.onnx`);
+    await writeOnnxModel(file, result.model);
+    written.push({ algorithm: algorithm as AlgorithmName, file, ...summary, model: file });
+  }
+  return written;
 }

@@ -18,6 +18,7 @@ import type { PreprocessConfig, SkippedFile } from '../datasets/types.js';
 import { UserError } from '../errors.js';
 import { listActivations, type ActivationInfo } from '../onnx/graph.js';
 import { datasetForModel, type DataOptions } from './data.js';
+import { writeBiasCorrectedModels, type BiasCorrectionSummary } from './bias-correction.js';
 
 export type { DataOptions } from './data.js';
 import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
@@ -59,6 +60,8 @@ export interface CalibrateOptions {
   threads?: number;
   /** false: export every activation instead of counting Clip/Relu/Pad outputs from their inputs (same statistics; slower). */
   deriveStatistics?: boolean;
+  /** Also write, per algorithm, the FP32 model with bias-corrected biases (<outDir>/<model>.<algo>.bc.onnx), for TensorRT's implicit INT8 with that cache. */
+  biasCorrection?: boolean;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -98,6 +101,8 @@ export interface CalibrateResult {
   problems: Array<{ name: string; problem: string }>;
   /** amax per algorithm per tensor, in cache order. */
   amax: Record<string, Record<string, number>>;
+  /** With biasCorrection: the bias-corrected FP32 model written for each algorithm. */
+  biasCorrected?: Array<{ algorithm: AlgorithmName; file: string } & BiasCorrectionSummary>;
 }
 
 export async function calibrate(options: CalibrateOptions): Promise<CalibrateResult> {
@@ -112,6 +117,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
   }
   if (options.data && options.fromStats) throw new UserError('Give either --data (calibrate on images) or --from-stats (reuse statistics), not both.');
   if (!options.data && !options.fromStats) throw new UserError('No calibration data: pass --data DIR (images) or --from-stats FILE.');
+  if (options.biasCorrection && !options.data) throw new UserError('--bias-correction measures the shifts on images: pass --data DIR (the calibration images), not --from-stats.');
 
   const writeCaches = options.writeCaches ?? true;
   const trt = writeCaches ? resolveTrtVersion(options.trtVersion) : undefined;
@@ -208,6 +214,9 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
       if (t.count === 0) problems.push({ name: t.name, problem: 'no finite values: scale set for the range [-1, 1]' });
       else if (t.absMax === 0) problems.push({ name: t.name, problem: 'all values were 0: scale set for the range [-1, 1]' });
     }
+    const biasCorrected = options.biasCorrection
+      ? await writeBiasCorrectedModels({ modelFile: options.model, model, amax: amaxOut, algorithms, data: options.data!, outDir, threads: options.threads, reporter })
+      : undefined;
     const total = (performance.now() - started) / 1000;
     return {
       model: options.model,
@@ -225,6 +234,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
       narrowest: byRange.slice(-5).reverse().map(range),
       problems,
       amax: amaxOut,
+      ...(biasCorrected ? { biasCorrected } : {}),
     };
   } finally {
     await collected?.release();

@@ -11,6 +11,7 @@ interface CalibrateCliValues extends CommonOptions, Omit<PreprocessCliValues, 'd
   data?: string;
   model: string;
   algo: string;
+  biasCorrection?: boolean;
   percentile?: number;
   trtVersion?: string;
   cacheAlgorithm?: string;
@@ -53,7 +54,8 @@ export function register(program: Command): void {
     .option('--out-dir <dir>', 'folder for the caches and the statistics', DEFAULT_OUT_DIR)
     .option('--stats-out <file>', 'statistics file (default <out-dir>/<model>.stats.msgpack)')
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics)', parseInteger(1, 1024));
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics)', parseInteger(1, 1024))
+    .option('--bias-correction', 'also write <out-dir>/<model>.<algo>.bc.onnx: the FP32 model with biases corrected for each cache\'s INT8 (build it with that cache): docs/algorithms.md');
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CalibrateCliValues) => {
@@ -73,6 +75,7 @@ export function register(program: Command): void {
       outDir: opts.outDir,
       statsOut: opts.statsOut,
       threads: opts.threads,
+      biasCorrection: opts.biasCorrection,
       reporter,
     });
     if (result.preprocess && opts.verbose) reporter.info(`preprocessing: ${describePreprocess(result.preprocess)}`);
@@ -96,6 +99,7 @@ function jsonSummary(r: CalibrateResult) {
     widest: r.widest,
     narrowest: r.narrowest,
     problems: r.problems,
+    ...(r.biasCorrected ? { biasCorrected: r.biasCorrected } : {}),
     amax: r.amax,
   };
 }
@@ -116,6 +120,9 @@ function textSummary(r: CalibrateResult): string {
   }
   if (r.trtVersion) lines.push(`TensorRT ${r.trtVersion.version} (${r.trtVersion.source})`);
   for (const c of r.caches) lines.push(`  ${c.algorithm.padEnd(10)} ${c.file}  [${c.header}]`);
+  for (const b of r.biasCorrected ?? []) {
+    lines.push(`  ${b.algorithm.padEnd(10)} ${b.file}  [bias-corrected FP32 model: ${b.layers} layers, mean |shift| ${b.meanAbsShift.toPrecision(3)}, largest ${b.maxAbsShift.toPrecision(3)}, ${b.seconds.toFixed(1)} s]`);
+  }
   if (r.statsSource === 'collected') lines.push(`  statistics ${r.statsFile}`);
   if (r.widest.length > 0) {
     lines.push('widest ranges:   ' + r.widest.map((t) => `${t.name} (${num(t.absMax)})`).join(', '));
