@@ -18,6 +18,7 @@ const suites = [
   ['calibrate', './calibrate.mjs', 'benchCalibrate'],
   ['sensitivity', './sensitivity.mjs', 'benchSensitivity'],
   ['detect', './detect.mjs', 'benchDetect'],
+  ['bias', './bias.mjs', 'benchBias'],
 ];
 const results = {};
 for (const [name, file, fn] of suites) {

@@ -46,7 +46,7 @@ export function register(program: Command): void {
     .command('calibrate', { isDefault: true })
     .description('collect activation statistics on images and write TensorRT INT8 calibration caches (the default command)')
     .requiredOption('--model <file>', 'ONNX model')
-    .option('--algo <names>', `calibration algorithm(s), comma-separated, or "all": ${ALGORITHM_NAMES.join(', ')}`, 'entropy2')
+    .option('--algo <names>', `calibration algorithm(s), comma-separated, or "all": ${ALGORITHM_NAMES.join(', ')}; or "auto" alone: per tensor, the amax among theirs that least disturbs what the tensor feeds`, 'entropy2')
     .option('--percentile <p>', 'percentile algorithm: the percentile of |x| kept', parseNumber(50, 100), 99.99)
     .option('--trt-version <version>', 'TensorRT version that will read the cache, e.g. 10.3.0 or 8.6.1 (default: the installed TensorRT)')
     .addOption(new Option('--cache-algorithm <name>', 'algorithm name in the cache header instead of the algorithm\'s own').choices([...TRT_CACHE_ALGORITHMS]))
@@ -60,8 +60,29 @@ export function register(program: Command): void {
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CalibrateCliValues) => {
     const reporter = reporterFor(opts);
-    const algorithms = parseAlgorithms(opts.algo);
     const data = opts.data !== undefined ? preprocessOptionsFrom(opts as PreprocessCliValues) : undefined;
+    if (opts.algo.trim() === 'auto') {
+      // Every algorithm's scales, then each tensor's choice among them (src/app/auto.ts).
+      const { calibrateAuto } = await import('../app/auto.js');
+      const result = await calibrateAuto({
+        model: opts.model,
+        data,
+        fromStats: opts.fromStats,
+        calibrator: { percentile: opts.percentile },
+        trtVersion: opts.trtVersion,
+        out: opts.out,
+        outDir: opts.outDir,
+        statsOut: opts.statsOut,
+        threads: opts.threads,
+        biasCorrection: opts.biasCorrection,
+        reporter,
+      });
+      emit(opts, { ...jsonSummary(result), auto: result.auto }, () =>
+        [textSummary(result), `  auto       ${result.auto.file}  [${result.auto.header}]: ${Object.entries(result.auto.chosen).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`].join('\n'),
+      );
+      return;
+    }
+    const algorithms = parseAlgorithms(opts.algo);
     const { calibrate } = await import('../app/calibrate.js');
     const result = await calibrate({
       model: opts.model,
