@@ -77,3 +77,24 @@ describe('--bias-correction', () => {
     expect(q.stderr).toMatch(/--bias-correction needs --data/);
   });
 });
+
+describe('--algo auto', () => {
+  it('writes <model>.auto.cache under the EntropyCalibration2 header; cache show prints the algorithm each tensor took', async () => {
+    const dir = path.join(tmp, 'auto');
+    const r = await runCli([...base, '--data', IMAGES, '--max-images', '3', '--algo', 'auto', '--out-dir', dir, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const file = path.join(dir, 'mobilenet_v2_nsfw_224.auto.cache');
+    expect((await readFile(file, 'utf8')).split('\n')[0]).toBe('TRT-100300-EntropyCalibration2');
+    const show = await runCli(['cache', 'show', file, '--json']);
+    expect(show.code, show.stderr).toBe(0);
+    const tensors = JSON.parse(show.stdout).tensors as Array<{ name: string; amax: number; algorithm: string }>;
+    expect(tensors.length).toBeGreaterThan(100);
+    const algos = new Set(['entropy2', 'entropy', 'minmax', 'percentile', 'mse']);
+    for (const t of tensors) expect(t.algorithm.split('~').every((a) => algos.has(a)), `${t.name}: ${t.algorithm}`).toBe(true);
+    // Each tensor's amax is the one of the algorithm it names (plain choices): read from that algorithm's cache.
+    const minmax = JSON.parse((await runCli(['cache', 'show', path.join(dir, 'mobilenet_v2_nsfw_224.minmax.cache'), '--json'])).stdout).tensors as Array<{ name: string; amax: number }>;
+    const byName = new Map(minmax.map((t) => [t.name, t.amax]));
+    const fromMinmax = tensors.filter((t) => t.algorithm === 'minmax');
+    for (const t of fromMinmax) expect(t.amax).toBe(byName.get(t.name));
+  }, 120_000);
+});
