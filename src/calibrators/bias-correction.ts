@@ -10,13 +10,15 @@
  * channel at max|W_c|/127 (src/onnx/qdq.ts, the scheme TensorRT applies to the weights of an implicitly quantized
  * network too), emulated in float by onnxruntime, biases in float.
  *
- * Passes: one FP32 pass for the reference means, then one pass per "wave": the layers whose quantized ancestors
- * are all corrected (a chain gives one layer per wave; parallel branches share a wave). Each wave's pass runs only
- * the part of the quantized graph that produces the wave's outputs.
+ * Passes: one FP32 pass for the reference means, and one quantized pass cut into segments (segmentsOf): segment d
+ * holds the nodes whose nearest upstream corrected layers are all in earlier segments, so its layers ("wave" d) see
+ * every correction before them. The activations at each cut are kept per image, and a corrected layer's output is
+ * fed on as y + shift, which is what the corrected bias gives (up to one float rounding).
  *
- * Memory: each pass holds one image's activations of the part it runs and (layers x channels) float64 sums; the
- * preprocessed images are kept between passes while they fit in `imageCacheBytes` (default 256 MiB), else they
- * are decoded again for each pass.
+ * Memory: each segment holds one image's activations of its part of the graph; the (layers x channels) float64
+ * sums; the preprocessed images while they fit in `imageCacheBytes` (default 256 MiB, else decoded again for each
+ * pass); the activations at the current cut, in memory up to `frontierBytes` (default 1 GiB) and beyond that in
+ * files of a temporary folder, each dropped after its last reader and all removed at the end.
  *
  * Determinism: images go one at a time (batch 1) in file order; each image's channel means are summed in float64
  * and the per-image means are summed in file order, so the result depends neither on the batch size nor on the
