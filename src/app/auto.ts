@@ -66,7 +66,7 @@ export async function calibrateAuto(options: Omit<CalibrateOptions, 'algorithms'
   r.amax.auto = amax;
   if (options.biasCorrection) {
     const scales = new Map(names.map((n) => [n, scaleFromAmax(amax[n]!)]));
-    const { result, summary } = await correctModelBiases({ modelFile: options.model, model, scales, data: options.data, threads: options.threads, reporter });
+    const { result, summary } = await correctModelBiases({ modelFile: options.model, model, scales, data: options.data, mode: options.biasCorrectionMode, threads: options.threads, reporter });
     const bcFile = path.join(outDir, `${base}.auto.bc.onnx`);
     await writeOnnxModel(bcFile, result.model);
     r.biasCorrected = [{ algorithm: 'auto' as AlgorithmName, file: bcFile, ...summary, model: bcFile }];

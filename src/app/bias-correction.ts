@@ -13,7 +13,10 @@ import type { LayerPrecision } from '../precision/map.js';
 import type { Reporter } from '../reporter.js';
 import { datasetForModel, type DataOptions } from './data.js';
 
+export type BiasCorrectionMode = 'full' | 'weights';
+
 export interface BiasCorrectionSummary {
+  mode: BiasCorrectionMode;
   layers: number;
   images: number;
   passes: number;
@@ -34,6 +37,7 @@ export async function correctModelBiases(options: {
   scales: ReadonlyMap<string, number>;
   data: DataOptions;
   precisionMap?: ReadonlyMap<string, LayerPrecision>;
+  mode?: BiasCorrectionMode;
   threads?: number;
   reporter: Reporter;
 }): Promise<{ result: BiasCorrectionResult; summary: BiasCorrectionSummary }> {
@@ -49,14 +53,15 @@ export async function correctModelBiases(options: {
     file: options.modelFile,
     activationScales: options.scales,
     precisionMap: options.precisionMap,
+    mode: options.mode,
     dataset,
     threads: options.threads,
     reporter: options.reporter,
   });
-  return { result, summary: summarize(result) };
+  return { result, summary: summarize(result, options.mode ?? 'full') };
 }
 
-function summarize(r: BiasCorrectionResult): BiasCorrectionSummary {
+function summarize(r: BiasCorrectionResult, mode: BiasCorrectionMode): BiasCorrectionSummary {
   let sum = 0;
   let count = 0;
   let max = 0;
@@ -73,6 +78,7 @@ function summarize(r: BiasCorrectionResult): BiasCorrectionSummary {
     }
   }
   return {
+    mode,
     layers: r.layers.length,
     images: r.images,
     passes: r.passes,
@@ -96,6 +102,7 @@ export async function writeBiasCorrectedModels(options: {
   algorithms: readonly string[];
   data: DataOptions;
   outDir: string;
+  mode?: BiasCorrectionMode;
   threads?: number;
   reporter: Reporter;
 }): Promise<Array<{ algorithm: AlgorithmName; file: string } & BiasCorrectionSummary>> {

@@ -18,7 +18,7 @@ import type { PreprocessConfig, SkippedFile } from '../datasets/types.js';
 import { UserError } from '../errors.js';
 import { listActivations, type ActivationInfo } from '../onnx/graph.js';
 import { datasetForModel, type DataOptions } from './data.js';
-import { writeBiasCorrectedModels, type BiasCorrectionSummary } from './bias-correction.js';
+import { writeBiasCorrectedModels, type BiasCorrectionMode, type BiasCorrectionSummary } from './bias-correction.js';
 
 export type { DataOptions } from './data.js';
 import { loadOnnxModel, modelSha256 } from '../onnx/model.js';
@@ -62,6 +62,7 @@ export interface CalibrateOptions {
   deriveStatistics?: boolean;
   /** Also write, per algorithm, the FP32 model with bias-corrected biases (<outDir>/<model>.<algo>.bc.onnx), for TensorRT's implicit INT8 with that cache. */
   biasCorrection?: boolean;
+  biasCorrectionMode?: BiasCorrectionMode;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -215,7 +216,7 @@ export async function calibrate(options: CalibrateOptions): Promise<CalibrateRes
       else if (t.absMax === 0) problems.push({ name: t.name, problem: 'all values were 0: scale set for the range [-1, 1]' });
     }
     const biasCorrected = options.biasCorrection
-      ? await writeBiasCorrectedModels({ modelFile: options.model, model, amax: amaxOut, algorithms, data: options.data!, outDir, threads: options.threads, reporter })
+      ? await writeBiasCorrectedModels({ modelFile: options.model, model, amax: amaxOut, algorithms, data: options.data!, outDir, mode: options.biasCorrectionMode, threads: options.threads, reporter })
       : undefined;
     const total = (performance.now() - started) / 1000;
     return {

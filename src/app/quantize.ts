@@ -11,7 +11,7 @@ import { listActivations } from '../onnx/graph.js';
 import { loadOnnxModel, writeOnnxModel } from '../onnx/model.js';
 import { countPrecisions, type PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
-import { correctModelBiases, type BiasCorrectionSummary } from './bias-correction.js';
+import { correctModelBiases, type BiasCorrectionMode, type BiasCorrectionSummary } from './bias-correction.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { searchMixedPrecision, summarizeMixed, type MixedSummary } from './mixed.js';
 import { buildFp16Variant, buildInt8Variant, loadCacheFor, readPrecisionMapFor } from './variants.js';
@@ -36,6 +36,8 @@ export interface QuantizeOptions {
   forTensorRT?: boolean;
   /** INT8: correct the biases of the INT8 layers on `data` (the calibration images; with or without `cache`). */
   biasCorrection?: boolean;
+  /** full (default) or weights: see src/calibrators/bias-correction.ts. */
+  biasCorrectionMode?: BiasCorrectionMode;
   out?: string;
   outDir?: string;
   threads?: number;
@@ -119,7 +121,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   let corrected = model;
   let biasCorrection: BiasCorrectionSummary | undefined;
   if (options.biasCorrection) {
-    const bc = await correctModelBiases({ modelFile: options.model, model, scales, data: options.data!, precisionMap, threads: options.threads, reporter });
+    const bc = await correctModelBiases({ modelFile: options.model, model, scales, data: options.data!, precisionMap, mode: options.biasCorrectionMode, threads: options.threads, reporter });
     corrected = bc.result.model;
     biasCorrection = bc.summary;
   }

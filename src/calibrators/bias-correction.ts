@@ -34,7 +34,7 @@ import { UserError } from '../errors.js';
 import { applyBiasShifts, outputChannelAxis, pruneToOutputs } from '../onnx/bias.js';
 import { analyzeGraph } from '../onnx/graph.js';
 import { makeValueInfo } from '../onnx/build.js';
-import { ELEM, graphOf, saveOnnxModel, withGraph, type OnnxModel } from '../onnx/model.js';
+import { ELEM, graphOf, onnx, saveOnnxModel, withGraph, type OnnxModel, type OnnxTensorProto } from '../onnx/model.js';
 import { nodeLabel } from '../onnx/opset.js';
 import { quantizeQdq } from '../onnx/qdq.js';
 import type { LayerPrecision } from '../precision/map.js';
@@ -53,6 +53,12 @@ export interface BiasCorrectionOptions {
   dataset: Dataset;
   threads?: number;
   imageCacheBytes?: number;
+  /**
+   * full (default): the shift of E[y] against the FP32 model, caused by quantizing the weights and the input (and
+   * everything before); weights: only the weights' part, E[W x_q] - E[W_q x_q] on the same quantized input x_q
+   * (Nagel et al.'s original bias correction), which leaves the activations' clipping alone.
+   */
+  mode?: 'full' | 'weights';
   /** Activations kept in memory at the cuts between segments, in bytes, before they go to temporary files. */
   frontierBytes?: number;
   reporter?: Reporter;
@@ -99,12 +105,15 @@ export async function correctBiases(options: BiasCorrectionOptions): Promise<Bia
   const images = await imageSource(options.dataset, options.imageCacheBytes ?? DEFAULT_IMAGE_CACHE, reporter);
   if (targets.length === 0) return { model, layers: [], skipped: [], images: 0, passes: 0, spilledBytes: 0, seconds: (performance.now() - started) / 1000 };
 
-  const segments = segmentsOf(qdq.model, targets);
+  const mode = options.mode ?? 'full';
+  const floatWeights = mode === 'weights' ? floatWeightsOf(model, targets) : undefined;
+  const segments = segmentsOf(qdq.model, targets, floatWeights);
   reporter.info(`bias correction: ${targets.length} layers in ${segments.length} waves, one FP32 pass and one quantized pass in ${segments.length} segments`);
   reporter.start('bias correction', 1 + segments.length, 'steps');
   const store = new FrontierStore(options.frontierBytes ?? DEFAULT_FRONTIER);
   try {
-    const reference = await channelMeans(saveOnnxModel(pruneToOutputs(model, targets.map((t) => t.output))), file, targets, images, options.threads);
+    // full: the FP32 model's means; weights: each layer's own output with FP32 weights on the same quantized input.
+    const reference = mode === 'full' ? await channelMeans(saveOnnxModel(pruneToOutputs(model, targets.map((t) => t.output))), file, targets, images, options.threads) : new Map<string, Float64Array>();
     reporter.update({ done: 1 });
     const shifts = new Map<string, Float64Array>();
     const byOutput = new Map(targets.map((t) => [t.output, t]));
@@ -113,17 +122,20 @@ export async function correctBiases(options: BiasCorrectionOptions): Promise<Bia
       const rankOf = (name: string) => (name === segment.imageInput ? images.rank : store.rank(name));
       const session = await onnxruntimeBackend.open({ path: file, bytes: saveOnnxModel(segment.model(rankOf)) }, { threads: options.threads, qdq: 'emulate' });
       const sums = new Map<string, Float64Array>();
+      const floatSums = new Map<string, Float64Array>();
+      const byFloatOutput = new Map(segment.wave.map((t) => [floatOutputName(t), t]));
       let index = 0;
       try {
         await images.each(async (image) => {
           const feed: Record<string, Tensor> = {};
           for (const name of segment.inputs) feed[name] = name === segment.imageInput ? image : await store.get(name, index);
           await session.runEach(feed, segment.outputs, async (name, tensor) => {
-            const t = byOutput.get(name);
+            const t = byOutput.get(name) ?? byFloatOutput.get(name);
             if (t && segment.wave.includes(t)) {
               const means = perImageChannelMeans(tensor, outputChannelAxis(t.op, tensor.dims.length));
-              const sum = sums.get(t.label);
-              if (!sum) sums.set(t.label, means);
+              const into = name === t.output ? sums : floatSums;
+              const sum = into.get(t.label);
+              if (!sum) into.set(t.label, means);
               else for (let c = 0; c < sum.length; c++) sum[c] = sum[c]! + means[c]!;
             }
             if (segment.kept.has(name)) await store.put(name, index, { dtype: 'float32', dims: [...tensor.dims], data: (tensor.data as Float32Array).slice() });
@@ -134,8 +146,8 @@ export async function correctBiases(options: BiasCorrectionOptions): Promise<Bia
         await session.release();
       }
       for (const t of segment.wave) {
-        const ref = reference.get(t.label)!;
         const q = sums.get(t.label)!;
+        const ref = reference.get(t.label) ?? floatSums.get(t.label)!.map((v) => v / index);
         const shift = Float64Array.from(ref, (r, c) => r - q[c]! / index);
         shifts.set(t.label, shift);
         // The later segments read the corrected output: y + shift, exactly what the corrected bias gives.
@@ -164,6 +176,28 @@ export async function correctBiases(options: BiasCorrectionOptions): Promise<Bia
 const DEFAULT_IMAGE_CACHE = 256 * 2 ** 20;
 const DEFAULT_FRONTIER = 1024 * 2 ** 20;
 
+function floatOutputName(t: Target): string {
+  return `${t.output}/float_weight_output`;
+}
+
+/** The FP32 weight of each target (initializer or Constant value), for the weights mode. */
+function floatWeightsOf(model: OnnxModel, targets: readonly Target[]): Map<string, OnnxTensorProto> {
+  const g = graphOf(model);
+  const sources = new Map<string, OnnxTensorProto>(g.initializer.map((t) => [t.name, t]));
+  for (const n of g.node) {
+    const value = n.opType === 'Constant' ? n.attribute.find((a) => a.name === 'value')?.t : undefined;
+    if (value) sources.set(n.output[0]!, value as OnnxTensorProto);
+  }
+  const out = new Map<string, OnnxTensorProto>();
+  const byOutput = new Map(targets.map((t) => [t.output, t]));
+  for (const n of g.node) {
+    const t = byOutput.get(n.output[0]!);
+    const w = t ? sources.get(n.input[1] ?? '') : undefined;
+    if (t && w) out.set(t.label, w);
+  }
+  return out;
+}
+
 interface Segment {
   /** The targets whose outputs this segment produces. */
   wave: Target[];
@@ -183,7 +217,7 @@ interface Segment {
  * targets are exactly the layers whose target ancestors are all in earlier segments. Nodes that compute constants
  * (weight DequantizeLinear, Constant) go into every segment that reads them, so that no weight is stored.
  */
-function segmentsOf(model: OnnxModel, targets: readonly Target[]): Segment[] {
+function segmentsOf(model: OnnxModel, targets: readonly Target[], floatWeights?: ReadonlyMap<string, OnnxTensorProto>): Segment[] {
   const g = graphOf(model);
   const analysis = analyzeGraph(model);
   const imageInput = analysis.inputs[0]!.name;
@@ -230,14 +264,26 @@ function segmentsOf(model: OnnxModel, targets: readonly Target[]): Segment[] {
     const wave = targets.filter((t) => depth[producer.get(t.output)!] === d);
     const kept = new Set<string>();
     for (const name of produced) if ((lastReader.get(name) ?? -1) > d) kept.add(name);
-    const outputs = [...new Set([...wave.map((t) => t.output), ...kept])];
     const node = g.node.filter((_, i) => members.has(i));
+    // weights mode: a copy of each wave layer reading the same quantized input with its FP32 weight.
+    const extraInits: OnnxTensorProto[] = [];
+    const floatCopies: string[] = [];
+    for (const t of floatWeights ? wave : []) {
+      const w = floatWeights!.get(t.label);
+      const q = node.find((n) => n.output[0] === t.output);
+      if (!w || !q) continue;
+      const weightName = `${t.output}/float_weight`;
+      extraInits.push(onnx.TensorProto.create({ ...w, name: weightName }));
+      node.push(onnx.NodeProto.create({ ...q, name: `${q.name}/float_weight_copy`, input: [q.input[0]!, weightName, ...q.input.slice(2)], output: [floatOutputName(t)] }));
+      floatCopies.push(floatOutputName(t));
+    }
+    const outputs = [...new Set([...wave.map((t) => t.output), ...floatCopies, ...kept])];
     const reads = new Set(node.flatMap((n) => n.input));
     const segmentModel = (rankOf: (input: string) => number) =>
       withGraph(model, {
         ...g,
         node,
-        initializer: g.initializer.filter((t) => reads.has(t.name)),
+        initializer: [...g.initializer.filter((t) => reads.has(t.name)), ...extraInits],
         input: [...inputs].map((name) => makeValueInfo(name, ELEM.FLOAT, new Array<number>(rankOf(name)).fill(-1))),
         output: outputs.map((name) => makeValueInfo(name, ELEM.FLOAT)),
         valueInfo: [],

@@ -12,6 +12,7 @@ interface CalibrateCliValues extends CommonOptions, Omit<PreprocessCliValues, 'd
   model: string;
   algo: string;
   biasCorrection?: boolean;
+  biasCorrectionMode?: 'full' | 'weights';
   percentile?: number;
   trtVersion?: string;
   cacheAlgorithm?: string;
@@ -55,7 +56,8 @@ export function register(program: Command): void {
     .option('--stats-out <file>', 'statistics file (default <out-dir>/<model>.stats.msgpack)')
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics)', parseInteger(1, 1024))
-    .option('--bias-correction', 'also write <out-dir>/<model>.<algo>.bc.onnx: the FP32 model with biases corrected for each cache\'s INT8 (build it with that cache): docs/algorithms.md');
+    .option('--bias-correction', 'also write <out-dir>/<model>.<algo>.bc.onnx: the FP32 model with biases corrected for each cache\'s INT8 (build it with that cache): docs/algorithms.md')
+    .addOption(new Option('--bias-correction-mode <mode>', 'full: the shift against the FP32 model (weights and inputs quantized); weights: only the weights\' rounding, on the same quantized input').choices(['full', 'weights']).default('full'));
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CalibrateCliValues) => {
@@ -75,6 +77,7 @@ export function register(program: Command): void {
         statsOut: opts.statsOut,
         threads: opts.threads,
         biasCorrection: opts.biasCorrection,
+      biasCorrectionMode: opts.biasCorrectionMode,
         reporter,
       });
       emit(opts, { ...jsonSummary(result), auto: result.auto }, () =>
@@ -97,6 +100,7 @@ export function register(program: Command): void {
       statsOut: opts.statsOut,
       threads: opts.threads,
       biasCorrection: opts.biasCorrection,
+      biasCorrectionMode: opts.biasCorrectionMode,
       reporter,
     });
     if (result.preprocess && opts.verbose) reporter.info(`preprocessing: ${describePreprocess(result.preprocess)}`);
