@@ -406,7 +406,7 @@ async function imageSource(dataset: Dataset, budget: number, reporter: Reporter)
   };
   // The first pass counts the images (and caches them); later passes replay the cache or decode again.
   let count = -1;
-  let rank = 0;
+  let rank = dataset.imageDims.length + 1; // [1, ...image dims]
   return {
     get rank() {
       return rank;

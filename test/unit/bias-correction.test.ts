@@ -65,6 +65,9 @@ describe('bias correction, checked by hand', () => {
     expect(r.layers[0]!.shift[0]).toBeCloseTo(2 * (meanX - meanQ), 6);
     expect(initializer(r.model, 'b')[0]).toBeCloseTo(0.25 + 2 * (meanX - meanQ), 6);
     expect(r.images).toBe(2);
+    // weights mode: W = 2 quantizes exactly, so there is nothing to correct although the input rounds.
+    const w = await correctBiases({ model, file: 'conv.onnx', activationScales: new Map([['x', 1 / 127]]), dataset: arrayDataset(images, [1, 2, 2]), mode: 'weights' });
+    expect(Math.abs(w.layers[0]!.shift[0]!)).toBeLessThan(1e-7);
   });
 
   it('Gemm without C: creates C = shift / beta from the weight rounding error', async () => {
@@ -92,6 +95,10 @@ describe('bias correction, checked by hand', () => {
     const C = initializer(r.model, gemm.input[2]!);
     expect(C[0]).toBeCloseTo(shift[0]! / 0.5, 5);
     expect(C[1]).toBeCloseTo(shift[1]! / 0.5, 5);
+    // The input quantizes exactly: the weights mode measures the same shift.
+    const w = await correctBiases({ model, file: 'gemm.onnx', activationScales: new Map([['a', 1]]), dataset: arrayDataset(images, [2]), mode: 'weights' });
+    expect(w.layers[0]!.shift[0]).toBeCloseTo(shift[0]!, 5);
+    expect(w.layers[0]!.shift[1]).toBeCloseTo(shift[1]!, 5);
     // With C in place, the quantized model's mean output equals the FP32 one.
     const scales = new Map([['a', 1]]);
     const q = quantizeQdq(r.model, { activationScales: scales }).model;
