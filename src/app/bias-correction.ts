@@ -58,7 +58,7 @@ export async function correctModelBiases(options: {
     threads: options.threads,
     reporter: options.reporter,
   });
-  return { result, summary: summarize(result, options.mode ?? 'full') };
+  return { result, summary: summarize(result, options.mode ?? 'weights') };
 }
 
 function summarize(r: BiasCorrectionResult, mode: BiasCorrectionMode): BiasCorrectionSummary {

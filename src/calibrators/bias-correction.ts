@@ -54,9 +54,10 @@ export interface BiasCorrectionOptions {
   threads?: number;
   imageCacheBytes?: number;
   /**
-   * full (default): the shift of E[y] against the FP32 model, caused by quantizing the weights and the input (and
-   * everything before); weights: only the weights' part, E[W x_q] - E[W_q x_q] on the same quantized input x_q
-   * (Nagel et al.'s original bias correction), which leaves the activations' clipping alone.
+   * weights (default): only the weights' part, E[W x_q] - E[W_q x_q] on the same quantized input x_q (Nagel et
+   * al.'s bias correction of the weight error), which leaves the activations' clipping alone; full: the shift of
+   * E[y] against the FP32 model, caused by quantizing the weights and the input (and everything before), as NNCF.
+   * Measured on MobileNetV2 (docs/algorithms.md): full hurts with the clipping calibrators, weights helps.
    */
   mode?: 'full' | 'weights';
   /** Activations kept in memory at the cuts between segments, in bytes, before they go to temporary files. */
@@ -105,7 +106,7 @@ export async function correctBiases(options: BiasCorrectionOptions): Promise<Bia
   const images = await imageSource(options.dataset, options.imageCacheBytes ?? DEFAULT_IMAGE_CACHE, reporter);
   if (targets.length === 0) return { model, layers: [], skipped: [], images: 0, passes: 0, spilledBytes: 0, seconds: (performance.now() - started) / 1000 };
 
-  const mode = options.mode ?? 'full';
+  const mode = options.mode ?? 'weights';
   const floatWeights = mode === 'weights' ? floatWeightsOf(model, targets) : undefined;
   const segments = segmentsOf(qdq.model, targets, floatWeights);
   reporter.info(`bias correction: ${targets.length} layers in ${segments.length} waves, one FP32 pass and one quantized pass in ${segments.length} segments`);

@@ -60,7 +60,7 @@ describe('bias correction, checked by hand', () => {
     ];
     const meanX = (0.1 + 0.26 + 0.5 + 1.0 + 0.2) / 8;
     const meanQ = (13 + 33 + 64 + 127 + 25) / 127 / 8;
-    const r = await correctBiases({ model, file: 'conv.onnx', activationScales: new Map([['x', 1 / 127]]), dataset: arrayDataset(images, [1, 2, 2]) });
+    const r = await correctBiases({ model, file: 'conv.onnx', activationScales: new Map([['x', 1 / 127]]), dataset: arrayDataset(images, [1, 2, 2]), mode: 'full' });
     expect(r.layers.map((l) => l.node)).toEqual(['conv']);
     expect(r.layers[0]!.shift[0]).toBeCloseTo(2 * (meanX - meanQ), 6);
     expect(initializer(r.model, 'b')[0]).toBeCloseTo(0.25 + 2 * (meanX - meanQ), 6);
@@ -89,7 +89,7 @@ describe('bias correction, checked by hand', () => {
       [1, 5],
     ];
     const shift = [0, 1].map((n) => images.reduce((acc, a) => acc + a[0]! * (B[n]! - Bq[n]!) + a[1]! * (B[2 + n]! - Bq[2 + n]!), 0) / images.length);
-    const r = await correctBiases({ model, file: 'gemm.onnx', activationScales: new Map([['a', 1]]), dataset: arrayDataset(images, [2]) });
+    const r = await correctBiases({ model, file: 'gemm.onnx', activationScales: new Map([['a', 1]]), dataset: arrayDataset(images, [2]), mode: 'full' });
     const gemm = graphOf(r.model).node[0]!;
     expect(gemm.input.length).toBe(3);
     const C = initializer(r.model, gemm.input[2]!);
@@ -140,7 +140,7 @@ describe('bias correction, checked by hand', () => {
       ['x', 1 / 7],
       ['r', 1 / 5],
     ]);
-    const r = await correctBiases({ model, file: 'chain.onnx', activationScales: scales, dataset: arrayDataset(images, [2, 2, 2]) });
+    const r = await correctBiases({ model, file: 'chain.onnx', activationScales: scales, dataset: arrayDataset(images, [2, 2, 2]), mode: 'full' });
     expect(r.layers.map((l) => l.node)).toEqual(['conv1', 'conv2']);
     expect(graphOf(r.model).node[0]!.input.length).toBe(3); // conv1 got a bias
     const q = quantizeQdq(r.model, { activationScales: scales }).model;
@@ -159,7 +159,7 @@ describe('bias correction, checked by hand', () => {
       expect(qq[1]).toBeCloseTo(fp[1]!, 5);
     }
     // Correcting conv2 against the uncorrected conv1 would leave its mean off: the order matters here.
-    const conv2Alone = await correctBiases({ model: applyBiasShifts(model, new Map()).model, file: 'chain.onnx', activationScales: scales, precisionMap: new Map([['conv1', 'fp32']]), dataset: arrayDataset(images, [2, 2, 2]) });
+    const conv2Alone = await correctBiases({ model: applyBiasShifts(model, new Map()).model, file: 'chain.onnx', activationScales: scales, precisionMap: new Map([['conv1', 'fp32']]), dataset: arrayDataset(images, [2, 2, 2]), mode: 'full' });
     expect(Math.abs(conv2Alone.layers[0]!.shift[0]! - r.layers[1]!.shift[0]!)).toBeGreaterThan(1e-4);
   });
 
@@ -175,9 +175,11 @@ describe('bias correction, checked by hand', () => {
       [0.2, 0.33, 0.9, 0.01],
       [0.6, 0.12, 0.45, 0.8],
     ];
-    const run = (batch: number) => correctBiases({ model, file: 'conv.onnx', activationScales: new Map([['x', 1 / 127]]), dataset: arrayDataset(images, [1, 2, 2], batch) });
-    const [a, b] = [await run(1), await run(2)];
-    expect(Buffer.from(saveOnnxModel(a.model))).toEqual(Buffer.from(saveOnnxModel(b.model)));
+    for (const mode of ['full', 'weights'] as const) {
+      const run = (batch: number) => correctBiases({ model, file: 'conv.onnx', activationScales: new Map([['x', 1 / 127]]), dataset: arrayDataset(images, [1, 2, 2], batch), mode });
+      const [a, b] = [await run(1), await run(2)];
+      expect(Buffer.from(saveOnnxModel(a.model))).toEqual(Buffer.from(saveOnnxModel(b.model)));
+    }
   });
 });
 
