@@ -1,5 +1,6 @@
 // Bias correction (issue 14): MobileNetV2 fixture, full INT8 (no layer kept out), top-1 agreement with FP32 on
-// test/fixtures/images, images/calib (43) and images/val (15), per algorithm, without and with --bias-correction,
+// test/fixtures/images, images/calib (43) and images/val (15), per algorithm, without and with --bias-correction
+// (both modes),
 // scales and shifts from images/calib; and the time of each method next to one plain FP32 pass over images/calib.
 // Everything goes through the built CLI (calibrate, quantize, compare --variant-model), as a user would run it.
 //
@@ -38,11 +39,13 @@ export async function benchBias({ fixtures, log }) {
     for (const algo of algos) {
       const cache = path.join(dir, `mobilenet_v2_nsfw_224.${algo}.cache`);
       const plain = path.join(dir, `${algo}.int8.onnx`);
-      const bc = path.join(dir, `${algo}.bc.int8.onnx`);
+      const bc = path.join(dir, `${algo}.bc-full.int8.onnx`);
+      const bcw = path.join(dir, `${algo}.bc-weights.int8.onnx`);
       const q0 = cli(['quantize', '--model', model, '--cache', cache, '--out', plain]);
-      const q1 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--bias-correction', '--out', bc]);
-      times[algo] = { quantize: q0.seconds, biasCorrection: q1.json.biasCorrection.seconds, ...(algo === 'auto' ? { autoProbe: auto.json.auto.seconds } : {}) };
-      variants.push(plain, bc);
+      const q1 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--bias-correction', '--bias-correction-mode', 'full', '--out', bc]);
+      const q2 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--bias-correction', '--bias-correction-mode', 'weights', '--out', bcw]);
+      times[algo] = { quantize: q0.seconds, biasCorrectionFull: q1.json.biasCorrection.seconds, biasCorrectionWeights: q2.json.biasCorrection.seconds, ...(algo === 'auto' ? { autoProbe: auto.json.auto.seconds } : {}) };
+      variants.push(plain, bc, bcw);
     }
     const table = {};
     for (const [set, data] of Object.entries(sets)) {
@@ -54,10 +57,11 @@ export async function benchBias({ fixtures, log }) {
     }
     log(`one FP32 pass over images/calib (compare, fp32 only): ${fp32.seconds.toFixed(1)} s`);
     if (auto) log(`auto: probe pass ${auto.json.auto.seconds.toFixed(1)} s; choices ${JSON.stringify(auto.json.auto.chosen)}`);
-    log('variant            fixtures  calib  val    bias correction (s)');
+    log('variant                 fixtures  calib  val    bias correction (s)');
     for (const [name, row] of Object.entries(table)) {
-      const algo = name.replace(/\.bc$/, '');
-      log(`${name.padEnd(18)} ${row.fixtures.padEnd(9)} ${row.calib.padEnd(6)} ${row.val.padEnd(6)} ${name.endsWith('.bc') ? times[algo].biasCorrection.toFixed(1) : '-'}`);
+      const [algo, mode] = name.split('.');
+      const t = mode === 'bc-full' ? times[algo].biasCorrectionFull : mode === 'bc-weights' ? times[algo].biasCorrectionWeights : undefined;
+      log(`${name.padEnd(23)} ${row.fixtures.padEnd(9)} ${row.calib.padEnd(6)} ${row.val.padEnd(6)} ${t === undefined ? '-' : t.toFixed(1)}`);
     }
     return { fp32PassSeconds: fp32.seconds, table, times };
   } finally {
