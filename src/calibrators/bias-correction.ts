@@ -78,7 +78,7 @@ export interface BiasCorrectionResult {
   layers: LayerCorrection[];
   skipped: Array<{ node: string; reason: string }>;
   images: number;
-  /** Passes over the images: one FP32, one quantized (cut into segments). */
+  /** Passes over the images: one quantized (cut into segments), plus one FP32 in the full mode. */
   passes: number;
   /** Bytes of cut activations that went to temporary files (0: all fitted in memory). */
   spilledBytes: number;
@@ -109,7 +109,7 @@ export async function correctBiases(options: BiasCorrectionOptions): Promise<Bia
   const mode = options.mode ?? 'weights';
   const floatWeights = mode === 'weights' ? floatWeightsOf(model, targets) : undefined;
   const segments = segmentsOf(qdq.model, targets, floatWeights);
-  reporter.info(`bias correction: ${targets.length} layers in ${segments.length} waves, one FP32 pass and one quantized pass in ${segments.length} segments`);
+  reporter.info(`bias correction (${mode}): ${targets.length} layers in ${segments.length} waves, ${mode === 'full' ? 'one FP32 pass and ' : ''}one quantized pass in ${segments.length} segments`);
   reporter.start('bias correction', 1 + segments.length, 'steps');
   const store = new FrontierStore(options.frontierBytes ?? DEFAULT_FRONTIER);
   try {
@@ -164,7 +164,7 @@ export async function correctBiases(options: BiasCorrectionOptions): Promise<Bia
       layers: targets.filter((t) => !skippedNodes.has(t.label)).map((t) => ({ node: t.label, op: t.op, shift: shifts.get(t.label)! })),
       skipped: final.skipped,
       images: images.count,
-      passes: 2,
+      passes: mode === 'full' ? 2 : 1,
       spilledBytes: store.spilled,
       seconds: (performance.now() - started) / 1000,
     };
