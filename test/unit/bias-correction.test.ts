@@ -1,3 +1,5 @@
+import { readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
 import { correctBiases, perImageChannelMeans } from '../../src/calibrators/bias-correction.js';
@@ -161,6 +163,36 @@ describe('bias correction, checked by hand', () => {
     // Correcting conv2 against the uncorrected conv1 would leave its mean off: the order matters here.
     const conv2Alone = await correctBiases({ model: applyBiasShifts(model, new Map()).model, file: 'chain.onnx', activationScales: scales, precisionMap: new Map([['conv1', 'fp32']]), dataset: arrayDataset(images, [2, 2, 2]), mode: 'full' });
     expect(Math.abs(conv2Alone.layers[0]!.shift[0]! - r.layers[1]!.shift[0]!)).toBeGreaterThan(1e-4);
+  });
+
+  it('spills the activations at the cuts to a temporary folder past its budget: same biases, nothing left behind', async () => {
+    const model = makeModel({
+      nodes: [
+        makeNode('Conv', ['x', 'w1'], ['h'], { name: 'conv1' }),
+        makeNode('Relu', ['h'], ['r'], { name: 'relu' }),
+        makeNode('Conv', ['r', 'w2'], ['y'], { name: 'conv2' }),
+        makeNode('Add', ['y', 'h'], ['z'], { name: 'add' }),
+      ],
+      inputs: [makeValueInfo('x', ELEM.FLOAT, [1, 2, 1, 2])],
+      outputs: [makeValueInfo('z', ELEM.FLOAT, [1, 2, 1, 2])],
+      initializers: [tensorToProto('w1', f32([2, 2, 1, 1], [0.93, -0.41, 0.27, 0.68])), tensorToProto('w2', f32([2, 2, 1, 1], [0.52, 0.31, -0.77, 0.19]))],
+    });
+    const images = [
+      [0.3, -0.8, 0.2, 0.6],
+      [-0.1, 0.5, 0.9, -0.4],
+    ];
+    const scales = new Map([
+      ['x', 1 / 9],
+      ['r', 1 / 11],
+      ['h', 1 / 11],
+    ]);
+    const before = new Set(readdirSync(tmpdir()).filter((f) => f.startsWith('trt-calib-bc-')));
+    const inMemory = await correctBiases({ model, file: 'm.onnx', activationScales: scales, dataset: arrayDataset(images, [2, 1, 2]), mode: 'full' });
+    const spilled = await correctBiases({ model, file: 'm.onnx', activationScales: scales, dataset: arrayDataset(images, [2, 1, 2]), mode: 'full', frontierBytes: 0 });
+    expect(inMemory.spilledBytes).toBe(0);
+    expect(spilled.spilledBytes).toBeGreaterThan(0);
+    expect(Buffer.from(saveOnnxModel(spilled.model))).toEqual(Buffer.from(saveOnnxModel(inMemory.model)));
+    expect(readdirSync(tmpdir()).filter((f) => f.startsWith('trt-calib-bc-') && !before.has(f))).toEqual([]);
   });
 
   it('gives the same biases whatever the batch size of the dataset', async () => {
