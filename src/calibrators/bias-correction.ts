@@ -1,10 +1,12 @@
 /**
- * Bias correction (empirical): quantizing a layer's weights and its input shifts the mean of each of its output
+ * Bias correction (empirical): quantizing a layer's weights (and its input) shifts the mean of each of its output
  * channels; adding the opposite shift to the bias removes it. Method of Nagel et al., "Data-Free Quantization
- * Through Weight Equalization and Bias Correction" (ICCV 2019, section 4.2, empirical variant), as NNCF's
- * BiasCorrection applies it (nncf/quantization/algorithms/bias_correction/algorithm.py): layer by layer in graph
- * order, the shift of layer k is E[y_k, FP32 model] - E[y_k, quantized model whose earlier layers are already
- * corrected], measured on the calibration images, and folded into layer k's bias.
+ * Through Weight Equalization and Bias Correction" (ICCV 2019, section 4.2, empirical variant), layer by layer in
+ * graph order as NNCF's BiasCorrection does it (nncf/quantization/algorithms/bias_correction/algorithm.py): each
+ * layer's shift is measured on the calibration images with the layers before it already corrected, and folded into
+ * its bias. What is measured depends on the mode: `weights` (default), the shift the weights' rounding causes on
+ * the layer's quantized input, E[W x_q] - E[W_q x_q] (NNCF also measures the weights' shift only, but on float
+ * inputs: it removes the activation quantizers first); `full`, E[y_k, FP32 model] - E[y_k, quantized model].
  *
  * The quantized model is the one TensorRT runs: activations per tensor (the cache's scales), weights per output
  * channel at max|W_c|/127 (src/onnx/qdq.ts, the scheme TensorRT applies to the weights of an implicitly quantized
@@ -54,9 +56,9 @@ export interface BiasCorrectionOptions {
   threads?: number;
   imageCacheBytes?: number;
   /**
-   * weights (default): only the weights' part, E[W x_q] - E[W_q x_q] on the same quantized input x_q (Nagel et
-   * al.'s bias correction of the weight error), which leaves the activations' clipping alone; full: the shift of
-   * E[y] against the FP32 model, caused by quantizing the weights and the input (and everything before), as NNCF.
+   * weights (default): only the weights' part, E[W x_q] - E[W_q x_q] on the same quantized input x_q (the weight
+   * error that Nagel et al. and NNCF correct), which leaves the activations' clipping alone; full: the shift of
+   * E[y] against the FP32 model, caused by quantizing the weights and the input (and everything before).
    * Measured on MobileNetV2 (docs/algorithms.md): full hurts with the clipping calibrators, weights helps.
    */
   mode?: 'full' | 'weights';

@@ -57,7 +57,7 @@ export function register(program: Command): void {
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
     .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics)', parseInteger(1, 1024))
     .option('--bias-correction', 'also write <out-dir>/<model>.<algo>.bc.onnx: the FP32 model with biases corrected for each cache\'s INT8 (build it with that cache): docs/algorithms.md')
-    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized, NNCF style; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'));
+    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'));
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CalibrateCliValues) => {

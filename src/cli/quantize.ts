@@ -62,7 +62,7 @@ export function register(program: Command): void {
     .option('--max-layers <n|p%>', 'with --mixed auto: at most this many layers out of INT8')
     .option('--precision-out <file>', 'with --mixed auto: the precision map to write (default <out-dir>/<model>.precision.json)')
     .option('--bias-correction', 'INT8: shift each INT8 layer\'s biases by the mean output change its quantization causes, measured on --data (the calibration images; with or without --cache): docs/algorithms.md')
-    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized, NNCF style; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'))
+    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'))
     .option('--for-tensorrt', 'fp16: a pure float16 graph, without the float32 emulation onnxruntime\'s CPU kernels need')
     .option('-o, --out <file>', `output model (default ${DEFAULT_OUT_DIR}/<model>.<algo>.int8.onnx or .fp16.onnx)`)
     .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
