@@ -5,8 +5,8 @@
  * graph order as NNCF's BiasCorrection does it (nncf/quantization/algorithms/bias_correction/algorithm.py): each
  * layer's shift is measured on the calibration images with the layers before it already corrected, and folded into
  * its bias. What is measured depends on the mode: `weights` (default), the shift the weights' rounding causes on
- * the layer's quantized input, E[W x_q] - E[W_q x_q] (NNCF also measures the weights' shift only, but on float
- * inputs: it removes the activation quantizers first); `full`, E[y_k, FP32 model] - E[y_k, quantized model].
+ * the layer's quantized input, E[W x_q] - E[W_q x_q] (NNCF too corrects the weights' error only: it removes
+ * the activation quantizers before comparing with the FP32 outputs); `full`, E[y_k, FP32 model] - E[y_k, quantized model].
  *
  * The quantized model is the one TensorRT runs: activations per tensor (the cache's scales), weights per output
  * channel at max|W_c|/127 (src/onnx/qdq.ts, the scheme TensorRT applies to the weights of an implicitly quantized
