@@ -14,14 +14,13 @@ import { candidatesOf, chooseAmaxes, type AutoCandidate } from '../calibrators/a
 import { ALGORITHM_NAMES } from '../calibrators/registry.js';
 import type { AlgorithmName } from '../calibrators/types.js';
 import { UserError } from '../errors.js';
-import { loadOnnxModel } from '../onnx/model.js';
+import { loadOnnxModel, writeOnnxModel } from '../onnx/model.js';
+import { silentReporter } from '../reporter.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { correctModelBiases } from './bias-correction.js';
 import { calibrate, type CalibrateOptions, type CalibrateResult } from './calibrate.js';
 import { datasetForModel } from './data.js';
-import { silentReporter } from '../reporter.js';
-import { writeOnnxModel } from '../onnx/model.js';
 
 export interface AutoResult extends CalibrateResult {
   auto: { file: string; header: string; chosen: Record<string, number>; seconds: number };
