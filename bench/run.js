@@ -20,6 +20,7 @@ const suites = [
   ['detect', './detect.mjs', 'benchDetect'],
   ['compare-task', './compare-task.mjs', 'benchCompareTask'],
   ['shard', './shard.mjs', 'benchShard'],
+  ['bias', './bias.mjs', 'benchBias'],
 ];
 const results = {};
 for (const [name, file, fn] of suites) {

@@ -19,6 +19,7 @@ import { listActivations, type ActivationInfo } from '../onnx/graph.js';
 import { nodeLabel } from '../onnx/opset.js';
 import { datasetForModel, type DataOptions } from './data.js';
 import { shardRecord, shardStatsName, type ShardSpec } from './shard.js';
+import { writeBiasCorrectedModels, type BiasCorrectionMode, type BiasCorrectionSummary } from './bias-correction.js';
 
 export type { DataOptions } from './data.js';
 import { externalDataFiles, loadOnnxModel, modelSha256 } from '../onnx/model.js';
@@ -73,6 +74,9 @@ export interface CalibrateOptions {
   deriveStatistics?: boolean;
   /** Statistics of one slice of the images only (<model>.stats.<K>of<N>.msgpack), no scales, no cache: see `trt-calib merge`. */
   shard?: ShardSpec;
+  /** Also write, per algorithm, the FP32 model with bias-corrected biases (<outDir>/<model>.<algo>.bc.onnx), for TensorRT's implicit INT8 with that cache. */
+  biasCorrection?: boolean;
+  biasCorrectionMode?: BiasCorrectionMode;
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -118,6 +122,8 @@ export interface CalibrateResult {
   protectedPrecisionMap?: string;
   /** With --shard: which slice of the selected images ([start, end)) these statistics cover. */
   shard?: { index: number; count: number; start: number; end: number; selected: number };
+  /** With biasCorrection: the bias-corrected FP32 model written for each algorithm. */
+  biasCorrected?: Array<{ algorithm: AlgorithmName; file: string } & BiasCorrectionSummary>;
 }
 
 export async function calibrate(options: CalibrateOptions): Promise<CalibrateResult> {
@@ -149,6 +155,8 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
   }
   // A shard computes no scales: they exist only for all the images (trt-calib merge).
   const scaled = options.shard ? [] : algorithms;
+  if (options.biasCorrection && options.shard) throw new UserError(`--bias-correction needs the scales of all the images: run it with trt-calib merge's caches, not with ${options.shard.source}.`, { hint: 'Calibrate (or merge) first, then run calibrate --bias-correction on the calibration images.' });
+  if (options.biasCorrection && !options.data) throw new UserError('--bias-correction measures the shifts on images: pass --data DIR (the calibration images), not --from-stats.');
 
   const writeCaches = !options.shard && (options.writeCaches ?? true);
   const trt = writeCaches ? resolveTrtVersion(options.trtVersion) : undefined;
@@ -177,6 +185,7 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
       // Written only when some tensor is protected; checked like the caches beside it.
       ...(trt && options.protect !== false ? [{ path: protectedMapFile, option: options.out !== undefined ? '--out' : '--out-dir' }] : []),
       ...(options.fromStats ? [] : [{ path: statsFile, option: options.statsOut !== undefined ? '--stats-out' : '--out-dir' }]),
+      ...(options.biasCorrection && !options.shard ? algorithms.map((a) => ({ path: path.join(outDir, `${modelBase}.${a}.bc.onnx`), option: '--out-dir' })) : []),
     ],
     [
       { path: options.model, what: '--model' },
@@ -291,6 +300,9 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
       else if (t.absMax === 0) parts.push('all values were 0: scale set for the range [-1, 1]');
       if (parts.length > 0) problems.push({ name: t.name, problem: parts.join('; ') });
     }
+    const biasCorrected = options.biasCorrection
+      ? await writeBiasCorrectedModels({ modelFile: options.model, model, amax: amaxOut, algorithms, data: options.data!, outDir, mode: options.biasCorrectionMode, threads: options.threads, reporter })
+      : undefined;
     const total = (performance.now() - started) / 1000;
     const shardRun = collected?.stored.provenance.shard;
     return {
@@ -312,6 +324,7 @@ async function calibrateWithOutputs(options: CalibrateOptions, held: PreparedOut
       protected: protectedTensors,
       ...(protectedPrecisionMap ? { protectedPrecisionMap } : {}),
       ...(shardRun ? { shard: { index: shardRun.index, count: shardRun.count, start: shardRun.start, end: shardRun.end, selected: shardRun.selectedCount } } : {}),
+      ...(biasCorrected ? { biasCorrected } : {}),
     };
   } finally {
     await collected?.release();

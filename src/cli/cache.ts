@@ -45,13 +45,15 @@ export function register(program: Command): void {
       .addHelpText('after', '\nExample:\n  trt-calib cache show calib-cache/model.entropy2.cache\n  trt-calib cache show model.cache --json'),
   ).action(async (file: string, opts: CommonOptions) => {
     const c = await readCache(file);
+    const choices = await autoChoicesFor(file);
+    const took = (name: string) => (choices ? { algorithm: choices[name] ?? '-' } : {});
     emit(
       opts,
-      { file, trtVersion: c.trtVersion, algorithm: c.algorithm, tensors: c.entries.map((e) => ({ name: e.name, scale: e.scale, amax: e.amax })) },
+      { file, trtVersion: c.trtVersion, algorithm: c.algorithm, tensors: c.entries.map((e) => ({ name: e.name, scale: e.scale, amax: e.amax, ...took(e.name) })) },
       () =>
         [
-          `${file}: ${c.algorithm}, ${describeCacheVersion(c)}, ${c.entries.length} tensors`,
-          table([['tensor', 'scale', 'amax'], ...c.entries.map((e) => [e.name, fmt(e.scale), fmt(e.amax)])]),
+          `${file}: ${c.algorithm}, ${describeCacheVersion(c)}, ${c.entries.length} tensors${choices ? ' (--algo auto: the algorithm each tensor took, from the statistics file)' : ''}`,
+          table([['tensor', 'scale', 'amax', ...(choices ? ['algorithm'] : [])], ...c.entries.map((e) => [e.name, fmt(e.scale), fmt(e.amax), ...(choices ? [choices[e.name] ?? '-'] : [])])]),
         ].join('\n'),
     );
   });
@@ -147,4 +149,17 @@ async function convert(input: string, opts: CommonOptions & { out: string; trtVe
     }
   }
   emit(opts, result, () => `wrote ${result.out} (${result.tensors} tensors${result.header ? `, header ${result.header}` : ''})`);
+}
+
+/** For `<model>.auto.cache`: the choices recorded in `<model>.stats.msgpack` beside it, when that file has them. */
+async function autoChoicesFor(file: string): Promise<Record<string, string> | undefined> {
+  const base = path.basename(file);
+  if (!/\.auto\.cache$/i.test(base)) return undefined;
+  const stats = path.join(path.dirname(file), base.replace(/\.auto\.cache$/i, '.stats.msgpack'));
+  try {
+    const { loadStatistics } = await import('../stats/store.js');
+    return (await loadStatistics(stats)).algorithmChoices;
+  } catch {
+    return undefined; // no statistics beside the cache: the scales alone
+  }
 }

@@ -12,6 +12,8 @@ interface CalibrateCliValues extends CommonOptions, Omit<PreprocessCliValues, 'd
   data?: string;
   model: string;
   algo: string;
+  biasCorrection?: boolean;
+  biasCorrectionMode?: 'full' | 'weights';
   percentile?: number;
   trtVersion?: string;
   cacheAlgorithm?: string;
@@ -55,7 +57,7 @@ export function register(program: Command): void {
     .command('calibrate', { isDefault: true })
     .description('collect activation statistics on images and write TensorRT INT8 calibration caches (the default command)')
     .requiredOption('--model <file>', 'ONNX model')
-    .option('--algo <names>', `calibration algorithm(s), comma-separated, or "all": ${ALGORITHM_NAMES.join(', ')}`, 'entropy2')
+    .option('--algo <names>', `calibration algorithm(s), comma-separated, or "all": ${ALGORITHM_NAMES.join(', ')}; or "auto" alone: per tensor, the amax among theirs that least disturbs what the tensor feeds`, 'entropy2')
     .option('--percentile <p>', 'percentile algorithm: the percentile of |x| kept', parseNumber(50, 100), 99.99)
     .option('--trt-version <version>', 'TensorRT version that will read the cache, e.g. 10.3.0 or 8.6.1 (default: the installed TensorRT)')
     .addOption(new Option('--cache-algorithm <name>', 'algorithm name in the cache header instead of the algorithm\'s own').choices([...TRT_CACHE_ALGORITHMS]))
@@ -65,13 +67,37 @@ export function register(program: Command): void {
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
     .option('--shard <K/N|auto|auto/N>', 'collect statistics on the K-th of N slices of the images only (<model>.stats.<K>of<N>.msgpack, no cache; then trt-calib merge); auto: from JOB_COMPLETION_INDEX (with /N) or SLURM_ARRAY_TASK_ID/COUNT')
     .option('--no-protect', 'give every tensor a scale, even those INT8 would destroy (mixed-range Concats, score branches, outliers: see docs/quantization.md)')
-    .option('--threads <n>', `onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics); ${threadsLimitHelp()}`, parseInteger(1, 1024));
+    .option('--threads <n>', `onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics); ${threadsLimitHelp()}`, parseInteger(1, 1024))
+    .option('--bias-correction', 'also write <out-dir>/<model>.<algo>.bc.onnx: the FP32 model with biases corrected for each cache\'s INT8 (build it with that cache): docs/algorithms.md')
+    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'));
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CalibrateCliValues) => {
     const reporter = reporterFor(opts);
-    const algorithms = parseAlgorithms(opts.algo);
     const data = opts.data !== undefined ? preprocessOptionsFrom(opts as PreprocessCliValues) : undefined;
+    if (opts.algo.trim() === 'auto') {
+      // Every algorithm's scales, then each tensor's choice among them (src/app/auto.ts).
+      const { calibrateAuto } = await import('../app/auto.js');
+      const result = await calibrateAuto({
+        model: opts.model,
+        data,
+        fromStats: opts.fromStats,
+        calibrator: { percentile: opts.percentile },
+        trtVersion: opts.trtVersion,
+        out: opts.out,
+        outDir: opts.outDir,
+        statsOut: opts.statsOut,
+        threads: opts.threads,
+        biasCorrection: opts.biasCorrection,
+      biasCorrectionMode: opts.biasCorrectionMode,
+        reporter,
+      });
+      emit(opts, { ...jsonSummary(result), auto: result.auto }, () =>
+        [textSummary(result), `  auto       ${result.auto.file}  [${result.auto.header}]: ${Object.entries(result.auto.chosen).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`].join('\n'),
+      );
+      return;
+    }
+    const algorithms = parseAlgorithms(opts.algo);
     const { calibrate } = await import('../app/calibrate.js');
     const shard = opts.shard !== undefined ? (await import('../app/shard.js')).parseShard(opts.shard) : undefined;
     if (shard) {
@@ -93,6 +119,8 @@ export function register(program: Command): void {
       threads: capThreads(opts.threads, reporter),
       protect: opts.protect,
       shard,
+      biasCorrection: opts.biasCorrection,
+      biasCorrectionMode: opts.biasCorrectionMode,
       reporter,
     });
     if (result.preprocess && opts.verbose) reporter.info(`preprocessing: ${describePreprocess(result.preprocess)}`);
@@ -118,6 +146,7 @@ export function jsonSummary(r: CalibrateResult) {
     problems: r.problems,
     protected: r.protected,
     ...(r.protectedPrecisionMap ? { protectedPrecisionMap: r.protectedPrecisionMap } : {}),
+    ...(r.biasCorrected ? { biasCorrected: r.biasCorrected } : {}),
     amax: r.amax,
     ...(r.shard ? { shard: r.shard } : {}),
   };
@@ -140,6 +169,9 @@ export function textSummary(r: CalibrateResult): string {
   if (r.shard) lines.push(`shard ${r.shard.index} of ${r.shard.count}: images ${r.shard.start + 1}..${r.shard.end} of the ${r.shard.selected} selected; no cache (trt-calib merge writes them from all ${r.shard.count} shards)`);
   // The version is echoed once, before the pass ("TensorRT cache version: ..."), and is in each cache's header below.
   for (const c of r.caches) lines.push(`  ${c.algorithm.padEnd(10)} ${c.file}  [${c.header}]`);
+  for (const b of r.biasCorrected ?? []) {
+    lines.push(`  ${b.algorithm.padEnd(10)} ${b.file}  [bias-corrected FP32 model: ${b.layers} layers, mean |shift| ${b.meanAbsShift.toPrecision(3)}, largest ${b.maxAbsShift.toPrecision(3)}, ${b.seconds.toFixed(1)} s]`);
+  }
   if (r.statsSource !== 'file') lines.push(`  statistics ${r.statsFile}`);
   if (r.widest.length > 0) {
     lines.push('widest ranges:   ' + r.widest.map((t) => `${t.name} (${num(t.absMax)})`).join(', '));

@@ -16,6 +16,8 @@ interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'da
   precision: 'int8' | 'fp16';
   precisionMap?: string;
   forTensorrt?: boolean;
+  biasCorrection?: boolean;
+  biasCorrectionMode?: 'full' | 'weights';
   mixed?: 'auto';
   maxDrop?: number;
   maxLayers?: string;
@@ -36,6 +38,9 @@ Examples:
 
   # calibrate on images first, then quantize
   trt-calib quantize --model model.onnx --data ./images --preset imagenet --algo percentile
+
+  # bias correction: scales from the cache, the shifts measured on the calibration images
+  trt-calib quantize --model model.onnx --cache calib-cache/model.entropy2.cache --data ./calib --bias-correction
 
   # keep some layers in FP16/FP32 (a map from trt-calib sensitivity --max-drop, or written by hand)
   trt-calib quantize --model model.onnx --cache calib-cache/model.entropy2.cache --precision-map calib-cache/model.precision.json
@@ -66,6 +71,8 @@ export function register(program: Command): void {
     .option('--max-drop <points>', 'with --mixed auto: the largest top-1 drop against FP32 allowed, in points', parseNumber(0, 100))
     .option('--max-layers <n|p%>', 'with --mixed auto: at most this many layers out of INT8')
     .option('--precision-out <file>', 'with --mixed auto: the precision map to write (default <out-dir>/<model>.precision.json)')
+    .option('--bias-correction', 'INT8: shift each INT8 layer\'s biases by the mean output change its quantization causes, measured on --data (the calibration images; with or without --cache): docs/algorithms.md')
+    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'))
     .option('--for-tensorrt', 'fp16: a pure float16 graph, without the float32 emulation onnxruntime\'s CPU kernels need')
     .option('-o, --out <file>', `output model (default ${DEFAULT_OUT_DIR}/<model>.<algo>.int8.onnx or .fp16.onnx)`)
     .option('--out-dir <dir>', 'folder for the default outputs', DEFAULT_OUT_DIR)
@@ -94,6 +101,8 @@ export function register(program: Command): void {
       algorithm: opts.algo,
       precisionMap: opts.precisionMap,
       forTensorRT: opts.forTensorrt,
+      biasCorrection: opts.biasCorrection,
+      biasCorrectionMode: opts.biasCorrectionMode,
       ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut, task } } : {}),
       out: opts.out,
       outDir: opts.outDir,
@@ -137,6 +146,11 @@ function text(r: QuantizeResult): string {
     if (r.opset && r.opset.from !== r.opset.to) lines.push(`  opset ${r.opset.from} -> ${r.opset.to} (${r.layersByType ? 'float16 Q/DQ needs 19' : 'per-channel Q/DQ needs 13'})${r.opset.converted.length ? `, converted: ${r.opset.converted.join(', ')}` : ''}`);
   } else {
     lines.push(`  ${r.fp16Layers} nodes in FP16, ${r.fp32Layers} kept in FP32`);
+  }
+  if (r.biasCorrection) {
+    const b = r.biasCorrection;
+    lines.push(`  bias correction: ${b.layers} layers on ${b.images} images (${b.passes} passes, ${b.seconds.toFixed(1)} s); mean |shift| ${b.meanAbsShift.toPrecision(3)}, largest ${b.maxAbsShift.toPrecision(3)}${b.largest ? ` (${b.largest.node})` : ''}`);
+    for (const s of b.skipped.slice(0, 10)) lines.push(`    not corrected: ${s.node}: ${s.reason}`);
   }
   if (r.mixed) {
     lines.push(

@@ -63,6 +63,7 @@ export function encodeStatistics(stored: StoredStatistics): Buffer {
     formatVersion: STATS_FORMAT_VERSION,
     provenance: stored.provenance,
     tensors: tensors.map(encodeTensor),
+    ...(stored.algorithmChoices ? { algorithmChoices: Object.fromEntries(Object.entries(stored.algorithmChoices).sort(([a], [b]) => compareNames(a, b))) } : {}),
   });
 }
 
@@ -118,7 +119,9 @@ export function decodeStatistics(bytes: Uint8Array, file: string, options: LoadS
       `${file} was collected on model sha256 ${prov.modelSha256.slice(0, 12)}... (${prov.modelFile}), not on ${model} (${expected.slice(0, 12)}...); re-run calibration or pass the right --model`,
     );
   }
-  return { format: STATS_FORMAT, formatVersion: version, provenance: prov, tensors };
+  const choices = root.algorithmChoices;
+  if (choices !== undefined && !(isRecord(choices) && Object.values(choices).every((v) => typeof v === 'string'))) throw foreign('algorithmChoices is not a map of names');
+  return { format: STATS_FORMAT, formatVersion: version, provenance: prov, tensors, ...(choices ? { algorithmChoices: choices as Record<string, string> } : {}) };
 }
 
 function encodeTensor(t: TensorStatistics): Record<string, unknown> {

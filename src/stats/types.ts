@@ -77,4 +77,6 @@ export interface StoredStatistics {
   provenance: StatisticsProvenance;
   /** Sorted by name. */
   tensors: TensorStatistics[];
+  /** `--algo auto`: the candidate each tensor took (an algorithm, or "a~b" for a point between two). */
+  algorithmChoices?: Record<string, string>;
 }

@@ -1,0 +1,70 @@
+// Bias correction (issue 14): MobileNetV2 fixture, full INT8 (no layer kept out), top-1 agreement with FP32 on
+// test/fixtures/images, images/calib (43) and images/val (15), per algorithm, without and with --bias-correction
+// (both modes),
+// scales and shifts from images/calib; and the time of each method next to one plain FP32 pass over images/calib.
+// Everything goes through the built CLI (calibrate, quantize, compare --variant-model), as a user would run it.
+//
+// BENCH_BIAS_ALGOS=minmax,auto restricts the algorithms (default: the five and auto).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const bin = path.join(root, 'bin', 'trt-calib.js');
+const model = path.join(root, 'test/fixtures/models/mobilenet_v2_nsfw_224.onnx');
+
+function cli(args) {
+  const started = performance.now();
+  const out = execFileSync(process.execPath, [bin, ...args, '--json'], { cwd: root, maxBuffer: 256 * 2 ** 20, stdio: ['ignore', 'pipe', 'ignore'] });
+  return { json: JSON.parse(out.toString()), seconds: (performance.now() - started) / 1000 };
+}
+
+export async function benchBias({ fixtures, log }) {
+  const algos = (process.env.BENCH_BIAS_ALGOS ?? 'entropy2,entropy,minmax,percentile,mse,auto').split(',');
+  const calib = path.join(fixtures, 'images/calib');
+  const sets = { fixtures: path.join(root, 'test/fixtures/images'), calib, val: path.join(fixtures, 'images/val') };
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'trt-calib-bench-bias-'));
+  try {
+    const pre = ['--preset', 'raw01'];
+    const plainAlgos = algos.filter((a) => a !== 'auto');
+    if (plainAlgos.length > 0) cli(['--model', model, '--data', calib, ...pre, '--algo', plainAlgos.join(','), '--trt-version', '10.3.0', '--out-dir', dir]);
+    // auto: the five algorithms' statistics pass plus its probe pass (timed alone in `auto.seconds`).
+    const auto = algos.includes('auto') ? cli(['--model', model, '--data', calib, ...pre, '--algo', 'auto', '--trt-version', '10.3.0', '--out-dir', dir]) : undefined;
+    const fp32 = cli(['compare', '--model', model, '--data', calib, ...pre, '--precisions', 'fp32', '--no-layers', '--report-dir', path.join(dir, 'r0')]);
+    const variants = [];
+    const times = {};
+    for (const algo of algos) {
+      const cache = path.join(dir, `mobilenet_v2_nsfw_224.${algo}.cache`);
+      const plain = path.join(dir, `${algo}.int8.onnx`);
+      const bc = path.join(dir, `${algo}.bc-full.int8.onnx`);
+      const bcw = path.join(dir, `${algo}.bc-weights.int8.onnx`);
+      const q0 = cli(['quantize', '--model', model, '--cache', cache, '--out', plain]);
+      const q1 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--bias-correction', '--bias-correction-mode', 'full', '--out', bc]);
+      const q2 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--bias-correction', '--bias-correction-mode', 'weights', '--out', bcw]);
+      times[algo] = { quantize: q0.seconds, biasCorrectionFull: q1.json.biasCorrection.seconds, biasCorrectionWeights: q2.json.biasCorrection.seconds, ...(algo === 'auto' ? { autoProbe: auto.json.auto.seconds } : {}) };
+      variants.push(plain, bc, bcw);
+    }
+    const table = {};
+    for (const [set, data] of Object.entries(sets)) {
+      const r = cli(['compare', '--model', model, '--data', data, ...pre, '--precisions', 'fp32,int8', '--variant-model', variants.join(','), '--no-layers', '--report-dir', path.join(dir, `r-${set}`)]);
+      for (const v of r.json.variants.filter((x) => x.precision === 'int8')) {
+        const name = path.basename(v.modelFile).replace(/\.int8\.onnx$/, '');
+        (table[name] ??= {})[set] = `${Math.round(v.agreement * v.images)}/${v.images}`;
+      }
+    }
+    log(`one FP32 pass over images/calib (compare, fp32 only): ${fp32.seconds.toFixed(1)} s`);
+    if (auto) log(`auto: probe pass ${auto.json.auto.seconds.toFixed(1)} s; choices ${JSON.stringify(auto.json.auto.chosen)}`);
+    log('variant                 fixtures  calib  val    bias correction (s)');
+    for (const [name, row] of Object.entries(table)) {
+      const [algo, mode] = name.split('.');
+      const t = mode === 'bc-full' ? times[algo].biasCorrectionFull : mode === 'bc-weights' ? times[algo].biasCorrectionWeights : undefined;
+      log(`${name.padEnd(23)} ${row.fixtures.padEnd(9)} ${row.calib.padEnd(6)} ${row.val.padEnd(6)} ${t === undefined ? '-' : t.toFixed(1)}`);
+    }
+    return { fp32PassSeconds: fp32.seconds, table, times };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
