@@ -8,6 +8,7 @@
 import { lstatSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { atExit } from '../util/cleanup.js';
 
 /** The debug log onnxruntime creates for this process, by the temporary-folder rule it follows. */
 export function onnxruntimeDebugLogPath(pid = process.pid): string {
@@ -23,4 +24,17 @@ export function removeOnnxruntimeDebugLog(): void {
   } catch {
     // Not created (yet, or on this platform), or already gone.
   }
+}
+
+let removalAtExit = false;
+
+/**
+ * Called before the library may start (a session opens): the log is also removed at exit, should the run end
+ * (Ctrl-C, SIGTERM, SIGHUP) between the library's start and removeOnnxruntimeDebugLog. A run killed outright
+ * leaves it; the next run removes it (sweepAbandonedRunFolders in src/util/run-temp.ts).
+ */
+export function removeOnnxruntimeDebugLogAtExit(): void {
+  if (removalAtExit) return;
+  removalAtExit = true;
+  atExit(removeOnnxruntimeDebugLog);
 }

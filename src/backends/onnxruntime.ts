@@ -26,7 +26,7 @@ import { exposeTensors } from '../onnx/expose.js';
 import { analyzeGraph, describeInputs, graphOutputs, type ActivationInfo, type UnknownTypedTensor } from '../onnx/graph.js';
 import { decodeOnnxModel, graphOf, loadOnnxModel, onnx, saveOnnxModel, withGraph, type OnnxModel } from '../onnx/model.js';
 import { openUserFile, READ_LIMITS } from '../util/fs.js';
-import { removeOnnxruntimeDebugLog } from './onnxruntime-debug-log.js';
+import { removeOnnxruntimeDebugLog, removeOnnxruntimeDebugLogAtExit } from './onnxruntime-debug-log.js';
 import type { Backend, Session, SessionOptions, TensorInfo } from './types.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -162,6 +162,7 @@ async function requireFile(file: string): Promise<void> {
 }
 
 async function createOrtSession(source: string | Uint8Array, file: string, options: InferenceSession.SessionOptions): Promise<InferenceSession> {
+  removeOnnxruntimeDebugLogAtExit();
   try {
     return typeof source === 'string' ? await ort.InferenceSession.create(source, options) : await ort.InferenceSession.create(source, options);
   } catch (err) {

@@ -27,7 +27,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
-import { removeOnnxruntimeDebugLog } from '../backends/onnxruntime-debug-log.js';
+import { removeOnnxruntimeDebugLog, removeOnnxruntimeDebugLogAtExit } from '../backends/onnxruntime-debug-log.js';
 import type { TensorInfo } from '../backends/types.js';
 import { loadNative, type OrtCollector, type OrtCollectorConfig, type OrtCollectorTarget } from '../native.js';
 import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
@@ -164,6 +164,7 @@ export class NativeStatistics implements StatisticsPass {
   }
 
   async start(): Promise<void> {
+    removeOnnxruntimeDebugLogAtExit();
     try {
       await this.#open();
     } finally {

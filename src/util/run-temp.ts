@@ -9,7 +9,7 @@
  *   that needs a temporary folder or writes an output sees that the process is gone and removes it.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -97,5 +97,23 @@ export function sweepAbandonedRunFolders(root = tmpdir()): string[] {
       // another user's, or being removed: left for later
     }
   }
+  // onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts), left by a run killed between
+  // the library's start and its removal: only an empty one, and only when no process has that pid any more.
+  for (const name of names) {
+    const m = ONNXRUNTIME_DEBUG_LOG.exec(name);
+    if (!m || Number(m[1]) === own.pid || isProcessAlive(Number(m[1]), '0')) continue;
+    const file = path.join(root, name);
+    try {
+      const st = lstatSync(file);
+      if (st.isFile() && st.size === 0) {
+        unlinkSync(file);
+        removed.push(name);
+      }
+    } catch {
+      // gone already, or not ours
+    }
+  }
   return removed;
 }
+
+const ONNXRUNTIME_DEBUG_LOG = /^mat-debug-(\d+)\.log$/;

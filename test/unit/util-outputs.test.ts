@@ -122,4 +122,22 @@ describe('sweepAbandonedRunFolders', () => {
     expect(sweepAbandonedRunFolders(root).sort()).toEqual(names.slice(0, 2).sort());
     expect(readdirSync(root).sort()).toEqual(names.slice(2).sort());
   });
+
+  it("removes onnxruntime's empty mat-debug-<pid>.log of a process that is gone, and nothing else", async () => {
+    const root = path.join(tmp, 'tmp-root-debug-log');
+    mkdirSync(root);
+    const child = spawn(process.execPath, ['-e', '0']);
+    await new Promise((resolve) => child.on('exit', resolve));
+    const gone = `mat-debug-${child.pid}.log`;
+    writeFileSync(path.join(root, gone), '');
+    // kept: this process's own, a live process's, and one that holds data
+    const kept = [`mat-debug-${process.pid}.log`, `mat-debug-${process.ppid}.log`, 'mat-debug-1x.log'];
+    for (const k of kept) writeFileSync(path.join(root, k), '');
+    const child2 = spawn(process.execPath, ['-e', '0']);
+    await new Promise((resolve) => child2.on('exit', resolve));
+    const withData = `mat-debug-${child2.pid}.log`;
+    writeFileSync(path.join(root, withData), 'something');
+    expect(sweepAbandonedRunFolders(root)).toEqual([gone]);
+    expect(readdirSync(root).sort()).toEqual([...kept, withData].sort());
+  });
 });
