@@ -48,6 +48,13 @@ function compareArgs(m: Model, extra: string[] = [], precisions = 'fp32,int8'): 
   ];
 }
 
+/** Runs the jobs side by side and waits for all of them (a failure must not leave a CLI run going), then throws the first failure. */
+async function together(...jobs: Array<Promise<unknown>>): Promise<void> {
+  const settled = await Promise.allSettled(jobs);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 async function compare(m: Model, extra: string[] = [], precisions?: string): Promise<void> {
   const r = await runCli(compareArgs(m, extra, precisions));
   if (r.code !== 0) throw new Error(`compare ${m} exited ${r.code}: ${r.stderr}`);
@@ -65,13 +72,13 @@ beforeAll(async () => {
   file['nms-loose'] = await writeSsdLayout('nms', path.join(tmp, 'ssd_nms_loose.onnx'), { nms: { iouThreshold: 0.95, scoreThreshold: 0.05 } });
   file.ambiguous = await writeAmbiguous(path.join(tmp, 'ssd_ambiguous.onnx'));
   // Two at a time: the machine has two cores.
-  await Promise.all([compare('ssd'), compare('yolov8')]);
+  await together(compare('ssd'), compare('yolov8'));
   const refuse = (m: 'yolov5' | 'yolov8t' | 'ambiguous') =>
     runCli(['compare', '--model', file[m]!, '--data', STREET, ...SSD_PRE, '--task', 'auto', '--precisions', 'fp32', '--no-layers', '--report-dir', path.join(tmp, `refused-${m}`)]).then((r) => (refusals[m] = r));
-  await Promise.all([refuse('yolov5'), refuse('yolov8t')]);
+  await together(refuse('yolov5'), refuse('yolov8t'));
   await refuse('ambiguous');
-  await Promise.all([compare('yolov5', ['--det-layout', 'yolov5']), compare('yolov8t', ['--det-layout', 'yolov8-transposed'])]);
-  await Promise.all([compare('nms', [], 'fp32'), compare('nms-loose', [], 'fp32')]);
+  await together(compare('yolov5', ['--det-layout', 'yolov5']), compare('yolov8t', ['--det-layout', 'yolov8-transposed']));
+  await together(compare('nms', [], 'fp32'), compare('nms-loose', [], 'fp32'));
 }, 300_000);
 
 afterAll(async () => {
@@ -120,7 +127,6 @@ function refBoxes(rows: readonly Row[], minScore = 0, classShift = 0): RefBox[][
       .map((r) => ({ x1: r.bbox[0], y1: r.bbox[1], x2: r.bbox[0] + r.bbox[2], y2: r.bbox[1] + r.bbox[3], classId: r.category_id + classShift, score: r.score })),
   );
 }
-const truthOf = (boxes: RefBox[][]) => boxes.map((im) => im.map(({ score: _s, ...b }) => b));
 
 /** Per frame, highest score first (the saved order; stable ties), as [x1, y1, x2, y2, score, classId]. */
 function byFrame(rows: readonly Row[], classShift = 0): number[][][] {
@@ -257,26 +263,32 @@ describe('the same network, the same detections and the same mAP whatever the la
     const close = (a: number[], b: number[]) => a[5] === b[5] && Math.abs(a[4]! - b[4]!) <= 1e-6 && [0, 1, 2, 3].every((c) => Math.abs(a[c]! - b[c]!) <= 1e-3);
     const sameBox = (a: number[], b: number[]) => [0, 1, 2, 3].every((c) => Math.abs(a[c]! - b[c]!) <= 1e-3);
     let extra = 0;
+    const kept: number[][][] = nms.map(() => []);
     nms.forEach((im, f) => {
       const matched = ssd[f]!.map((d) => im.findIndex((g) => close(g, d)));
       ssd[f]!.forEach((d, k) => expect(matched[k], `${FRAMES[f]}: SSD detection ${JSON.stringify(d)} not in the graph's`).toBeGreaterThanOrEqual(0));
       im.forEach((g, k) => {
-        if (matched.includes(k)) return;
+        if (matched.includes(k)) return kept[f]!.push(g);
         extra++;
         expect(ssd[f]!.some((d) => sameBox(d, g) && d[5] !== g[5] && d[4]! >= g[4]!), `${FRAMES[f]}: graph row ${JSON.stringify(g)}`).toBe(true);
       });
     });
     expect(extra).toBe(nmsRows.length - above.length);
-    // Its INT8 run cannot be compared (see the describe below); instead the SSD's INT8 detections, re-scored by the
-    // independent COCO reference against the NMS model's FP32 detections as truth (>= --gt-score 0.25), give the
-    // mAP compare reported for the SSD.
+    expect(extra).toBeGreaterThan(0); // on these frames: 3 anchors above 0.25 in two classes
+
+    // The NMS model's INT8 run cannot be compared yet (compare exits 3 when the variant's row count differs from
+    // FP32's: the numeric output comparison wants equal shapes). Instead, as the issue allows: the SSD's INT8
+    // detections, re-scored by the independent COCO reference against the NMS model's FP32 detections as truth,
+    // give the mAP compare reported for the SSD, to 1e-9. The truth is the graph's rows less the second-class rows
+    // above: those are boxes best-class decoding never predicts, so with them the mAP is legitimately lower.
     const int8 = refBoxes(await detections('ssd', 'int8-entropy2'));
-    const fromNms = referenceCocoMap(truthOf(refBoxes(nmsRows, 0.25, YOLO_CLASS_SHIFT)), int8);
-    const fromSsd = referenceCocoMap(truthOf(refBoxes(ssdRows, 0.25)), int8);
+    const asTruth = (frames: number[][][]) => frames.map((im) => im.map(([x1, y1, x2, y2, , classId]) => ({ x1: x1!, y1: y1!, x2: x2!, y2: y2!, classId: classId! })));
+    const fromNms = referenceCocoMap(asTruth(kept), int8);
+    const withExtras = referenceCocoMap(asTruth(nms), int8);
     const reported = variantOf(reports.ssd, 'int8-entropy2').task;
     for (const [k, v] of [['map', reported.map], ['map50', reported.map50]] as const) {
       expect(Math.abs(fromNms[k] - v), k).toBeLessThanOrEqual(1e-9);
-      expect(Math.abs(fromSsd[k] - v), k).toBeLessThanOrEqual(1e-9);
+      expect(withExtras[k], k).toBeLessThan(v);
     }
   });
 
