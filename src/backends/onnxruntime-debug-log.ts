@@ -15,8 +15,22 @@ export function onnxruntimeDebugLogPath(pid = process.pid): string {
   return path.join(tmpdir(), `mat-debug-${pid}.log`);
 }
 
-/** Removes this process's debug log when it is there and empty (never anything that holds data). */
+let removeAtExit = false;
+
+/**
+ * Removes this process's debug log when it is there and empty (never anything that holds data), now and once more
+ * when the process exits: the library does not always create it before the first session returns (a run that
+ * opened sessions still left one now and then).
+ */
 export function removeOnnxruntimeDebugLog(): void {
+  if (!removeAtExit) {
+    removeAtExit = true;
+    process.once('exit', removeEmptyLog);
+  }
+  removeEmptyLog();
+}
+
+function removeEmptyLog(): void {
   const file = onnxruntimeDebugLogPath();
   try {
     const st = lstatSync(file);

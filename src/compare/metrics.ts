@@ -302,6 +302,20 @@ export function outputKind(dims: readonly number[]): OutputKind {
   return 'other';
 }
 
+/** `values` of shape `from` placed at the origin of a zero tensor of shape `to` (every to[i] >= from[i]). */
+function zeroPadded(values: ArrayLike<number>, from: readonly number[], to: readonly number[]): Tensor {
+  const out = new Float64Array(to.reduce((a, b) => a * b, 1));
+  const rank = from.length;
+  const index = new Array<number>(rank).fill(0);
+  for (let k = 0; k < values.length; k++) {
+    let at = 0;
+    for (let i = 0; i < rank; i++) at = at * to[i]! + index[i]!;
+    out[at] = values[k]!;
+    for (let i = rank - 1; i >= 0 && ++index[i]! === from[i]!; i--) index[i] = 0;
+  }
+  return { dtype: 'float64', dims: [...to], data: out };
+}
+
 function sameDims(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
@@ -443,7 +457,16 @@ export class OutputComparison {
   add(reference: Tensor, variant: Tensor, files: readonly string[], labels?: readonly (number | undefined)[]): void {
     const what = `output ${JSON.stringify(this.name)}`;
     if (!sameDims(reference.dims, variant.dims)) {
-      throw new Error(`The variant's ${what} has dims [${variant.dims.join(', ')}] but the reference's has [${reference.dims.join(', ')}].`);
+      // A data-dependent shape (NMS in the graph: as many rows as detections survive) differs between runs of one
+      // image: both are compared zero-padded to the larger, the form fixed-size NMS outputs (EfficientNMS) have.
+      const r = reference.dims;
+      const v = variant.dims;
+      if (r.length !== v.length || r[0] !== v[0] || outputKind(r) === 'classifier') {
+        throw new Error(`The variant's ${what} has dims [${v.join(', ')}] but the reference's has [${r.join(', ')}].`);
+      }
+      const dims = r.map((d, i) => Math.max(d, v[i]!));
+      reference = zeroPadded(floatValues(reference, `The reference's ${what}`), r, dims);
+      variant = zeroPadded(floatValues(variant, `The variant's ${what}`), v, dims);
     }
     const dims = reference.dims;
     const n = files.length;

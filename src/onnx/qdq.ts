@@ -37,8 +37,8 @@
  * tensors (shapes, indices), the outputs of layers the precision map keeps out of INT8, and tensors TensorRT never
  * materialises because it fuses their consumer into the producer (a weighted op's output read only by a
  * BatchNorm, an activation or one Add, and so on down such a chain; a pointwise op's output read only by another
- * pointwise op; a tensor read only by data-movement ops, rounded as their output instead): rounding those would be
- * more pessimistic than any engine.
+ * pointwise op; a tensor read only by data-movement ops, rounded as their output instead, that output taking the
+ * tensor's scale where the cache has none for it): rounding those would be more pessimistic than any engine.
  * A node the precision map sets to 'fp16' or 'fp32', a weighted op whose activation has no scale in the cache,
  * or one whose weight is not a stored constant (e.g. computed by a Reshape) stays float; each is reported.
  *
@@ -138,7 +138,7 @@ const POINTWISE = new Set([
  * weighted op (or of a node already fused into one) read by a FUSED_FOLLOWERS node (only one input of an Add/Sum
  * fuses; a Clip's bounds or a PRelu's slope are not the fused input), and the output of a pointwise op read by
  * another pointwise op. A tensor read only by data-movement ops (Identity, Reshape, Transpose, Squeeze, Unsqueeze,
- * Flatten) is rounded once, as their output.
+ * Flatten) is rounded once, as their output (which takes its scale where it has none: see quantizeQdq).
  */
 function fusedTensors(nodes: readonly OnnxNode[], tensors: GraphAnalysis['tensors'], consumers: GraphAnalysis['consumers'], outputs: ReadonlySet<string>): Set<string> {
   const chain = new Set<number>();
@@ -275,6 +275,25 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
   const precisionOf = (node: OnnxNode): LayerPrecision =>
     options.precisionMap?.get(node.name) ?? options.precisionMap?.get(nodeLabel(node)) ?? 'int8';
 
+  const activationScales = new Map(options.activationScales);
+  if (placement === 'implicit') {
+    // A tensor read only by data-movement ops is rounded as their outputs (fusedTensors). Where such an output has
+    // no scale of its own (e.g. a head re-laid out after the calibrated graph), that rounding would be lost though
+    // the tensor's producer may still run in INT8: the output takes the input's scale (a shuffle does not change
+    // values, so rounding after it is rounding before it, and no DQ feeds the shuffle). Topological order: chains.
+    for (const node of nodes) {
+      if (!DATA_MOVEMENT.has(node.opType) || (node.domain ?? '') !== '' || precisionOf(node) !== 'int8') continue;
+      const input = node.input[0];
+      const out = node.output[0];
+      if (!input || !out || outputs.has(input) || !activationScales.has(input) || activationScales.has(out)) continue;
+      if (tensors.get(out)?.elemType !== ELEM.FLOAT) continue;
+      const producer = tensors.get(input)?.producer;
+      if (producer && precisionOf(nodes[producer.node]!) !== 'int8') continue;
+      if (!(consumers.get(input) ?? []).every((k) => DATA_MOVEMENT.has(nodes[k]!.opType) && nodes[k]!.input[0] === input)) continue;
+      activationScales.set(out, activationScales.get(input)!);
+    }
+  }
+
   const taken = new Set<string>([...tensors.keys(), ...g.node.map((n) => n.name).filter(Boolean)]);
   const fresh = (base: string) => {
     let name = base;
@@ -301,7 +320,7 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
       quantizable.add(name);
       result.quantizable.push(name);
     }
-    if (!options.activationScales.has(name)) return `no scale for '${name}' in the calibration cache`;
+    if (!activationScales.has(name)) return `no scale for '${name}' in the calibration cache`;
     return undefined;
   };
   const planActivation = (name: string, node: number, slot: number) => {
@@ -401,7 +420,7 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
   const replaced = new Map<string, string>(); // `${node}:${slot}` -> new input name
 
   for (const [name, uses] of actPlan) {
-    const scale = options.activationScales.get(name)!;
+    const scale = activationScales.get(name)!;
     // A zero scale (an all-zero tensor in calibration) cannot be used; any positive scale keeps zeros exact.
     const s = scale > 0 ? scale : 1 / 127;
     const scaleName = fresh(`${name}_scale`);

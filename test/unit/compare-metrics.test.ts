@@ -210,6 +210,15 @@ describe('OutputComparison', () => {
     expect(cmp.result().metrics.dims).toEqual([1, -1, 2]);
   });
 
+  it('rows of a data-dependent count (NMS in the graph) are compared zero-padded to the larger shape', () => {
+    const cmp = new OutputComparison('output0');
+    // FP32 kept one row [3, 4], the variant two: [3, 4], [1, 0]. Padded: [3, 4, 0, 0] . [3, 4, 1, 0] = 25,
+    // |[3, 4, 0, 0]| = 5, |[3, 4, 1, 0]| = sqrt(26).
+    cmp.add(f32([1, 1, 2], [3, 4]), f32([1, 2, 2], [3, 4, 1, 0]), ['a']);
+    expect(cmp.result().metrics.cosineMean).toBeCloseTo(25 / (5 * Math.sqrt(26)), 12);
+    expect(cmp.result().metrics.maxAbsErr).toBe(1);
+  });
+
   it('rejects mismatched shapes, batches and labels outside the classes', () => {
     const cmp = new OutputComparison('output');
     expect(() => cmp.add(f32([1, 3], [1, 2, 3]), f32([1, 2], [1, 2]), ['a'])).toThrow(/dims \[1, 2\].*\[1, 3\]/);

@@ -156,4 +156,37 @@ describe('implicit Q/DQ placement', () => {
       await session.release();
     }
   });
+
+  it('a tensor read only by a shuffle whose output has no scale is still rounded once, after the shuffle, on its own grid', async () => {
+    // x -> Relu -> r -> Reshape -> s -> Mul 2 -> y: the cache names x and r but not s (a head appended after
+    // calibration). r's only reader is a shuffle, so r is rounded as s, which takes r's scale (4/127).
+    const shape = tensorToProto('shape', makeTensor('int64', [2], [1n, 4n] as never));
+    const two = tensorToProto('two', makeTensor('float32', [], [2]));
+    const model = makeModel({
+      inputs: [makeValueInfo('x', f, [1, 1, 2, 2])],
+      outputs: [makeValueInfo('y', f, [1, 4])],
+      initializers: [shape, two],
+      nodes: [
+        makeNode('Relu', ['x'], ['r'], { name: 'relu' }),
+        makeNode('Reshape', ['r', 'shape'], ['s'], { name: 'reshape' }),
+        makeNode('Mul', ['s', 'two'], ['y'], { name: 'mul' }),
+      ],
+    });
+    const scales = new Map([['x', 1 / 127], ['r', 4 / 127]]);
+    const implicit = quantizeQdq(model, { activationScales: scales, placement: 'implicit' });
+    expect(implicit.quantizedTensors).toEqual(['x', 's']);
+    // No DQ feeds the Reshape (onnxruntime's crash): its input is r itself.
+    expect(graphOf(implicit.model).node.find((n) => n.opType === 'Reshape')!.input[0]).toBe('r');
+    // The Reshape's output set to fp16 by a precision map stays float, as before.
+    expect(quantizeQdq(model, { activationScales: scales, placement: 'implicit', precisionMap: new Map([['reshape', 'fp16']]) }).quantizedTensors).toEqual(['x']);
+    const session = await onnxruntimeBackend.open({ path: 'implicit-shuffle.onnx', bytes: saveOnnxModel(implicit.model) }, { threads: 1 });
+    try {
+      // 0.2 -> 25.4 steps of 1/127 -> 25/127 on x's grid, Relu, then 6.25 steps of 4/127 -> 24/127 on r's grid
+      // (as s); 0.504 -> 64/127, on both grids. y = 2 s.
+      const y = (await session.run({ x: makeTensor('float32', [1, 1, 2, 2], [0.2, -0.5, 0.504, 0]) }))['y']!.data as Float32Array;
+      expect(Array.from(y).map((v) => Math.round((v / 2) * 127 * 1e4) / 1e4)).toEqual([24, 0, 64, 0]);
+    } finally {
+      await session.release();
+    }
+  });
 });

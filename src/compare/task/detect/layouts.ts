@@ -165,6 +165,7 @@ export function recognizeDetection(
   outputs: readonly OutputInfo[],
   sample?: Readonly<Record<string, Tensor>>,
 ): { spec?: DetectionSpec; classOffset?: number; reason: string } {
+  const declared = outputs;
   // Dynamic dims (ultralytics' dynamic export: [batch, 84, anchors]) take their size from the sample where it has them.
   outputs = outputs.map((o) => {
     const actual = sample?.[o.name]?.dims;
@@ -230,7 +231,10 @@ export function recognizeDetection(
           }
         }
       }
-      return { spec: { layout: 'nms', output: o.name }, classOffset: 0, reason: `'${o.name}' [${o.dims.join(', ')}] is NMS in the graph: at most ${d1} rows of x1, y1, x2, y2, score, class per image (ultralytics end2end, YOLOv10)` };
+      // A dynamic row count (ONNX NonMaxSuppression's output) is the sample's, not a bound.
+      const dims = declared.find((x) => x.name === o.name)?.dims ?? o.dims;
+      const rows = typeof dims[1] === 'number' && dims[1] > 0 ? `at most ${d1} rows` : `as many rows as survive (${d1} in the sample)`;
+      return { spec: { layout: 'nms', output: o.name }, classOffset: 0, reason: `'${o.name}' [${dims.join(', ')}] is NMS in the graph: ${rows} of x1, y1, x2, y2, score, class per image (ultralytics end2end, YOLOv10)` };
     }
     // [N, 4+C, A]; with a dynamic anchor count (an input of any size), a fixed 4+C in the middle says the same.
     if (typeof d1 === 'number' && d1 >= 5 && (typeof d2 === 'number' ? d1 < d2 : true)) {
