@@ -15,7 +15,7 @@ export function onnxruntimeDebugLogPath(pid = process.pid): string {
   return path.join(tmpdir(), `mat-debug-${pid}.log`);
 }
 
-let removeAtExit = false;
+let removalAtExit = false;
 
 /**
  * Removes this process's debug log when it is there and empty (never anything that holds data), now and once more
@@ -23,11 +23,19 @@ let removeAtExit = false;
  * opened sessions still left one now and then).
  */
 export function removeOnnxruntimeDebugLog(): void {
-  if (!removeAtExit) {
-    removeAtExit = true;
-    process.once('exit', removeEmptyLog);
-  }
+  removeOnnxruntimeDebugLogAtExit();
   removeEmptyLog();
+}
+
+/**
+ * Called before the library may start (a session opens): the log is removed at exit, also should the run end
+ * (Ctrl-C, SIGTERM, SIGHUP) between the library's start and removeOnnxruntimeDebugLog. A run killed outright
+ * leaves it; the next run removes it (sweepAbandonedOnnxruntimeLogs in src/util/run-temp.ts).
+ */
+export function removeOnnxruntimeDebugLogAtExit(): void {
+  if (removalAtExit) return;
+  removalAtExit = true;
+  atExit(removeEmptyLog);
 }
 
 function removeEmptyLog(): void {
@@ -38,17 +46,4 @@ function removeEmptyLog(): void {
   } catch {
     // Not created (yet, or on this platform), or already gone.
   }
-}
-
-let removalAtExit = false;
-
-/**
- * Called before the library may start (a session opens): the log is also removed at exit, should the run end
- * (Ctrl-C, SIGTERM, SIGHUP) between the library's start and removeOnnxruntimeDebugLog. A run killed outright
- * leaves it; the next run removes it (sweepAbandonedRunFolders in src/util/run-temp.ts).
- */
-export function removeOnnxruntimeDebugLogAtExit(): void {
-  if (removalAtExit) return;
-  removalAtExit = true;
-  atExit(removeOnnxruntimeDebugLog);
 }

@@ -97,11 +97,28 @@ export function sweepAbandonedRunFolders(root = tmpdir()): string[] {
       // another user's, or being removed: left for later
     }
   }
-  // onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts), left by a run killed between
-  // the library's start and its removal: only an empty one, and only when no process has that pid any more.
+  removed.push(...sweepAbandonedOnnxruntimeLogs(root));
+  return removed;
+}
+
+const ONNXRUNTIME_DEBUG_LOG = /^mat-debug-(\d+)\.log$/;
+
+/**
+ * onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts) of processes that are gone: the
+ * library creates it on a thread of its own, at times after the run's last chance to remove it (or the run was
+ * killed). Only an empty one, and only when no process has that pid any more.
+ */
+export function sweepAbandonedOnnxruntimeLogs(root = tmpdir()): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
   for (const name of names) {
     const m = ONNXRUNTIME_DEBUG_LOG.exec(name);
-    if (!m || Number(m[1]) === own.pid || isProcessAlive(Number(m[1]), '0')) continue;
+    if (!m || Number(m[1]) === process.pid || isProcessAlive(Number(m[1]), '0')) continue;
     const file = path.join(root, name);
     try {
       const st = lstatSync(file);
@@ -115,5 +132,3 @@ export function sweepAbandonedRunFolders(root = tmpdir()): string[] {
   }
   return removed;
 }
-
-const ONNXRUNTIME_DEBUG_LOG = /^mat-debug-(\d+)\.log$/;
