@@ -2,8 +2,9 @@
 // calibrated (minmax, as the INT8 + FP16 measurements in docs/quantization.md; BENCH_ALGO to change) on a folder, the Q/DQ model is written twice (today's
 // placement, and with `pooling: true`, the rest float32 in both), and both go through `trt-calib compare
 // --variant-model` on the same folder: top-1 agreement and mean cosine for MobileNetV2, IoU of the text maps at
-// 0.3 and mean cosine for PP-OCR det. Also counted: Q and DQ nodes, and the pooling/Resize ops that get Q/DQ.
-// Usage: node bench/pool-qdq.mjs (or `npm run bench -- pool-qdq`), after `npx tsc`.
+// 0.3 and mean cosine for PP-OCR det. Also counted: Q and DQ nodes, the pooling/Resize ops that get Q/DQ, and
+// how many of those Qs a float layer shares the input with (a separate quantize layer in TensorRT).
+// Usage: node bench/pool-qdq.mjs (or `npm run bench -- pool-qdq`), after `npx tsc`; ~1 minute.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -50,12 +51,20 @@ export async function benchPoolQdq({ fixtures, log, folders }) {
           const out = path.join(dir, `${base}.${pooling ? 'pooling' : 'default'}.int8.onnx`);
           writeFileSync(out, saveOnnxModel(r.model));
           const nodes = graphOf(r.model).node;
+          // A quantized pooling input that a float layer reads too: its producer must write float, so TensorRT
+          // cannot fuse the Q into it and runs the Q as a layer of its own.
+          const pooled = new Set(r.qdq.poolingNodes);
+          const standaloneQ = nodes
+            .filter((n) => pooled.has(n.name))
+            .map((n) => r.qdq.quantizedTensors.find((t) => r.qdq.dequantized.get(t) === n.input[0]))
+            .filter((t) => nodes.some((n) => n.opType !== 'QuantizeLinear' && n.input.includes(t))).length;
           written[pooling ? 'pooling' : 'default'] = {
             out,
             q: nodes.filter((n) => n.opType === 'QuantizeLinear').length,
             dq: nodes.filter((n) => n.opType === 'DequantizeLinear').length,
             int8Pooling: r.qdq.poolingNodes.length,
             int8PoolingNodes: r.qdq.poolingNodes,
+            standaloneQ,
             poolingOps: nodes.filter((n) => ['MaxPool', 'AveragePool', 'GlobalAveragePool', 'Resize'].includes(n.opType)).length,
           };
         }
@@ -67,7 +76,7 @@ export async function benchPoolQdq({ fixtures, log, folders }) {
           const row = { set: setName, model: base, placement: key, ...written[key], out: undefined, agreement: v.agreement, cosineMean: v.cosineMean };
           results.push(row);
           if (key === 'pooling') log(`  INT8 with pooling: ${row.int8PoolingNodes.join(' ')}`);
-          log(`${setName.padEnd(7)} ${base.padEnd(24)} ${key.padEnd(8)} Q ${row.q} DQ ${row.dq} pooling/Resize in INT8 ${row.int8Pooling}/${row.poolingOps}  agreement ${v.agreement?.toFixed(4)}  mean cosine ${v.cosineMean.toFixed(5)}`);
+          log(`${setName.padEnd(7)} ${base.padEnd(24)} ${key.padEnd(8)} Q ${row.q} DQ ${row.dq} pooling/Resize in INT8 ${row.int8Pooling}/${row.poolingOps} (Q not fusable into its producer: ${row.standaloneQ})  agreement ${v.agreement?.toFixed(4)}  mean cosine ${v.cosineMean.toFixed(5)}`);
         }
       }
     }
