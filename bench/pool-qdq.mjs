@@ -23,6 +23,8 @@ const MODELS = [
 ];
 
 const ALGO = process.env.BENCH_ALGO ?? 'minmax';
+// BENCH_HP=1: the rest in FP16 as `--high-precision fp16` writes it (emulated on the CPU: float16 between every op).
+const HIGH_PRECISION = process.env.BENCH_HP === '1' ? { highPrecision: { emulateOnCpu: true } } : {};
 const run = (args) => execFileSync(process.execPath, [cli, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
 
 export async function benchPoolQdq({ fixtures, log, folders }) {
@@ -47,17 +49,18 @@ export async function benchPoolQdq({ fixtures, log, folders }) {
         const model = await loadOnnxModel(modelFile);
         const written = {};
         for (const pooling of [false, true]) {
-          const r = buildMixedPrecisionModel(model, { activationScales, pooling, file: modelFile });
+          const r = buildMixedPrecisionModel(model, { activationScales, pooling, file: modelFile, ...HIGH_PRECISION });
           const out = path.join(dir, `${base}.${pooling ? 'pooling' : 'default'}.int8.onnx`);
           writeFileSync(out, saveOnnxModel(r.model));
           const nodes = graphOf(r.model).node;
           // A quantized pooling input that a float layer reads too: its producer must write float, so TensorRT
           // cannot fuse the Q into it and runs the Q as a layer of its own.
           const pooled = new Set(r.qdq.poolingNodes);
-          const standaloneQ = nodes
+          const qdqNodes = graphOf(r.qdq.model).node; // before any FP16 cast, where the names are the Q/DQ pass's
+          const standaloneQ = qdqNodes
             .filter((n) => pooled.has(n.name))
             .map((n) => r.qdq.quantizedTensors.find((t) => r.qdq.dequantized.get(t) === n.input[0]))
-            .filter((t) => nodes.some((n) => n.opType !== 'QuantizeLinear' && n.input.includes(t))).length;
+            .filter((t) => qdqNodes.some((n) => n.opType !== 'QuantizeLinear' && n.input.includes(t))).length;
           written[pooling ? 'pooling' : 'default'] = {
             out,
             q: nodes.filter((n) => n.opType === 'QuantizeLinear').length,
