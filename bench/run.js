@@ -21,6 +21,7 @@ const suites = [
   ['compare-task', './compare-task.mjs', 'benchCompareTask'],
   ['shard', './shard.mjs', 'benchShard'],
   ['bias', './bias.mjs', 'benchBias'],
+  ['pool-qdq', './pool-qdq.mjs', 'benchPoolQdq'],
 ];
 const results = {};
 for (const [name, file, fn] of suites) {

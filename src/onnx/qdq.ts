@@ -29,6 +29,12 @@
  * 4. One Q/DQ pair per tensor, shared by all its quantized consumers (one tensor, one scale, as in the cache).
  * 5. Nothing else is quantized: graph outputs, pooling, Concat, Resize stay float unless a weighted consumer
  *    quantizes their output; TensorRT propagates Q/DQ through such layers itself.
+ * 6. Optional (`pooling: true`, off by default: measured in docs/quantization.md): MaxPool, AveragePool,
+ *    GlobalAveragePool and Resize between INT8 layers get a Q/DQ pair on their data input too, so that they run in
+ *    INT8 (Model Optimizer counts them as quantizable; TensorRT moves a Q backwards across them). "Between INT8
+ *    layers": the input is the output of an INT8 weighted op (directly, through the ops TensorRT fuses into it, or
+ *    through data-movement ops) and every reader of the output reads its dequantized copy (an INT8 layer's
+ *    input, through data-movement ops too), so no float layer sits on either side.
  * Implicit placement (`placement: 'implicit'`), the pessimistic bound of TensorRT <= 10 implicit INT8, where any
  * layer whose input and output have a scale may run in INT8: a Q/DQ pair after every float32 activation the cache
  * names (graph input included: it is in TensorRT's cache and is quantized when the first layer runs in INT8;
@@ -81,6 +87,8 @@ export interface QdqOptions {
    * every named activation (see the file comment), the worst case of TensorRT's implicit INT8.
    */
   placement?: QdqPlacement;
+  /** Rule 6: Q/DQ on the input of pooling and Resize between INT8 layers (default false; explicit placement only). */
+  pooling?: boolean;
   /** For messages. */
   file?: string;
 }
@@ -99,6 +107,8 @@ export interface QdqResult {
   quantizedNodes: string[];
   /** Residual Adds whose skip input got a Q/DQ pair. */
   residualAdds: string[];
+  /** Pooling and Resize nodes whose input got a Q/DQ pair (rule 6). */
+  poolingNodes: string[];
   /** Activation tensors that got a Q/DQ pair. */
   quantizedTensors: string[];
   /** Activation tensor -> the name of its dequantized copy (what the INT8 consumers read; for layerwise error). */
@@ -121,6 +131,8 @@ const WEIGHTED = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
  * and elementwise sum).
  */
 const FUSED_FOLLOWERS = new Set(['BatchNormalization', 'Relu', 'Clip', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Elu', 'Selu', 'Softplus', 'HardSigmoid', 'HardSwish', 'PRelu', 'Add', 'Sum']);
+/** Rule 6's ops: TensorRT runs them in INT8 when Q/DQ surround them (Model Optimizer's quantizable pooling/Resize). */
+const POOLING = new Set(['MaxPool', 'AveragePool', 'GlobalAveragePool', 'Resize']);
 /** Ops that only re-lay values out. */
 const DATA_MOVEMENT = new Set(['Identity', 'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'Flatten']);
 /**
@@ -238,6 +250,7 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
   const perChannel = options.perChannel ?? true;
   const placement = options.placement ?? 'explicit';
   const residualAdd = placement === 'explicit' && (options.residualAdd ?? true);
+  const pooling = placement === 'explicit' && (options.pooling ?? false);
   for (const [name, s] of options.activationScales) {
     if (!(Number.isFinite(s) && s >= 0)) {
       throw new UserError(`${file}: the scale of '${name}' is ${s}; scales must be finite and not negative`, { hint: 'check the calibration cache' });
@@ -307,7 +320,7 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
   const actPlan = new Map<string, Array<[number, number]>>();
   /** (node index, input slot) -> weight plan. */
   const weightPlan = new Map<string, { tensor: string; axis: number | null; node: number; slot: number }>();
-  const result: Omit<QdqResult, 'model' | 'opset'> = { quantizedNodes: [], residualAdds: [], quantizedTensors: [], dequantized: new Map(), weights: [], skipped: [], quantizable: [] };
+  const result: Omit<QdqResult, 'model' | 'opset'> = { quantizedNodes: [], residualAdds: [], poolingNodes: [], quantizedTensors: [], dequantized: new Map(), weights: [], skipped: [], quantizable: [] };
   const quantizable = new Set<string>();
   const quantizedProducers = new Set<number>();
 
@@ -393,6 +406,43 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
       if (activationProblem(skipName)) return;
       planActivation(skipName, index, skipSlot);
       result.residualAdds.push(nodeLabel(node));
+    });
+  }
+
+  if (pooling) {
+    const isDefault = (n: OnnxNode) => (n.domain ?? '') === '';
+    /** The tensor is an INT8 layer's output: a quantized weighted op's, possibly through fused followers or shuffles. */
+    const int8Output = (name: string, depth = 0): boolean => {
+      const producer = tensors.get(name)?.producer;
+      if (!producer || depth > 64) return false;
+      const p = nodes[producer.node]!;
+      if (!isDefault(p) || precisionOf(p) !== 'int8') return false;
+      if (quantizedProducers.has(producer.node)) return true;
+      // TensorRT fuses a follower only when it is the sole reader of the value it extends.
+      const sole = (input: string) => (consumers.get(input)?.length ?? 0) === 1 && !outputs.has(input);
+      if (DATA_MOVEMENT.has(p.opType)) return int8Output(p.input[0] ?? '', depth + 1);
+      if (p.opType === 'Add' || p.opType === 'Sum') return p.input.some((i) => sole(i) && int8Output(i, depth + 1));
+      if (FUSED_FOLLOWERS.has(p.opType)) return sole(p.input[0] ?? '') && int8Output(p.input[0] ?? '', depth + 1);
+      return false;
+    };
+    /** Every reader of the tensor reads its dequantized copy (directly or through data-movement ops). */
+    const readByInt8Only = (name: string, depth = 0): boolean => {
+      const users = consumers.get(name) ?? [];
+      if (outputs.has(name) || users.length === 0 || depth > 64) return false;
+      const planned = actPlan.get(name) ?? [];
+      return users.every((k) => {
+        const n = nodes[k]!;
+        const slots = n.input.flatMap((input, slot) => (input === name ? [slot] : []));
+        if (slots.every((slot) => planned.some(([j, s]) => j === k && s === slot))) return true;
+        return DATA_MOVEMENT.has(n.opType) && isDefault(n) && slots.length === 1 && slots[0] === 0 && n.output.length === 1 && readByInt8Only(n.output[0]!, depth + 1);
+      });
+    };
+    nodes.forEach((node, index) => {
+      if (!POOLING.has(node.opType) || !isDefault(node) || precisionOf(node) !== 'int8' || node.output.length !== 1) return;
+      const input = node.input[0] ?? '';
+      if (activationProblem(input) || !int8Output(input) || !readByInt8Only(node.output[0]!)) return;
+      planActivation(input, index, 0);
+      result.poolingNodes.push(nodeLabel(node));
     });
   }
 

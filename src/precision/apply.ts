@@ -32,6 +32,8 @@ export interface MixedModelOptions {
   perChannel?: boolean;
   /** Q/DQ on the skip input of residual Adds (default true). */
   residualAdd?: boolean;
+  /** Q/DQ on the input of pooling and Resize between INT8 layers (src/onnx/qdq.ts rule 6; default false). */
+  pooling?: boolean;
   /** Q/DQ placement (src/onnx/qdq.ts): 'explicit' (default) or 'implicit' (after every named activation). */
   placement?: QdqPlacement;
   /** INT8 + FP16: the non-INT8 rest in FP16 (see the file comment). */
@@ -98,6 +100,7 @@ function qdqOptions(o: MixedModelOptions) {
     ...(o.perChannel !== undefined ? { perChannel: o.perChannel } : {}),
     ...(o.residualAdd !== undefined ? { residualAdd: o.residualAdd } : {}),
     ...(o.placement !== undefined ? { placement: o.placement } : {}),
+    ...(o.pooling !== undefined ? { pooling: o.pooling } : {}),
     ...(o.file !== undefined ? { file: o.file } : {}),
   };
 }

@@ -237,3 +237,74 @@ describe('PP-OCRv4 det Q/DQ (opset 11, Constant-node weights)', () => {
     expect(cosine(q[i]!, outputs[i]!)).toBeGreaterThan(0.95);
   });
 });
+
+describe('rule 6: Q/DQ on pooling and Resize between INT8 layers (option pooling)', () => {
+  // x -> conv_a -> Relu -> r -> MaxPool -> p -> conv_b -> b -> Resize(x2, nearest) -> u -> conv_c -> y
+  //                                                    b -> GlobalAveragePool -> g -> Sigmoid -> s   (float reader)
+  // x -> AveragePool -> ap -> conv_d -> d                                             (graph input, no INT8 producer)
+  const w = (name: string, seed: number) => tensorToProto(name, f32([2, 2, 1, 1], [0.5 + seed, -0.25, 0.75, 1 - seed / 2]));
+  const model = () =>
+    makeModel({
+      inputs: [makeValueInfo('x', ELEM.FLOAT, [1, 2, 4, 4])],
+      outputs: [makeValueInfo('y', ELEM.FLOAT, [1, 2, 4, 4]), makeValueInfo('s', ELEM.FLOAT, [1, 2, 1, 1]), makeValueInfo('d', ELEM.FLOAT, [1, 2, 2, 2])],
+      initializers: [w('Wa', 0), w('Wb', 1), w('Wc', 2), w('Wd', 3), tensorToProto('up', f32([4], [1, 1, 2, 2]))],
+      nodes: [
+        makeNode('Conv', ['x', 'Wa'], ['a'], { name: 'conv_a' }),
+        makeNode('Relu', ['a'], ['r'], { name: 'relu' }),
+        makeNode('MaxPool', ['r'], ['p'], { name: 'maxpool', attributes: { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } } }),
+        makeNode('Conv', ['p', 'Wb'], ['b'], { name: 'conv_b' }),
+        makeNode('Resize', ['b', '', 'up'], ['u'], { name: 'resize', attributes: { mode: { string: 'nearest' } } }),
+        makeNode('Conv', ['u', 'Wc'], ['y'], { name: 'conv_c' }),
+        makeNode('GlobalAveragePool', ['b'], ['g'], { name: 'gap' }),
+        makeNode('Sigmoid', ['g'], ['s'], { name: 'sigmoid' }),
+        makeNode('AveragePool', ['x'], ['ap'], { name: 'avgpool', attributes: { kernel_shape: { ints: [2, 2] }, strides: { ints: [2, 2] } } }),
+        makeNode('Conv', ['ap', 'Wd'], ['d'], { name: 'conv_d' }),
+      ],
+    });
+  // One scale on each side of the MaxPool and of the Resize, as TensorRT's propagation assumes: max and nearest
+  // sampling commute with rounding, so the results must not change (bit for bit).
+  const scales = new Map([['x', 0.05], ['r', 0.04], ['p', 0.04], ['b', 0.03], ['u', 0.03], ['g', 0.03], ['ap', 0.05]]);
+  const x = f32([1, 2, 4, 4], Array.from({ length: 32 }, (_, i) => Math.sin(i * 1.3) * 3));
+  const inputsOf = (m: OnnxModel) => new Map(graphOf(m).node.map((n) => [n.name, n.input]));
+
+  it('is off by default', () => {
+    const r = quantizeQdq(model(), { activationScales: scales });
+    expect(r.poolingNodes).toEqual([]);
+    expect(inputsOf(r.model).get('maxpool')).toEqual(['r']);
+    expect(inputsOf(r.model).get('resize')).toEqual(['b', '', 'up']);
+  });
+
+  it('quantizes the data input of MaxPool and Resize between INT8 layers only, and onnxruntime runs it unchanged', async () => {
+    const plain = quantizeQdq(model(), { activationScales: scales });
+    const r = quantizeQdq(model(), { activationScales: scales, pooling: true });
+    expect(r.poolingNodes).toEqual(['maxpool', 'resize']);
+    const ins = inputsOf(r.model);
+    expect(ins.get('maxpool')).toEqual(['r_DequantizeLinear_Output']); // Conv+Relu before it, conv_b after it
+    expect(ins.get('resize')).toEqual(['b_DequantizeLinear_Output', '', 'up']); // roi and scales stay as they are
+    expect(ins.get('gap')).toEqual(['b']); // read by a float Sigmoid
+    expect(ins.get('avgpool')).toEqual(['x']); // its producer is the graph input, not an INT8 layer
+    // Two new pairs: r (for the MaxPool) and b (for the Resize; conv_c reads u, which had its pair already).
+    const ops = graphOf(r.model).node.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'QuantizeLinear').length).toBe(graphOf(plain.model).node.filter((n) => n.opType === 'QuantizeLinear').length + 2);
+    expect(r.quantizedTensors.sort()).toEqual(['ap', 'b', 'p', 'r', 'u', 'x']);
+    expect(checkModel(r.model)).toEqual([]);
+    for (const out of ['y', 's', 'd']) {
+      const a = await runOnce(plain.model, { x }, out);
+      const b = await runOnce(r.model, { x }, out);
+      expect(Array.from(b), out).toEqual(Array.from(a));
+    }
+    // A coarser scale before the MaxPool than after it does change the result: the Q/DQ is really there.
+    const coarse = quantizeQdq(model(), { activationScales: new Map([...scales, ['r', 0.5]]), pooling: true });
+    const y0 = await runOnce(plain.model, { x }, 'y');
+    const y1 = await runOnce(coarse.model, { x }, 'y');
+    expect(Array.from(y1)).not.toEqual(Array.from(y0));
+  });
+
+  it('leaves a pooling op alone when its input has no scale or the precision map keeps it out of INT8', () => {
+    const noScale = quantizeQdq(model(), { activationScales: new Map([...scales].filter(([k]) => k !== 'r')), pooling: true });
+    expect(noScale.poolingNodes).toEqual(['resize']);
+    const mapped = quantizeQdq(model(), { activationScales: scales, pooling: true, precisionMap: new Map([['resize', 'fp16']]) });
+    expect(mapped.poolingNodes).toEqual(['maxpool']);
+    expect(inputsOf(mapped.model).get('resize')).toEqual(['b', '', 'up']);
+  });
+});
