@@ -26,12 +26,40 @@ export function boxIou(a: Box, b: Box): number {
   return inter / ((a.x2 - a.x1) * (a.y2 - a.y1) + (b.x2 - b.x1) * (b.y2 - b.y1) - inter);
 }
 
-/** Indices 0..n-1 ordered by score, highest first; equal scores keep index order (a stable sort). */
+/**
+ * Indices 0..n-1 ordered by score, highest first; equal scores keep index order (a stable sort: -0 equals 0, and a
+ * NaN score, which decoding never produces, goes last). A bottom-up merge sort with the comparison inlined: sorting
+ * with a comparator callback was most of the cost of NMS and of COCO mAP.
+ */
 export function orderByScore(scores: ArrayLike<number>, n = scores.length): Uint32Array {
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  // Array.prototype.sort is stable (ES2019); the index tiebreak makes that explicit.
-  return order.sort((a, b) => scores[b]! - scores[a]! || a - b);
+  let from = new Uint32Array(n);
+  let to = new Uint32Array(n);
+  // NaN scores last, in index order: the rest is sorted on numbers that all compare.
+  let m = 0;
+  let tail = n;
+  for (let i = n - 1; i >= 0; i--) if (Number.isNaN(scores[i]!)) from[--tail] = i;
+  for (let i = 0; i < n; i++) if (!Number.isNaN(scores[i]!)) from[m++] = i;
+  to.set(from.subarray(tail), tail); // the passes swap buffers: both hold the tail
+  for (let width = 1; width < m; width *= 2) {
+    for (let lo = 0; lo < m; lo += 2 * width) {
+      const mid = Math.min(lo + width, m);
+      const hi = Math.min(lo + 2 * width, m);
+      let a = lo;
+      let b = mid;
+      let k = lo;
+      while (a < mid && b < hi) {
+        // The right run's head goes first only when strictly higher: equal scores keep index order.
+        if (scores[from[b]!]! > scores[from[a]!]!) to[k++] = from[b++]!;
+        else to[k++] = from[a++]!;
+      }
+      while (a < mid) to[k++] = from[a++]!;
+      while (b < hi) to[k++] = from[b++]!;
+    }
+    const swap = from;
+    from = to;
+    to = swap;
+  }
+  return from;
 }
 
 /** Boxes as parallel arrays (corners, score, class), the form decoding produces them in. */
