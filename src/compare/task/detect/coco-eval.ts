@@ -97,38 +97,47 @@ export function evaluateCoco(
     const gtImages = gtBy.get(classId)!;
     const dtImages = dtBy.get(classId);
     let npig = 0;
-    const scores: number[] = [];
-    const status: number[][] = Array.from({ length: T }, () => []);
+    // Every kept detection of the category (at most 100 per image), in image order then score order: its score,
+    // and per threshold t its status at status[t * total + position] (FP unless matched).
+    let total = 0;
+    if (dtImages) for (let i = 0; i < images; i++) total += Math.min(dtImages[i]!.length, COCO_MAX_DETECTIONS);
+    const scores = new Float64Array(total);
+    const status = new Uint8Array(T * total); // STATUS_FP is 0
+    let base = 0;
     for (let i = 0; i < images; i++) {
       const gtsIn = gtImages[i]!;
       const dtsIn = dtImages?.[i] ?? [];
       if (gtsIn.length === 0 && dtsIn.length === 0) continue;
       // Ground truth: regular boxes first, crowd (ignored) last, each group in input order.
-      const gts = [...gtsIn.filter((g) => !g.iscrowd), ...gtsIn.filter((g) => g.iscrowd)];
-      const regular = gts.length - gtsIn.filter((g) => g.iscrowd).length;
+      const gts: GroundTruthBox[] = [];
+      for (const g of gtsIn) if (!g.iscrowd) gts.push(g);
+      const regular = gts.length;
+      for (const g of gtsIn) if (g.iscrowd) gts.push(g);
       npig += regular;
       const order = orderByScore(dtsIn.map((d) => d.score));
       const D = Math.min(order.length, COCO_MAX_DETECTIONS);
       const G = gts.length;
       const ious = new Float64Array(D * G);
-      // A detection's best IoU with any box: below a threshold it cannot match there (most low-scored ones).
+      // A detection's best IoU with any box: below a threshold it cannot match there (most low-scored ones), and
+      // below the lowest it stays a false positive at every threshold, so the matching visits only the others.
       const bestIou = new Float64Array(D);
+      const matchable: number[] = [];
       for (let d = 0; d < D; d++) {
         const det = dtsIn[order[d]!]!;
+        scores[base + d] = det.score;
         for (let g = 0; g < G; g++) {
           const v = cocoIou(det, gts[g]!, g >= regular);
           ious[d * G + g] = v;
           if (v > bestIou[d]!) bestIou[d] = v;
         }
+        if (bestIou[d]! >= Math.min(COCO_IOU_THRESHOLDS[0]!, 1 - 1e-10)) matchable.push(d);
       }
-      for (let t = 0; t < T; t++) {
-        const gtMatched = new Uint8Array(G);
+      const gtMatched = new Uint8Array(G);
+      for (let t = 0; t < T && matchable.length > 0; t++) {
+        gtMatched.fill(0);
         const threshold = Math.min(COCO_IOU_THRESHOLDS[t]!, 1 - 1e-10);
-        for (let d = 0; d < D; d++) {
-          if (bestIou[d]! < threshold) {
-            status[t]!.push(STATUS_FP);
-            continue;
-          }
+        for (const d of matchable) {
+          if (bestIou[d]! < threshold) continue;
           let best = threshold;
           let m = -1;
           for (let g = 0; g < G; g++) {
@@ -140,15 +149,13 @@ export function evaluateCoco(
             best = v;
             m = g;
           }
-          if (m === -1) {
-            status[t]!.push(STATUS_FP);
-          } else {
+          if (m !== -1) {
             gtMatched[m] = 1;
-            status[t]!.push(m >= regular ? STATUS_IGNORED : STATUS_TP);
+            status[t * total + base + d] = m >= regular ? STATUS_IGNORED : STATUS_TP;
           }
         }
       }
-      for (let d = 0; d < D; d++) scores.push(dtsIn[order[d]!]!.score);
+      base += D;
     }
     if (npig === 0) continue;
 
@@ -156,7 +163,7 @@ export function evaluateCoco(
     const nd = ranked.length;
     const precisionAt = new Float64Array(T * R);
     for (let t = 0; t < T; t++) {
-      const st = status[t]!;
+      const st = status.subarray(t * total, (t + 1) * total);
       const rc = new Float64Array(nd);
       const pr = new Float64Array(nd);
       let tp = 0;

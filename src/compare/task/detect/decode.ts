@@ -71,14 +71,26 @@ function output(outputs: BatchOutputs, spec: DetectionSpec, name: string, batch:
   return t;
 }
 
-/** Candidates of one image: parallel arrays, in anchor order. */
+/**
+ * Candidates of one image: parallel columns, in anchor order, the first `count` entries used. Allocated once for
+ * every row of the image (typed arrays, no growth): pushing onto plain arrays was a visible part of decoding.
+ */
 class Candidates {
-  x1: number[] = [];
-  y1: number[] = [];
-  x2: number[] = [];
-  y2: number[] = [];
-  score: number[] = [];
-  column: number[] = [];
+  count = 0;
+  readonly x1: Float64Array;
+  readonly y1: Float64Array;
+  readonly x2: Float64Array;
+  readonly y2: Float64Array;
+  readonly score: Float64Array;
+  readonly column: Float64Array;
+  constructor(capacity: number) {
+    this.x1 = new Float64Array(capacity);
+    this.y1 = new Float64Array(capacity);
+    this.x2 = new Float64Array(capacity);
+    this.y2 = new Float64Array(capacity);
+    this.score = new Float64Array(capacity);
+    this.column = new Float64Array(capacity);
+  }
   push(a: number, b: number, c: number, d: number, format: BoxFormat, sx: number, sy: number, score: number, column: number): void {
     // Plain assignments, no array destructuring: this runs once per anchor.
     let x1 = a;
@@ -100,12 +112,13 @@ class Candidates {
       y2 = b + d / 2;
     }
     if (!(Number.isFinite(x1) && Number.isFinite(y1) && Number.isFinite(x2) && Number.isFinite(y2))) return;
-    this.x1.push(x1 * sx);
-    this.y1.push(y1 * sy);
-    this.x2.push(x2 * sx);
-    this.y2.push(y2 * sy);
-    this.score.push(score);
-    this.column.push(column);
+    const i = this.count++;
+    this.x1[i] = x1 * sx;
+    this.y1[i] = y1 * sy;
+    this.x2[i] = x2 * sx;
+    this.y2[i] = y2 * sy;
+    this.score[i] = score;
+    this.column[i] = column;
   }
 }
 
@@ -148,7 +161,11 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
   const spec = options.spec;
   const N = images.length;
   const floor = options.scoreFloor ?? DETECTION_DEFAULTS.scoreFloor;
-  const perImage = images.map(() => new Candidates());
+  // Created by each layout once it knows the rows per image.
+  let perImage: Candidates[] = [];
+  const allocate = (rows: number): void => {
+    perImage = images.map(() => new Candidates(rows));
+  };
   const unit = (i: number, normalized: boolean | undefined): [number, number] => (normalized ? [images[i]!.inputWidth, images[i]!.inputHeight] : [1, 1]);
   switch (spec.layout) {
     case 'yolov5': {
@@ -156,6 +173,7 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       if (t.dims.length !== 3 || t.dims[2]! < 6) throw shapeError(spec, spec.output, t, '[N, anchors, 5 + classes]');
       const [, A, K] = t.dims as [number, number, number];
       const v = tensorValues(t);
+      allocate(A);
       for (let n = 0; n < N; n++) {
         for (let a = 0; a < A; a++) {
           const row = (n * A + a) * K;
@@ -173,6 +191,7 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       const v = tensorValues(t);
       const A = spec.transposed ? t.dims[1]! : t.dims[2]!;
       const K = spec.transposed ? t.dims[2]! : t.dims[1]!;
+      allocate(A);
       // Element (anchor a, channel k) of image n is at n * A * K + a * anchorStride + k * channelStride.
       const anchorStride = spec.transposed ? K : 1;
       const channelStride = spec.transposed ? 1 : A;
@@ -198,6 +217,7 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       const C = st.dims[2]!;
       const b = tensorValues(bt);
       const s = tensorValues(st);
+      allocate(A);
       for (let n = 0; n < N; n++) {
         const [sx, sy] = unit(n, spec.normalized);
         for (let a = 0; a < A; a++) {
@@ -214,6 +234,7 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       if (t.dims.length !== 3 || t.dims[2] !== 6) throw shapeError(spec, spec.output, t, '[N, detections, 6] rows of x1, y1, x2, y2, score, class');
       const K = t.dims[1]!;
       const v = tensorValues(t);
+      allocate(K);
       for (let n = 0; n < N; n++) {
         const [sx, sy] = unit(n, spec.normalized);
         for (let k = 0; k < K; k++) {
@@ -239,6 +260,7 @@ function candidatesOf(outputs: BatchOutputs, images: readonly ImageGeometry[], o
       const b = tensorValues(bt);
       const s = tensorValues(st);
       const c = tensorValues(ct);
+      allocate(K);
       for (let n = 0; n < N; n++) {
         const [sx, sy] = unit(n, spec.normalized);
         const valid = Math.max(0, Math.min(K, Math.round(count[n]!)));
@@ -265,9 +287,9 @@ export function decodeInputDetections(outputs: BatchOutputs, images: readonly Im
   const nmsIou = options.nmsIou ?? DETECTION_DEFAULTS.nmsIou;
   const graphNms = options.spec.layout === 'nms' || options.spec.layout === 'efficient-nms';
   return candidatesOf(outputs, images, options).map((c) => {
-    const n = c.score.length;
+    const n = c.count;
     const kept = graphNms
-      ? Array.from(orderByScore(c.score).subarray(0, Math.min(n, maxDetections)))
+      ? Array.from(orderByScore(c.score, n).subarray(0, Math.min(n, maxDetections)))
       : nonMaxSuppressionIndices({ x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2, score: c.score, classId: c.column }, n, nmsIou, maxDetections);
     return kept.map((i) => ({ x1: c.x1[i]!, y1: c.y1[i]!, x2: c.x2[i]!, y2: c.y2[i]!, score: c.score[i]!, classId: c.column[i]! + classOffset }));
   });

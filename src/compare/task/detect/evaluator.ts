@@ -34,7 +34,15 @@ const asGroundTruth = (d: DetectionBox): GroundTruthBox => ({ x1: d.x1, y1: d.y1
 type PackedImage = Float64Array;
 function pack(boxes: readonly DetectionBox[]): PackedImage {
   const out = new Float64Array(boxes.length * 6);
-  boxes.forEach((b, i) => out.set([b.x1, b.y1, b.x2, b.y2, b.score, b.classId], i * 6));
+  let k = 0;
+  for (const b of boxes) {
+    out[k++] = b.x1;
+    out[k++] = b.y1;
+    out[k++] = b.x2;
+    out[k++] = b.y2;
+    out[k++] = b.score;
+    out[k++] = b.classId;
+  }
   return out;
 }
 function unpack(p: PackedImage): DetectionBox[] {
