@@ -6,7 +6,7 @@
  * `mat-debug-<pid>.log`) fails the run, listed by name; the folder is removed either way, so the system temporary
  * folder keeps nothing.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sweepAbandonedOnnxruntimeLogs } from '../src/util/run-temp.js';
@@ -18,17 +18,31 @@ export default function setup(): () => void {
   const previous = process.env.TMPDIR;
   const dir = mkdtempSync(path.join(tmpdir(), 'vitest-trt-calib-tmp-'));
   process.env.TMPDIR = dir;
-  return () => {
-    // onnxruntime creates its empty mat-debug-<pid>.log on a thread of its own, at times after a short CLI run's last
+  return async () => {
+    // onnxruntime creates its empty mat-debug-<pid>.log on a thread of its own, at times after a short run's last
     // chance to remove it; the tool's next run removes those of processes that are gone, and so does this check
-    // (a non-empty one, or one of a live process, still fails it).
-    sweepAbandonedOnnxruntimeLogs(dir);
+    // (a non-empty one still fails it). The test worker processes may still be exiting: given a few seconds.
+    for (let i = 0; i < 50 && sweepOnce(dir); i++) await new Promise((resolve) => setTimeout(resolve, 100));
     const left = readdirSync(dir).filter((name) => LEAK_PATTERNS.some((p) => p.test(name))).sort();
+    const details = left.map((name) => {
+      const file = path.join(dir, name);
+      try {
+        return `${name} (${statSync(file).size} bytes)`;
+      } catch {
+        return name;
+      }
+    });
     rmSync(dir, { recursive: true, force: true });
     if (previous === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = previous;
     if (left.length > 0) {
-      throw new Error(`The tests left ${left.length} temporary item(s) behind (clean up in afterAll/afterEach, or fix the code that makes them): ${left.join(', ')}`);
+      throw new Error(`The tests left ${left.length} temporary item(s) behind (clean up in afterAll/afterEach, or fix the code that makes them): ${details.join(', ')}`);
     }
   };
+}
+
+/** Sweeps onnxruntime's logs of processes that are gone; true while some mat-debug log is still there. */
+function sweepOnce(dir: string): boolean {
+  sweepAbandonedOnnxruntimeLogs(dir);
+  return readdirSync(dir).some((name) => /^mat-debug-\d+\.log$/.test(name));
 }
