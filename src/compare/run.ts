@@ -92,24 +92,41 @@ export async function runComparison(options: RunComparisonOptions): Promise<Comp
 
   reporter.start(`Comparing ${[...(fp32 ? ['fp32'] : []), ...options.variants.map((v) => v.spec.name)].join(', ')}`, dataset.size, 'images');
   try {
+    // The task's work on one session's outputs (decoding, NMS...) runs while the next session computes, in the
+    // order the evaluator expects: queued, and done right after the next run has started (or after the pass).
+    const task = options.task;
+    const queued: Array<() => void> = [];
+    const flushTask = () => {
+      for (const work of queued.splice(0)) work();
+    };
+    const whileRunning = async (running: Promise<Record<string, Tensor>>): Promise<Record<string, Tensor>> => {
+      try {
+        flushTask();
+      } catch (err) {
+        await running.catch(() => undefined);
+        throw err;
+      }
+      return running;
+    };
     for await (const batch of dataset.batches({ onSkip: (s) => skipped.push(s), ...(options.signal ? { signal: options.signal } : {}) })) {
       const feed: Record<string, Tensor> = { [dataset.inputName]: { dtype: 'float32', dims: batch.dims, data: batch.data } };
       const batchLabels = labels === undefined ? undefined : batch.files.map((f) => labels.get(path.resolve(f)));
-      const ref = await reference.run(feed, [...outputs, ...referenceLayers]);
+      const ref = await whileRunning(reference.run(feed, [...outputs, ...referenceLayers]));
       fp32?.addOutputs(ref, ref, batch.files, batchLabels, compared);
-      const task = options.task;
       const geometries = task ? await imageGeometries(batch.files, dataset.preprocess) : [];
       if (task) {
         await task.prepareBatch?.(geometries);
-        task.addReference(ref, geometries);
-        task.addVariant('fp32', ref, geometries);
+        queued.push(() => {
+          task.addReference(ref, geometries);
+          task.addVariant('fp32', ref, geometries);
+        });
       }
       for (const { run, cmp } of runs) {
         const layers = run.layers ?? [];
         const fetch = [...new Set([...outputs, ...layers.map(varName)])];
-        const out = await run.session.run(feed, fetch);
+        const out = await whileRunning(run.session.run(feed, fetch));
         cmp.addOutputs(ref, out, batch.files, batchLabels, compared);
-        task?.addVariant(run.spec.name, out, geometries);
+        if (task) queued.push(() => task.addVariant(run.spec.name, out, geometries));
         if (layers.length > 0) {
           const r: Record<string, Tensor> = {};
           const v: Record<string, Tensor> = {};
@@ -124,9 +141,12 @@ export async function runComparison(options: RunComparisonOptions): Promise<Comp
           cmp.addLayers(r, v, layers.map(refName));
         }
       }
+      // The next batch's masks (prepareBatch) replace this batch's: its task work must be done first.
+      if (task?.prepareBatch) flushTask();
       images += batch.files.length;
       reporter.update({ done: images + skipped.length });
     }
+    flushTask();
   } finally {
     reporter.stop();
   }
