@@ -13,6 +13,7 @@ import type { ShardRecord, StatisticsProvenance, StoredStatistics } from '../sta
 import { calibrate, type CalibrateOptions, type CalibrateResult } from './calibrate.js';
 import { DEFAULT_OUT_DIR } from './defaults.js';
 import { shardImageEntries, shardStatsName } from './shard.js';
+import { canonicalText } from '../util/canonical.js';
 
 export interface MergeOptions extends Omit<CalibrateOptions, 'data' | 'fromStats' | 'statistics' | 'shard' | 'threads' | 'deriveStatistics' | 'signal'> {
   /** The shards' statistics files (`<model>.stats.<K>of<N>.msgpack`), all N of them, in any order. */
@@ -81,26 +82,14 @@ function shardRecordProblem(r: ShardRecord, p: StatisticsProvenance): string | u
   return undefined;
 }
 
-/** A canonical text of a value (sorted keys), to compare what msgpack read back. */
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (typeof v === 'object' && v !== null) {
-    return `{${Object.keys(v)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v) ?? String(v);
-}
-
 /** Shards of one calibration: the same model, preprocessing, shapes, tool version, histogram and image selection. */
 function checkSameRun(shards: readonly LoadedShard[]): void {
   const first = shards[0]!;
   const checks: Array<[what: string, value: (s: LoadedShard) => string, hint: string]> = [
     ['models', (s) => `sha256 ${s.stored.provenance.modelSha256.toLowerCase()}`, 'Merge the shards of one model.'],
     ['tool versions', (s) => `${s.stored.provenance.tool} ${s.stored.provenance.toolVersion}`, 'Run every shard with the same trt-calib version.'],
-    ['input shapes', (s) => canonical(s.stored.provenance.shapes), 'Run every shard with the same --shapes/--size.'],
-    ['preprocessing', (s) => canonical(s.stored.provenance.preprocess), 'Run every shard with the same --preset and preprocessing flags.'],
+    ['input shapes', (s) => canonicalText(s.stored.provenance.shapes), 'Run every shard with the same --shapes/--size.'],
+    ['preprocessing', (s) => canonicalText(s.stored.provenance.preprocess), 'Run every shard with the same --preset and preprocessing flags.'],
     ['histogram sizes', (s) => String(s.stored.provenance.histogramBins), 'Run every shard with the same trt-calib version.'],
     ['shard counts', (s) => `N = ${s.shard.count}`, 'Merge the shards of one --shard K/N split: all with the same N.'],
   ];

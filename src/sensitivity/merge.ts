@@ -9,6 +9,7 @@ import { UserError } from '../errors.js';
 import { READ_LIMITS, readUserFile } from '../util/fs.js';
 import type { LayerSensitivity, SensitivityReport } from './analyze.js';
 import { rankLayers } from './rank.js';
+import { canonicalText } from '../util/canonical.js';
 
 interface LoadedReport {
   file: string;
@@ -45,17 +46,6 @@ export async function loadSensitivityShard(file: string): Promise<LoadedReport> 
   return parseReport(file, await readUserFile(file, 'The sensitivity report', READ_LIMITS.report));
 }
 
-function canonical(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  if (typeof v === 'object' && v !== null) {
-    return `{${Object.keys(v)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return typeof v === 'number' && !Number.isFinite(v) ? String(v) : (JSON.stringify(v) ?? String(v));
-}
-
 /** The merged report; refuses, naming the files, shards of different runs, duplicates, gaps and overlaps. */
 export function mergeSensitivityReports(shards: readonly LoadedReport[]): SensitivityReport {
   if (shards.length === 0) throw new UserError('No sensitivity reports to merge.');
@@ -70,8 +60,8 @@ export function mergeSensitivityReports(shards: readonly LoadedReport[]): Sensit
     ['shard counts', (r) => `N = ${r.shard.count}`, 'Merge the shards of one --shard K/N split: all with the same N.'],
   ];
   for (const [what, value, hint] of same) {
-    const v0 = canonical(value(first.report));
-    const other = shards.find((s) => canonical(value(s.report)) !== v0);
+    const v0 = canonicalText(value(first.report));
+    const other = shards.find((s) => canonicalText(value(s.report)) !== v0);
     if (other) throw new UserError(`${first.file} and ${other.file} are sensitivity shards of different ${what}.`, { hint });
   }
   const count = first.report.shard.count;
