@@ -37,7 +37,7 @@ interface WorstImage {
   file: string;
   index: number;
   iou: number;
-  /** Small copies of both class maps, for the report's overlays (see overlay.ts). */
+  /** Small copies of both class maps, for the report's overlays (maskOverlayDataUri in src/compare/thumbnails.ts). */
   view: WorstMapView;
 }
 

@@ -5,4 +5,3 @@ export { addMaskCounts, findMaskLabels, pngPalette, readMask, type LabelMask, ty
 export { ClassCounts, NO_CLASS } from './class-counts.js';
 export { classMapLayout, classMapOf, originalSampling, originalToMapIndex, type ClassMapLayout } from './class-map.js';
 export { VIEW_SIDE, type WorstMapView } from './evaluator.js';
-export { maskOverlayDataUris, renderMaskOverlay, vocColour, type MaskOverlayOptions } from './overlay.js';
