@@ -92,7 +92,6 @@ export function checkCompareShards(shards: readonly LoadedCompareShard[]): Loade
   const checks: Array<[what: string, value: (s: LoadedCompareShard) => string, hint: string]> = [
     ['tool versions', (s) => `${s.body.context.tool.name} ${s.body.context.tool.version}`, 'Run every shard with the same trt-calib version.'],
     ['models', (s) => `${s.body.context.model.file} (sha256 ${s.body.context.model.sha256 ?? '?'})`, 'Merge the shards of one model.'],
-    ['data', (s) => s.body.context.data.source, 'Run every shard on the same --data.'],
     ['variants or options (precisions, caches, placement, preprocessing, task options, --max-drop)', settings, 'Run every shard with the same command line, only --shard K/N changing.'],
     ['input files (caches, variant models, precision map, classes, statistics)', (s) => canonicalText(s.body.inputs), 'Run every shard with the same files: the same caches, models and statistics.'],
     ['variants', (s) => canonicalText([s.body.state.fp32?.spec ?? null, ...s.body.state.variants.map((v) => v.spec)]), 'Run every shard with the same command line, only --shard K/N changing.'],
@@ -126,6 +125,8 @@ export function checkCompareShards(shards: readonly LoadedCompareShard[]): Loade
     }
   }
   const selection = (s: LoadedCompareShard) => `${s.body.shard.selectedCount} images, selection sha256 ${s.body.shard.selectionSha256.slice(0, 12)}...`;
+  const otherData = ordered.find((s) => s.body.context.data.source !== first.body.context.data.source);
+  if (otherData) throw new UserError(`${first.file} and ${otherData.file} are compare shards of different data: --data ${first.body.context.data.source} vs ${otherData.body.context.data.source}.`, { hint: 'Run every shard on the same --data (the same path on every machine).' });
   const otherSelection = ordered.find((s) => selection(s) !== selection(first));
   if (otherSelection) {
     throw new UserError(`${first.file} and ${otherSelection.file} are compare shards of different image selections: ${selection(first)} vs ${selection(otherSelection)}.`, { hint: 'Run every shard on the same --data, --max-images and --seed.' });
