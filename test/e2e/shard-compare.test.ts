@@ -70,11 +70,16 @@ async function singleAndMerged(args: string[], name: string, expectCode = 0) {
   // a shard writes its accumulators, no report
   expect(existsSync(path.join(shards, 'report.json'))).toBe(false);
   const files = [2, 1].map((k) => path.join(shards, `report.${k}of2.msgpack`));
+  const text = await runCli(['merge', ...files, '--report-dir', path.join(tmp, `${name}-text`)]);
+  expect(text.code, text.stderr).toBe(expectCode);
+  expect(text.stdout).toMatch(/merged from 2 compare shards/);
   const merge = await runCli(['merge', ...files, '--json']);
   expect(merge.stderr).not.toMatch(/internal error/);
   expect(merge.code, merge.stderr).toBe(expectCode);
   expect(existsSync(path.join(shards, 'report.html'))).toBe(true);
-  expect((await readFile(path.join(shards, 'report.html'), 'utf8')).length).toBeGreaterThan(1000);
+  const html = await readFile(path.join(shards, 'report.html'), 'utf8');
+  expect(html).toMatch(/<html/);
+  expect(html).toContain('merged from 2 compare shards');
   const one = await readJson(path.join(single, 'report.json'));
   const merged = await readJson(path.join(shards, 'report.json'));
   return { one, merged, stdout: JSON.parse(merge.stdout), files: [1, 2].map((k) => path.join(shards, `report.${k}of2.msgpack`)), shards };
