@@ -4,7 +4,9 @@
  * the text summary and the --max-drop verdict), with `shards: {count, files}` saying how it was made. Every check
  * on the shards is done before anything is written.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { modelSha256 } from '../onnx/model.js';
 import { comparisonFromStates } from '../compare/run.js';
 import { checkCompareShards, loadCompareShard } from '../compare/shard.js';
 import { createClassifyEvaluator } from '../compare/task/classify.js';
@@ -52,6 +54,7 @@ export async function mergeCompareShards(options: CompareMergeOptions): Promise<
       { metrics: { threshold: settings.threshold, worstCount: settings.worstCount }, ...(task ? { task } : {}), opTypes: new Map(first.opTypes) },
     );
     const { stats } = first;
+    await checkStatistics(stats.file, first.inputs, shards[0]!.file);
     const histograms = await histogramsFor(stats.file, stats.explicit, first.context.model.sha256 ?? '', first.context.model.file, run.variants, reporter, stats.maxTensors);
     const report = compareReportFrom(first.context, run, histograms ? { histograms } : {});
     report.shards = { count: shards.length, files: shards.map((s) => s.file) };
@@ -60,6 +63,22 @@ export async function mergeCompareShards(options: CompareMergeOptions): Promise<
     return { report, files };
   } finally {
     outputs.release();
+  }
+}
+
+/** The statistics the histograms come from must be the ones the shards saw (their sha256), or absent as there. */
+async function checkStatistics(file: string, inputs: ReadonlyArray<readonly [string, string]>, shardFile: string): Promise<void> {
+  const recorded = inputs.find(([what]) => what.startsWith('statistics '))?.[1];
+  const present = existsSync(file);
+  if (recorded === undefined && present) {
+    throw new UserError(`${shardFile} was compared without statistics, but ${file} exists here: the merged report would have histograms one run did not.`, {
+      hint: `Merge where ${file} is absent (or move it away), as the shards ran.`,
+    });
+  }
+  if (recorded !== undefined && present && (await modelSha256(file)) !== recorded) {
+    throw new UserError(`${file} is not the statistics file the shards read (${shardFile}: sha256 ${recorded.slice(0, 12)}...).`, {
+      hint: 'Merge where the shards\' statistics file is (the same --stats or <out-dir>/<model>.stats.msgpack), or run the shards again.',
+    });
   }
 }
 
