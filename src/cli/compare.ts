@@ -62,6 +62,11 @@ Examples:
   trt-calib compare --model yolov8n.onnx --data ./val --preset yolo --cache calib-cache/yolov8n.entropy2.cache \\
                     --placement implicit --no-protect
 
+  # the same comparison in 2 shards (2 machines, or --shard auto in a Kubernetes Indexed Job / Slurm array), then the
+  # report one run writes (and its exit code 2 when the gate fails): see docs/scale-out.md
+  trt-calib compare --model model.onnx --data ./val --cache calib-cache/model.entropy2.cache --max-drop 1 --shard 1/2
+  trt-calib merge calib-cache/model.report/report.*of2.msgpack
+
 Writes <out-dir>/<model>.report/report.json (schema: docs/report-schema.md) and report.html (self-contained).
 Tasks (--task): auto decides from the outputs' names, shapes and value ranges and prints why; classify (top-1),
 detect (mAP), segment (mIoU, IoU of a binary map), ocr (1 - CER), raw (cosine and SNR only).

@@ -153,6 +153,20 @@ describe('merge refuses compare shards that are not the N slices of one comparis
     await refused(await runCli(['merge', shardOf(1), version]), /different tool versions: trt-calib .* vs trt-calib 0\.0\.1/, /same trt-calib version/);
     const model = await tampered('model', (b) => (b.context.model.sha256 = 'f'.repeat(64)));
     await refused(await runCli(['merge', shardOf(1), model]), /different models/, esc(model));
+
+    // the histograms' statistics where the merge runs are not the file the shards read
+    const other = path.join(tmp, 'ssdlite_mobilenet_v2_coco_300.stats.msgpack');
+    const moved = await Promise.all(
+      [1, 2].map(async (k) => {
+        const body = packr.unpack(await readFile(shardOf(k))) as any;
+        body.stats.file = other;
+        const file = path.join(dir, 'stats', `report.${k}of2.msgpack`);
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFile(file, packr.pack(body));
+        return file;
+      }),
+    );
+    await refused(await runCli(['merge', ...moved]), esc(`${other} is not the statistics file the shards read`));
   });
 
   it('overlapping image sets', async () => {
