@@ -20,6 +20,7 @@ const suites = [
   ['detect', './detect.mjs', 'benchDetect'],
   ['compare-task', './compare-task.mjs', 'benchCompareTask'],
   ['shard', './shard.mjs', 'benchShard'],
+  ['shard-compare', './shard-compare.mjs', 'benchShardCompare'],
   ['bias', './bias.mjs', 'benchBias'],
   ['pool-qdq', './pool-qdq.mjs', 'benchPoolQdq'],
 ];

@@ -9,7 +9,9 @@ import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import type { Session } from '../backends/types.js';
 import { ALGORITHM_NAMES, computeAllAmaxes } from '../calibrators/registry.js';
 import { buildCompareReport, buildHistograms } from '../compare/report.js';
-import { labelMap, runComparison, type VariantRun } from '../compare/run.js';
+import { labelMap, runComparison, type ComparisonRun, type VariantRun } from '../compare/run.js';
+import { selectionSha256, type ShardSpec } from './shard.js';
+import { relativeToCommonFolder, slashPath } from '../stats/image-list.js';
 import type { TaskFlags } from '../compare/task/index.js';
 import type { CompareReport, Precision } from '../compare/types.js';
 import { UserError } from '../errors.js';
@@ -89,6 +91,12 @@ export interface CompareOptions {
    */
   placement?: ComparePlacement;
   reporter?: Reporter;
+  /**
+   * compare --shard K/N: only the K-th slice of the images (src/app/shard.ts), written as a shard file of
+   * accumulators (<report-dir>/report.<K>of<N>.msgpack, src/compare/shard.ts) instead of a report; `trt-calib merge`
+   * makes the report of all N.
+   */
+  shard?: ShardSpec;
 }
 
 export type ComparePlacement = 'explicit' | 'implicit' | 'both';
@@ -99,7 +107,45 @@ export interface CompareResult {
   mixed?: MixedSummary;
 }
 
-export async function compare(options: CompareOptions): Promise<CompareResult> {
+/** compare --shard: the shard file written, no report. */
+export interface CompareShardResult {
+  shardFile: string;
+  shard: { index: number; count: number; start: number; end: number; selected: number; images: number; skipped: number };
+}
+
+/** What a report says apart from the pass's results: a compare shard carries it, and the merge builds the report from it. */
+export interface CompareReportContext {
+  tool: CompareReport['tool'];
+  model: CompareReport['model'];
+  data: Omit<CompareReport['data'], 'images' | 'skipped'>;
+  settings: CompareReport['settings'];
+  /** Cache coverage per INT8 variant name. */
+  coverage: Array<[string, CacheCoverage]>;
+  /** The task's and the placement's notes (the coverage notes are added from `coverage`). */
+  notes: string[];
+}
+
+/** The report of a pass (one run, or the merged shards of compare --shard). */
+export function compareReportFrom(context: CompareReportContext, run: Pick<ComparisonRun, 'variants' | 'images' | 'skipped' | 'primaryOutput' | 'referenceTask'>, extra: { histograms?: CompareReport['histograms']; tradeoff?: CompareReport['tradeoff'] } = {}): CompareReport {
+  const coverageOf = new Map(context.coverage);
+  return buildCompareReport({
+    tool: context.tool,
+    model: context.model,
+    data: { source: context.data.source, images: run.images, skipped: run.skipped.length, ...(context.data.labels ? { labels: context.data.labels } : {}) },
+    settings: context.settings,
+    variants: run.variants.map((v) => (coverageOf.has(v.name) ? { ...v, cacheCoverage: coverageOf.get(v.name)! } : v)),
+    primaryOutput: run.primaryOutput,
+    ...(run.referenceTask ? { referenceTask: run.referenceTask } : {}),
+    notes: [...context.notes, ...context.coverage.flatMap(([name, c]) => (c.missing.length > 0 ? [`${name}: ${describePartialCoverage(c, context.model.file)}`] : []))],
+    ...(extra.histograms ? { histograms: extra.histograms } : {}),
+    ...(extra.tradeoff ? { tradeoff: extra.tradeoff } : {}),
+  });
+}
+
+export async function compare(options: CompareOptions & { shard?: undefined }): Promise<CompareResult>;
+export async function compare(options: CompareOptions & { shard: ShardSpec }): Promise<CompareShardResult>;
+export async function compare(options: CompareOptions): Promise<CompareResult | CompareShardResult>;
+export async function compare(options: CompareOptions): Promise<CompareResult | CompareShardResult> {
   // The report folder stays locked (src/util/outputs.ts) until the report is written or the run fails.
   const held: PreparedOutputs[] = [];
   try {
@@ -109,7 +155,7 @@ export async function compare(options: CompareOptions): Promise<CompareResult> {
   }
 }
 
-async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs[]): Promise<CompareResult> {
+async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs[]): Promise<CompareResult | CompareShardResult> {
   const reporter = options.reporter ?? silentReporter;
   const precisions: Precision[] = [...new Set<Precision>(options.precisions ?? ['fp32', 'fp16', 'int8'])];
   const caches = [...new Set(options.caches ?? [])];
@@ -121,12 +167,20 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
   if (!precisions.includes('int8') && caches.length > 0) throw new UserError('--cache was given but --precisions has no int8.');
   const outDir = options.outDir ?? DEFAULT_OUT_DIR;
   const modelBase = path.basename(options.model).replace(/\.onnx$/i, '');
+  if (options.shard) checkShardable(options, options.shard);
 
   const sha = await modelSha256(options.model);
   const model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
-  held.push(prepareOutputs(compareOutputs(options, outDir, modelBase), compareInputs(options, outDir, modelBase, externalDataFiles(model))));
-  const { input, preprocess, batchSize, dataset } = await datasetForModel(options.model, model, options.data, 'comparison');
+  held.push(
+    prepareOutputs(
+      options.shard ? [{ path: compareShardPath(reportFolder(options, outDir, modelBase), options.shard), option: options.reportDir !== undefined ? '--report-dir' : '--out-dir' }] : compareOutputs(options, outDir, modelBase),
+      compareInputs(options, outDir, modelBase, externalDataFiles(model)),
+      // The shards of one job write their files side by side: the folder is shared, not locked.
+      { lock: !options.shard },
+    ),
+  );
+  const { input, preprocess, batchSize, dataset, selection } = await datasetForModel(options.model, model, { ...options.data, ...(options.shard ? { shard: options.shard } : {}) }, 'comparison');
   const inputs = [input];
   let precisionMap: PrecisionMap | undefined;
   if (options.precisionMap) precisionMap = await readPrecisionMapFor(options.precisionMap, model, options.model);
@@ -134,6 +188,11 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
   if (options.mixed && precisionMap) throw new UserError('--mixed auto chooses its own precision map: drop --precision-map.');
   const taskFlags: TaskFlags = { ...(options.task ?? {}), ...(options.labels !== undefined ? { labels: options.labels } : {}), ...(options.classes !== undefined ? { classes: options.classes } : {}) };
   const task = await resolveTask(options.model, model, dataset, options.data.data, taskFlags, { threads: options.threads, worst: options.worst, threshold: options.threshold, reporter });
+  if (options.shard && !SHARDABLE_TASKS.includes(task.kind)) {
+    throw new UserError(`${options.shard.source}: the ${task.kind} task cannot be split into shards yet (compare --shard supports --task ${SHARDABLE_TASKS.join(', ')}).`, {
+      hint: 'Run this comparison without --shard.',
+    });
+  }
   const labelAssignment = task.classifyLabels;
 
   // Build every variant before the long pass, so that a bad cache fails in a second.
@@ -261,12 +320,12 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
       metrics: { threshold: options.threshold, worstCount: options.worst },
       opTypes,
       reporter,
+      ...(options.shard ? { keepState: true } : {}),
     });
     for (const s of run.skipped) reporter.warn(`skipped ${s.file}: ${s.reason}`);
     if (run.images === 0) throw new UserError(`None of the images in ${options.data.data} could be read.`);
 
-    const histograms = await histogramsFor(statsFile, options.stats !== undefined, sha, options.model, run.variants, reporter, activations.length);
-    const report = buildCompareReport({
+    const context: CompareReportContext = {
       tool: { name: 'trt-calib', version: TOOL_VERSION },
       model: {
         file: options.model,
@@ -276,8 +335,6 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
       },
       data: {
         source: options.data.data,
-        images: run.images,
-        skipped: run.skipped.length,
         ...(task.labels ? { labels: task.labels } : {}),
       },
       settings: {
@@ -292,18 +349,28 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
         ...(options.maxDrop !== undefined ? { maxDrop: options.maxDrop } : {}),
         preprocess,
       },
-      variants: run.variants.map((v) => (coverageOf.has(v.name) ? { ...v, cacheCoverage: coverageOf.get(v.name)! } : v)),
-      primaryOutput: run.primaryOutput,
-      ...(run.referenceTask ? { referenceTask: run.referenceTask } : {}),
-      notes: [
-        ...task.notes,
-        ...placementNotes(int8),
-        ...[...coverageOf].flatMap(([name, c]) => (c.missing.length > 0 ? [`${name}: ${describePartialCoverage(c, options.model)}`] : [])),
-      ],
-      ...(histograms ? { histograms } : {}),
-      ...(mixed ? { tradeoff: mixed.tradeoff } : {}),
-    });
+      coverage: [...coverageOf],
+      notes: [...task.notes, ...placementNotes(int8)],
+    };
     const reportDir = reportFolder(options, outDir, modelBase);
+    if (options.shard) {
+      const { writeCompareShard } = await import('../compare/shard.js');
+      const htmlOptions = task.htmlOptions ? await task.htmlOptions(evaluator, run.variants.map((v) => v.name)) : undefined;
+      const shardFile = compareShardPath(reportDir, options.shard);
+      await writeCompareShard(shardFile, {
+        context,
+        shard: { index: options.shard.index, count: options.shard.count, start: selection!.start, end: selection!.end, selectedCount: selection!.files.length, selectionSha256: selectionSha256(selection!.files) },
+        images: selectionImages(selection!),
+        inputs: await inputDigests(options, statsFile),
+        stats: { file: statsFile, explicit: options.stats !== undefined, maxTensors: activations.length },
+        opTypes: [...opTypes].filter(([t]) => layerNames.includes(t)),
+        ...(htmlOptions?.classNames ? { classNames: [...htmlOptions.classNames] } : {}),
+        state: run.state!,
+      });
+      return { shardFile, shard: { index: options.shard.index, count: options.shard.count, start: selection!.start, end: selection!.end, selected: selection!.files.length, images: run.images, skipped: run.skipped.length } };
+    }
+    const histograms = await histogramsFor(statsFile, options.stats !== undefined, sha, options.model, run.variants, reporter, activations.length);
+    const report = compareReportFrom(context, run, { ...(histograms ? { histograms } : {}), ...(mixed ? { tradeoff: mixed.tradeoff } : {}) });
     const { writeReportFiles } = await import('../compare/write.js');
     const htmlOptions = task.htmlOptions ? await task.htmlOptions(evaluator, run.variants.map((v) => v.name)) : undefined;
     const files = await writeReportFiles(report, { json: path.join(reportDir, 'report.json'), html: path.join(reportDir, 'report.html'), reporter, ...(htmlOptions ? { htmlOptions } : {}) });
@@ -312,6 +379,41 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
   } finally {
     for (const s of sessions) await s.release();
   }
+}
+
+/** The tasks whose evaluators can be merged from shards (src/compare/task/*: toState/addState). */
+const SHARDABLE_TASKS: readonly string[] = ['classify', 'detect', 'raw'];
+
+/** `<report-dir>/report.<K>of<N>.msgpack`: a compare shard, beside the report.json that the merge writes. */
+export function compareShardPath(reportDir: string, shard: { index: number; count: number }): string {
+  return path.join(reportDir, `report.${shard.index}of${shard.count}.msgpack`);
+}
+
+/** The slice's images, relative to the selection's common folder (as the statistics shards name them). */
+function selectionImages(selection: { files: readonly string[]; start: number; end: number }): string[] {
+  return relativeToCommonFolder(selection.files.map((f) => slashPath(path.resolve(f)))).slice(selection.start, selection.end);
+}
+
+/** What compare --shard cannot do on a slice of the images, refused before any work. */
+function checkShardable(options: CompareOptions, shard: ShardSpec): void {
+  const refuse = (what: string, hint: string) => {
+    throw new UserError(`${shard.source} compares a slice of the images: ${what}.`, { hint });
+  };
+  if (options.mixed) refuse('--mixed auto searches the precision of every layer on all the images at once', 'Run --mixed auto without --shard (or shard sensitivity, then pass the precision map with --precision-map).');
+  if (options.labels !== undefined) refuse('--labels are matched against all the images, which a shard does not see (not supported with --shard yet)', 'Run the labelled comparison without --shard, or shard it against FP32 (no --labels).');
+  if (options.task?.saveDetections !== undefined) refuse('--save-detections writes the detections of all the images (not supported with --shard yet)', 'Drop --save-detections, or run without --shard.');
+}
+
+/** sha256 of every file whose content decides the numbers: the shards of one comparison must agree on all of them. */
+async function inputDigests(options: CompareOptions, statsFile: string): Promise<Array<[string, string]>> {
+  const files: Array<[string, string]> = [
+    ...(options.caches ?? []).map((f) => [`--cache ${f}`, f] as [string, string]),
+    ...(options.variantModels ?? []).map((f) => [`--variant-model ${f}`, f] as [string, string]),
+    ...(options.precisionMap ? [[`--precision-map`, options.precisionMap] as [string, string]] : []),
+    ...(options.classes ? [[`--classes`, options.classes] as [string, string]] : []),
+    ...(existsSync(statsFile) ? [[`statistics ${path.basename(statsFile)}`, statsFile] as [string, string]] : []),
+  ];
+  return Promise.all(files.map(async ([what, file]) => [what, await modelSha256(file)] as [string, string]));
 }
 
 function reportFolder(options: CompareOptions, outDir: string, modelBase: string): string {
@@ -377,7 +479,7 @@ function precisionOfModel(model: OnnxModel): Precision {
  * Per-tensor histograms for the report, with the threshold every algorithm would pick, from the stored statistics.
  * Statistics of another model are refused when named explicitly and silently left out when only found by default.
  */
-async function histogramsFor(file: string, explicit: boolean, sha: string, modelFile: string, variants: CompareReport['variants'], reporter: Reporter, maxTensors: number) {
+export async function histogramsFor(file: string, explicit: boolean, sha: string, modelFile: string, variants: CompareReport['variants'], reporter: Reporter, maxTensors: number) {
   if (!existsSync(file)) {
     if (explicit) throw new UserError(`The statistics file ${file} does not exist.`);
     reporter.info(`no statistics at ${file}: the report has no histograms (run calibration first, or pass --stats)`);

@@ -2,7 +2,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_BATCH, DEFAULT_OUT_DIR } from '../app/defaults.js';
 import { renderJson } from '../compare/render-json.js';
 import { renderText } from '../compare/render-text.js';
-import type { Precision } from '../compare/types.js';
+import type { CompareReport, Precision } from '../compare/types.js';
+import type { MixedSummary } from '../app/mixed.js';
 import { GateError, UserError } from '../errors.js';
 import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
@@ -33,6 +34,7 @@ interface CompareCliValues extends CommonOptions, PreprocessCliValues, TaskCliVa
   protect: boolean;
   placement: 'explicit' | 'implicit' | 'both';
   highPrecision: 'fp16' | 'fp32';
+  shard?: string;
 }
 
 const EXAMPLES = `
@@ -59,6 +61,11 @@ Examples:
   # (int8-<algo>-implicit, the default --placement both); here the implicit bound only, without protection
   trt-calib compare --model yolov8n.onnx --data ./val --preset yolo --cache calib-cache/yolov8n.entropy2.cache \\
                     --placement implicit --no-protect
+
+  # the same comparison in 2 shards (2 machines, or --shard auto in a Kubernetes Indexed Job / Slurm array), then the
+  # report one run writes (and its exit code 2 when the gate fails): see docs/scale-out.md
+  trt-calib compare --model model.onnx --data ./val --cache calib-cache/model.entropy2.cache --max-drop 1 --shard 1/2
+  trt-calib merge calib-cache/model.report/report.*of2.msgpack
 
 Writes <out-dir>/<model>.report/report.json (schema: docs/report-schema.md) and report.html (self-contained).
 Tasks (--task): auto decides from the outputs' names, shapes and value ranges and prints why; classify (top-1),
@@ -117,6 +124,7 @@ export function register(program: Command): void {
         .choices(['fp32', 'fp16'])
         .default('fp32'),
     );
+  cmd.option('--shard <K/N|auto|auto/N>', 'compare only the K-th of N slices of the images, written as <report-dir>/report.<K>of<N>.msgpack (no report); trt-calib merge makes the report of all N; auto: from JOB_COMPLETION_INDEX (with /N) or SLURM_ARRAY_TASK_ID/COUNT');
   addTaskOptions(cmd, { saveDetections: true });
   addPreprocessOptions(cmd, { defaultBatch: DEFAULT_BATCH }); // the batch app/compare.ts uses
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
@@ -124,7 +132,8 @@ export function register(program: Command): void {
     const reporter = reporterFor(opts);
     if (opts.mixed && opts.maxDrop === undefined) throw new UserError('--mixed auto needs --max-drop POINTS (the accuracy budget).');
     const { compare } = await import('../app/compare.js');
-    const { report, files, mixed } = await compare({
+    const shard = opts.shard !== undefined ? (await import('../app/shard.js')).parseShard(opts.shard) : undefined;
+    const result = await compare({
       model: opts.model,
       data: preprocessOptionsFrom(opts),
       caches: opts.cache,
@@ -148,11 +157,27 @@ export function register(program: Command): void {
       placement: opts.placement,
       highPrecision: opts.highPrecision,
       ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
+      ...(shard ? { shard } : {}),
       reporter,
     });
+    if ('shardFile' in result) {
+      const { shardFile, shard: s } = result;
+      if (opts.json) process.stdout.write(`${JSON.stringify({ shardFile, shard: s }, null, 2)}\n`);
+      else if (!opts.quiet) {
+        process.stdout.write(`shard ${s.index} of ${s.count}: images ${s.start + 1}..${s.end} of the ${s.selected} selected (${s.images} compared, ${s.skipped} skipped); no report (trt-calib merge writes it from all ${s.count} shards)\nwrote ${shardFile}\n`);
+      }
+      return;
+    }
+    emitCompareReport(opts, result.report, result.files, result.mixed);
+  });
+}
+
+/** The report on stdout (text or --json), then the --max-drop verdict: exit 2 (GateError) when it failed. */
+export function emitCompareReport(opts: CommonOptions, report: CompareReport, files: readonly string[], mixed?: MixedSummary, header?: string): void {
+  {
     if (opts.json) process.stdout.write(renderJson(report));
     else if (!opts.quiet) {
-      const lines = [renderText(report)];
+      const lines = [...(header ? [header] : []), renderText(report)];
       if (mixed) {
         lines.push(
           `mixed precision: ${mixed.met ? 'budget met' : `budget NOT met (${mixed.reason})`} with ${mixed.nonInt8Layers} layer(s) out of INT8 ` +
@@ -166,5 +191,5 @@ export function register(program: Command): void {
       const failed = report.gate.variants.filter((v) => !v.passed).map((v) => `${v.name} lost ${v.drop.toFixed(2)} points`);
       throw new GateError(`accuracy gate failed (${report.gate.taskMetric ?? report.gate.metric}, --max-drop ${report.gate.maxDrop}): ${failed.join(', ')}`);
     }
-  });
+  }
 }

@@ -16,6 +16,7 @@ interface MergeCliValues extends CommonOptions {
   out?: string;
   outDir: string;
   statsOut?: string;
+  reportDir?: string;
 }
 
 const EXAMPLES = `
@@ -29,6 +30,10 @@ Examples:
   trt-calib sensitivity --model model.onnx --cache calib-cache/model.entropy2.cache --data ./images --shard 2/3
   trt-calib merge calib-cache/model.sensitivity.*of3.json --out calib-cache/model.sensitivity.json
 
+  # compare in 2 shards (each writes calib-cache/model.report/report.<K>of2.msgpack), then the report one run writes
+  trt-calib compare --model model.onnx --data ./val --cache calib-cache/model.entropy2.cache --max-drop 1 --shard 1/2
+  trt-calib merge calib-cache/model.report/report.*of2.msgpack     # report.json, report.html; exit 2 if the gate fails
+
 Outputs: ${DEFAULT_OUT_DIR}/<model>.<algo>.cache (one per algorithm) and ${DEFAULT_OUT_DIR}/<model>.stats.msgpack, as calibrate writes.
 --model is the model the shards ran: it gives the caches their order (the graph's) and is checked against the shards.
 Sensitivity reports (.json) merge into --out (default ${DEFAULT_OUT_DIR}/<model>.sensitivity.json); --model, --algo and the
@@ -37,7 +42,7 @@ cache options do not apply to them.`;
 export function register(program: Command): void {
   const cmd = program
     .command('merge')
-    .description('merge the shards of calibrate --shard K/N (the caches and statistics of one run over all the images) or of sensitivity --shard K/N (its report)')
+    .description('merge the shards of calibrate --shard K/N (the caches and statistics of one run over all the images), of sensitivity --shard K/N or of compare --shard K/N (their report)')
     .argument('<files...>', 'the shards\' statistics files, <model>.stats.<K>of<N>.msgpack (or sensitivity reports), all N of them')
     .option('--model <file>', 'the ONNX model the shards ran (required for statistics)')
     .option('--algo <names>', `calibration algorithm(s), comma-separated, or "all": ${ALGORITHM_NAMES.join(', ')}`, 'entropy2')
@@ -46,17 +51,29 @@ export function register(program: Command): void {
     .addOption(new Option('--cache-algorithm <name>', 'algorithm name in the cache header instead of the algorithm\'s own').choices([...TRT_CACHE_ALGORITHMS]))
     .option('-o, --out <file>', 'cache file (one algorithm only); for sensitivity reports, the merged report')
     .option('--out-dir <dir>', 'folder for the caches and the merged statistics', DEFAULT_OUT_DIR)
-    .option('--stats-out <file>', 'merged statistics file (default <out-dir>/<model>.stats.msgpack)');
+    .option('--stats-out <file>', 'merged statistics file (default <out-dir>/<model>.stats.msgpack)')
+    .option('--report-dir <dir>', 'compare shards: folder of the merged report.json and report.html (default: the shards\' folder)');
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (files: string[], opts: MergeCliValues) => {
     const reporter = reporterFor(opts);
     const { isSensitivityReport } = await import('../sensitivity/merge.js');
     const { READ_LIMITS, readUserFile } = await import('../util/fs.js');
-    const kinds = await Promise.all(files.map(async (f) => isSensitivityReport(await readUserFile(f, 'The file to merge', READ_LIMITS.binary))));
-    if (kinds.some((k) => k !== kinds[0])) {
-      throw new UserError(`${files[kinds.indexOf(true)]} is a sensitivity report and ${files[kinds.indexOf(false)]} holds statistics: merge one kind at a time.`);
+    const { isCompareShard } = await import('../compare/shard.js');
+    const kinds = await Promise.all(
+      files.map(async (f) => {
+        const bytes = await readUserFile(f, 'The file to merge', READ_LIMITS.binary);
+        return isSensitivityReport(bytes) ? 'sensitivity' : isCompareShard(bytes) ? 'compare' : 'statistics';
+      }),
+    );
+    const described = { sensitivity: 'is a sensitivity report', compare: 'is a compare shard', statistics: 'holds statistics' } as const;
+    const other = kinds.findIndex((k) => k !== kinds[0]);
+    if (other >= 0) {
+      throw new UserError(`${files[0]} ${described[kinds[0]!]} and ${files[other]} ${described[kinds[other]!]}: merge one kind at a time.`, {
+        hint: 'Pass the shards of one command: <model>.stats.<K>of<N>.msgpack (calibrate), <model>.sensitivity.<K>of<N>.json (sensitivity) or report.<K>of<N>.msgpack (compare).',
+      });
     }
-    if (kinds[0]) return mergeSensitivity(files, opts);
+    if (kinds[0] === 'sensitivity') return mergeSensitivity(files, opts);
+    if (kinds[0] === 'compare') return mergeCompare(files, opts);
     if (opts.model === undefined) throw new UserError('Merging statistics needs --model, the ONNX model the shards ran (for the order of the caches).');
     const stats = files;
     const algorithms = parseAlgorithms(opts.algo);
@@ -77,6 +94,13 @@ export function register(program: Command): void {
       [`merged ${result.shards.length} shards (${result.shards.reduce((n, s) => n + s.images, 0)} images): ${result.shards.map((s) => s.file).join(', ')}`, textSummary(result)].join('\n'),
     );
   });
+}
+
+async function mergeCompare(files: string[], opts: MergeCliValues): Promise<void> {
+  const { mergeCompareShards } = await import('../app/compare-merge.js');
+  const { emitCompareReport } = await import('./compare.js');
+  const { report, files: written } = await mergeCompareShards({ shards: files, ...(opts.reportDir !== undefined ? { reportDir: opts.reportDir } : {}), reporter: reporterFor(opts) });
+  emitCompareReport(opts, report, written, undefined, `merged ${report.shards!.count} compare shards (${report.data.images} images): ${report.shards!.files.join(', ')}`);
 }
 
 async function mergeSensitivity(files: string[], opts: MergeCliValues): Promise<void> {

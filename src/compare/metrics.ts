@@ -12,12 +12,13 @@
  * - same-side fraction for dense maps (a DB text detector's probability map): fraction of elements on the same
  *                      side of a threshold (>= t versus < t) in the reference and the variant.
  *
- * Everything is accumulated in float64, image by image, in image order, so the results are the same bytes
- * whatever the batch size. Elements that are NaN or infinite in either tensor are counted (`nonFinite`) and left
+ * Each image's sums are float64, element by element; the sums over images are exact (ExactSum), so the results are
+ * the same bytes whatever the batch size, the image order or the number of shards (compare --shard). Elements that are NaN or infinite in either tensor are counted (`nonFinite`) and left
  * out of the sums, so that one bad value is reported rather than turning every metric into NaN.
  */
 import { UserError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
+import { ExactSum } from './exact-sum.js';
 import type { ImageRecord, LayerMetrics, OutputKind, OutputMetrics } from './types.js';
 
 type Values = ArrayLike<number>;
@@ -96,6 +97,85 @@ export class PairSums {
   get meanAbsErr(): number {
     return this.count === 0 ? 0 : this.absErr / this.count;
   }
+}
+
+/** PairSums over images: each image's float sums added exactly (order-independent), counts and the max as they are. */
+export class ExactPairSums {
+  dot = new ExactSum();
+  ref2 = new ExactSum();
+  var2 = new ExactSum();
+  err2 = new ExactSum();
+  absErr = new ExactSum();
+  maxAbsErr = 0;
+  count = 0;
+  nonFinite = 0;
+
+  add(p: PairSums): this {
+    this.dot.add(p.dot);
+    this.ref2.add(p.ref2);
+    this.var2.add(p.var2);
+    this.err2.add(p.err2);
+    this.absErr.add(p.absErr);
+    if (p.maxAbsErr > this.maxAbsErr) this.maxAbsErr = p.maxAbsErr;
+    this.count += p.count;
+    this.nonFinite += p.nonFinite;
+    return this;
+  }
+
+  merge(o: ExactPairSums): this {
+    this.dot.merge(o.dot);
+    this.ref2.merge(o.ref2);
+    this.var2.merge(o.var2);
+    this.err2.merge(o.err2);
+    this.absErr.merge(o.absErr);
+    if (o.maxAbsErr > this.maxAbsErr) this.maxAbsErr = o.maxAbsErr;
+    this.count += o.count;
+    this.nonFinite += o.nonFinite;
+    return this;
+  }
+
+  /** The totals, rounded once each. */
+  rounded(): PairSums {
+    const p = new PairSums();
+    p.dot = this.dot.value;
+    p.ref2 = this.ref2.value;
+    p.var2 = this.var2.value;
+    p.err2 = this.err2.value;
+    p.absErr = this.absErr.value;
+    p.maxAbsErr = this.maxAbsErr;
+    p.count = this.count;
+    p.nonFinite = this.nonFinite;
+    return p;
+  }
+
+  toState(): ExactPairSumsState {
+    return { dot: this.dot.toState(), ref2: this.ref2.toState(), var2: this.var2.toState(), err2: this.err2.toState(), absErr: this.absErr.toState(), maxAbsErr: this.maxAbsErr, count: this.count, nonFinite: this.nonFinite };
+  }
+
+  static fromState(s: ExactPairSumsState): ExactPairSums {
+    const e = new ExactPairSums();
+    e.dot = ExactSum.fromState(s.dot);
+    e.ref2 = ExactSum.fromState(s.ref2);
+    e.var2 = ExactSum.fromState(s.var2);
+    e.err2 = ExactSum.fromState(s.err2);
+    e.absErr = ExactSum.fromState(s.absErr);
+    e.maxAbsErr = s.maxAbsErr;
+    e.count = s.count;
+    e.nonFinite = s.nonFinite;
+    return e;
+  }
+}
+
+type ExactSumState = ReturnType<ExactSum['toState']>;
+export interface ExactPairSumsState {
+  dot: ExactSumState;
+  ref2: ExactSumState;
+  var2: ExactSumState;
+  err2: ExactSumState;
+  absErr: ExactSumState;
+  maxAbsErr: number;
+  count: number;
+  nonFinite: number;
 }
 
 export function cosineFromSums(dot: number, ref2: number, var2: number): number {
@@ -382,6 +462,20 @@ export class WorstK<T> {
   }
 }
 
+/** An OutputComparison as plain data (OutputComparison.toState). */
+export interface OutputComparisonState {
+  name: string;
+  kind?: OutputKind;
+  imageDims?: number[];
+  images: number;
+  totals: ExactPairSumsState;
+  cosineSum: ExactSumState;
+  cosineMin: number;
+  /** agree, sameSide, sameSideTotal, aboveBoth, aboveEither, labelled, refTop1, varTop1, refTopK, varTopK. */
+  counts: number[];
+  worst: ImageRecord[];
+}
+
 /** Worse image first: lower cosine, then higher mean absolute error, then earlier image (a strict total order). */
 export function worseImage(a: ImageRecord, b: ImageRecord): boolean {
   if (a.cosine !== b.cosine) return a.cosine < b.cosine;
@@ -417,8 +511,8 @@ export class OutputComparison {
   private kind: OutputKind | undefined;
   private imageDims: number[] | undefined;
   private images = 0;
-  private readonly totals = new PairSums();
-  private cosineSum = 0;
+  private totals = new ExactPairSums();
+  private cosineSum = new ExactSum();
   private cosineMin = Number.POSITIVE_INFINITY;
   private agree = 0;
   private sameSide = 0;
@@ -532,18 +626,69 @@ export class OutputComparison {
         this.aboveBoth += both;
         this.aboveEither += either;
       }
-      this.totals.merge(sums);
-      this.cosineSum += record.cosine;
+      this.totals.add(sums);
+      this.cosineSum.add(record.cosine);
       if (record.cosine < this.cosineMin) this.cosineMin = record.cosine;
       this.worst.push(record);
       this.images++;
     }
   }
 
+  /** Everything accumulated, as plain data (a compare shard's file); image indices are this pass's. */
+  toState(): OutputComparisonState {
+    return {
+      name: this.name,
+      ...(this.kind !== undefined ? { kind: this.kind } : {}),
+      ...(this.imageDims !== undefined ? { imageDims: [...this.imageDims] } : {}),
+      images: this.images,
+      totals: this.totals.toState(),
+      cosineSum: this.cosineSum.toState(),
+      cosineMin: this.cosineMin,
+      counts: [this.agree, this.sameSide, this.sameSideTotal, this.aboveBoth, this.aboveEither, this.labelled, this.refTop1, this.varTop1, this.refTopK, this.varTopK],
+      worst: this.worst.sorted(),
+    };
+  }
+
+  /**
+   * Adds a shard's state, as if its images had come next: the shards must be added in image order (their worst
+   * images are re-indexed after the images already added).
+   */
+  addState(s: OutputComparisonState): void {
+    if (s.name !== this.name) throw new Error(`output state ${s.name} added to ${this.name}`);
+    if (s.kind !== undefined) {
+      if (this.kind !== undefined && this.kind !== s.kind) throw new Error(`output ${JSON.stringify(this.name)} is a ${this.kind} output in one shard and a ${s.kind} output in another`);
+      this.kind ??= s.kind;
+    }
+    if (s.imageDims !== undefined) {
+      if (this.imageDims === undefined) this.imageDims = [...s.imageDims];
+      else if (!sameDims(this.imageDims, s.imageDims)) {
+        if (this.kind === 'classifier') throw new Error(`The output ${JSON.stringify(this.name)} changed from [${this.imageDims.join(', ')}] to [${s.imageDims.join(', ')}] per image between shards.`);
+        this.imageDims = this.imageDims.map((d, i) => (d === s.imageDims![i] ? d : -1));
+      }
+    }
+    const offset = this.images;
+    this.totals.merge(ExactPairSums.fromState(s.totals));
+    this.cosineSum.merge(ExactSum.fromState(s.cosineSum));
+    if (s.cosineMin < this.cosineMin) this.cosineMin = s.cosineMin;
+    const c = s.counts;
+    this.agree += c[0]!;
+    this.sameSide += c[1]!;
+    this.sameSideTotal += c[2]!;
+    this.aboveBoth += c[3]!;
+    this.aboveEither += c[4]!;
+    this.labelled += c[5]!;
+    this.refTop1 += c[6]!;
+    this.varTop1 += c[7]!;
+    this.refTopK += c[8]!;
+    this.varTopK += c[9]!;
+    for (const r of s.worst) this.worst.push({ ...r, index: r.index + offset });
+    this.images += s.images;
+  }
+
   /** The metrics so far, and the worst images (worst first). */
   result(): { metrics: OutputMetrics; worst: ImageRecord[] } {
     const kind = this.kind ?? 'other';
-    const t = this.totals;
+    const t = this.totals.rounded();
     const metrics: OutputMetrics = {
       name: this.name,
       kind,
@@ -551,7 +696,7 @@ export class OutputComparison {
       images: this.images,
       elements: t.count,
       nonFinite: t.nonFinite,
-      cosineMean: this.images === 0 ? 0 : this.cosineSum / this.images,
+      cosineMean: this.images === 0 ? 0 : this.cosineSum.value / this.images,
       cosineMin: this.images === 0 ? 0 : this.cosineMin,
       cosine: t.cosine,
       snrDb: t.snrDb,
@@ -595,9 +740,12 @@ export class OutputComparison {
  * in FP32, accumulated over all images. Only running sums are kept per tensor.
  */
 export class LayerComparison {
-  private readonly sums = new Map<string, PairSums>();
+  private readonly sums = new Map<string, ExactPairSums>();
 
-  /** Adds one batch of one tensor. Call in image order (batch after batch) for deterministic sums. */
+  /**
+   * Adds one batch of one tensor (batch first): each image's sums, added exactly, so that the totals do not depend
+   * on the batch size, the order of the images or how they were split into shards.
+   */
   add(name: string, reference: Tensor, variant: Tensor): void {
     if (!sameDims(reference.dims, variant.dims)) {
       throw new Error(`Tensor ${JSON.stringify(name)}: the variant has dims [${variant.dims.join(', ')}], the reference [${reference.dims.join(', ')}].`);
@@ -606,19 +754,34 @@ export class LayerComparison {
     const x = floatValues(variant, `The variant's tensor ${JSON.stringify(name)}`);
     let s = this.sums.get(name);
     if (s === undefined) {
-      s = new PairSums();
+      s = new ExactPairSums();
       this.sums.set(name, s);
     }
-    s.add(ref, x);
+    const n = reference.dims.length > 0 ? reference.dims[0]! : 1;
+    const per = n > 0 && ref.length % n === 0 ? ref.length / n : ref.length;
+    for (let offset = 0; offset < ref.length; offset += per) s.add(new PairSums().add(ref, x, offset, per));
+    if (ref.length === 0) s.add(new PairSums());
   }
 
   get size(): number {
     return this.sums.size;
   }
 
+  toState(): Array<[string, ExactPairSumsState]> {
+    return [...this.sums].map(([name, s]) => [name, s.toState()]);
+  }
+
+  addState(state: ReadonlyArray<readonly [string, ExactPairSumsState]>): void {
+    for (const [name, st] of state) {
+      const s = this.sums.get(name);
+      if (s === undefined) this.sums.set(name, ExactPairSums.fromState(st));
+      else s.merge(ExactPairSums.fromState(st));
+    }
+  }
+
   /** One row per tensor, sorted by SNR ascending (worst first), ties by name. */
   result(): LayerMetrics[] {
-    const rows: LayerMetrics[] = [...this.sums].map(([name, s]) => ({
+    const rows: LayerMetrics[] = [...this.sums].map(([name, exact]) => [name, exact.rounded()] as const).map(([name, s]) => ({
       name,
       snrDb: s.snrDb,
       cosine: s.cosine,

@@ -78,7 +78,8 @@ export function renderHtml(report: CompareReport, options: HtmlRenderOptions = {
     `<h1>INT8 / FP16 accuracy report: ${esc(report.model.file)}</h1>`,
     `<p class="meta">${esc(report.tool.name)} ${esc(report.tool.version)} &middot; ${report.data.images} images from ${esc(report.data.source)}` +
       `${report.data.skipped > 0 ? ` (${report.data.skipped} skipped)` : ''} &middot; backend ${esc(report.settings.backend)}, batch ${report.settings.batchSize}` +
-      ` &middot; primary output <span class="name">${esc(report.primaryOutput)}</span></p>`,
+      ` &middot; primary output <span class="name">${esc(report.primaryOutput)}</span>` +
+      `${report.shards ? ` &middot; merged from ${report.shards.count} compare shards (${report.shards.files.map((f) => esc(f)).join(', ')})` : ''}</p>`,
   );
   parts.push(taskSummarySection(report));
   parts.push(summarySection(report));

@@ -41,7 +41,8 @@ export function renderText(report: CompareReport, options: TextRenderOptions = {
   const taskLines = renderTask(report);
   out.push(
     `${report.model.file} on ${report.data.images} images (${report.data.source})${report.data.skipped > 0 ? `, ${report.data.skipped} skipped` : ''}; ` +
-      `output ${JSON.stringify(primaryName)} (${primary?.kind ?? 'other'}${primary?.kind === 'classifier' ? `, ${primary.dims[0]} classes` : ''})`,
+      `output ${JSON.stringify(primaryName)} (${primary?.kind ?? 'other'}${primary?.kind === 'classifier' ? `, ${primary.dims[0]} classes` : ''})` +
+      (report.shards ? `; merged from ${report.shards.count} compare shards` : ''),
   );
   out.push('');
   if (taskLines.length > 0) out.push(...taskLines, '');

@@ -18,7 +18,7 @@
 import { UserError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import type { TensorStatistics } from '../stats/types.js';
-import { LayerComparison, OutputComparison, denseAgreement, type OutputComparisonOptions } from './metrics.js';
+import { LayerComparison, OutputComparison, denseAgreement, type ExactPairSumsState, type OutputComparisonOptions, type OutputComparisonState } from './metrics.js';
 import type { TaskMetrics } from './task/types.js';
 import type {
   CompareReport,
@@ -97,6 +97,24 @@ export class VariantComparison {
     }
   }
 
+  /** Everything accumulated, as plain data (a compare shard's file). */
+  toState(): VariantComparisonState {
+    return { spec: this.spec, outputs: [...this.outputs.values()].map((o) => o.toState()), layers: this.layers.toState() };
+  }
+
+  /** Adds a shard's state as if its images came next (shards in image order). */
+  addState(state: VariantComparisonState): void {
+    for (const o of state.outputs) {
+      let cmp = this.outputs.get(o.name);
+      if (cmp === undefined) {
+        cmp = new OutputComparison(o.name, this.options);
+        this.outputs.set(o.name, cmp);
+      }
+      cmp.addState(o);
+    }
+    this.layers.addState(state.layers);
+  }
+
   /** The variant's typed results. `opTypes` annotates layers with the operator that produces them. */
   result(primaryOutput?: string, opTypes?: ReadonlyMap<string, string>): VariantReport {
     const results = [...this.outputs.values()].map((c) => c.result());
@@ -138,6 +156,12 @@ export class VariantComparison {
     }
     return report;
   }
+}
+
+export interface VariantComparisonState {
+  spec: VariantSpec;
+  outputs: OutputComparisonState[];
+  layers: Array<[string, ExactPairSumsState]>;
 }
 
 /** The output the summary is about: the first classifier output, else the first dense map, else the first. */

@@ -16,7 +16,7 @@ import type { Dataset, SkippedFile } from '../datasets/types.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import type { Tensor } from '../tensor.js';
 import type { OutputComparisonOptions } from './metrics.js';
-import { choosePrimaryOutput, VariantComparison, type VariantSpec } from './report.js';
+import { choosePrimaryOutput, VariantComparison, type VariantComparisonState, type VariantSpec } from './report.js';
 import type { TaskEvaluator, TaskMetrics } from './task/types.js';
 import type { VariantReport } from './types.js';
 
@@ -51,6 +51,19 @@ export interface RunComparisonOptions {
   task?: TaskEvaluator;
   reporter?: Reporter;
   signal?: AbortSignal;
+  /** compare --shard: also return what was accumulated (ComparisonRun.state), for `trt-calib merge`. */
+  keepState?: boolean;
+}
+
+/** What a pass accumulated, as plain data: a compare shard's body (src/compare/shard.ts). */
+export interface ComparisonState {
+  /** The outputs compared as numbers, in order. */
+  compared: string[];
+  images: number;
+  skipped: SkippedFile[];
+  fp32?: VariantComparisonState;
+  variants: VariantComparisonState[];
+  task?: unknown;
 }
 
 export interface ComparisonRun {
@@ -61,6 +74,8 @@ export interface ComparisonRun {
   primaryOutput: string;
   /** FP32's own task metrics (FP32 against itself, and against the labels), whether or not the report has an fp32 row. */
   referenceTask?: TaskMetrics;
+  /** With keepState. */
+  state?: ComparisonState;
 }
 
 /** Builds the label lookup runComparison takes from files and their labels (undefined = unlabelled). */
@@ -151,15 +166,66 @@ export async function runComparison(options: RunComparisonOptions): Promise<Comp
     reporter.stop();
   }
   if (images === 0) throw new Error('No image could be compared (every file was skipped).');
-  const first = fp32 ?? runs[0]?.cmp;
+  const state: ComparisonState | undefined = options.keepState
+    ? {
+        compared: [...compared],
+        images,
+        skipped,
+        ...(fp32 ? { fp32: fp32.toState() } : {}),
+        variants: runs.map((r) => r.cmp.toState()),
+        ...(options.task?.toState ? { task: options.task.toState() } : {}),
+      }
+    : undefined;
+  const run = finishComparison(fp32, runs.map((r) => r.cmp), compared, options.task, images, skipped, options.opTypes);
+  return state ? { ...run, state } : run;
+}
+
+/**
+ * The run that the shards' states make together (in shard order): the same numbers as one pass over all their
+ * images. `task` is a fresh evaluator of the same task.
+ */
+export function comparisonFromStates(
+  states: readonly ComparisonState[],
+  options: { metrics?: OutputComparisonOptions; task?: TaskEvaluator; opTypes?: ReadonlyMap<string, string> },
+): ComparisonRun {
+  const first = states[0];
+  if (first === undefined) throw new Error('No comparison state to merge.');
+  const fp32 = first.fp32 ? new VariantComparison(first.fp32.spec, options.metrics) : undefined;
+  const cmps = first.variants.map((v) => new VariantComparison(v.spec, options.metrics));
+  let images = 0;
+  const skipped: SkippedFile[] = [];
+  for (const s of states) {
+    if (s.variants.length !== cmps.length || Boolean(s.fp32) !== Boolean(fp32)) throw new Error('The comparison states have different variants.');
+    if (fp32) fp32.addState(s.fp32!);
+    s.variants.forEach((v, i) => cmps[i]!.addState(v));
+    if (options.task) {
+      if (!options.task.addState) throw new Error(`The ${options.task.kind} task cannot be merged from shards.`);
+      options.task.addState(s.task);
+    }
+    images += s.images;
+    skipped.push(...s.skipped);
+  }
+  return finishComparison(fp32, cmps, first.compared, options.task, images, skipped, options.opTypes);
+}
+
+function finishComparison(
+  fp32: VariantComparison | undefined,
+  cmps: readonly VariantComparison[],
+  compared: readonly string[],
+  task: TaskEvaluator | undefined,
+  images: number,
+  skipped: SkippedFile[],
+  opTypes: ReadonlyMap<string, string> | undefined,
+): ComparisonRun {
+  const first = fp32 ?? cmps[0];
   if (first === undefined) throw new Error('Nothing to compare: no variant was given.');
   // One primary output for every variant: the task's first output (what the verdict reads), else chosen from the
   // first variant's results.
-  const taskOutput = options.task?.outputs.find((o) => compared.includes(o));
+  const taskOutput = task?.outputs.find((o) => compared.includes(o));
   const primaryName = taskOutput ?? choosePrimaryOutput(first.result().outputs);
-  const variants = [...(fp32 ? [fp32] : []), ...runs.map((r) => r.cmp)].map((c) => c.result(primaryName, options.opTypes));
-  if (options.task === undefined) return { variants, images, skipped, primaryOutput: primaryName };
-  const metrics = options.task.finish();
+  const variants = [...(fp32 ? [fp32] : []), ...cmps].map((c) => c.result(primaryName, opTypes));
+  if (task === undefined) return { variants, images, skipped, primaryOutput: primaryName };
+  const metrics = task.finish();
   for (const v of variants) {
     const m = metrics.get(v.name);
     if (m === undefined) throw new Error(`The task evaluator has no result for variant ${v.name}.`);

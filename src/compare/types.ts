@@ -268,4 +268,6 @@ export interface CompareReport {
   gate?: GateResult;
   /** Things the reader should know (images without labels, NaN outputs...). */
   notes: string[];
+  /** Set when the report was merged (trt-calib merge) from the shards of compare --shard K/N: how many, and their files. */
+  shards?: { count: number; files: string[] };
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
+import { compareShardPath } from '../../src/app/compare.js';
 import { parseShard, shardStatsName } from '../../src/app/shard.js';
 import { parseAlgorithms } from '../../src/calibrators/registry.js';
 import { buildProgram } from '../../src/cli/program.js';
@@ -122,9 +123,40 @@ describe('docs/scale-out', () => {
     expect(path.posix.join(shards[0]!.opts.outDir, shardStatsName('model', specs[0]!))).toBe(upload.with.path.replaceAll('${{ matrix.shard }}', '1'));
   });
 
+  it('GitHub Actions: compare in a matrix of N shards, each --shard K/N, then the merge of their report.<K>of<N>.msgpack', async () => {
+    const workflow = yaml('github-actions-compare.yaml');
+    const values: number[] = workflow.jobs.shard.strategy.matrix.shard;
+    const runs = (job: any): string[] => job.steps.filter((s: any) => typeof s.run === 'string' && s.run.startsWith('trt-calib ')).map((s: any) => s.run);
+    const [shardLine] = runs(workflow.jobs.shard);
+    const [mergeLine] = runs(workflow.jobs.merge);
+    const shards = await Promise.all(values.map((v) => parseWithCli(shellWords(shardLine!.replaceAll('${{ matrix.shard }}', String(v))))));
+    expect(shards.every((s) => s.command === 'compare')).toBe(true);
+    expect(shards[0]!.opts.maxDrop).toBeGreaterThan(0);
+    expect(shards[0]!.opts.task).toBe('classify'); // auto would decide from each shard's first batch
+    const specs = shards.map((s) => parseShard(s.opts.shard, {}));
+    expect(specs.map((s) => [s.index, s.count])).toEqual(values.map((_, i) => [i + 1, values.length]));
+    expect(workflow.jobs.merge.needs).toBe('shard');
+    const merge = await parseWithCli(shellWords(mergeLine!));
+    expect(merge.command).toBe('merge');
+    expect(merge.operands).toHaveLength(1);
+    const glob = globRegExp(merge.operands[0]!);
+    const reportDir = shards[0]!.opts.reportDir;
+    for (const s of specs) expect(compareShardPath(reportDir, s).split(path.sep).join('/')).toMatch(glob);
+    expect(compareShardPath(reportDir, { index: 1, count: values.length + 1 })).not.toMatch(glob);
+    // each shard uploads the file it writes, the merge downloads them where its glob looks
+    const upload = workflow.jobs.shard.steps.find((s: any) => s.uses?.startsWith('actions/upload-artifact'));
+    expect(compareShardPath(reportDir, specs[0]!)).toBe(upload.with.path.replaceAll('${{ matrix.shard }}', '1'));
+    const download = workflow.jobs.merge.steps.find((s: any) => s.uses?.startsWith('actions/download-artifact'));
+    expect(download.with.path).toBe(reportDir);
+    // the report is uploaded even when the gate failed the merge step
+    const report = workflow.jobs.merge.steps.filter((s: any) => s.uses?.startsWith('actions/upload-artifact')).pop();
+    expect(report.if).toBe('always()');
+    expect(report.with.path.replace(/\/$/, '')).toBe(merge.opts.reportDir);
+  });
+
   it('docs/scale-out.md shows each file as it is', () => {
     const doc = readFileSync(path.join(ROOT, 'docs/scale-out.md'), 'utf8');
-    for (const name of ['kubernetes-shards.yaml', 'kubernetes-merge.yaml', 'slurm-array.sh', 'github-actions.yaml']) {
+    for (const name of ['kubernetes-shards.yaml', 'kubernetes-merge.yaml', 'slurm-array.sh', 'github-actions.yaml', 'github-actions-compare.yaml']) {
       expect(doc, name).toContain(`\n${read(name)}\`\`\``);
       expect(doc).toContain(`docs/scale-out/${name}`);
     }

@@ -65,6 +65,19 @@ export function createClassifyEvaluator(options: ClassifyOptions): TaskEvaluator
       c.next += top1.length;
       c.images += top1.length;
     },
+    toState(): unknown {
+      return [...counts].map(([name, c]) => [name, [c.images, c.agree, c.labelled, c.correct]]);
+    },
+    addState(state: unknown): void {
+      for (const [name, [images, agree, labelled, correct]] of state as Array<[string, number[]]>) {
+        const c = counts.get(name) ?? { images: 0, agree: 0, labelled: 0, correct: 0, next: 0 };
+        c.images += images!;
+        c.agree += agree!;
+        c.labelled += labelled!;
+        c.correct += correct!;
+        counts.set(name, c);
+      }
+    },
     finish(): Map<string, TaskMetrics> {
       const out = new Map<string, TaskMetrics>();
       for (const [name, c] of counts) {

@@ -3,6 +3,7 @@
  * compared as numbers, and the verdict is the mean per-image cosine of one output against FP32 (the same number
  * as that output's cosineMean in the report). It has no labels and no points of anything to gate on.
  */
+import { ExactSum } from '../exact-sum.js';
 import { PairSums, floatValues } from '../metrics.js';
 import type { BatchOutputs, ImageGeometry, TaskEvaluator, TaskMetrics } from './types.js';
 
@@ -10,7 +11,7 @@ export function createRawEvaluator(options: { output: string }): TaskEvaluator {
   const { output } = options;
   // Only the current batch's reference is kept: variants of a batch come right after its reference.
   let reference: Float32Array | Float64Array | undefined;
-  const sums = new Map<string, { cosine: number; images: number }>();
+  const sums = new Map<string, { cosine: ExactSum; images: number }>();
   return {
     kind: 'raw',
     outputs: [output],
@@ -27,13 +28,24 @@ export function createRawEvaluator(options: { output: string }): TaskEvaluator {
       const n = images.length;
       if (x.length !== reference.length) throw new Error(`Variant ${variant}'s output ${JSON.stringify(output)} has ${x.length} values, the reference's ${reference.length}.`);
       const per = n === 0 ? 0 : x.length / n;
-      const s = sums.get(variant) ?? { cosine: 0, images: 0 };
-      for (let i = 0; i < n; i++) s.cosine += new PairSums().add(reference, x, i * per, per).cosine;
+      const s = sums.get(variant) ?? { cosine: new ExactSum(), images: 0 };
+      for (let i = 0; i < n; i++) s.cosine.add(new PairSums().add(reference, x, i * per, per).cosine);
       s.images += n;
       sums.set(variant, s);
     },
+    toState(): unknown {
+      return [...sums].map(([name, s]) => [name, s.cosine.toState(), s.images]);
+    },
+    addState(state: unknown): void {
+      for (const [name, cosine, images] of state as Array<[string, ReturnType<ExactSum['toState']>, number]>) {
+        const s = sums.get(name) ?? { cosine: new ExactSum(), images: 0 };
+        s.cosine.merge(ExactSum.fromState(cosine));
+        s.images += images;
+        sums.set(name, s);
+      }
+    },
     finish(): Map<string, TaskMetrics> {
-      return new Map([...sums].map(([name, s]) => [name, { kind: 'raw', metric: 'mean cosine', value: s.images === 0 ? 0 : s.cosine / s.images }]));
+      return new Map([...sums].map(([name, s]) => [name, { kind: 'raw', metric: 'mean cosine', value: s.images === 0 ? 0 : s.cosine.value / s.images }]));
     },
   };
 }

@@ -53,6 +53,13 @@ export interface TaskEvaluator {
   addVariant(variant: string, outputs: BatchOutputs, images: readonly ImageGeometry[]): void;
   /** Per variant name (the names passed to addVariant), in that order. */
   finish(): Map<string, TaskMetrics>;
+  /**
+   * compare --shard: what the pass accumulated, as plain data (before finish); `addState` adds a shard's state as if
+   * its images came next (shards in image order), so that finish() gives the metrics of one pass over all of them.
+   * Tasks without them cannot be sharded.
+   */
+  toState?(): unknown;
+  addState?(state: unknown): void;
 }
 
 /** One detection in the original image's pixels (x1, y1) top-left, (x2, y2) bottom-right. */

@@ -81,6 +81,30 @@ export function createDetectionEvaluator(options: DetectionOptions): DetectionEv
       const same = lastReference?.outputs === outputs && lastReference.detections.length === images.length;
       list.push(...(same ? lastReference!.detections : decodeDetections(outputs, images, options).map(pack)));
     },
+    toState(): unknown {
+      const bytes = (p: PackedImage) => new Uint8Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength));
+      return { files: [...files], reference: reference.map(bytes), variants: [...variants].map(([name, list]) => [name, list.map(bytes)]) };
+    },
+    addState(state: unknown): void {
+      if (finished) throw new Error('detection evaluator: addState after finish()');
+      const s = state as { files: string[]; reference: Uint8Array[]; variants: Array<[string, Uint8Array[]]> };
+      const packed = (b: Uint8Array): PackedImage => {
+        if (b.byteLength % 48 !== 0) throw new Error('detection evaluator: a shard\'s detections are not whole boxes');
+        const out = new Float64Array(b.byteLength / 8);
+        new Uint8Array(out.buffer).set(b);
+        return out;
+      };
+      const before = files.length;
+      if (s.reference.length !== s.files.length) throw new Error('detection evaluator: a shard has detections for another number of images');
+      files.push(...s.files);
+      reference.push(...s.reference.map(packed));
+      for (const [name, list] of s.variants) {
+        let mine = variants.get(name);
+        if (!mine) variants.set(name, (mine = []));
+        if (mine.length !== before || list.length !== s.files.length) throw new Error(`detection evaluator: shard detections of ${name} do not line up with FP32's`);
+        mine.push(...list.map(packed));
+      }
+    },
     finish(): Map<string, TaskMetrics> {
       finished = true;
       lastReference = undefined;
