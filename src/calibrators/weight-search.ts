@@ -260,7 +260,7 @@ function searchModel(model: OnnxModel, targets: readonly Target[], alphas: reado
       let refOf = t.output;
       if (t.op === 'MatMul') {
         const shape = `${base}_shape`;
-        if (a === 0) initializer.push(tensorToProto(`${t.output}/weight_search_shape`, makeTensor('int64', [2], [-1, t.weight.dims[t.weight.dims.length - 1]!])));
+        if (a === 0) initializer.push(tensorToProto(`${t.output}/weight_search_shape`, makeTensor('int64', [2], [-1n, BigInt(t.weight.dims[t.weight.dims.length - 1]!)])));
         added.push(makeNode('Reshape', [diffOf, `${t.output}/weight_search_shape`], [`${shape}_q`], { name: `${base}_reshape_q` }));
         added.push(makeNode('Reshape', [refOf, `${t.output}/weight_search_shape`], [`${shape}_r`], { name: `${base}_reshape_r` }));
         diffOf = `${shape}_q`;
@@ -269,7 +269,7 @@ function searchModel(model: OnnxModel, targets: readonly Target[], alphas: reado
       added.push(makeNode('Sub', [diffOf, refOf], [`${base}_difference`], { name: `${base}_sub` }));
       const out = errorName(t, a);
       if (opset >= 18) {
-        initializer.push(tensorToProto(`${base}_axes`, makeTensor('int64', [axes.length], axes)));
+        initializer.push(tensorToProto(`${base}_axes`, makeTensor('int64', [axes.length], axes.map(BigInt))));
         added.push(makeNode('ReduceSumSquare', [`${base}_difference`, `${base}_axes`], [out], { name: `${base}_error`, attributes: { keepdims: { int: 0 } } }));
       } else {
         added.push(makeNode('ReduceSumSquare', [`${base}_difference`], [out], { name: `${base}_error`, attributes: { axes: { ints: axes }, keepdims: { int: 0 } } }));
