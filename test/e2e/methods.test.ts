@@ -92,3 +92,21 @@ describe('compare --weight-search / --bias-correction', () => {
     expect(JSON.parse(r.stdout).variants.map((v: { name: string }) => v.name)).toEqual(['int8-minmax', 'int8-minmax+bc']);
   }, 240_000);
 });
+
+describe('sensitivity --bias-correction', () => {
+  it('measures on the corrected INT8 model (another full-INT8 result), the shifts from --calib-data; refused without it', async () => {
+    const args = ['sensitivity', '--model', MOBILENET, '--preset', 'raw01', '--data', IMAGES, '--max-images', '2', '--cache', cache, '--layers', 'block_16_project_BN'];
+    const r0 = await runCli([...args, '--bias-correction']);
+    expect(r0.code).not.toBe(0);
+    expect(r0.stderr).toMatch(/--calib-data/);
+    const plain = path.join(tmp, 's0.json');
+    const corrected = path.join(tmp, 's1.json');
+    expect((await runCli([...args, '-o', plain, '--quiet'])).code).toBe(0);
+    const r = await runCli([...args, '--calib-data', IMAGES, '--bias-correction', '-o', corrected]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/bias correction \(weights\) on 8 calibration images/);
+    const [a, b] = [JSON.parse(await readFile(plain, 'utf8')).sensitivity, JSON.parse(await readFile(corrected, 'utf8')).sensitivity];
+    expect(b.fullInt8.images).toBe(2);
+    expect(b.fullInt8.cosineMean).not.toBe(a.fullInt8.cosineMean);
+  }, 240_000);
+});
