@@ -22,6 +22,7 @@ const suites = [
   ['shard', './shard.mjs', 'benchShard'],
   ['bias', './bias.mjs', 'benchBias'],
   ['pool-qdq', './pool-qdq.mjs', 'benchPoolQdq'],
+  ['methods-detect', './methods-detect.mjs', 'benchMethodsDetect'],
 ];
 const results = {};
 for (const [name, file, fn] of suites) {
