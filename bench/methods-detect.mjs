@@ -21,7 +21,7 @@ function cli(args) {
 const MODELS = {
   ssd: {
     file: 'ssdlite_mobilenet_v2_coco_300.onnx',
-    pre: ['--preset', 'raw-1-1', '--size', '300'],
+    pre: ['--preset', 'raw01', '--size', '300', '--scale', '2/255', '--mean', '1,1,1', '--std', '1,1,1'],
     task: ['--boxes', 'boxes:yxyx:norm', '--scores', 'scores', '--class-offset', '1'],
   },
   ppocr: {

@@ -18,7 +18,7 @@
  * back per image is (grid x channels) floats per layer, never the activations.
  *
  * Memory: the grid copies of the weights are (grid x weights) floats; the layers are split into groups whose copies
- * stay under `gridBytes` (default 256 MiB; MobileNetV2 needs 197 MiB, one group), one pass over the images per
+ * stay under `gridBytes` (default 256 MiB; MobileNetV2 needs about 196 MiB, one group), one pass over the images per
  * group. onnxruntime frees each copy's output once reduced, so the activations add about one layer's output
  * times the grid. Cost: each pass runs the model plus (grid) copies of its layers, about grid + 1 plain passes.
  *
