@@ -44,8 +44,17 @@ export async function benchBias({ fixtures, log }) {
       const q0 = cli(['quantize', '--model', model, '--cache', cache, '--out', plain]);
       const q1 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--bias-correction', '--bias-correction-mode', 'full', '--out', bc]);
       const q2 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--bias-correction', '--bias-correction-mode', 'weights', '--out', bcw]);
-      times[algo] = { quantize: q0.seconds, biasCorrectionFull: q1.json.biasCorrection.seconds, biasCorrectionWeights: q2.json.biasCorrection.seconds, ...(algo === 'auto' ? { autoProbe: auto.json.auto.seconds } : {}) };
-      variants.push(plain, bc, bcw);
+      // Weight search alone, and with the weights-mode bias correction measured on the searched weights.
+      const ws = path.join(dir, `${algo}.ws.int8.onnx`);
+      const wsbc = path.join(dir, `${algo}.ws+bc-weights.int8.onnx`);
+      const wsbcf = path.join(dir, `${algo}.ws+bc-full.int8.onnx`);
+      const q3 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--weight-search', '--out', ws]);
+      const q4 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--weight-search', '--bias-correction', '--bias-correction-mode', 'weights', '--out', wsbc]);
+      const q5 = cli(['quantize', '--model', model, '--cache', cache, '--data', calib, ...pre, '--weight-search', '--bias-correction', '--bias-correction-mode', 'full', '--out', wsbcf]);
+      times[algo] = { quantize: q0.seconds, biasCorrectionFull: q1.json.biasCorrection.seconds, biasCorrectionWeights: q2.json.biasCorrection.seconds, weightSearch: q3.json.weightSearch.seconds, ...(algo === 'auto' ? { autoProbe: auto.json.auto.seconds } : {}) };
+      void q4;
+      void q5;
+      variants.push(plain, bc, bcw, ws, wsbc, wsbcf);
     }
     const table = {};
     for (const [set, data] of Object.entries(sets)) {
@@ -57,11 +66,11 @@ export async function benchBias({ fixtures, log }) {
     }
     log(`one FP32 pass over images/calib (compare, fp32 only): ${fp32.seconds.toFixed(1)} s`);
     if (auto) log(`auto: probe pass ${auto.json.auto.seconds.toFixed(1)} s; choices ${JSON.stringify(auto.json.auto.chosen)}`);
-    log('variant                 fixtures  calib  val    bias correction (s)');
+    log('variant                    fixtures  calib  val    method time (s)');
     for (const [name, row] of Object.entries(table)) {
       const [algo, mode] = name.split('.');
-      const t = mode === 'bc-full' ? times[algo].biasCorrectionFull : mode === 'bc-weights' ? times[algo].biasCorrectionWeights : undefined;
-      log(`${name.padEnd(23)} ${row.fixtures.padEnd(9)} ${row.calib.padEnd(6)} ${row.val.padEnd(6)} ${t === undefined ? '-' : t.toFixed(1)}`);
+      const t = mode === 'bc-full' ? times[algo].biasCorrectionFull : mode === 'bc-weights' ? times[algo].biasCorrectionWeights : mode === 'ws' ? times[algo].weightSearch : undefined;
+      log(`${name.padEnd(26)} ${row.fixtures.padEnd(9)} ${row.calib.padEnd(6)} ${row.val.padEnd(6)} ${t === undefined ? '-' : t.toFixed(1)}`);
     }
     return { fp32PassSeconds: fp32.seconds, table, times };
   } finally {

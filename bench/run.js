@@ -23,6 +23,7 @@ const suites = [
   ['shard-compare', './shard-compare.mjs', 'benchShardCompare'],
   ['bias', './bias.mjs', 'benchBias'],
   ['pool-qdq', './pool-qdq.mjs', 'benchPoolQdq'],
+  ['methods-detect', './methods-detect.mjs', 'benchMethodsDetect'],
 ];
 const results = {};
 for (const [name, file, fn] of suites) {

@@ -37,6 +37,8 @@ export async function correctModelBiases(options: {
   scales: ReadonlyMap<string, number>;
   data: DataOptions;
   precisionMap?: ReadonlyMap<string, LayerPrecision>;
+  /** Weight scales from --weight-search (the correction is measured with them). */
+  weightScales?: ReadonlyMap<string, Float32Array>;
   mode?: BiasCorrectionMode;
   threads?: number;
   reporter: Reporter;
@@ -53,6 +55,7 @@ export async function correctModelBiases(options: {
     file: options.modelFile,
     activationScales: options.scales,
     precisionMap: options.precisionMap,
+    ...(options.weightScales ? { weightScales: options.weightScales } : {}),
     mode: options.mode,
     dataset,
     threads: options.threads,

@@ -90,6 +90,13 @@ export interface CompareOptions {
    * `int8-<algo>-implicit`) or 'both' (default). The TensorRT backend builds real engines: explicit only.
    */
   placement?: ComparePlacement;
+  /**
+   * Also, per cache, the INT8 variant with these methods (src/app/methods.ts), named int8-<algo>+ws, +bc,
+   * +ws+bc...: the weight scales searched and the biases corrected on `calibData` (the calibration images).
+   */
+  methods?: import('./methods.js').Int8Methods;
+  /** The calibration images the methods measure on (preprocessed as `data`). */
+  calibData?: string;
   reporter?: Reporter;
   /**
    * compare --shard K/N: only the K-th slice of the images (src/app/shard.ts), written as a shard file of
@@ -219,6 +226,21 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
     for (const placement of placements) {
       const built = placement === 'explicit' ? explicit : buildInt8Variant(model, scales, { precisionMap, file: options.model, placement });
       int8.push({ loaded, scales, built, placement, protected: protectedTensors, coverage });
+    }
+  }
+  const methods = options.methods ?? {};
+  if (methods.weightSearch || methods.biasCorrection) {
+    const { buildInt8WithMethods, methodsSuffix } = await import('./methods.js');
+    if (!options.calibData) throw new UserError('--weight-search and --bias-correction measure on the calibration images: pass --calib-data DIR (not the validation set given as --data).');
+    if (options.backend === 'tensorrt') throw new UserError('--weight-search and --bias-correction change the Q/DQ model: with --backend tensorrt, write the model with quantize and pass it as --variant-model.');
+    if (caches.length === 0) throw new UserError('--weight-search and --bias-correction build on a cache\'s scales: pass --cache.');
+    for (const v of int8.filter((e) => e.placement === 'explicit' && !e.name)) {
+      // All of the calibration images: --max-images limits the comparison's images, not these.
+      const calibData = { ...options.data, data: options.calibData };
+      delete calibData.maxImages;
+      reporter.info(`${methodsSuffix(methods).slice(1)} for ${v.loaded.algorithm}, on the calibration images ${options.calibData}`);
+      const m = await buildInt8WithMethods({ modelFile: options.model, model, scales: v.scales, precisionMap, methods, calibData, threads: options.threads, reporter });
+      int8.push({ ...v, built: m.built, name: `int8-${v.loaded.algorithm}${precisionMap ? '-mixed' : ''}${methodsSuffix(methods)}` });
     }
   }
   if (options.highPrecision === 'fp16') {

@@ -15,6 +15,7 @@ import { withoutProtected, type ProtectedTensor } from '../precision/protect.js'
 import { protectedForCache, protectionStatistics } from './protection.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { prepareOutputs, type InputPath } from '../util/outputs.js';
+import { searchModelWeightScales, type WeightSearchSummary } from './weight-search.js';
 import { correctModelBiases, type BiasCorrectionMode, type BiasCorrectionSummary } from './bias-correction.js';
 import { calibrate, DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 import { highPrecisionOptions, statisticsForFp16, type HighPrecision } from './high-precision.js';
@@ -58,6 +59,11 @@ export interface QuantizeOptions {
   io?: 'fp32' | 'fp16';
   /** INT8: correct the biases of the INT8 layers on `data` (the calibration images; with or without `cache`). */
   biasCorrection?: boolean;
+  /**
+   * INT8: per output channel, the weight scale at or below max|W_c|/127 that minimises the layer's output error on
+   * `data` (the calibration images): src/calibrators/weight-search.ts. Runs before the bias correction.
+   */
+  weightSearch?: boolean;
   /** full (default) or weights: see src/calibrators/bias-correction.ts. */
   biasCorrectionMode?: BiasCorrectionMode;
   out?: string;
@@ -90,6 +96,7 @@ export interface QuantizeResult {
   layersByType?: Record<LayerType, Record<string, number>>;
   keptFp32?: { layers: Array<{ layer: string; op: string; reason: string }>; tensors: Array<{ tensor: string; reason: string }> };
   biasCorrection?: BiasCorrectionSummary;
+  weightSearch?: WeightSearchSummary;
 }
 
 export function defaultVariantPath(modelFile: string, suffix: string, outDir = DEFAULT_OUT_DIR): string {
@@ -116,12 +123,14 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   const highPrecision = options.highPrecision ?? 'fp32';
   if (options.io === 'fp16' && highPrecision !== 'fp16') throw new UserError('--io fp16 goes with --high-precision fp16 (an FP32 model keeps float32 inputs and outputs).');
   if (options.biasCorrection && options.mixed) throw new UserError('--bias-correction and --mixed auto cannot be combined yet: quantize with --bias-correction and a precision map (--precision-map).');
+  if (options.weightSearch && options.mixed) throw new UserError('--weight-search and --mixed auto cannot be combined yet: quantize with --weight-search and a precision map (--precision-map).');
+  if (options.weightSearch && !options.data) throw new UserError('--weight-search needs --data DIR: the calibration images the layers\' output error is measured on.');
   if (options.biasCorrection && !options.data) throw new UserError('--bias-correction needs --data DIR: the calibration images the shifts are measured on.');
   if (options.mixed) {
     if (!options.cache || !options.data) throw new UserError('--mixed auto needs --cache (the scales) and --data (the images the accuracy budget is measured on).');
     if (options.precisionMap) throw new UserError('--mixed auto writes its own precision map: drop --precision-map.');
   } else {
-    if (options.cache && options.data && !options.biasCorrection) throw new UserError('Give either --cache (scales from a cache) or --data (calibrate first), not both.');
+    if (options.cache && options.data && !options.biasCorrection && !options.weightSearch) throw new UserError('Give either --cache (scales from a cache) or --data (calibrate first), not both.');
     if (!options.cache && !options.data) throw new UserError('INT8 needs activation scales: pass --cache FILE, or --data DIR to calibrate first.');
   }
   const model = await loadOnnxModel(options.model);
@@ -139,7 +148,7 @@ export async function quantize(options: QuantizeOptions): Promise<QuantizeResult
   const algorithmName = loaded?.algorithm ?? options.algorithm ?? 'entropy2';
   if (!loaded && !isAlgorithmName(algorithmName)) throw new UserError(`Unknown --algo ${JSON.stringify(algorithmName)}.`);
   const kind = `${precisionMap || options.mixed ? 'mixed' : 'int8'}${highPrecision === 'fp16' ? '-fp16' : ''}`;
-  const out = options.out ?? defaultVariantPath(options.model, `${algorithmName}${options.biasCorrection ? '.bc' : ''}.${kind}`, options.outDir);
+  const out = options.out ?? defaultVariantPath(options.model, `${algorithmName}${options.weightSearch ? '.ws' : ''}${options.biasCorrection ? '.bc' : ''}.${kind}`, options.outDir);
   const byDefault = (option: string, given: unknown) => (given !== undefined ? option : '--out-dir');
   const outputs = prepareOutputs(
     [
@@ -214,14 +223,21 @@ async function quantizeInt8(
     if (highPrecision === 'fp16') fp16Statistics = await statisticsForFp16(r.statsFile, await modelSha256(options.model), options.model);
   }
   let corrected = model;
+  let weightScales: ReadonlyMap<string, Float32Array> | undefined;
+  let weightSearch: WeightSearchSummary | undefined;
+  if (options.weightSearch) {
+    const ws = await searchModelWeightScales({ modelFile: options.model, model, scales, data: options.data!, precisionMap, threads: options.threads, reporter });
+    weightScales = ws.result.weightScales;
+    weightSearch = ws.summary;
+  }
   let biasCorrection: BiasCorrectionSummary | undefined;
   if (options.biasCorrection) {
-    const bc = await correctModelBiases({ modelFile: options.model, model, scales, data: options.data!, precisionMap, mode: options.biasCorrectionMode, threads: options.threads, reporter });
+    const bc = await correctModelBiases({ modelFile: options.model, model, scales, data: options.data!, precisionMap, ...(weightScales ? { weightScales } : {}), mode: options.biasCorrectionMode, threads: options.threads, reporter });
     corrected = bc.result.model;
     biasCorrection = bc.summary;
   }
   const hp = fp16Statistics ? highPrecisionOptions(fp16Statistics, protectedTensors, { ioFp16: options.io === 'fp16' }) : undefined;
-  const r = buildInt8Variant(corrected, scales, { precisionMap, file: options.model, ...(hp ? { highPrecision: hp } : {}) });
+  const r = buildInt8Variant(corrected, scales, { precisionMap, file: options.model, ...(hp ? { highPrecision: hp } : {}), ...(weightScales ? { weightScales } : {}) });
   if (loaded) {
     const coverage = checkCacheCoverage(loaded, r, options.model);
     const isProtected = new Set(protectedTensors.map((p) => p.tensor));
@@ -250,6 +266,7 @@ async function quantizeInt8(
     ...(precisionMap && precisionMapFile ? { precisionMap: { file: precisionMapFile, int8: counts!.int8, fp16: counts!.fp16, fp32: counts!.fp32 } } : {}),
     ...(mixed ? { mixed } : {}),
     ...(biasCorrection ? { biasCorrection } : {}),
+    ...(weightSearch ? { weightSearch } : {}),
   };
 }
 

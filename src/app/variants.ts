@@ -89,7 +89,7 @@ export function describePartialCoverage(c: CacheCoverage, modelFile: string): st
 export function buildInt8Variant(
   model: OnnxModel,
   scales: ReadonlyMap<string, number>,
-  options: { precisionMap?: PrecisionMap; file?: string; placement?: QdqPlacement; highPrecision?: HighPrecisionFp16 } = {},
+  options: { precisionMap?: PrecisionMap; file?: string; placement?: QdqPlacement; highPrecision?: HighPrecisionFp16; weightScales?: ReadonlyMap<string, Float32Array> } = {},
 ): MixedModelResult {
   return buildMixedPrecisionModel(model, {
     activationScales: scales,
@@ -97,6 +97,7 @@ export function buildInt8Variant(
     file: options.file,
     ...(options.placement ? { placement: options.placement } : {}),
     ...(options.highPrecision ? { highPrecision: options.highPrecision } : {}),
+    ...(options.weightScales ? { weightScales: options.weightScales } : {}),
   });
 }
 

@@ -51,6 +51,8 @@ export interface BiasCorrectionOptions {
   activationScales: ReadonlyMap<string, number>;
   /** Layers kept out of INT8 are not corrected (and run in float). */
   precisionMap?: ReadonlyMap<string, LayerPrecision>;
+  /** Per-channel weight scales by weight tensor (from --weight-search); default max|W_c| / 127. */
+  weightScales?: ReadonlyMap<string, Float32Array>;
   /** The calibration images. */
   dataset: Dataset;
   threads?: number;
@@ -98,7 +100,7 @@ export async function correctBiases(options: BiasCorrectionOptions): Promise<Bia
   const started = performance.now();
   const reporter = options.reporter ?? silentReporter;
   const { model, file } = options;
-  const qdq = quantizeQdq(model, { activationScales: options.activationScales, precisionMap: options.precisionMap, file });
+  const qdq = quantizeQdq(model, { activationScales: options.activationScales, precisionMap: options.precisionMap, weightScales: options.weightScales, file });
   const withWeights = new Set(qdq.weights.map((w) => w.node));
   const targets: Target[] = [];
   for (const n of graphOf(model).node) {
@@ -375,7 +377,7 @@ class FrontierStore {
   }
 }
 
-interface ImageSource {
+export interface ImageSource {
   count: number;
   /** Rank of the image tensors (known after the first pass). */
   rank: number;
@@ -383,7 +385,7 @@ interface ImageSource {
 }
 
 /** One image at a time in file order; kept in memory across passes while they fit in `budget` bytes. */
-async function imageSource(dataset: Dataset, budget: number, reporter: Reporter): Promise<ImageSource> {
+export async function imageSource(dataset: Dataset, budget: number, reporter: Reporter): Promise<ImageSource> {
   const cached: Tensor[] = [];
   let bytes = 0;
   let fits = true;

@@ -4,6 +4,7 @@ import { DEFAULT_OUT_DIR } from '../app/defaults.js';
 import { TRT_CACHE_ALGORITHMS } from '../cache/trt-cache.js';
 import { ALGORITHM_NAMES, CALIBRATORS, parseAlgorithms } from '../calibrators/registry.js';
 import { summarizeSkipped } from '../datasets/skipped.js';
+import { UserError } from '../errors.js';
 import { capThreads, threadsLimitHelp } from '../util/threads.js';
 import { addCommonOptions, emit, parseInteger, parseNumber, reporterFor, type CommonOptions } from './common.js';
 import { addPreprocessOptions, preprocessOptionsFrom, describePreprocess, type PreprocessCliValues } from './preprocess-options.js';
@@ -69,10 +70,16 @@ export function register(program: Command): void {
     .option('--no-protect', 'give every tensor a scale, even those INT8 would destroy (mixed-range Concats, score branches, outliers: see docs/quantization.md)')
     .option('--threads <n>', `onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics); ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .option('--bias-correction', 'also write <out-dir>/<model>.<algo>.bc.onnx: the FP32 model with biases corrected for each cache\'s INT8 (build it with that cache): docs/algorithms.md')
-    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'));
+    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'))
+    // Accepted so that the refusal can say why (a cache has no weight scales), instead of "unknown option".
+    .addOption(new Option('--weight-search', 'not for caches: TensorRT picks the weight scales itself; use quantize --weight-search').hideHelp());
   addPreprocessOptions(cmd, { dataRequired: false });
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: CalibrateCliValues) => {
+    if ((opts as { weightSearch?: boolean }).weightSearch) {
+      const { WEIGHT_SEARCH_IMPLICIT } = await import('../app/weight-search.js');
+      throw new UserError(`calibrate writes calibration caches: ${WEIGHT_SEARCH_IMPLICIT}`, { hint: 'write a Q/DQ model with searched weight scales instead: trt-calib quantize --model M --cache C --data CALIB_DIR --weight-search' });
+    }
     const reporter = reporterFor(opts);
     const data = opts.data !== undefined ? preprocessOptionsFrom(opts as PreprocessCliValues) : undefined;
     if (opts.algo.trim() === 'auto') {

@@ -14,6 +14,10 @@ interface CompareCliValues extends CommonOptions, PreprocessCliValues, TaskCliVa
   model: string;
   cache: string[];
   variantModel: string[];
+  weightSearch?: boolean;
+  biasCorrection?: boolean;
+  biasCorrectionMode?: 'weights' | 'full';
+  calibData?: string;
   precisions: Precision[];
   labels?: string;
   classes?: string;
@@ -125,6 +129,11 @@ export function register(program: Command): void {
         .default('fp32'),
     );
   cmd.option('--shard <K/N|auto|auto/N>', 'compare only the K-th of N slices of the images, written as <report-dir>/report.<K>of<N>.msgpack (no report); trt-calib merge makes the report of all N; auto: from JOB_COMPLETION_INDEX (with /N) or SLURM_ARRAY_TASK_ID/COUNT');
+  cmd
+    .option('--weight-search', 'also each cache\'s INT8 variant with searched weight scales (int8-<algo>+ws), measured on --calib-data: docs/algorithms.md')
+    .option('--bias-correction', 'also each cache\'s INT8 variant with corrected biases (int8-<algo>+bc; with --weight-search +ws+bc), measured on --calib-data')
+    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default) or full: see quantize --help').choices(['weights', 'full']).default('weights'))
+    .option('--calib-data <dir>', 'the calibration images (preprocessed as --data) that --weight-search and --bias-correction measure on; never the validation set');
   addTaskOptions(cmd, { saveDetections: true });
   addPreprocessOptions(cmd, { defaultBatch: DEFAULT_BATCH }); // the batch app/compare.ts uses
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
@@ -156,6 +165,7 @@ export function register(program: Command): void {
       protect: opts.protect,
       placement: opts.placement,
       highPrecision: opts.highPrecision,
+      ...(opts.weightSearch || opts.biasCorrection ? { methods: { weightSearch: opts.weightSearch, ...(opts.biasCorrection ? { biasCorrection: opts.biasCorrectionMode ?? 'weights' } : {}) }, calibData: opts.calibData } : {}),
       ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut } } : {}),
       ...(shard ? { shard } : {}),
       reporter,

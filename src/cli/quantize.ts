@@ -18,6 +18,7 @@ interface QuantizeCliValues extends CommonOptions, Omit<PreprocessCliValues, 'da
   forTensorrt?: boolean;
   biasCorrection?: boolean;
   biasCorrectionMode?: 'full' | 'weights';
+  weightSearch?: boolean;
   mixed?: 'auto';
   maxDrop?: number;
   maxLayers?: string;
@@ -71,6 +72,7 @@ export function register(program: Command): void {
     .option('--max-drop <points>', 'with --mixed auto: the largest top-1 drop against FP32 allowed, in points', parseNumber(0, 100))
     .option('--max-layers <n|p%>', 'with --mixed auto: at most this many layers out of INT8')
     .option('--precision-out <file>', 'with --mixed auto: the precision map to write (default <out-dir>/<model>.precision.json)')
+    .option('--weight-search', 'INT8: per output channel, the weight scale (20 points from 0.5 to 1.0 of max|W|/127) that minimises the layer\'s output error on --data (the calibration images): docs/algorithms.md')
     .option('--bias-correction', 'INT8: shift each INT8 layer\'s biases by the mean output change its quantization causes, measured on --data (the calibration images; with or without --cache): docs/algorithms.md')
     .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'))
     .option('--for-tensorrt', 'fp16: a pure float16 graph, without the float32 emulation onnxruntime\'s CPU kernels need')
@@ -103,6 +105,7 @@ export function register(program: Command): void {
       forTensorRT: opts.forTensorrt,
       biasCorrection: opts.biasCorrection,
       biasCorrectionMode: opts.biasCorrectionMode,
+      weightSearch: opts.weightSearch,
       ...(opts.mixed ? { mixed: { maxDrop: opts.maxDrop!, maxLayers: opts.maxLayers, precisionOut: opts.precisionOut, task } } : {}),
       out: opts.out,
       outDir: opts.outDir,
@@ -146,6 +149,10 @@ function text(r: QuantizeResult): string {
     if (r.opset && r.opset.from !== r.opset.to) lines.push(`  opset ${r.opset.from} -> ${r.opset.to} (${r.layersByType ? 'float16 Q/DQ needs 19' : 'per-channel Q/DQ needs 13'})${r.opset.converted.length ? `, converted: ${r.opset.converted.join(', ')}` : ''}`);
   } else {
     lines.push(`  ${r.fp16Layers} nodes in FP16, ${r.fp32Layers} kept in FP32`);
+  }
+  if (r.weightSearch) {
+    const w = r.weightSearch;
+    lines.push(`  weight search: ${w.layers} layers, ${w.shrunk} of ${w.channels} channels below max|W|/127, on ${w.images} images (${w.passes} pass${w.passes === 1 ? '' : 'es'}, ${w.seconds.toFixed(1)} s); layers' output error ${w.errorBefore.toPrecision(4)} -> ${w.errorAfter.toPrecision(4)}`);
   }
   if (r.biasCorrection) {
     const b = r.biasCorrection;

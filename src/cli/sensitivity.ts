@@ -1,3 +1,4 @@
+import { UserError } from '../errors.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_BATCH, DEFAULT_OUT_DIR } from '../app/defaults.js';
 import { GateError } from '../errors.js';
@@ -32,6 +33,9 @@ interface SensitivityCliValues extends CommonOptions, PreprocessCliValues, TaskC
   precisionOut?: string;
   outDir: string;
   shard?: string;
+  biasCorrection?: boolean;
+  biasCorrectionMode?: 'weights' | 'full';
+  calibData?: string;
 }
 
 const EXAMPLES = `
@@ -93,12 +97,17 @@ export function register(program: Command): void {
     .option('--precision-out <file>', `with --max-drop: the precision map to write (default ${DEFAULT_OUT_DIR}/<model>.precision.json)`)
     .option('--out-dir <dir>', 'folder of the default precision map', DEFAULT_OUT_DIR)
     .option('--shard <K/N|auto|auto/N>', 'measure only the K-th of N slices of the layers, written to --out (default <out-dir>/<model>.sensitivity.<K>of<N>.json); trt-calib merge makes the whole report');
+  cmd
+    .option('--bias-correction', 'measure on the INT8 model with corrected biases (quantize --bias-correction), the shifts measured on --calib-data; quantize the chosen map with --bias-correction too')
+    .addOption(new Option('--bias-correction-mode <mode>', 'weights (default) or full: see quantize --help').choices(['weights', 'full']).default('weights'))
+    .option('--calib-data <dir>', 'the calibration images (preprocessed as --data) --bias-correction measures on; never the evaluation set');
   addTaskOptions(cmd, { what: 'the ranking and the budget' });
   addPreprocessOptions(cmd, { defaultBatch: DEFAULT_BATCH }); // the batch sensitivity/analyze.ts uses
   addCommonOptions(cmd).addHelpText('after', EXAMPLES);
   cmd.action(async (opts: SensitivityCliValues) => {
     const reporter = reporterFor(opts);
     const data = preprocessOptionsFrom(opts);
+    if (opts.biasCorrection && !opts.calibData) throw new UserError('--bias-correction measures the shifts on the calibration images: pass --calib-data DIR (not the evaluation set given as --data).');
     const shard = opts.shard !== undefined ? await sensitivityShard(opts) : undefined;
     if (shard) opts.out ??= shard.out;
     const outputs = prepareOutputs(
@@ -138,6 +147,7 @@ async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof p
     ...(opts.threads ? { threads: capThreads(opts.threads, reporter) } : {}),
     maxMemoryBytes: Math.floor(opts.maxMemory * 1024 ** 2),
     ...(shard ? { shard } : {}),
+    ...(opts.biasCorrection ? { biasCorrection: { mode: opts.biasCorrectionMode ?? 'weights', calibData: { ...data, data: opts.calibData!, maxImages: undefined } } } : {}),
     reporter,
   });
   let mixed: MixedResult | undefined;

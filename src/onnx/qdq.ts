@@ -89,6 +89,11 @@ export interface QdqOptions {
   placement?: QdqPlacement;
   /** Rule 6: Q/DQ on the input of pooling and Resize between INT8 layers (default false; explicit placement only). */
   pooling?: boolean;
+  /**
+   * Per-output-channel weight scales by weight tensor name, chosen elsewhere (--weight-search,
+   * src/calibrators/weight-search.ts); used where the count matches the channels, else max|W_c| / 127.
+   */
+  weightScales?: ReadonlyMap<string, Float32Array>;
   /** For messages. */
   file?: string;
 }
@@ -503,7 +508,8 @@ export function quantizeQdq(source: OnnxModel, options: QdqOptions): QdqResult {
       const src = weightSources.get(plan.tensor)!;
       const w = tensorFromProto(src.proto);
       const data = w.data as Float32Array;
-      const scales = weightScales(data, w.dims, plan.axis);
+      const given = plan.axis !== null ? options.weightScales?.get(plan.tensor) : undefined;
+      const scales = given && given.length === w.dims[plan.axis!] ? given : weightScales(data, w.dims, plan.axis);
       const q = quantizeWeights(data, w.dims, plan.axis, scales);
       // Names follow onnxruntime's quantizer (`W_quantized`, `W_scale`...); fresh() keeps them unique.
       const suffix = '';

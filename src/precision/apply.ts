@@ -38,6 +38,8 @@ export interface MixedModelOptions {
   placement?: QdqPlacement;
   /** INT8 + FP16: the non-INT8 rest in FP16 (see the file comment). */
   highPrecision?: HighPrecisionFp16;
+  /** Per-channel weight scales by weight tensor (--weight-search); default max|W_c| / 127. */
+  weightScales?: ReadonlyMap<string, Float32Array>;
   file?: string;
 }
 
@@ -102,6 +104,7 @@ function qdqOptions(o: MixedModelOptions) {
     ...(o.placement !== undefined ? { placement: o.placement } : {}),
     ...(o.pooling !== undefined ? { pooling: o.pooling } : {}),
     ...(o.file !== undefined ? { file: o.file } : {}),
+    ...(o.weightScales !== undefined ? { weightScales: o.weightScales } : {}),
   };
 }
 

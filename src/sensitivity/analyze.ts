@@ -137,6 +137,11 @@ export interface SensitivityOptions {
   task?: TaskFlags;
   /** Only the shard's slice of the selected layers (see MeasureOptions). */
   shard?: ShardSpec;
+  /**
+   * --bias-correction: the INT8 variants are built from the model with biases corrected for the cache's scales,
+   * measured on `calibData` (the calibration images; src/app/bias-correction.ts); FP32 stays the input model.
+   */
+  biasCorrection?: { mode: 'weights' | 'full'; calibData: DataOptions };
   reporter?: Reporter;
   signal?: AbortSignal;
 }
@@ -165,9 +170,17 @@ export interface SensitivityContext {
 export async function prepareSensitivity(options: Omit<SensitivityOptions, 'measure' | 'metric'>): Promise<SensitivityContext> {
   const started = performance.now();
   const reporter = options.reporter ?? silentReporter;
-  const model = await loadOnnxModel(options.model);
+  let model = await loadOnnxModel(options.model);
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
   const cache = await loadCacheFor(options.cache, activations, options.model);
+  if (options.biasCorrection) {
+    // A bad --layers fails before the correction's passes (the corrected model has the same layers).
+    selectLayers(new VariantBuilder(model, quantizeQdq(model, { activationScales: cache.scales, file: options.model })).layers, options.layers);
+    const { correctModelBiases } = await import('../app/bias-correction.js');
+    const bc = await correctModelBiases({ modelFile: options.model, model, scales: cache.scales, data: options.biasCorrection.calibData, mode: options.biasCorrection.mode, ...(options.threads ? { threads: options.threads } : {}), reporter });
+    reporter.info(`bias correction (${options.biasCorrection.mode}) on ${bc.summary.images} calibration images (${options.biasCorrection.calibData.data}): ${bc.summary.layers} layers; the INT8 variants carry the corrected biases`);
+    model = bc.result.model;
+  }
   const full = quantizeQdq(model, { activationScales: cache.scales, file: options.model });
   const builder = new VariantBuilder(model, full);
   if (builder.layers.length === 0) {
