@@ -6,7 +6,7 @@
  * `mat-debug-<pid>.log`) fails the run, listed by name; the folder is removed either way, so the system temporary
  * folder keeps nothing.
  */
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sweepAbandonedOnnxruntimeLogs } from '../src/util/run-temp.js';
@@ -27,7 +27,10 @@ export default function setup(): () => void {
     const details = left.map((name) => {
       const file = path.join(dir, name);
       try {
-        return `${name} (${statSync(file).size} bytes)`;
+        const size = statSync(file).size;
+        // a log onnxruntime wrote into says why: show its start
+        const text = size > 0 && /^mat-debug-/.test(name) ? `: ${JSON.stringify(readFileSync(file, 'utf8').slice(0, 400))}` : '';
+        return `${name} (${size} bytes)${text}`;
       } catch {
         return name;
       }

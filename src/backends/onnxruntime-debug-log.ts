@@ -5,10 +5,11 @@
  * behind. Nothing reads it, and no session option turns it off, so it is removed right after a session opens; the
  * library's open handle keeps working on an unlinked file.
  */
-import { lstatSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { atExit } from '../util/cleanup.js';
+import { isDisposableOnnxruntimeLog } from '../util/run-temp.js';
 
 /** The debug log onnxruntime creates for this process, by the temporary-folder rule it follows. */
 export function onnxruntimeDebugLogPath(pid = process.pid): string {
@@ -41,8 +42,7 @@ export function removeOnnxruntimeDebugLogAtExit(): void {
 function removeEmptyLog(): void {
   const file = onnxruntimeDebugLogPath();
   try {
-    const st = lstatSync(file);
-    if (st.isFile() && st.size === 0) unlinkSync(file);
+    if (isDisposableOnnxruntimeLog(file)) unlinkSync(file);
   } catch {
     // Not created (yet, or on this platform), or already gone.
   }

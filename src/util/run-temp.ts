@@ -9,7 +9,7 @@
  *   that needs a temporary folder or writes an output sees that the process is gone and removes it.
  */
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -103,10 +103,28 @@ export function sweepAbandonedRunFolders(root = tmpdir()): string[] {
 
 const ONNXRUNTIME_DEBUG_LOG = /^mat-debug-(\d+)\.log$/;
 
+/** A line of the telemetry SDK's own diagnostics: `<ISO time>|<pid>|<level>|EventsSDK.<component>|<message>`. */
+const EVENTS_SDK_LINE = /^\d{4}-\d\d-\d\dT[\d:.]+Z\|\d+\|[A-Z]\|EventsSDK\.[A-Za-z.]+\|/;
+
+/**
+ * Whether onnxruntime's mat-debug log holds nothing worth keeping: empty, or only lines of its telemetry SDK's own
+ * diagnostics (seen when several processes start at once in one TMPDIR: "Failed to query database ... (database is
+ * locked)" about the SDK's offline store). Anything else, or a file over 64 KiB, is kept.
+ */
+export function isDisposableOnnxruntimeLog(file: string): boolean {
+  const st = lstatSync(file);
+  if (!st.isFile()) return false;
+  if (st.size === 0) return true;
+  if (st.size > 64 * 1024) return false;
+  const lines = readFileSync(file, 'utf8').split('\n').filter((line) => line.length > 0);
+  return lines.every((line) => EVENTS_SDK_LINE.test(line));
+}
+
 /**
  * onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts) of processes that are gone: the
  * library creates it on a thread of its own, at times after the run's last chance to remove it (or the run was
- * killed). Only an empty one, and only when no process has that pid any more.
+ * killed). Only an empty one (or one holding only the telemetry SDK's diagnostics, isDisposableOnnxruntimeLog), and
+ * only when no process has that pid any more.
  */
 export function sweepAbandonedOnnxruntimeLogs(root = tmpdir()): string[] {
   let names: string[];
@@ -121,8 +139,7 @@ export function sweepAbandonedOnnxruntimeLogs(root = tmpdir()): string[] {
     if (!m || Number(m[1]) === process.pid || isProcessAlive(Number(m[1]), '0')) continue;
     const file = path.join(root, name);
     try {
-      const st = lstatSync(file);
-      if (st.isFile() && st.size === 0) {
+      if (isDisposableOnnxruntimeLog(file)) {
         unlinkSync(file);
         removed.push(name);
       }
