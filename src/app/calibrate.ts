@@ -26,10 +26,10 @@ import { externalDataFiles, loadOnnxModel, modelSha256 } from '../onnx/model.js'
 import { writePrecisionMap } from '../precision/map.js';
 import { findProtectedTensors, protectionPrecisionMap, type ProtectedTensor } from '../precision/protect.js';
 import { silentReporter, type Reporter } from '../reporter.js';
-import { planCollection } from '../stats/derive.js';
-import { StatisticsWorker } from '../stats/worker-client.js';
+import { planCollection } from '../backends/collection-plan.js';
+import { StatisticsWorker } from '../backends/onnxruntime-collect-client.js';
 import { compareNames } from '../stats/collector.js';
-import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError, type StatisticsPass } from '../stats/native-collect.js';
+import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError, type StatisticsPass } from '../backends/onnxruntime-collect.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { imageListSha256, slashPath } from '../stats/image-list.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';

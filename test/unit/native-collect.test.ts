@@ -13,8 +13,8 @@ import { loadNative } from '../../src/native.js';
 import { exposeTensors } from '../../src/onnx/expose.js';
 import { listActivations } from '../../src/onnx/graph.js';
 import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
-import { planCollection } from '../../src/stats/derive.js';
-import { nativeCollectionUnsupported } from '../../src/stats/native-collect.js';
+import { planCollection } from '../../src/backends/collection-plan.js';
+import { nativeCollectionUnsupported } from '../../src/backends/onnxruntime-collect.js';
 import { silentReporter } from '../../src/reporter.js';
 
 // onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts): the OrtCollector binding test opens sessions through the native library directly.

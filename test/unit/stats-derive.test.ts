@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrate } from '../../src/app/calibrate.js';
 import { StatisticsCollector } from '../../src/stats/collector.js';
-import { padZeros, planCollection } from '../../src/stats/derive.js';
+import { padZeros, planCollection } from '../../src/backends/collection-plan.js';
 import { listActivations } from '../../src/onnx/graph.js';
 import { makeConstantNode, makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import { ELEM, loadOnnxModel, makeTensor } from '../../src/onnx/model.js';

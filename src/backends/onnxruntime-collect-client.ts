@@ -5,8 +5,8 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { UserError } from '../errors.js';
 import { PACKAGE_ROOT } from '../native.js';
-import type { CollectWorkerData, FromWorker, SerializedError, ToWorker } from './collect-worker.js';
-import type { TensorStatistics } from './types.js';
+import type { CollectWorkerData, FromWorker, SerializedError, ToWorker } from './onnxruntime-collect-worker.js';
+import type { TensorStatistics } from '../stats/types.js';
 
 /** Batches handed over and not yet counted: enough to keep the worker busy, few enough to bound memory. */
 const MAX_IN_FLIGHT = 2;
@@ -27,7 +27,7 @@ export class StatisticsWorker {
 
   constructor(config: CollectWorkerData) {
     // The compiled worker, also when the caller runs from the TypeScript sources (tests): `npm test` builds first.
-    const entry = path.join(PACKAGE_ROOT, 'dist', 'stats', 'collect-worker.js');
+    const entry = path.join(PACKAGE_ROOT, 'dist', 'backends', 'onnxruntime-collect-worker.js');
     this.worker = new Worker(entry, { workerData: config });
     let resolveReady!: () => void;
     let resolveResult!: (t: TensorStatistics[]) => void;

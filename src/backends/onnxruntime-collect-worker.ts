@@ -15,11 +15,11 @@
  * out: {type:'ready'}, {type:'done'} per batch, {type:'result', tensors}, {type:'error', error}.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { onnxruntimeBackend } from '../backends/onnxruntime.js';
+import { onnxruntimeBackend } from './onnxruntime.js';
 import { UserError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { StatisticsCollector } from './collector.js';
-import { padZeros, type CollectionPlan, type DerivedTensor } from './derive.js';
+import { StatisticsCollector } from '../stats/collector.js';
+import { padZeros, type CollectionPlan, type DerivedTensor } from './collection-plan.js';
 
 export interface CollectWorkerData {
   modelFile: string;

@@ -26,19 +26,19 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
-import { removeOnnxruntimeDebugLog, removeOnnxruntimeDebugLogAtExit } from '../backends/onnxruntime-debug-log.js';
-import type { TensorInfo } from '../backends/types.js';
+import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from './onnxruntime.js';
+import { removeOnnxruntimeDebugLog, removeOnnxruntimeDebugLogAtExit } from './onnxruntime-debug-log.js';
+import type { TensorInfo } from './types.js';
 import { loadNative, type OrtCollector, type OrtCollectorConfig, type OrtCollectorTarget } from '../native.js';
 import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
 import { describeInputs, type ActivationInfo } from '../onnx/graph.js';
 import { decodeOnnxModel, graphOf, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import { exportBlockedActivations } from '../onnx/nchwc.js';
 import { newTemporaryFolder, removeTemporaryFolder } from '../util/run-temp.js';
-import { compareNames } from './collector.js';
-import type { CollectionPlan } from './derive.js';
-import { mergeInto } from './histogram.js';
-import { HISTOGRAM_BINS, type TensorStatistics } from './types.js';
+import { compareNames } from '../stats/collector.js';
+import type { CollectionPlan } from './collection-plan.js';
+import { mergeInto } from '../stats/histogram.js';
+import { HISTOGRAM_BINS, type TensorStatistics } from '../stats/types.js';
 
 /** One pass of statistics collection over batches (this file, or ./worker-client.ts). */
 export interface StatisticsPass {
