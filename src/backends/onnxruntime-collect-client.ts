@@ -7,6 +7,7 @@ import { UserError } from '../errors.js';
 import { PACKAGE_ROOT } from '../native.js';
 import type { CollectWorkerData, FromWorker, SerializedError, ToWorker } from './onnxruntime-collect-worker.js';
 import type { TensorStatistics } from '../stats/types.js';
+import type { CollectingSession } from './types.js';
 
 /** Batches handed over and not yet counted: enough to keep the worker busy, few enough to bound memory. */
 const MAX_IN_FLIGHT = 2;
@@ -17,7 +18,7 @@ function revive(e: SerializedError): Error {
   return err;
 }
 
-export class StatisticsWorker {
+export class StatisticsWorker implements CollectingSession {
   private readonly worker: Worker;
   private inFlight = 0;
   private failure: Error | undefined;
