@@ -1,5 +1,5 @@
 /**
- * The main-thread side of ./collect-worker.ts: feeds batches (at most two in flight), and returns the statistics.
+ * The main-thread side of ./onnxruntime-collect-worker.ts: feeds batches (at most two in flight), and returns the statistics.
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';

@@ -21,7 +21,7 @@
  * temporary folder that is removed once the real session is open: 30-40 ms more to start, 3 ms less per image.
  *
  * The model, its exposed outputs, the session options and the statistics are those of the onnxruntime-node path
- * (./collect-worker.ts), which stays as the fallback where the library cannot be loaded; the two give the same
+ * (./onnxruntime-collect-worker.ts), which stays as the fallback where the library cannot be loaded; the two give the same
  * bytes (test/unit/native-collect.test.ts).
  */
 import { readFile, writeFile } from 'node:fs/promises';

@@ -1,5 +1,5 @@
 /**
- * Statistics counted next to onnxruntime's C API (src/stats/native-collect.ts, native/src/ort/collector.cc):
+ * Statistics counted next to onnxruntime's C API (src/backends/onnxruntime-collect.ts, native/src/ort/collector.cc):
  * the same bytes as the onnxruntime-node worker path, and clear failures.
  */
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';

@@ -1,5 +1,5 @@
 /**
- * Clip/Relu/Pad outputs counted from their inputs' values (src/stats/derive.ts) instead of being exported:
+ * Clip/Relu/Pad outputs counted from their inputs' values (src/backends/collection-plan.ts) instead of being exported:
  * which tensors qualify, and that the statistics are the same bytes as exporting every activation.
  */
 import { readFile, mkdtemp, rm, readdir } from 'node:fs/promises';
