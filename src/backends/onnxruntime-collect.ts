@@ -22,7 +22,7 @@
  *
  * The model, its exposed outputs, the session options and the statistics are those of the onnxruntime-node path
  * (./onnxruntime-collect-worker.ts), which stays as the fallback where the library cannot be loaded; the two give the same
- * bytes (test/unit/native-collect.test.ts).
+ * bytes (test/unit/backend-onnxruntime-collect.test.ts).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
