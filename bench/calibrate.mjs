@@ -71,7 +71,7 @@ async function calibratePass(m, model, data, batch, outDir) {
 async function components(m, model) {
   const { loadOnnxModel, saveOnnxModel } = await import(path.join(dist, 'onnx', 'model.js'));
   const { listActivations } = await import(path.join(dist, 'onnx', 'graph.js'));
-  const { planCollection } = await import(path.join(dist, 'stats', 'derive.js'));
+  const { planCollection } = await import(path.join(dist, 'backends', 'collection-plan.js'));
   const { exposeTensors } = await import(path.join(dist, 'onnx', 'expose.js'));
   const { loadNative } = await import(path.join(dist, 'native.js'));
   const { nativeSessionConfig, onnxruntimeLibraryPath } = await import(path.join(dist, 'backends', 'onnxruntime.js'));
@@ -112,7 +112,7 @@ async function components(m, model) {
   await without.open();
   await withCounting.open();
   // What calibration runs: the same outputs in onnxruntime's blocked layout where they allow it (src/onnx/nchwc.ts).
-  const { blockedModel } = await import(path.join(dist, 'stats', 'native-collect.js'));
+  const { blockedModel } = await import(path.join(dist, 'backends', 'onnxruntime-collect.js'));
   const blocked = await blockedModel(onnxruntimeLibraryPath(), bytes, nativeSessionConfig({ threads: 1 }), outputs);
   const blockedCollector = blocked
     ? new native.OrtCollector(onnxruntimeLibraryPath(), blocked.file, { ...nativeSessionConfig({ threads: 1 }), optimization: 0, inputName: 'input', bins: 8192, states: 0, inputTargets: [], outputs: outputs.map((name) => ({ name, targets: [] })) })

@@ -61,7 +61,7 @@ export interface NativeBinding extends FeederBinding {
    * configureSharp() in src/datasets/preprocess.ts). Returns whether it applied (false elsewhere).
    */
   keepLargeAllocationsMapped(bytes: number): boolean;
-  // --- onnxruntime statistics collector (native/src/ort/collector.cc), used only by src/stats/native-collect.ts ---
+  // --- onnxruntime statistics collector (native/src/ort/collector.cc), used only by src/backends/onnxruntime-collect.ts ---
   /** The model as bytes, or a file path (with its external data beside it). */
   OrtCollector: new (libraryPath: string, model: Uint8Array | string, config: OrtCollectorConfig) => OrtCollector;
   /**
@@ -74,7 +74,7 @@ export interface NativeBinding extends FeederBinding {
   [key: string]: unknown;
 }
 
-/** Where a tensor's values are counted: a state, optionally clamped, plus a Pad's zeros (see src/stats/derive.ts). */
+/** Where a tensor's values are counted: a state, optionally clamped, plus a Pad's zeros (see src/backends/collection-plan.ts). */
 export interface OrtCollectorTarget {
   state: number;
   clamp?: [number, number];

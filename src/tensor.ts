@@ -34,6 +34,14 @@ export interface Tensor {
   data: TypedArray;
 }
 
+/** A model input's or output's name, type and shape (read from the ONNX graph, or from a backend's session). */
+export interface TensorInfo {
+  name: string;
+  dtype: DType;
+  /** Static dims as numbers, dynamic ones as their symbolic name (or -1 when unnamed). */
+  dims: Array<number | string>;
+}
+
 interface DTypeInfo {
   /** ONNX TensorProto.DataType code. */
   onnx: number;

@@ -26,10 +26,10 @@ import { externalDataFiles, loadOnnxModel, modelSha256 } from '../onnx/model.js'
 import { writePrecisionMap } from '../precision/map.js';
 import { findProtectedTensors, protectionPrecisionMap, type ProtectedTensor } from '../precision/protect.js';
 import { silentReporter, type Reporter } from '../reporter.js';
-import { planCollection } from '../stats/derive.js';
-import { StatisticsWorker } from '../stats/worker-client.js';
+import { planCollection } from '../backends/collection-plan.js';
+import { StatisticsWorker } from '../backends/onnxruntime-collect-client.js';
 import { compareNames } from '../stats/collector.js';
-import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError, type StatisticsPass } from '../stats/native-collect.js';
+import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError, type StatisticsPass } from '../backends/onnxruntime-collect.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { imageListSha256, slashPath } from '../stats/image-list.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
@@ -386,7 +386,7 @@ async function collectStatistics(
   // onnxruntime gets all cores but one by default: image decoding and the statistics kernels run beside it.
   const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
   // The model runs off the main thread (openStatisticsPass below): decoding goes on beside it.
-  // Clip/Relu/Pad outputs are counted from their inputs' values rather than exported (src/stats/derive.ts).
+  // Clip/Relu/Pad outputs are counted from their inputs' values rather than exported (src/backends/collection-plan.ts).
   const plan = planCollection(model, activations, { derive: options.derive });
   const skipped: SkippedFile[] = [];
   // For the image-list hash of the provenance.
@@ -483,9 +483,9 @@ async function collectStatistics(
 }
 
 /**
- * The statistics pass: activations counted natively next to onnxruntime's C API (src/stats/native-collect.ts)
+ * The statistics pass: activations counted natively next to onnxruntime's C API (src/backends/onnxruntime-collect.ts)
  * where onnxruntime-node's library can be loaded, else the model in a worker thread through onnxruntime-node
- * (src/stats/collect-worker.ts). Both give the same statistics, byte for byte.
+ * (src/backends/onnxruntime-collect-worker.ts). Both give the same statistics, byte for byte.
  */
 async function openStatisticsPass(config: Parameters<typeof nativeCollectionUnsupported>[0] & { modelFile: string; threads: number }, reporter: Reporter): Promise<StatisticsPass> {
   const forced = process.env.TRT_CALIB_COLLECTOR === 'native';

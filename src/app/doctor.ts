@@ -148,7 +148,7 @@ export async function collectDoctorReport(): Promise<DoctorReport> {
     });
   }
 
-  // The statistics collector: onnxruntime's C API through the library onnxruntime-node ships (src/stats/native-collect.ts).
+  // The statistics collector: onnxruntime's C API through the library onnxruntime-node ships (src/backends/onnxruntime-collect.ts).
   const library = onnxruntimeLibraryPath();
   try {
     if (!library) throw new Error(`onnxruntime-node ships no onnxruntime library for ${process.platform}-${process.arch}`);

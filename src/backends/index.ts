@@ -5,7 +5,7 @@ import { invalidParameter } from '../errors.js';
 import { onnxruntimeBackend } from './onnxruntime.js';
 import type { Backend } from './types.js';
 
-export type { Backend, Session, SessionOptions, TensorInfo } from './types.js';
+export type { Backend, CollectingSession, Session, SessionOptions, TensorInfo } from './types.js';
 export { onnxruntimeBackend } from './onnxruntime.js';
 
 const BACKENDS = new Map<string, Backend>([[onnxruntimeBackend.name, onnxruntimeBackend]]);

@@ -95,7 +95,7 @@ export function loadFailure(file: string, err: unknown): UserError {
 const OPTIMIZATION_LEVELS = { disabled: 0, basic: 1, extended: 2, layout: 3, all: 99 } as const;
 
 /**
- * The settings of ortSessionOptions() for onnxruntime's C API (src/stats/native-collect.ts runs sessions through
+ * The settings of ortSessionOptions() for onnxruntime's C API (src/backends/onnxruntime-collect.ts runs sessions through
  * it): the same threads and optimisation level, and `extra` flattened to config entries the way onnxruntime-node
  * does it ({session: {disable_quant_qdq: '1'}} -> 'session.disable_quant_qdq' = '1').
  */

@@ -19,7 +19,7 @@
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import { UserError } from '../errors.js';
 import { dtypeFromOnnx } from '../tensor.js';
-import type { TensorInfo } from '../backends/types.js';
+import type { TensorInfo } from '../tensor.js';
 import { ELEM, elemTypeName, getAttribute, graphOf, int64, isFloatElemType, attrInt, type Int64Like, type OnnxModel, type OnnxNode } from './model.js';
 
 /** A graph input or output as declared. `dims` is null when the model declares no shape. */

@@ -19,7 +19,7 @@
  *   - a ReorderOutput stays, or is added after a converted op, where an NCHW tensor is still read (a consumer that
  *     is not elementwise).
  * Everything else is left as onnxruntime made it, and the model's own outputs are computed as before. The result
- * is only for counting: test/unit/native-collect.test.ts checks that statistics are the same bytes either way.
+ * is only for counting: test/unit/backend-onnxruntime-collect.test.ts checks that statistics are the same bytes either way.
  */
 import { attrInt, graphOf, int64, onnx, withGraph, type OnnxModel, type OnnxNode } from './model.js';
 

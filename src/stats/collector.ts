@@ -263,3 +263,42 @@ function checkData(data: unknown): void {
     throw invalidParameter('data', 'a Float32Array (or Uint16Array of float16 bits)', got);
   }
 }
+
+/**
+ * The states a native counter hands back (native/src/ort/collector.cc, and any backend that counts next to its
+ * own output buffers): one 9-value header per state (the layout of native/src/stats/histogram.h) and `bins`
+ * counts per state, state i belonging to names[i]. The narrow handle between a backend's session and the
+ * statistics: plain buffers, no session or model type.
+ */
+export interface CountedStates {
+  headers: Float64Array;
+  hists: Float64Array;
+}
+
+/**
+ * Every state's statistics, sorted by name. `merges` are [into, from] name pairs: `from`'s statistics are added to
+ * `into`'s after decoding (a Pad counted as its zeros only, plus the values of the tensor it pads; exact).
+ */
+export function statisticsFromStates(
+  names: readonly string[],
+  states: CountedStates,
+  bins = HISTOGRAM_BINS,
+  merges: ReadonlyArray<readonly [into: string, from: string]> = [],
+): TensorStatistics[] {
+  const { headers, hists } = states;
+  if (headers.length !== names.length * HEADER_SIZE || hists.length !== names.length * bins) {
+    throw new Error(`counted states do not match their ${names.length} names: ${headers.length} header values, ${hists.length} counts for ${bins} bins`);
+  }
+  const byName = new Map<string, TensorStatistics>();
+  names.forEach((name, i) => {
+    const state: State = { header: headers.subarray(i * HEADER_SIZE, (i + 1) * HEADER_SIZE), hist: hists.subarray(i * bins, (i + 1) * bins), tail: undefined, inflight: 0 };
+    byName.set(name, toStatistics(name, state));
+  });
+  for (const [into, from] of merges) {
+    const a = byName.get(into);
+    const b = byName.get(from);
+    if (!a || !b) throw new Error(`cannot merge the statistics of ${from} into ${into}: not among the counted states`);
+    mergeInto(a, b);
+  }
+  return [...byName.values()].sort((a, b) => compareNames(a.name, b.name));
+}

@@ -1,6 +1,6 @@
 /**
  * The one temporary folder of a run: <tmpdir>/trt-calib-run.<pid>.<start time>. Every temporary file or folder the
- * tool makes outside its outputs' folders (the blocked-layout model and its weights, src/stats/native-collect.ts;
+ * tool makes outside its outputs' folders (the blocked-layout model and its weights, src/backends/onnxruntime-collect.ts;
  * the model bytes handed to TensorRT's parser, src/backends/tensorrt.ts) goes inside it, so that:
  * - at exit (also Ctrl-C, SIGTERM, SIGHUP) one synchronous step removes all of it. The folder is first renamed, so
  *   that a file another thread is still creating under the old path (onnxruntime writing weights) fails instead of

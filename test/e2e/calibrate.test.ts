@@ -252,7 +252,7 @@ describe('PP-OCRv4 detector: Constant-node weights, dynamic input fixed by --sha
 describe('an interrupted run (Ctrl-C)', () => {
   it('exits 130 and leaves no temporary file or folder behind, and no output', async () => {
     // A temporary folder of its own, watched: SIGINT goes the moment the run's temporary folder appears
-    // (src/util/run-temp.ts; src/stats/native-collect.ts writes the blocked-layout model's weights in it while
+    // (src/util/run-temp.ts; src/backends/onnxruntime-collect.ts writes the blocked-layout model's weights in it while
     // onnxruntime prepares the session).
     const scratch = await mkdtemp(path.join(tmp, 'tmpdir-'));
     const out = path.join(tmp, 'interrupted');

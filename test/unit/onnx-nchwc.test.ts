@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listActivations } from '../../src/onnx/graph.js';
 import { loadOnnxModel, onnx, type OnnxModel, type OnnxNode } from '../../src/onnx/model.js';
 import { exportBlockedActivations } from '../../src/onnx/nchwc.js';
-import { planCollection } from '../../src/stats/derive.js';
-import { NativeStatistics } from '../../src/stats/native-collect.js';
+import { planCollection } from '../../src/backends/collection-plan.js';
+import { NativeStatistics } from '../../src/backends/onnxruntime-collect.js';
 
 const ROOT = path.resolve(__dirname, '../..');
 const MOBILENET = path.join(ROOT, 'test/fixtures/models/mobilenet_v2_nsfw_224.onnx');

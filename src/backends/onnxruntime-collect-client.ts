@@ -1,12 +1,13 @@
 /**
- * The main-thread side of ./collect-worker.ts: feeds batches (at most two in flight), and returns the statistics.
+ * The main-thread side of ./onnxruntime-collect-worker.ts: feeds batches (at most two in flight), and returns the statistics.
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { UserError } from '../errors.js';
 import { PACKAGE_ROOT } from '../native.js';
-import type { CollectWorkerData, FromWorker, SerializedError, ToWorker } from './collect-worker.js';
-import type { TensorStatistics } from './types.js';
+import type { CollectWorkerData, FromWorker, SerializedError, ToWorker } from './onnxruntime-collect-worker.js';
+import type { TensorStatistics } from '../stats/types.js';
+import type { CollectingSession } from './types.js';
 
 /** Batches handed over and not yet counted: enough to keep the worker busy, few enough to bound memory. */
 const MAX_IN_FLIGHT = 2;
@@ -17,7 +18,7 @@ function revive(e: SerializedError): Error {
   return err;
 }
 
-export class StatisticsWorker {
+export class StatisticsWorker implements CollectingSession {
   private readonly worker: Worker;
   private inFlight = 0;
   private failure: Error | undefined;
@@ -27,7 +28,7 @@ export class StatisticsWorker {
 
   constructor(config: CollectWorkerData) {
     // The compiled worker, also when the caller runs from the TypeScript sources (tests): `npm test` builds first.
-    const entry = path.join(PACKAGE_ROOT, 'dist', 'stats', 'collect-worker.js');
+    const entry = path.join(PACKAGE_ROOT, 'dist', 'backends', 'onnxruntime-collect-worker.js');
     this.worker = new Worker(entry, { workerData: config });
     let resolveReady!: () => void;
     let resolveResult!: (t: TensorStatistics[]) => void;

@@ -21,35 +21,26 @@
  * temporary folder that is removed once the real session is open: 30-40 ms more to start, 3 ms less per image.
  *
  * The model, its exposed outputs, the session options and the statistics are those of the onnxruntime-node path
- * (./collect-worker.ts), which stays as the fallback where the library cannot be loaded; the two give the same
- * bytes (test/unit/native-collect.test.ts).
+ * (./onnxruntime-collect-worker.ts), which stays as the fallback where the library cannot be loaded; the two give the same
+ * bytes (test/unit/backend-onnxruntime-collect.test.ts).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from '../backends/onnxruntime.js';
-import { removeOnnxruntimeDebugLog, removeOnnxruntimeDebugLogAtExit } from '../backends/onnxruntime-debug-log.js';
-import type { TensorInfo } from '../backends/types.js';
+import { checkFeed, loadFailure, nativeSessionConfig, onnxruntimeLibraryPath, runFailure } from './onnxruntime.js';
+import { removeOnnxruntimeDebugLog, removeOnnxruntimeDebugLogAtExit } from './onnxruntime-debug-log.js';
+import type { CollectingSession, TensorInfo } from './types.js';
 import { loadNative, type OrtCollector, type OrtCollectorConfig, type OrtCollectorTarget } from '../native.js';
 import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
 import { describeInputs, type ActivationInfo } from '../onnx/graph.js';
 import { decodeOnnxModel, graphOf, saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import { exportBlockedActivations } from '../onnx/nchwc.js';
 import { newTemporaryFolder, removeTemporaryFolder } from '../util/run-temp.js';
-import { compareNames } from './collector.js';
-import type { CollectionPlan } from './derive.js';
-import { mergeInto } from './histogram.js';
-import { HISTOGRAM_BINS, type TensorStatistics } from './types.js';
+import { statisticsFromStates } from '../stats/collector.js';
+import { HISTOGRAM_BINS, type TensorStatistics } from '../stats/types.js';
+import type { CollectionPlan } from './collection-plan.js';
 
-/** One pass of statistics collection over batches (this file, or ./worker-client.ts). */
-export interface StatisticsPass {
-  /** Loads the model; rejects with why it could not. */
-  start(): Promise<void>;
-  /** Hands a batch over; `data` may be reused once the promise resolves. */
-  add(dims: number[], data: Float32Array): Promise<void>;
-  /** Every tensor's statistics, sorted by name, once all batches are counted. */
-  finish(): Promise<TensorStatistics[]>;
-  close(): Promise<void>;
-}
+/** One pass of statistics collection over batches: this file's, or ./onnxruntime-collect-client.ts's. */
+export type StatisticsPass = CollectingSession;
 
 export interface NativeCollectionConfig {
   modelFile: string;
@@ -214,27 +205,7 @@ export class NativeStatistics implements StatisticsPass {
   async finish(): Promise<TensorStatistics[]> {
     const collector = this.#started();
     await collector.drain();
-    const { headers, hists } = collector.result();
-    const bins = HISTOGRAM_BINS;
-    const byName = new Map<string, TensorStatistics>();
-    this.#names.forEach((name, i) => {
-      const h = headers.subarray(i * 9, i * 9 + 9);
-      byName.set(name, {
-        name,
-        count: h[0]!,
-        nanCount: h[1]!,
-        posInfCount: h[2]!,
-        negInfCount: h[3]!,
-        zeroCount: h[4]!,
-        min: h[5]!,
-        max: h[6]!,
-        absMax: h[7]!,
-        range: h[8]!,
-        hist: hists.slice(i * bins, (i + 1) * bins),
-      });
-    });
-    for (const [into, from] of this.#merges) mergeInto(byName.get(into)!, byName.get(from)!);
-    return [...byName.values()].sort((a, b) => compareNames(a.name, b.name));
+    return statisticsFromStates(this.#names, collector.result(), HISTOGRAM_BINS, this.#merges);
   }
 
   #started(): OrtCollector {

@@ -1,6 +1,6 @@
 /**
  * Worker thread that runs the model with every activation exposed and counts the statistics: the fallback path,
- * through onnxruntime-node, where onnxruntime's C API cannot be used directly (./native-collect.ts is the usual
+ * through onnxruntime-node, where onnxruntime's C API cannot be used directly (./onnxruntime-collect.ts is the usual
  * path, and gives the same bytes).
  *
  * onnxruntime-node runs a session synchronously on the thread that calls it: on the main thread, each run (30 ms
@@ -11,20 +11,20 @@
  * was 5% faster but doubled the peak memory (1.25 GB instead of 0.6). Batches are processed strictly in order,
  * so the statistics are the same as on one thread.
  *
- * Protocol (see ./worker-client.ts): in: {type:'batch', dims, data} (a copy, transferred), {type:'end'};
+ * Protocol (see ./onnxruntime-collect-client.ts): in: {type:'batch', dims, data} (a copy, transferred), {type:'end'};
  * out: {type:'ready'}, {type:'done'} per batch, {type:'result', tensors}, {type:'error', error}.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { onnxruntimeBackend } from '../backends/onnxruntime.js';
+import { onnxruntimeBackend } from './onnxruntime.js';
 import { UserError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
-import { StatisticsCollector } from './collector.js';
-import { padZeros, type CollectionPlan, type DerivedTensor } from './derive.js';
+import { StatisticsCollector } from '../stats/collector.js';
+import { padZeros, type CollectionPlan, type DerivedTensor } from './collection-plan.js';
 
 export interface CollectWorkerData {
   modelFile: string;
   inputName: string;
-  /** Tensors onnxruntime exports, and those counted from them (./derive.ts). */
+  /** Tensors onnxruntime exports, and those counted from them (./collection-plan.ts). */
   plan: CollectionPlan;
   threads: number;
 }
@@ -67,7 +67,7 @@ async function main(port: NonNullable<typeof parentPort>, config: CollectWorkerD
             (name, t: Tensor) => {
               const values = t.data instanceof Float32Array || (t.dtype === 'float16' && t.data instanceof Uint16Array) ? t.data : Float32Array.from(t.data as Float64Array);
               pending.push(collector.add(name, values));
-              // Clip/Relu/Pad outputs counted from this tensor's values (./derive.ts; float32 roots only).
+              // Clip/Relu/Pad outputs counted from this tensor's values (./collection-plan.ts; float32 roots only).
               for (const d of byRoot.get(name) ?? []) {
                 pending.push(collector.add(d.name, values as Float32Array, d.clamp));
                 if (d.pads) pending.push(collector.addZeros(d.name, padZeros(t.dims, d.pads)));

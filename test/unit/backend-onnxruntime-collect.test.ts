@@ -1,5 +1,5 @@
 /**
- * Statistics counted next to onnxruntime's C API (src/stats/native-collect.ts, native/src/ort/collector.cc):
+ * Statistics counted next to onnxruntime's C API (src/backends/onnxruntime-collect.ts, native/src/ort/collector.cc):
  * the same bytes as the onnxruntime-node worker path, and clear failures.
  */
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -13,8 +13,8 @@ import { loadNative } from '../../src/native.js';
 import { exposeTensors } from '../../src/onnx/expose.js';
 import { listActivations } from '../../src/onnx/graph.js';
 import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
-import { planCollection } from '../../src/stats/derive.js';
-import { nativeCollectionUnsupported } from '../../src/stats/native-collect.js';
+import { planCollection } from '../../src/backends/collection-plan.js';
+import { nativeCollectionUnsupported } from '../../src/backends/onnxruntime-collect.js';
 import { silentReporter } from '../../src/reporter.js';
 
 // onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts): the OrtCollector binding test opens sessions through the native library directly.

@@ -1,5 +1,5 @@
 /**
- * Clip/Relu/Pad outputs counted from their inputs' values (src/stats/derive.ts) instead of being exported:
+ * Clip/Relu/Pad outputs counted from their inputs' values (src/backends/collection-plan.ts) instead of being exported:
  * which tensors qualify, and that the statistics are the same bytes as exporting every activation.
  */
 import { readFile, mkdtemp, rm, readdir } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrate } from '../../src/app/calibrate.js';
 import { StatisticsCollector } from '../../src/stats/collector.js';
-import { padZeros, planCollection } from '../../src/stats/derive.js';
+import { padZeros, planCollection } from '../../src/backends/collection-plan.js';
 import { listActivations } from '../../src/onnx/graph.js';
 import { makeConstantNode, makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import { ELEM, loadOnnxModel, makeTensor } from '../../src/onnx/model.js';
