@@ -65,7 +65,7 @@ async function calibratePass(m, model, data, batch, outDir) {
 
 /**
  * Per-image cost of the parts, one thread each, on a synthetic image: onnxruntime plain (onnxruntime-node), the
- * model with the activations calibration exports run through onnxruntime's C API (src/stats/native-collect.ts),
+ * model with the activations calibration exports run through onnxruntime's C API (src/backends/onnxruntime-collect.ts),
  * and counting their statistics (the same run with counting, minus without).
  */
 async function components(m, model) {
