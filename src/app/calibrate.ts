@@ -29,7 +29,8 @@ import { silentReporter, type Reporter } from '../reporter.js';
 import { planCollection } from '../backends/collection-plan.js';
 import { StatisticsWorker } from '../backends/onnxruntime-collect-client.js';
 import { compareNames } from '../stats/collector.js';
-import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError, type StatisticsPass } from '../backends/onnxruntime-collect.js';
+import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError } from '../backends/onnxruntime-collect.js';
+import type { CollectingSession } from '../backends/types.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { imageListSha256, slashPath } from '../stats/image-list.js';
 import { HISTOGRAM_BINS, type StoredStatistics, type TensorStatistics } from '../stats/types.js';
@@ -409,7 +410,7 @@ async function collectStatistics(
     [Symbol.asyncIterator]();
   const first = batches.next();
   first.catch(() => undefined); // awaited below; a failure surfaces there
-  let worker: StatisticsPass;
+  let worker: CollectingSession;
   try {
     worker = await openStatisticsPass({ modelFile, model, inputName: input.name, plan, activations, threads }, reporter);
   } catch (err) {
@@ -487,7 +488,7 @@ async function collectStatistics(
  * where onnxruntime-node's library can be loaded, else the model in a worker thread through onnxruntime-node
  * (src/backends/onnxruntime-collect-worker.ts). Both give the same statistics, byte for byte.
  */
-async function openStatisticsPass(config: Parameters<typeof nativeCollectionUnsupported>[0] & { modelFile: string; threads: number }, reporter: Reporter): Promise<StatisticsPass> {
+async function openStatisticsPass(config: Parameters<typeof nativeCollectionUnsupported>[0] & { modelFile: string; threads: number }, reporter: Reporter): Promise<CollectingSession> {
   const forced = process.env.TRT_CALIB_COLLECTOR === 'native';
   const why = nativeCollectionUnsupported(config);
   if (!why || forced) {

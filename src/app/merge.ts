@@ -14,6 +14,7 @@ import { calibrate, type CalibrateOptions, type CalibrateResult } from './calibr
 import { DEFAULT_OUT_DIR } from './defaults.js';
 import { shardImageEntries, shardStatsName } from './shard.js';
 import { canonicalText } from '../util/canonical.js';
+import { absentShardsText, checkImageSlicesTile, checkSameAcrossShards, orderShards, type SameCheck } from '../util/shard-set.js';
 
 export interface MergeOptions extends Omit<CalibrateOptions, 'data' | 'fromStats' | 'statistics' | 'shard' | 'threads' | 'deriveStatistics' | 'signal'> {
   /** The shards' statistics files (`<model>.stats.<K>of<N>.msgpack`), all N of them, in any order. */
@@ -85,7 +86,7 @@ function shardRecordProblem(r: ShardRecord, p: StatisticsProvenance): string | u
 /** Shards of one calibration: the same model, preprocessing, shapes, tool version, histogram and image selection. */
 function checkSameRun(shards: readonly LoadedShard[]): void {
   const first = shards[0]!;
-  const checks: Array<[what: string, value: (s: LoadedShard) => string, hint: string]> = [
+  const checks: Array<SameCheck<LoadedShard>> = [
     ['models', (s) => `sha256 ${s.stored.provenance.modelSha256.toLowerCase()}`, 'Merge the shards of one model.'],
     ['tool versions', (s) => `${s.stored.provenance.tool} ${s.stored.provenance.toolVersion}`, 'Run every shard with the same trt-calib version.'],
     ['input shapes', (s) => canonicalText(s.stored.provenance.shapes), 'Run every shard with the same --shapes/--size.'],
@@ -93,12 +94,7 @@ function checkSameRun(shards: readonly LoadedShard[]): void {
     ['histogram sizes', (s) => String(s.stored.provenance.histogramBins), 'Run every shard with the same trt-calib version.'],
     ['shard counts', (s) => `N = ${s.shard.count}`, 'Merge the shards of one --shard K/N split: all with the same N.'],
   ];
-  for (const [what, value, hint] of checks) {
-    const other = shards.find((s) => value(s) !== value(first));
-    if (other) {
-      throw new UserError(`${first.file} and ${other.file} are shards of different ${what}: ${value(first)} vs ${value(other)}.`, { hint });
-    }
-  }
+  checkSameAcrossShards(shards, 'shards', checks);
   for (const s of shards.slice(1)) {
     const extra = [...tensorNameDifference(s.stored.tensors, first.stored.tensors), ...tensorNameDifference(first.stored.tensors, s.stored.tensors)];
     if (extra.length > 0) {
@@ -110,56 +106,22 @@ function checkSameRun(shards: readonly LoadedShard[]): void {
 /** Exactly one file per shard 1..N; returns them in shard order. */
 function checkComplete(shards: readonly LoadedShard[]): LoadedShard[] {
   const count = shards[0]!.shard.count;
-  const byIndex = new Map<number, LoadedShard>();
-  for (const s of shards) {
-    const seen = byIndex.get(s.shard.index);
-    if (seen) {
-      throw new UserError(`${seen.file} and ${s.file} are the same shard (${s.shard.index} of ${count}): each shard must be merged once.`, {
-        hint: 'Pass each <model>.stats.<K>of<N>.msgpack once.',
-      });
-    }
-    byIndex.set(s.shard.index, s);
-  }
   const base = (shards[0]!.stored.provenance.modelFile || 'model').replace(/\.onnx$/i, '');
-  const missing = Array.from({ length: count }, (_, i) => i + 1).filter((k) => !byIndex.has(k));
-  if (missing.length > 0) {
-    const names = missing.map((k) => shardStatsName(base, { index: k, count }));
-    throw new UserError(`Shard${missing.length > 1 ? 's' : ''} ${missing.map((k) => `${k}of${count}`).join(', ')} of ${count} ${missing.length > 1 ? 'are' : 'is'} absent (${names.join(', ')}): given ${shards.map((s) => s.file).join(', ')}.`, {
+  return orderShards(
+    shards,
+    (s) => s.shard.index,
+    count,
+    (absent) => ({
+      message: `${absentShardsText(absent, count)} (${absent.map((k) => shardStatsName(base, { index: k, count })).join(', ')}): given ${shards.map((s) => s.file).join(', ')}.`,
       hint: `Run the missing shard(s) with --shard K/${count}, then merge all ${count}.`,
-    });
-  }
-  return Array.from({ length: count }, (_, i) => byIndex.get(i + 1)!);
+    }),
+    'Pass each <model>.stats.<K>of<N>.msgpack once.',
+  );
 }
 
 /** Shards of one selection tile it: no image in two shards, the same selection, the slices end to end. */
 function checkNoOverlap(shards: readonly LoadedShard[]): void {
-  const owner = new Map<string, LoadedShard>();
-  for (const s of shards) {
-    for (const [image] of s.shard.images) {
-      const other = owner.get(image);
-      if (other) {
-        throw new UserError(`${other.file} and ${s.file} overlap: both used ${image}.`, {
-          hint: 'Every shard must be run on the same --data, --max-images and --seed, so that the slices do not overlap.',
-        });
-      }
-      owner.set(image, s);
-    }
-  }
-  const first = shards[0]!;
-  for (const s of shards) {
-    if (s.shard.selectionSha256 !== first.shard.selectionSha256 || s.shard.selectedCount !== first.shard.selectedCount) {
-      throw new UserError(
-        `${first.file} and ${s.file} are shards of different image selections (${first.shard.selectedCount} vs ${s.shard.selectedCount} images, selection sha256 ${first.shard.selectionSha256.slice(0, 12)}... vs ${s.shard.selectionSha256.slice(0, 12)}...).`,
-        { hint: 'Run every shard on the same --data, --max-images and --seed.' },
-      );
-    }
-  }
-  let next = 0;
-  for (const s of shards) {
-    if (s.shard.start !== next) throw new UserError(`${s.file} covers images ${s.shard.start}..${s.shard.end - 1} of the selection, not from ${next}: the shards do not tile the selection.`, { hint: 'Run every shard with the same trt-calib version.' });
-    next = s.shard.end;
-  }
-  if (next !== first.shard.selectedCount) throw new UserError(`The shards cover ${next} of ${first.shard.selectedCount} selected images.`, { hint: 'Run every shard with the same trt-calib version.' });
+  checkImageSlicesTile(shards, (s) => ({ ...s.shard, images: s.shard.images.map(([image]) => image) }), 'shards', 'used');
 }
 
 /** The statistics of one run over all the shards' images: the provenance of calibrate, key for key. */

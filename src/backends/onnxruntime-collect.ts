@@ -39,9 +39,6 @@ import { statisticsFromStates } from '../stats/collector.js';
 import { HISTOGRAM_BINS, type TensorStatistics } from '../stats/types.js';
 import type { CollectionPlan } from './collection-plan.js';
 
-/** One pass of statistics collection over batches: this file's, or ./onnxruntime-collect-client.ts's. */
-export type StatisticsPass = CollectingSession;
-
 export interface NativeCollectionConfig {
   modelFile: string;
   model: OnnxModel;
@@ -102,7 +99,7 @@ function layout(plan: CollectionPlan, inputName: string, graphInputs: ReadonlySe
   return { names, outputs, inputTargets, merges };
 }
 
-export class NativeStatistics implements StatisticsPass {
+export class NativeStatistics implements CollectingSession {
   readonly #file: string;
   readonly #inputName: string;
   readonly #inputs: TensorInfo[];

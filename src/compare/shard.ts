@@ -15,6 +15,7 @@
 import { Packr } from 'msgpackr';
 import { UserError } from '../errors.js';
 import { canonicalText } from '../util/canonical.js';
+import { absentShardsText, checkImageSlicesTile, checkSameAcrossShards, orderShards, type SameCheck } from '../util/shard-set.js';
 import { READ_LIMITS, readUserFile, writeFileAtomic } from '../util/fs.js';
 import type { CompareReportContext } from '../app/compare.js';
 import type { ComparisonState } from './run.js';
@@ -89,7 +90,7 @@ export function checkCompareShards(shards: readonly LoadedCompareShard[]): Loade
     const { threads: _threads, ...rest } = s.body.context.settings;
     return canonicalText(rest);
   };
-  const checks: Array<[what: string, value: (s: LoadedCompareShard) => string, hint: string]> = [
+  const checks: Array<SameCheck<LoadedCompareShard>> = [
     ['tool versions', (s) => `${s.body.context.tool.name} ${s.body.context.tool.version}`, 'Run every shard with the same trt-calib version.'],
     ['models', (s) => `${s.body.context.model.file} (sha256 ${s.body.context.model.sha256 ?? '?'})`, 'Merge the shards of one model.'],
     ['variants or options (precisions, caches, placement, preprocessing, task options, --max-drop)', settings, 'Run every shard with the same command line, only --shard K/N changing.'],
@@ -98,49 +99,20 @@ export function checkCompareShards(shards: readonly LoadedCompareShard[]): Loade
     ['cache coverage', (s) => canonicalText(s.body.context.coverage), 'Run every shard with the same caches.'],
     ['shard counts', (s) => `N = ${s.body.shard.count}`, 'Merge the shards of one --shard K/N split: all with the same N.'],
   ];
-  for (const [what, value, hint] of checks) {
-    const other = shards.find((s) => value(s) !== value(first));
-    if (other) throw new UserError(`${first.file} and ${other.file} are compare shards of different ${what}: ${short(value(first))} vs ${short(value(other))}.`, { hint });
-  }
+  checkSameAcrossShards(shards, 'compare shards', checks);
   const count = first.body.shard.count;
-  const byIndex = new Map<number, LoadedCompareShard>();
-  for (const s of shards) {
-    const seen = byIndex.get(s.body.shard.index);
-    if (seen) throw new UserError(`${seen.file} and ${s.file} are the same shard (${s.body.shard.index} of ${count}): each shard must be merged once.`, { hint: 'Pass each report.<K>of<N>.msgpack once.' });
-    byIndex.set(s.body.shard.index, s);
-  }
-  const missing = Array.from({ length: count }, (_, i) => i + 1).filter((k) => !byIndex.has(k));
-  if (missing.length > 0) {
-    throw new UserError(`Shard${missing.length > 1 ? 's' : ''} ${missing.map((k) => `${k}of${count}`).join(', ')} of ${count} ${missing.length > 1 ? 'are' : 'is'} absent (${missing.map((k) => `report.${k}of${count}.msgpack`).join(', ')}): given ${shards.map((s) => s.file).join(', ')}.`, {
+  const ordered = orderShards(
+    shards,
+    (s) => s.body.shard.index,
+    count,
+    (absent) => ({
+      message: `${absentShardsText(absent, count)} (${absent.map((k) => `report.${k}of${count}.msgpack`).join(', ')}): given ${shards.map((s) => s.file).join(', ')}.`,
       hint: `Run the missing shard(s) with compare --shard K/${count}, then merge all ${count}.`,
-    });
-  }
-  const ordered = Array.from({ length: count }, (_, i) => byIndex.get(i + 1)!);
-  const owner = new Map<string, LoadedCompareShard>();
-  for (const s of ordered) {
-    for (const image of s.body.images) {
-      const other = owner.get(image);
-      if (other) throw new UserError(`${other.file} and ${s.file} overlap: both compared ${image}.`, { hint: 'Every shard must be run on the same --data, --max-images and --seed, so that the slices do not overlap.' });
-      owner.set(image, s);
-    }
-  }
-  const selection = (s: LoadedCompareShard) => `${s.body.shard.selectedCount} images, selection sha256 ${s.body.shard.selectionSha256.slice(0, 12)}...`;
+    }),
+    'Pass each report.<K>of<N>.msgpack once.',
+  );
+  checkImageSlicesTile(ordered, (s) => ({ ...s.body.shard, images: s.body.images }), 'compare shards', 'compared');
   const otherData = ordered.find((s) => s.body.context.data.source !== first.body.context.data.source);
   if (otherData) throw new UserError(`${first.file} and ${otherData.file} are compare shards of different data: --data ${first.body.context.data.source} vs ${otherData.body.context.data.source}.`, { hint: 'Run every shard on the same --data (the same path on every machine).' });
-  const otherSelection = ordered.find((s) => selection(s) !== selection(first));
-  if (otherSelection) {
-    throw new UserError(`${first.file} and ${otherSelection.file} are compare shards of different image selections: ${selection(first)} vs ${selection(otherSelection)}.`, { hint: 'Run every shard on the same --data, --max-images and --seed.' });
-  }
-  let next = 0;
-  for (const s of ordered) {
-    if (s.body.shard.start !== next) throw new UserError(`${s.file} covers images ${s.body.shard.start}..${s.body.shard.end - 1} of the selection, not from ${next}: the shards do not tile the selection.`, { hint: 'Run every shard with the same trt-calib version and --data.' });
-    next = s.body.shard.end;
-  }
-  if (next !== first.body.shard.selectedCount) throw new UserError(`The shards cover ${next} of ${first.body.shard.selectedCount} selected images.`, { hint: 'Run every shard with the same trt-calib version.' });
   return ordered;
 }
-
-function short(text: string): string {
-  return text.length > 160 ? `${text.slice(0, 157)}...` : text;
-}
-

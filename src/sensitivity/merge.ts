@@ -10,6 +10,7 @@ import { READ_LIMITS, readUserFile } from '../util/fs.js';
 import type { LayerSensitivity, SensitivityReport } from './analyze.js';
 import { rankLayers } from './rank.js';
 import { canonicalText } from '../util/canonical.js';
+import { checkSameAcrossShards, orderShards } from '../util/shard-set.js';
 
 interface LoadedReport {
   file: string;
@@ -59,25 +60,22 @@ export function mergeSensitivityReports(shards: readonly LoadedReport[]): Sensit
     ['full-INT8 results', (r) => r.fullInt8, 'Run every shard with the same trt-calib version and --threads.'],
     ['shard counts', (r) => `N = ${r.shard.count}`, 'Merge the shards of one --shard K/N split: all with the same N.'],
   ];
-  for (const [what, value, hint] of same) {
-    const v0 = canonicalText(value(first.report));
-    const other = shards.find((s) => canonicalText(value(s.report)) !== v0);
-    if (other) throw new UserError(`${first.file} and ${other.file} are sensitivity shards of different ${what}.`, { hint });
-  }
+  checkSameAcrossShards(
+    shards,
+    'sensitivity shards',
+    same.map(([what, value, hint]) => [what, (s: LoadedReport) => canonicalText(value(s.report)), hint] as const),
+    false,
+  );
   const count = first.report.shard.count;
-  const byIndex = new Map<number, LoadedReport>();
-  for (const s of shards) {
-    const seen = byIndex.get(s.report.shard.index);
-    if (seen) throw new UserError(`${seen.file} and ${s.file} are the same shard (${s.report.shard.index} of ${count}): each shard must be merged once.`);
-    byIndex.set(s.report.shard.index, s);
-  }
-  const missing = Array.from({ length: count }, (_, i) => i + 1).filter((k) => !byIndex.has(k));
-  if (missing.length > 0) {
-    throw new UserError(`Sensitivity shard${missing.length > 1 ? 's' : ''} ${missing.map((k) => `${k}of${count}`).join(', ')} of ${count} absent: given ${shards.map((s) => s.file).join(', ')}.`, {
+  const ordered = orderShards(
+    shards,
+    (s) => s.report.shard.index,
+    count,
+    (absent) => ({
+      message: `Sensitivity shard${absent.length > 1 ? 's' : ''} ${absent.map((k) => `${k}of${count}`).join(', ')} of ${count} absent: given ${shards.map((s) => s.file).join(', ')}.`,
       hint: `Run the missing shard(s) with sensitivity --shard K/${count}, then merge all ${count}.`,
-    });
-  }
-  const ordered = Array.from({ length: count }, (_, i) => byIndex.get(i + 1)!);
+    }),
+  );
   const seen = new Map<string, string>();
   let next = 0;
   for (const s of ordered) {

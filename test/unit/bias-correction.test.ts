@@ -3,34 +3,14 @@ import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
 import { correctBiases, perImageChannelMeans } from '../../src/calibrators/bias-correction.js';
-import type { Batch, Dataset } from '../../src/datasets/types.js';
 import { applyBiasShifts } from '../../src/onnx/bias.js';
 import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import { ELEM, graphOf, loadOnnxModel, makeTensor, saveOnnxModel, tensorFromProto, tensorToProto, type OnnxModel } from '../../src/onnx/model.js';
 import { quantizeQdq } from '../../src/onnx/qdq.js';
 import type { Tensor } from '../../src/tensor.js';
-import { MOBILENET, loadImage, imageFiles } from './onnx-testdata.js';
+import { MOBILENET, arrayDataset, loadImage, imageFiles } from './onnx-testdata.js';
 
 const f32 = (dims: number[], values: number[]) => makeTensor('float32', dims, values);
-
-/** A Dataset over images given as arrays (one image per batch unless batchSize says otherwise). */
-function arrayDataset(images: number[][], imageDims: number[], batchSize = 1): Dataset {
-  const files = images.map((_, i) => `image${i}.png`);
-  return {
-    inputName: 'x',
-    preprocess: {} as Dataset['preprocess'],
-    files,
-    size: images.length,
-    batchSize,
-    imageDims,
-    async *batches(): AsyncIterable<Batch> {
-      for (let i = 0; i < images.length; i += batchSize) {
-        const chunk = images.slice(i, i + batchSize);
-        yield { index: i / batchSize, data: Float32Array.from(chunk.flat()), dims: [chunk.length, ...imageDims], files: files.slice(i, i + batchSize), partial: chunk.length < batchSize };
-      }
-    },
-  };
-}
 
 function initializer(model: OnnxModel, name: string): Float32Array {
   return tensorFromProto(graphOf(model).initializer.find((t) => t.name === name)!).data as Float32Array;

@@ -1,6 +1,6 @@
 /**
  * Shared helpers for the ONNX rewriter tests: the fixture photos as model inputs, FP32 references with every
- * activation's max |x| (MinMax calibration), and comparison metrics.
+ * activation's max |x| (MinMax calibration), comparison metrics, and small in-memory datasets.
  */
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
 import { listActivations } from '../../src/onnx/graph.js';
+import type { Batch, Dataset } from '../../src/datasets/types.js';
 import type { OnnxModel } from '../../src/onnx/model.js';
 import type { Tensor } from '../../src/tensor.js';
 
@@ -85,4 +86,23 @@ export async function runAll(label: string, bytes: Uint8Array, inputName: string
   for (const x of images) out.push((await session.run({ [inputName]: x }))[outputName]!.data as Float32Array);
   await session.release();
   return out;
+}
+
+/** A Dataset over images given as arrays (one image per batch unless batchSize says otherwise). */
+export function arrayDataset(images: number[][] | Float32Array[], imageDims: number[], batchSize = 1, names?: string[]): Dataset {
+  const files = names ?? images.map((_, i) => `image${i}.png`);
+  return {
+    inputName: 'x',
+    preprocess: {} as Dataset['preprocess'],
+    files,
+    size: images.length,
+    batchSize,
+    imageDims,
+    async *batches(): AsyncIterable<Batch> {
+      for (let i = 0; i < images.length; i += batchSize) {
+        const chunk = images.slice(i, i + batchSize).map((a) => Array.from(a));
+        yield { index: i / batchSize, data: Float32Array.from(chunk.flat()), dims: [chunk.length, ...imageDims], files: files.slice(i, i + batchSize), partial: chunk.length < batchSize };
+      }
+    },
+  };
 }

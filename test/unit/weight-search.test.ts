@@ -1,31 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { alphaGrid, chooseAlphas, dequantizedAt, searchWeightScales } from '../../src/calibrators/weight-search.js';
-import type { Batch, Dataset } from '../../src/datasets/types.js';
 import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import { ELEM, graphOf, loadOnnxModel, makeTensor, tensorFromProto, tensorToProto } from '../../src/onnx/model.js';
 import { quantizeQdq } from '../../src/onnx/qdq.js';
-import { MOBILENET, fp32Reference, imageFiles, loadImage } from './onnx-testdata.js';
+import { MOBILENET, arrayDataset, fp32Reference, imageFiles, loadImage } from './onnx-testdata.js';
 
 const f32 = (dims: number[], values: number[]) => makeTensor('float32', dims, values);
-
-/** A Dataset over images given as arrays. */
-function arrayDataset(images: number[][] | Float32Array[], imageDims: number[], batchSize = 1, names?: string[]): Dataset {
-  const files = names ?? images.map((_, i) => `image${i}.png`);
-  return {
-    inputName: 'x',
-    preprocess: {} as Dataset['preprocess'],
-    files,
-    size: images.length,
-    batchSize,
-    imageDims,
-    async *batches(): AsyncIterable<Batch> {
-      for (let i = 0; i < images.length; i += batchSize) {
-        const chunk = images.slice(i, i + batchSize).map((a) => Array.from(a));
-        yield { index: i / batchSize, data: Float32Array.from(chunk.flat()), dims: [chunk.length, ...imageDims], files: files.slice(i, i + batchSize), partial: chunk.length < batchSize };
-      }
-    },
-  };
-}
 
 describe('weight search, checked by hand', () => {
   // Conv 1x1, 2 -> 2 channels: output channel 0 has weights [1.0, 0.1], channel 1 [0.1, 1.0]; max |W_c| = 1.
