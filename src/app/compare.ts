@@ -243,12 +243,14 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
       int8.push({ ...v, built: m.built, name: `int8-${v.loaded.algorithm}${precisionMap ? '-mixed' : ''}${methodsSuffix(methods)}` });
     }
   }
+  let fp16Statistics: Awaited<ReturnType<typeof statisticsForFp16>> | undefined;
   if (options.highPrecision === 'fp16') {
     // The INT8 + FP16 model `quantize --high-precision fp16` writes, with float16 rounding between the ops onnxruntime's
     // CPU provider runs in float32 (src/onnx/autocast.ts), so its FP16 error is measured, not hidden.
     if (caches.length === 0) throw new UserError('--high-precision fp16 builds the INT8 + FP16 model from a cache\'s scales: pass --cache (to measure a model written earlier, use --variant-model).');
     if (options.backend === 'tensorrt') throw new UserError('--high-precision fp16 builds onnxruntime variants: with --backend tensorrt, write the model with quantize --high-precision fp16 and pass it as --variant-model.');
     const statistics = await statisticsForFp16(statsFile, sha, options.model);
+    fp16Statistics = statistics;
     for (const v of int8.filter((e) => e.placement === 'explicit')) {
       const built = buildInt8Variant(model, v.scales, { precisionMap, file: options.model, highPrecision: highPrecisionOptions(statistics, v.protected, { emulateOnCpu: true }) });
       int8.push({ ...v, built, name: `int8+fp16-${v.loaded.algorithm}${precisionMap ? '-mixed' : ''}` });
@@ -260,9 +262,17 @@ async function compareWithOutputs(options: CompareOptions, held: PreparedOutputs
     const mixedTask: TaskFlags = { ...taskFlags, task: task.kind };
     delete mixedTask.labels;
     delete mixedTask.saveDetections;
-    ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, task: mixedTask, ...options.mixed }));
-    const { loaded, scales } = int8[0]!;
-    int8.push({ loaded, scales, built: buildInt8Variant(model, scales, { precisionMap: mixed.map, file: options.model }), placement: 'explicit', protected: int8[0]!.protected, coverage: int8[0]!.coverage, mixed: true });
+    // With --high-precision fp16 the candidates are measured as INT8 + FP16 models (the TensorRT 11 artefact), and
+    // the chosen map is reported both ways: int8-<algo>-mixed (rest FP32) and int8+fp16-<algo>-mixed (what was searched).
+    const first = int8[0]!;
+    const hp = fp16Statistics ? highPrecisionOptions(fp16Statistics, first.protected, { emulateOnCpu: true }) : undefined;
+    ({ mixed } = await searchMixedPrecision({ model: options.model, cache: caches[0]!, data: options.data, outDir, threads: options.threads, reporter, task: mixedTask, ...options.mixed, ...(hp ? { highPrecision: hp } : {}) }));
+    const { loaded, scales } = first;
+    int8.push({ loaded, scales, built: buildInt8Variant(model, scales, { precisionMap: mixed.map, file: options.model }), placement: 'explicit', protected: first.protected, coverage: first.coverage, mixed: true });
+    if (hp) {
+      const built = buildInt8Variant(model, scales, { precisionMap: mixed.map, file: options.model, highPrecision: hp });
+      int8.push({ loaded, scales, built, placement: 'explicit', protected: first.protected, coverage: first.coverage, mixed: true, name: `int8+fp16-${loaded.algorithm}-mixed` });
+    }
   }
   const names = new Map<string, number>();
   const variantName = (base: string) => {

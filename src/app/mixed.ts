@@ -8,7 +8,8 @@ import { precisionMapPath } from '../precision/map.js';
 import type { Reporter } from '../reporter.js';
 import { prepareSensitivity } from '../sensitivity/analyze.js';
 import { autoMixedPrecision } from '../sensitivity/auto.js';
-import type { MixedResult } from '../sensitivity/mixed.js';
+import { defaultMixedEvaluator, type MixedResult } from '../sensitivity/mixed.js';
+import type { HighPrecisionFp16 } from '../precision/apply.js';
 import { DEFAULT_OUT_DIR, type DataOptions } from './calibrate.js';
 
 export interface MixedSearchOptions {
@@ -23,6 +24,11 @@ export interface MixedSearchOptions {
   threads?: number;
   /** The task the budget is in points of (default auto). */
   task?: TaskFlags;
+  /**
+   * --high-precision fp16: every candidate map is measured as the INT8 + FP16 model it becomes (the rest in FP16,
+   * FP32 only where the map or the FP16 rules say), not with the rest in FP32: the budget holds for the model written.
+   */
+  highPrecision?: HighPrecisionFp16;
   reporter?: Reporter;
 }
 
@@ -35,12 +41,19 @@ export async function searchMixedPrecision(options: MixedSearchOptions): Promise
     ...(options.task ? { task: options.task } : {}),
     ...(options.reporter ? { reporter: options.reporter } : {}),
   });
+  const evaluate = options.highPrecision
+    ? defaultMixedEvaluator(ctx.model, ctx.scales, ctx.data, { ...(ctx.threads ? { threads: ctx.threads } : {}), file: ctx.modelFile, highPrecision: { ...options.highPrecision, emulateOnCpu: true } })
+    : undefined;
+  if (options.highPrecision) options.reporter?.info('mixed precision: each candidate measured as the INT8 + FP16 model (--high-precision fp16)');
   const { mixed } = await autoMixedPrecision(ctx, {
     maxDrop: options.maxDrop,
+    ...(evaluate ? { evaluate } : {}),
     ...(options.maxLayers !== undefined ? { maxNonInt8: options.maxLayers } : {}),
     out: options.precisionOut ?? precisionMapPath(options.model, options.outDir ?? DEFAULT_OUT_DIR),
     ...(options.reporter ? { reporter: options.reporter } : {}),
   });
+  if (options.highPrecision) mixed.highPrecision = 'fp16';
+  mixed.tradeoff.rest = options.highPrecision ? 'fp16' : 'fp32';
   return { mixed };
 }
 
@@ -53,7 +66,11 @@ export interface MixedSummary {
   nonInt8Layers: number;
   agreement: number;
   drop: number;
+  /** The chosen map's mean per-image output cosine against FP32. */
+  meanCosine: number;
   precisionMap?: string;
+  /** The type of the non-INT8 rest in every model the search measured. */
+  highPrecision: 'fp16' | 'fp32';
   evaluations: number;
   seconds: number;
 }
@@ -67,7 +84,9 @@ export function summarizeMixed(m: MixedResult): MixedSummary {
     nonInt8Layers: m.chosen.nonInt8Layers,
     agreement: m.chosen.agreement,
     drop: m.chosen.drop,
+    meanCosine: m.chosen.meanCosine,
     ...(m.written ? { precisionMap: path.normalize(m.written) } : {}),
+    highPrecision: m.highPrecision ?? 'fp32',
     evaluations: m.evaluations,
     seconds: m.seconds,
   };

@@ -189,14 +189,6 @@ async function quantizeInt8(
   let precisionMap = prepared.precisionMap;
   let precisionMapFile = options.precisionMap;
   let mixed: MixedSummary | undefined;
-  if (options.mixed) {
-    const r = await searchMixedPrecision({ model: options.model, cache: options.cache!, data: options.data!, outDir: options.outDir, threads: options.threads, reporter, ...options.mixed });
-    precisionMap = r.mixed.map;
-    precisionMapFile = r.mixed.written;
-    mixed = summarizeMixed(r.mixed);
-    if (!r.mixed.met) reporter.warn(`the budget of ${options.mixed.maxDrop} points cannot be met (${r.mixed.reason}); quantizing with the best map found`);
-  }
-
   let scales: Map<string, number>;
   let algorithm: string;
   let missing: string[] = [];
@@ -211,6 +203,15 @@ async function quantizeInt8(
       scales = withoutProtected(scales, protectedTensors);
       const isProtected = new Set(protectedTensors.map((p) => p.tensor));
       missing = missing.filter((m) => !isProtected.has(m));
+    }
+    if (options.mixed) {
+      // With --high-precision fp16 every candidate is measured as the INT8 + FP16 model this command writes.
+      const hp = fp16Statistics ? highPrecisionOptions(fp16Statistics, protectedTensors) : undefined;
+      const r = await searchMixedPrecision({ model: options.model, cache: options.cache!, data: options.data!, outDir: options.outDir, threads: options.threads, reporter, ...options.mixed, ...(hp ? { highPrecision: hp } : {}) });
+      precisionMap = r.mixed.map;
+      precisionMapFile = r.mixed.written;
+      mixed = summarizeMixed(r.mixed);
+      if (!r.mixed.met) reporter.warn(`the budget of ${options.mixed.maxDrop} points cannot be met (${r.mixed.reason}); quantizing with the best map found`);
     }
   } else {
     const algo = (options.algorithm ?? 'entropy2') as AlgorithmName; // checked above

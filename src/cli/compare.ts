@@ -191,7 +191,7 @@ export function emitCompareReport(opts: CommonOptions, report: CompareReport, fi
       if (mixed) {
         lines.push(
           `mixed precision: ${mixed.met ? 'budget met' : `budget NOT met (${mixed.reason})`} with ${mixed.nonInt8Layers} layer(s) out of INT8 ` +
-            `(${mixed.keptOut.map((k) => `${k.layer}: ${k.precision}`).join(', ') || 'none'}); precision map ${mixed.precisionMap ?? '-'}`,
+            `(${mixed.keptOut.map((k) => `${k.layer}: ${k.precision}`).join(', ') || 'none'}), measured with the rest in ${mixed.highPrecision.toUpperCase()}; precision map ${mixed.precisionMap ?? '-'}`,
         );
       }
       lines.push(`report: ${files.join(', ')}`);

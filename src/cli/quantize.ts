@@ -163,7 +163,7 @@ function text(r: QuantizeResult): string {
     lines.push(
       `  mixed precision: ${r.mixed.met ? 'budget met' : `budget NOT met (${r.mixed.reason})`}; ${r.mixed.nonInt8Layers} layer(s) out of INT8: ` +
         r.mixed.keptOut.map((k) => `${k.layer} (${k.precision})`).join(', ') +
-        `; agreement ${(r.mixed.agreement * 100).toFixed(2)}% (drop ${r.mixed.drop.toFixed(2)} points); map ${r.mixed.precisionMap ?? '-'}`,
+        `; agreement ${(r.mixed.agreement * 100).toFixed(2)}% (drop ${r.mixed.drop.toFixed(2)} points), measured with the rest in ${r.mixed.highPrecision.toUpperCase()}; map ${r.mixed.precisionMap ?? '-'}`,
     );
   }
   if (r.skipped.length > 0) {

@@ -310,7 +310,7 @@ function tradeoffSection(t: TradeoffCurve): string {
   return [
     `<h2 id="tradeoff">Trade-off: ${esc(t.metric)} against layers in INT8</h2>`,
     svg,
-    chosen !== undefined ? `<p class="banner">Chosen: ${chosen.int8Layers} of ${t.totalLayers} layers in INT8, ${esc(t.metric)} ${fmtPct(chosen.value)}.</p>` : '',
+    chosen !== undefined ? `<p class="banner">Chosen: ${chosen.int8Layers} of ${t.totalLayers} layers in INT8${t.rest !== undefined ? `, the rest in ${t.rest.toUpperCase()}` : ''}, ${esc(t.metric)} ${fmtPct(chosen.value)}.</p>` : '',
   ]
     .filter((s) => s !== '')
     .join('\n');

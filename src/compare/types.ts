@@ -223,6 +223,8 @@ export interface TradeoffCurve {
   chosen?: number;
   /** The target value (e.g. 1 - maxDrop/100), drawn as a line. */
   target?: number;
+  /** The type of everything not in INT8 in the measured models: FP16 with --high-precision fp16, else FP32. */
+  rest?: 'fp16' | 'fp32';
 }
 
 export interface ReportTensorInfo {

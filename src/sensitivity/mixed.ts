@@ -29,7 +29,7 @@ import { METRIC_VALUE_NAMES } from '../compare/format.js';
 import type { TradeoffCurve } from '../compare/types.js';
 import { UserError } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
-import { buildMixedPrecisionModel } from '../precision/apply.js';
+import { buildMixedPrecisionModel, type HighPrecisionFp16 } from '../precision/apply.js';
 import { writePrecisionMap, type LayerPrecision, type PrecisionMap } from '../precision/map.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import type { EvaluationData } from './data.js';
@@ -104,16 +104,33 @@ export interface MixedResult {
   reason?: string;
   /** The precision map file written. */
   written?: string;
+  /** 'fp16' when every candidate was measured as the INT8 + FP16 model (the non-INT8 rest in FP16), else FP32. */
+  highPrecision?: 'fp16';
   evaluations: number;
   seconds: number;
 }
 
 const METRIC_NAMES = METRIC_VALUE_NAMES;
 
-/** The default evaluator: the map's model (src/precision/apply.ts) run on the kept batches. */
-export function defaultMixedEvaluator(model: OnnxModel, scales: ReadonlyMap<string, number>, data: EvaluationData, options: { threads?: number; file?: string } = {}): MixedEvaluator {
+/**
+ * The default evaluator: the map's model (src/precision/apply.ts) run on the kept batches. With `highPrecision`
+ * (quantize/compare --mixed auto --high-precision fp16) it is the INT8 + FP16 model those commands write, every
+ * non-INT8 op in FP16 and FP32 only where the map or the FP16 rules say; emulateOnCpu should be true so that
+ * onnxruntime's CPU provider rounds to float16 where it has no float16 kernel (the FP16 error is measured).
+ */
+export function defaultMixedEvaluator(
+  model: OnnxModel,
+  scales: ReadonlyMap<string, number>,
+  data: EvaluationData,
+  options: { threads?: number; file?: string; highPrecision?: HighPrecisionFp16 } = {},
+): MixedEvaluator {
   return async (map) => {
-    const built = buildMixedPrecisionModel(model, { activationScales: scales, precisionMap: map, ...(options.file ? { file: options.file } : {}) });
+    const built = buildMixedPrecisionModel(model, {
+      activationScales: scales,
+      precisionMap: map,
+      ...(options.file ? { file: options.file } : {}),
+      ...(options.highPrecision ? { highPrecision: options.highPrecision } : {}),
+    });
     const r = await evaluateModel(built.model, data, { ...(options.threads ? { threads: options.threads } : {}), ...(options.file ? { file: options.file } : {}) });
     return { score: r.score, int8Layers: built.int8Layers.length };
   };

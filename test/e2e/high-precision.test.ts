@@ -174,4 +174,53 @@ describe('compare and the INT8 + FP16 model', () => {
     expect(written.precision).toBe('int8');
     expect(Math.abs(written.agreement - int8.agreement)).toBeLessThanOrEqual(1 / 8 + 1e-9);
   }, 240_000);
+  it('--mixed auto --high-precision fp16 measures every candidate as the INT8 + FP16 model it writes (quantize and compare)', async () => {
+    const MOBILENET = path.join(IMAGES, '../models/mobilenet_v2_nsfw_224.onnx');
+    const dir = path.join(tmp, 'mixed16');
+    const cal = await runCli(['calibrate', '--model', MOBILENET, '--data', IMAGES, '--preset', 'raw01', '--algo', 'minmax', '--out-dir', dir, '--trt-version', '10.3.0']);
+    expect(cal.code, cal.stderr).toBe(0);
+    const cache = path.join(dir, 'mobilenet_v2_nsfw_224.minmax.cache');
+    const stats = path.join(dir, 'mobilenet_v2_nsfw_224.stats.msgpack');
+    const data = ['--data', IMAGES, '--preset', 'raw01', '--max-images', '4', '--threads', '2'];
+    const out = path.join(dir, 'm.mixed-fp16.onnx');
+    const mapFile = path.join(dir, 'm.precision.json');
+    const q = await runCli(['quantize', '--model', MOBILENET, ...data, '--cache', cache, '--stats', stats, '--mixed', 'auto', '--max-drop', '0', '--high-precision', 'fp16', '--precision-out', mapFile, '--out', out, '--json']);
+    expect(q.code, q.stderr).toBe(0);
+    const result = JSON.parse(q.stdout);
+    expect(result.mixed.met).toBe(true);
+    expect(result.mixed.highPrecision).toBe('fp16');
+    // The written model: INT8 + FP16, FP32 only for the protected Softmax.
+    expect(Object.keys(result.layersByType.FP32 ?? {})).toEqual(['Softmax']);
+    expect(result.layersByType.FP16.Clip).toBeGreaterThan(30);
+    expect(checkModel(await loadOnnxModel(out))).toEqual([]);
+
+    // The search's number is the INT8 + FP16 model's (float16 rounding emulated on the CPU), not the FP32-rest one's.
+    const { prepareSensitivity } = await import('../../src/sensitivity/analyze.js');
+    const { defaultMixedEvaluator } = await import('../../src/sensitivity/mixed.js');
+    const { parsePrecisionMap } = await import('../../src/precision/map.js');
+    const { highPrecisionOptions, statisticsForFp16 } = await import('../../src/app/high-precision.js');
+    const { modelSha256 } = await import('../../src/onnx/model.js');
+    const ctx = await prepareSensitivity({ model: MOBILENET, cache, data: { data: IMAGES, preprocess: { preset: 'raw01' }, maxImages: 4 }, threads: 2 });
+    const map = parsePrecisionMap(await readFile(mapFile, 'utf8'), mapFile);
+    const statistics = await statisticsForFp16(stats, await modelSha256(MOBILENET), MOBILENET);
+    const protectedTensors = result.protected;
+    const hp = { ...highPrecisionOptions(statistics, protectedTensors), emulateOnCpu: true };
+    const as16 = await defaultMixedEvaluator(ctx.model, ctx.scales, ctx.data, { threads: 2, file: MOBILENET, highPrecision: hp })(map);
+    const as32 = await defaultMixedEvaluator(ctx.model, ctx.scales, ctx.data, { threads: 2, file: MOBILENET })(map);
+    expect(result.mixed.meanCosine).toBe(as16.score.cosineMean);
+    expect(result.mixed.agreement).toBe(as16.score.value);
+    expect(Math.abs(as32.score.cosineMean - as16.score.cosineMean)).toBeGreaterThan(1e-6);
+
+    // compare: the chosen map is reported with the rest in FP16 (what was searched) and in FP32; compare's own pass
+    // over the same images gives the search's agreement for the INT8 + FP16 one.
+    const c = await runCli(['compare', '--model', MOBILENET, ...data, '--out-dir', dir, '--no-layers', '--json', '--precisions', 'fp32,int8', '--cache', cache, '--stats', stats, '--placement', 'explicit', '--high-precision', 'fp16', '--mixed', 'auto', '--max-drop', '0', '--precision-out', path.join(dir, 'c.precision.json'), '--report-dir', path.join(dir, 'rc')]);
+    expect(c.code, c.stderr).toBe(0);
+    const report = JSON.parse(c.stdout);
+    expect(report.tradeoff.rest).toBe('fp16');
+    expect(c.stderr + c.stdout).not.toMatch(/internal error/);
+    const names = (report.variants as Array<{ name: string }>).map((v) => v.name);
+    expect(names).toEqual(expect.arrayContaining(['int8-minmax', 'int8+fp16-minmax', 'int8-minmax-mixed', 'int8+fp16-minmax-mixed']));
+    const searched = (report.variants as Array<{ name: string; agreement: number }>).find((v) => v.name === 'int8+fp16-minmax-mixed')!;
+    expect(searched.agreement).toBe(report.tradeoff.points[report.tradeoff.chosen].value);
+  }, 300_000);
 });
