@@ -44,7 +44,8 @@ export async function loadCacheFor(file: string, activations: readonly string[],
   }
   const base = path.basename(file).replace(/\.cache$/i, '');
   const fromName = base.includes('.') ? base.slice(base.lastIndexOf('.') + 1) : '';
-  const algorithm = isAlgorithmName(fromName) ? fromName : HEADER_TO_ALGO[cache.algorithm] ?? cache.algorithm;
+  // An --algo auto cache carries the EntropyCalibration2 header (docs/algorithms.md): its file name says what it is.
+  const algorithm = isAlgorithmName(fromName) || fromName === 'auto' ? fromName : HEADER_TO_ALGO[cache.algorithm] ?? cache.algorithm;
   return { file, cache, algorithm, scales, missing: activations.filter((a) => !scales.has(a)) };
 }
 

@@ -96,5 +96,9 @@ describe('--algo auto', () => {
     const byName = new Map(minmax.map((t) => [t.name, t.amax]));
     const fromMinmax = tensors.filter((t) => t.algorithm === 'minmax');
     for (const t of fromMinmax) expect(t.amax).toBe(byName.get(t.name));
+    // compare names the variant after the file, not the EntropyCalibration2 header it shares with entropy2.
+    const c = await runCli(['compare', '--model', MOBILENET, '--data', IMAGES, '--preset', 'raw01', '--max-images', '3', '--precisions', 'fp32,int8', '--placement', 'explicit', '--cache', `${file},${path.join(dir, 'mobilenet_v2_nsfw_224.entropy2.cache')}`, '--out-dir', dir, '--no-layers', '--json']);
+    expect(c.code, c.stderr).toBe(0);
+    expect((JSON.parse(c.stdout).variants as Array<{ name: string }>).map((v) => v.name)).toEqual(['fp32', 'int8-auto', 'int8-entropy2']);
   }, 120_000);
 });
