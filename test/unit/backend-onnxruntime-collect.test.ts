@@ -23,7 +23,9 @@ afterAll(removeOnnxruntimeDebugLog);
 const ROOT = path.resolve(__dirname, '../..');
 const MOBILENET = path.join(ROOT, 'test/fixtures/models/mobilenet_v2_nsfw_224.onnx');
 const PPOCR = path.join(ROOT, 'test/fixtures/models/ppocr_v4_det.onnx');
+const SSD = path.join(ROOT, 'test/fixtures/models/ssdlite_mobilenet_v2_coco_300.onnx');
 const IMAGES = path.join(ROOT, 'test/fixtures/images');
+const STREET = path.join(ROOT, 'test/fixtures/street');
 
 let tmp: string;
 beforeAll(async () => {
@@ -34,7 +36,13 @@ afterAll(async () => {
 });
 afterEach(() => {
   delete process.env.TRT_CALIB_COLLECTOR;
+  delete process.env.TRT_CALIB_COUNT;
 });
+
+/** Every file a calibration wrote, by name. */
+async function outputs(dir: string): Promise<Record<string, Buffer>> {
+  return Object.fromEntries(await Promise.all((await readdir(dir)).map(async (f) => [f, await readFile(path.join(dir, f))] as const)));
+}
 
 describe('native statistics collection', () => {
   it('is available here: onnxruntime-node ships its library for this platform', async () => {
@@ -59,6 +67,40 @@ describe('native statistics collection', () => {
       expect(Object.keys(files.native!).sort()).toEqual(Object.keys(files.worker!).sort());
       expect(Object.keys(files.native!).some((f) => f.endsWith('.stats.msgpack'))).toBe(true);
       for (const f of Object.keys(files.native!)) expect(files.native![f]!.equals(files.worker![f]!), f).toBe(true);
+    });
+  }
+});
+
+describe('counting in the graph (the default) and from the outputs', () => {
+  // PP-OCR at 192x256 has tensors of 16 x 96 x 128 values, which the counting nodes split over onnxruntime's thread
+  // and a helper on 2 cores or more; the SSD has Relu6 counted from its convolutions and a fixed batch of 1.
+  for (const [label, model, data, pre] of [
+    ['PP-OCRv4 det at 192x256', PPOCR, STREET, { preset: 'paddleocr-det', shapes: 'x:1x3x192x256' }],
+    ['SSDLite-MobileNetV2', SSD, STREET, { preset: 'inception' }],
+    ['MobileNetV2', MOBILENET, IMAGES, { preset: 'raw01' }],
+  ] as const) {
+    it(`give the same statistics and caches, byte for byte: ${label}`, async () => {
+      const files: Record<string, Record<string, Buffer>> = {};
+      const via: Record<string, string[]> = {};
+      for (const mode of ['graph', 'outputs']) {
+        process.env.TRT_CALIB_COUNT = mode;
+        const dir = path.join(tmp, `${path.basename(model)}-count-${mode}`);
+        via[mode] = [];
+        await calibrate({
+          model,
+          data: { data, preprocess: pre, maxImages: 3 },
+          algorithms: ['entropy2', 'minmax', 'percentile'],
+          trtVersion: '10.3.0',
+          outDir: dir,
+          reporter: { ...silentReporter, info: (m: string) => via[mode]!.push(m) },
+        });
+        files[mode] = await outputs(dir);
+      }
+      expect(via.graph!.join('\n')).toMatch(/counted in the graph/);
+      expect(via.outputs!.join('\n')).toMatch(/counted from its outputs/);
+      expect(Object.keys(files.graph!).sort()).toEqual(Object.keys(files.outputs!).sort());
+      expect(Object.keys(files.graph!).some((f) => f.endsWith('.stats.msgpack'))).toBe(true);
+      for (const f of Object.keys(files.graph!)) expect(files.graph![f]!.equals(files.outputs![f]!), f).toBe(true);
     });
   }
 });
