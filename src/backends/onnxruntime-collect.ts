@@ -49,6 +49,8 @@ export interface NativeCollectionConfig {
   activations: readonly ActivationInfo[];
   /** onnxruntime intra-op threads; undefined: the path's default (see NativeStatistics). */
   threads?: number;
+  /** Run everything but count nothing (bench/calibrate.mjs measures the counting's share of the time with it). */
+  countNothing?: boolean;
 }
 
 /** The domain and name of the collector's counting op (native/src/ort/collector.cc). */
@@ -204,14 +206,18 @@ export class NativeStatistics implements CollectingSession {
     // core. Counting from outputs runs beside the next image's inference: onnxruntime gets all cores but one.
     const cores = availableParallelism();
     this.threads = config.threads ?? (this.#inGraph ? cores : Math.max(1, cores - 1));
+    const session = nativeSessionConfig({ threads: this.threads });
+    // onnxruntime's idle intra-op threads spin (for a while) waiting for work; in-graph counting runs between the
+    // operators, where a spinning thread takes a core from the counting helper.
+    if (this.#inGraph && process.env.TRT_CALIB_SPIN !== '1') session.configEntries.push(['session.intra_op.allow_spinning', '0']);
     this.#config = {
-      ...nativeSessionConfig({ threads: this.threads }),
+      ...session,
       ...(this.#inGraph ? { countThreads: Math.min(2, cores) } : {}),
       inputName: config.inputName,
       bins: HISTOGRAM_BINS,
       states: names.length,
-      inputTargets,
-      outputs,
+      inputTargets: config.countNothing ? [] : inputTargets,
+      outputs: config.countNothing ? outputs.map((o) => ({ ...o, targets: [] })) : outputs,
     };
     // onnxruntime's blocked layout exists on x86-64 only, for convolutions.
     // It writes the weights to a temporary folder once: not for models so large that this would cost more than it
