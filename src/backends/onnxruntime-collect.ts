@@ -8,11 +8,15 @@
  * 70 exported activations (28 MB per image) that is 17-18 ms per run against 11.5 ms through the C API, for the
  * same kernels on the same graph (measured on 2 cores; bench/calibrate.mjs prints both).
  *
- * Pipelining: image k+1 runs while image k's activations are counted (the collector's own counting thread), so
- * the counting cost hides behind inference where cores allow. A few runs' activations are alive at once (the one
- * being produced, which waits if it finishes before the previous one is counted, the one being counted, and up to
- * two counted ones kept for onnxruntime to write the next runs into, while they total at most 256 MB), so peak
- * memory does not grow with the number of images.
+ * Counting in the graph (the default, withCountingNodes): a counting node after each activation's producer counts
+ * it on onnxruntime's thread and a helper while it is in cache, and onnxruntime frees or reuses it like any
+ * intermediate, so a pass holds one plain run's activation memory (PP-OCR det at 576x768 exports 671 MB per image:
+ * counted from the outputs, two runs' worth were alive, 1.65 GB peak; in the graph 0.35 GB). Its session gets
+ * every core and does not spin (counting runs between the operators, where a spinning thread would take the
+ * helper's core).
+ * Counting from the outputs (TRT_CALIB_COUNT=outputs, the path before): image k+1 runs while image k's outputs are
+ * counted on the collector's own counting thread; two runs' outputs are alive at once, plus up to two counted ones
+ * kept for onnxruntime to write the next runs into (while they total at most 256 MB).
  * Layout: on x86-64 onnxruntime runs convolutions in a blocked layout (NCHWc) and would reorder every exposed
  * activation to NCHW; the session here runs onnxruntime's own optimised graph, edited so that activations are
  * exported in blocks where that gives exactly their values (src/onnx/nchwc.ts). Counting does not depend on the
