@@ -264,12 +264,22 @@ export class NativeStatistics implements CollectingSession {
         }
       }
       const counting = this.#inGraph ? withCountingNodes(decodeOnnxModel(this.#bytes, this.#file), this.#exposed) : undefined;
-      this.#collector = new native.OrtCollector(this.#library, counting ? saveOnnxModel(counting.model) : this.#bytes, {
-        ...this.#config,
-        ...(counting ? { countOutput: counting.countOutput } : {}),
-      });
+      if (counting) {
+        try {
+          this.#collector = new native.OrtCollector(this.#library, saveOnnxModel(counting.model), { ...this.#config, countOutput: counting.countOutput });
+          this.version = await this.#collector.open();
+          this.countsInGraph = true;
+          return;
+        } catch (err) {
+          // A library error ends here; anything else (not expected: onnxruntime refusing the counting op) is
+          // retried counting from the outputs, which reports any fault of the model itself.
+          this.#collector?.close();
+          this.#collector = undefined;
+          if ((err as Error).message.startsWith(LIBRARY_ERROR)) throw err;
+        }
+      }
+      this.#collector = new native.OrtCollector(this.#library, this.#bytes, this.#config);
       this.version = await this.#collector.open();
-      this.countsInGraph = !!counting;
     } catch (err) {
       const message = (err as Error).message;
       if (message.startsWith(LIBRARY_ERROR)) throw new OnnxruntimeLibraryError(message.slice(LIBRARY_ERROR.length));
