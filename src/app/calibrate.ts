@@ -382,8 +382,8 @@ async function collectStatistics(
   const { input, preprocess, batchSize, dataset, selection } = await datasetForModel(modelFile, model, { prefetchImages: 8, ...data }, 'calibration', 1);
 
   const names = activations.map((a) => a.name);
-  // onnxruntime gets all cores but one by default: image decoding and the statistics kernels run beside it.
-  // The model runs off the main thread (openCollectingSession): decoding goes on beside it.
+  // The model runs off the main thread (openCollectingSession, which picks onnxruntime's threads by default):
+  // decoding goes on beside it.
   // Clip/Relu/Pad outputs are counted from their inputs' values rather than exported (src/backends/collection-plan.ts).
   const plan = planCollection(model, activations, { derive: options.derive });
   const skipped: SkippedFile[] = [];
