@@ -14,7 +14,7 @@ import { exposeTensors } from '../../src/onnx/expose.js';
 import { listActivations } from '../../src/onnx/graph.js';
 import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
 import { planCollection } from '../../src/backends/collection-plan.js';
-import { nativeCollectionUnsupported } from '../../src/backends/onnxruntime-collect.js';
+import { nativeCollectionUnsupported, withCountingNodes } from '../../src/backends/onnxruntime-collect.js';
 import { silentReporter } from '../../src/reporter.js';
 
 // onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts): the OrtCollector binding test opens sessions through the native library directly.
@@ -103,6 +103,30 @@ describe('counting in the graph (the default) and from the outputs', () => {
       for (const f of Object.keys(files.graph!)) expect(files.graph![f]!.equals(files.outputs![f]!), f).toBe(true);
     });
   }
+});
+
+describe('withCountingNodes', () => {
+  it('chains one counting node per exported tensor in the order the tensors are produced, with one graph output', async () => {
+    const m = await loadOnnxModel(PPOCR);
+    const plan = planCollection(m, listActivations(m));
+    const counted = plan.exported.filter((n) => n !== 'x');
+    const exposed = exposeTensors(m, counted);
+    const r = withCountingNodes(exposed, counted)!;
+    const nodes = r.model.graph!.node!;
+    const counting = nodes.filter((n) => n.domain === 'trtcalib');
+    expect(counting).toHaveLength(counted.length);
+    // Listed after the model's nodes, each taking the previous one's output: onnxruntime then runs each right after
+    // its tensor's producer (collector.cc); as independent leaves they ran last, all activations alive to the end.
+    expect(nodes.slice(nodes.length - counted.length).every((n) => n.domain === 'trtcalib')).toBe(true);
+    counting.forEach((n, k) => expect(n.input.slice(1)).toEqual(k === 0 ? [] : [counting[k - 1]!.output[0]]));
+    const producedAt = new Map(nodes.flatMap((n, k) => n.output.map((o) => [o, k] as const)));
+    const at = counting.map((n) => producedAt.get(n.input[0]!) ?? -1);
+    expect([...at].sort((a, b) => a - b)).toEqual(at);
+    // Every slot once; the model's own output is counted, so the last counting node's is the only graph output.
+    expect(counting.map((n) => Number(n.attribute![0]!.i)).sort((a, b) => a - b)).toEqual(counted.map((_, i) => i));
+    expect(r.model.graph!.output!.map((o) => o.name)).toEqual([r.countOutput]);
+    expect(withCountingNodes(exposed, [...counted, 'no-such-tensor'])).toBeUndefined();
+  });
 });
 
 describe('native statistics collection in a library process', () => {
