@@ -54,6 +54,14 @@ static_assert(ours::kElementFloat == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, "FLOAT
 static_assert(ours::kElementFloat16 == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, "FLOAT16");
 static_assert(ours::kApiVersion <= ORT_API_VERSION, "requested API version newer than the header");
 static_assert(sizeof(ours::ApiBase) == sizeof(OrtApiBase), "OrtApiBase layout");
+#define OP_FIELD(name) static_assert(offsetof(ours::CustomOp, name) == offsetof(OrtCustomOp, name), "OrtCustomOp::" #name);
+OP_FIELD(version) OP_FIELD(CreateKernel) OP_FIELD(GetName) OP_FIELD(GetExecutionProviderType) OP_FIELD(GetInputType)
+OP_FIELD(GetInputTypeCount) OP_FIELD(GetOutputType) OP_FIELD(GetOutputTypeCount) OP_FIELD(KernelCompute) OP_FIELD(KernelDestroy)
+OP_FIELD(GetInputCharacteristic) OP_FIELD(GetOutputCharacteristic) OP_FIELD(GetInputMemoryType) OP_FIELD(GetVariadicInputMinArity)
+OP_FIELD(GetVariadicInputHomogeneity) OP_FIELD(GetVariadicOutputMinArity) OP_FIELD(GetVariadicOutputHomogeneity)
+static_assert(offsetof(OrtCustomOp, CreateKernelV2) == sizeof(ours::CustomOp), "fields after version 14's");
+static_assert(ours::kCustomOpRequired == INPUT_OUTPUT_REQUIRED, "INPUT_OUTPUT_REQUIRED");
+static_assert(ours::kCustomOpOptional == INPUT_OUTPUT_OPTIONAL, "INPUT_OUTPUT_OPTIONAL");
 int main() { return 0; }
 CC
 ${CXX:-c++} -std=c++17 -fsyntax-only -Wno-ignored-attributes -I"$inc" -I"$here/native/src" "$tmp/check.cc" 2>&1 | head -40

@@ -95,6 +95,10 @@ export interface OrtCollectorConfig {
   /** Targets counted from the input data itself. */
   inputTargets: OrtCollectorTarget[];
   outputs: { name: string; targets: OrtCollectorTarget[] }[];
+  /** In-graph counting: the model has a counting node per output (withCountingNodes); the last one's output. */
+  countOutput?: string;
+  /** Threads counting a large tensor in-graph (1 or 2): onnxruntime's and a helper. */
+  countThreads?: number;
 }
 
 /** A session whose outputs are counted in native memory; see native/src/ort/collector.cc for the contract. */

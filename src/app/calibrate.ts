@@ -7,7 +7,6 @@
  * a mistake fails in a second, before the long pass and with nothing written.
  */
 import { promises as fsp } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { assertCacheableNames, formatCalibrationCache, scaleFromAmax } from '../cache/trt-cache.js';
 import { encodeTrtVersion, formatTrtVersion, resolveTrtVersion, type TrtVersion } from '../cache/trt-version.js';
@@ -27,9 +26,8 @@ import { writePrecisionMap } from '../precision/map.js';
 import { findProtectedTensors, protectionPrecisionMap, type ProtectedTensor } from '../precision/protect.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { planCollection } from '../backends/collection-plan.js';
-import { StatisticsWorker } from '../backends/onnxruntime-collect-client.js';
 import { compareNames } from '../stats/collector.js';
-import { NativeStatistics, nativeCollectionUnsupported, OnnxruntimeLibraryError } from '../backends/onnxruntime-collect.js';
+import { NativeStatistics, openCollectingSession } from '../backends/onnxruntime-collect.js';
 import type { CollectingSession } from '../backends/types.js';
 import { loadStatistics, saveStatistics } from '../stats/store.js';
 import { imageListSha256, slashPath } from '../stats/image-list.js';
@@ -384,9 +382,8 @@ async function collectStatistics(
   const { input, preprocess, batchSize, dataset, selection } = await datasetForModel(modelFile, model, { prefetchImages: 8, ...data }, 'calibration', 1);
 
   const names = activations.map((a) => a.name);
-  // onnxruntime gets all cores but one by default: image decoding and the statistics kernels run beside it.
-  const threads = options.threads ?? Math.max(1, availableParallelism() - 1);
-  // The model runs off the main thread (openStatisticsPass below): decoding goes on beside it.
+  // The model runs off the main thread (openCollectingSession, which picks onnxruntime's threads by default):
+  // decoding goes on beside it.
   // Clip/Relu/Pad outputs are counted from their inputs' values rather than exported (src/backends/collection-plan.ts).
   const plan = planCollection(model, activations, { derive: options.derive });
   const skipped: SkippedFile[] = [];
@@ -412,7 +409,7 @@ async function collectStatistics(
   first.catch(() => undefined); // awaited below; a failure surfaces there
   let worker: CollectingSession;
   try {
-    worker = await openStatisticsPass({ modelFile, model, inputName: input.name, plan, activations, threads }, reporter);
+    worker = await openCollectingSession({ modelFile, model, inputName: input.name, plan, activations, threads: options.threads }, (m) => reporter.info(m));
   } catch (err) {
     await batches.return?.(undefined).catch(() => undefined);
     throw err;
@@ -424,7 +421,7 @@ async function collectStatistics(
     options.announce();
     const via =
       worker instanceof NativeStatistics
-        ? `onnxruntime ${worker.version}${worker.blockedExports ? `, ${worker.blockedExports} exported in its blocked layout` : ''}`
+        ? `onnxruntime ${worker.version}, ${worker.threads} threads${worker.blockedExports ? `, ${worker.blockedExports} in its blocked layout` : ''}, counted ${worker.countsInGraph ? 'in the graph' : 'from its outputs'}`
         : 'onnxruntime-node, in a worker thread';
     reporter.info(`calibrating on ${dataset.size} images, batch ${batchSize}, ${names.length} tensors (${via})`);
     reporter.start('calibrating', dataset.size, 'images');
@@ -481,35 +478,6 @@ async function collectStatistics(
     await release();
     throw err;
   }
-}
-
-/**
- * The statistics pass: activations counted natively next to onnxruntime's C API (src/backends/onnxruntime-collect.ts)
- * where onnxruntime-node's library can be loaded, else the model in a worker thread through onnxruntime-node
- * (src/backends/onnxruntime-collect-worker.ts). Both give the same statistics, byte for byte.
- */
-async function openStatisticsPass(config: Parameters<typeof nativeCollectionUnsupported>[0] & { modelFile: string; threads: number }, reporter: Reporter): Promise<CollectingSession> {
-  const forced = process.env.TRT_CALIB_COLLECTOR === 'native';
-  const why = nativeCollectionUnsupported(config);
-  if (!why || forced) {
-    const pass = new NativeStatistics(config);
-    try {
-      await pass.start();
-      return pass;
-    } catch (err) {
-      await pass.close();
-      if (!(err instanceof OnnxruntimeLibraryError) || forced) throw err;
-      reporter.info(`statistics through onnxruntime-node (${err.message})`);
-    }
-  }
-  const worker = new StatisticsWorker({ modelFile: config.modelFile, inputName: config.inputName, plan: config.plan, threads: config.threads });
-  try {
-    await worker.start();
-  } catch (err) {
-    await worker.close();
-    throw err;
-  }
-  return worker;
 }
 
 /** The provenance's imageListSha256 (src/stats/image-list.ts) over the images used. */

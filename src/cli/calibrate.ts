@@ -68,7 +68,7 @@ export function register(program: Command): void {
     .option('--from-stats <file>', 'derive caches from stored statistics instead of running the model')
     .option('--shard <K/N|auto|auto/N>', 'collect statistics on the K-th of N slices of the images only (<model>.stats.<K>of<N>.msgpack, no cache; then trt-calib merge); auto: from JOB_COMPLETION_INDEX (with /N) or SLURM_ARRAY_TASK_ID/COUNT')
     .option('--no-protect', 'give every tensor a scale, even those INT8 would destroy (mixed-range Concats, score branches, outliers: see docs/quantization.md)')
-    .option('--threads <n>', `onnxruntime intra-op threads (default: all cores but one, left to decoding and statistics); ${threadsLimitHelp()}`, parseInteger(1, 1024))
+    .option('--threads <n>', `onnxruntime intra-op threads (default: all cores, the statistics counted between its operators; all but one when counting from its outputs); ${threadsLimitHelp()}`, parseInteger(1, 1024))
     .option('--bias-correction', 'also write <out-dir>/<model>.<algo>.bc.onnx: the FP32 model with biases corrected for each cache\'s INT8 (build it with that cache): docs/algorithms.md')
     .addOption(new Option('--bias-correction-mode <mode>', 'weights (default): the shift the weights\' rounding causes, on the same quantized input; full: the shift against the FP32 model (weights and inputs quantized; hurt MobileNetV2 with clipping calibrators)').choices(['weights', 'full']).default('weights'))
     // Accepted so that the refusal can say why (a cache has no weight scales), instead of "unknown option".

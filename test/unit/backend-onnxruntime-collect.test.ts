@@ -14,7 +14,7 @@ import { exposeTensors } from '../../src/onnx/expose.js';
 import { listActivations } from '../../src/onnx/graph.js';
 import { loadOnnxModel, saveOnnxModel } from '../../src/onnx/model.js';
 import { planCollection } from '../../src/backends/collection-plan.js';
-import { nativeCollectionUnsupported } from '../../src/backends/onnxruntime-collect.js';
+import { nativeCollectionUnsupported, withCountingNodes } from '../../src/backends/onnxruntime-collect.js';
 import { silentReporter } from '../../src/reporter.js';
 
 // onnxruntime's empty mat-debug-<pid>.log (src/backends/onnxruntime-debug-log.ts): the OrtCollector binding test opens sessions through the native library directly.
@@ -23,7 +23,9 @@ afterAll(removeOnnxruntimeDebugLog);
 const ROOT = path.resolve(__dirname, '../..');
 const MOBILENET = path.join(ROOT, 'test/fixtures/models/mobilenet_v2_nsfw_224.onnx');
 const PPOCR = path.join(ROOT, 'test/fixtures/models/ppocr_v4_det.onnx');
+const SSD = path.join(ROOT, 'test/fixtures/models/ssdlite_mobilenet_v2_coco_300.onnx');
 const IMAGES = path.join(ROOT, 'test/fixtures/images');
+const STREET = path.join(ROOT, 'test/fixtures/street');
 
 let tmp: string;
 beforeAll(async () => {
@@ -34,7 +36,13 @@ afterAll(async () => {
 });
 afterEach(() => {
   delete process.env.TRT_CALIB_COLLECTOR;
+  delete process.env.TRT_CALIB_COUNT;
 });
+
+/** Every file a calibration wrote, by name. */
+async function outputs(dir: string): Promise<Record<string, Buffer>> {
+  return Object.fromEntries(await Promise.all((await readdir(dir)).map(async (f) => [f, await readFile(path.join(dir, f))] as const)));
+}
 
 describe('native statistics collection', () => {
   it('is available here: onnxruntime-node ships its library for this platform', async () => {
@@ -61,6 +69,64 @@ describe('native statistics collection', () => {
       for (const f of Object.keys(files.native!)) expect(files.native![f]!.equals(files.worker![f]!), f).toBe(true);
     });
   }
+});
+
+describe('counting in the graph (the default) and from the outputs', () => {
+  // PP-OCR at 192x256 has tensors of 16 x 96 x 128 values, which the counting nodes split over onnxruntime's thread
+  // and a helper on 2 cores or more; the SSD has Relu6 counted from its convolutions and a fixed batch of 1.
+  for (const [label, model, data, pre] of [
+    ['PP-OCRv4 det at 192x256', PPOCR, STREET, { preset: 'paddleocr-det', shapes: 'x:1x3x192x256' }],
+    ['SSDLite-MobileNetV2', SSD, STREET, { preset: 'inception' }],
+    ['MobileNetV2', MOBILENET, IMAGES, { preset: 'raw01' }],
+  ] as const) {
+    it(`give the same statistics and caches, byte for byte: ${label}`, async () => {
+      const files: Record<string, Record<string, Buffer>> = {};
+      const via: Record<string, string[]> = {};
+      for (const mode of ['graph', 'outputs']) {
+        process.env.TRT_CALIB_COUNT = mode;
+        const dir = path.join(tmp, `${path.basename(model)}-count-${mode}`);
+        via[mode] = [];
+        await calibrate({
+          model,
+          data: { data, preprocess: pre, maxImages: 3 },
+          algorithms: ['entropy2', 'minmax', 'percentile'],
+          trtVersion: '10.3.0',
+          outDir: dir,
+          reporter: { ...silentReporter, info: (m: string) => via[mode]!.push(m) },
+        });
+        files[mode] = await outputs(dir);
+      }
+      expect(via.graph!.join('\n')).toMatch(/counted in the graph/);
+      expect(via.outputs!.join('\n')).toMatch(/counted from its outputs/);
+      expect(Object.keys(files.graph!).sort()).toEqual(Object.keys(files.outputs!).sort());
+      expect(Object.keys(files.graph!).some((f) => f.endsWith('.stats.msgpack'))).toBe(true);
+      for (const f of Object.keys(files.graph!)) expect(files.graph![f]!.equals(files.outputs![f]!), f).toBe(true);
+    });
+  }
+});
+
+describe('withCountingNodes', () => {
+  it('chains one counting node per exported tensor in the order the tensors are produced, with one graph output', async () => {
+    const m = await loadOnnxModel(PPOCR);
+    const plan = planCollection(m, listActivations(m));
+    const counted = plan.exported.filter((n) => n !== 'x');
+    const exposed = exposeTensors(m, counted);
+    const r = withCountingNodes(exposed, counted)!;
+    const nodes = r.model.graph!.node!;
+    const counting = nodes.filter((n) => n.domain === 'trtcalib');
+    expect(counting).toHaveLength(counted.length);
+    // Listed after the model's nodes, each taking the previous one's output: onnxruntime then runs each right after
+    // its tensor's producer (collector.cc); as independent leaves they ran last, all activations alive to the end.
+    expect(nodes.slice(nodes.length - counted.length).every((n) => n.domain === 'trtcalib')).toBe(true);
+    counting.forEach((n, k) => expect(n.input.slice(1)).toEqual(k === 0 ? [] : [counting[k - 1]!.output[0]]));
+    const producedAt = new Map(nodes.flatMap((n, k) => n.output.map((o) => [o, k] as const)));
+    const at = counting.map((n) => producedAt.get(n.input[0]!) ?? -1);
+    expect([...at].sort((a, b) => a - b)).toEqual(at);
+    // Every slot once; the model's own output is counted, so the last counting node's is the only graph output.
+    expect(counting.map((n) => Number(n.attribute![0]!.i)).sort((a, b) => a - b)).toEqual(counted.map((_, i) => i));
+    expect(r.model.graph!.output!.map((o) => o.name)).toEqual([r.countOutput]);
+    expect(withCountingNodes(exposed, [...counted, 'no-such-tensor'])).toBeUndefined();
+  });
 });
 
 describe('native statistics collection in a library process', () => {

@@ -31,6 +31,9 @@ struct RunOptions;
 struct Value;
 struct MemoryInfo;
 struct TensorTypeAndShapeInfo;
+struct CustomOpDomain;
+struct KernelInfo;
+struct KernelContext;
 
 // ORTCHAR_t: file paths are wide strings on Windows.
 #if defined(_WIN32)
@@ -61,6 +64,31 @@ struct ApiBase {
 };
 using GetApiBaseFn = const ApiBase*(TRTCALIB_ORT_CALL*)();
 
+// OrtCustomOp as of its version 14 (what onnxruntime reads of an op declaring version 14: every field below, none
+// after). The collector's counting op (collector.cc) is one; scripts/check-ort-api.sh checks the offsets.
+constexpr uint32_t kCustomOpVersion = 14;
+constexpr int kCustomOpRequired = 0;  // INPUT_OUTPUT_REQUIRED
+constexpr int kCustomOpOptional = 1;  // INPUT_OUTPUT_OPTIONAL
+struct CustomOp {
+  uint32_t version;
+  void*(TRTCALIB_ORT_CALL* CreateKernel)(const CustomOp* op, const void* api, const KernelInfo* info);
+  const char*(TRTCALIB_ORT_CALL* GetName)(const CustomOp* op);
+  const char*(TRTCALIB_ORT_CALL* GetExecutionProviderType)(const CustomOp* op);
+  int(TRTCALIB_ORT_CALL* GetInputType)(const CustomOp* op, size_t index);
+  size_t(TRTCALIB_ORT_CALL* GetInputTypeCount)(const CustomOp* op);
+  int(TRTCALIB_ORT_CALL* GetOutputType)(const CustomOp* op, size_t index);
+  size_t(TRTCALIB_ORT_CALL* GetOutputTypeCount)(const CustomOp* op);
+  void(TRTCALIB_ORT_CALL* KernelCompute)(void* kernel, KernelContext* context);
+  void(TRTCALIB_ORT_CALL* KernelDestroy)(void* kernel);
+  int(TRTCALIB_ORT_CALL* GetInputCharacteristic)(const CustomOp* op, size_t index);
+  int(TRTCALIB_ORT_CALL* GetOutputCharacteristic)(const CustomOp* op, size_t index);
+  int(TRTCALIB_ORT_CALL* GetInputMemoryType)(const CustomOp* op, size_t index);
+  int(TRTCALIB_ORT_CALL* GetVariadicInputMinArity)(const CustomOp* op);
+  int(TRTCALIB_ORT_CALL* GetVariadicInputHomogeneity)(const CustomOp* op);
+  int(TRTCALIB_ORT_CALL* GetVariadicOutputMinArity)(const CustomOp* op);
+  int(TRTCALIB_ORT_CALL* GetVariadicOutputHomogeneity)(const CustomOp* op);
+};
+
 // Each entry: its position in OrtApi and its signature.
 #define TRTCALIB_ORT_API(X)                                                                                          \
   X(2, GetErrorMessage, const char*, const Status*)                                                                  \
@@ -76,6 +104,9 @@ using GetApiBaseFn = const ApiBase*(TRTCALIB_ORT_CALL*)();
   X(23, SetSessionGraphOptimizationLevel, Status*, SessionOptions*, int)                                             \
   X(24, SetIntraOpNumThreads, Status*, SessionOptions*, int)                                                         \
   X(25, SetInterOpNumThreads, Status*, SessionOptions*, int)                                                         \
+  X(26, CreateCustomOpDomain, Status*, const char*, CustomOpDomain**)                                                \
+  X(27, CustomOpDomain_Add, Status*, CustomOpDomain*, const CustomOp*)                                               \
+  X(28, AddCustomOpDomain, Status*, SessionOptions*, CustomOpDomain*)                                                \
   X(49, CreateTensorWithDataAsOrtValue, Status*, const MemoryInfo*, void*, size_t, const int64_t*, size_t, int,      \
     Value**)                                                                                                         \
   X(51, GetTensorMutableData, Status*, Value*, void**)                                                               \
@@ -85,6 +116,9 @@ using GetApiBaseFn = const ApiBase*(TRTCALIB_ORT_CALL*)();
   X(64, GetTensorShapeElementCount, Status*, const TensorTypeAndShapeInfo*, size_t*)                                 \
   X(65, GetTensorTypeAndShape, Status*, const Value*, TensorTypeAndShapeInfo**)                                      \
   X(69, CreateCpuMemoryInfo, Status*, int, int, MemoryInfo**)                                                        \
+  X(86, KernelInfoGetAttribute_int64, Status*, const KernelInfo*, const char*, int64_t*)                             \
+  X(90, KernelContext_GetInput, Status*, const KernelContext*, size_t, const Value**)                                \
+  X(91, KernelContext_GetOutput, Status*, KernelContext*, size_t, const int64_t*, size_t, Value**)                   \
   X(92, ReleaseEnv, void, Env*)                                                                                      \
   X(93, ReleaseStatus, void, Status*)                                                                                \
   X(94, ReleaseMemoryInfo, void, MemoryInfo*)                                                                        \
@@ -92,6 +126,7 @@ using GetApiBaseFn = const ApiBase*(TRTCALIB_ORT_CALL*)();
   X(96, ReleaseValue, void, Value*)                                                                                  \
   X(99, ReleaseTensorTypeAndShapeInfo, void, TensorTypeAndShapeInfo*)                                                \
   X(100, ReleaseSessionOptions, void, SessionOptions*)                                                               \
+  X(101, ReleaseCustomOpDomain, void, CustomOpDomain*)                                                               \
   X(130, AddSessionConfigEntry, Status*, SessionOptions*, const char*, const char*)
 
 // The typed table: one member per entry, filled from the library's OrtApi by position.

@@ -516,6 +516,22 @@ void GrowRange(double* header, double* hist, uint32_t bins, double newRange) {
   MergeBins<double, double>(hist, bins, newRange / old);
 }
 
+void MergeState(double* header, double* hist, const double* fromHeader, const double* fromHist, uint32_t bins) {
+  for (int k : {kCount, kNanCount, kPosInfCount, kNegInfCount, kZeroCount}) header[k] += fromHeader[k];
+  if (fromHeader[kMin] < header[kMin]) header[kMin] = fromHeader[kMin];
+  if (fromHeader[kMax] > header[kMax]) header[kMax] = fromHeader[kMax];
+  if (fromHeader[kAbsMax] > header[kAbsMax]) header[kAbsMax] = fromHeader[kAbsMax];
+  const double range = std::max(header[kRange], fromHeader[kRange]);
+  if (range > header[kRange]) GrowRange(header, hist, bins, range);
+  if (fromHeader[kRange] == range || fromHeader[kRange] == 0) {
+    for (uint32_t b = 0; b < bins; ++b) hist[b] += fromHist[b];
+    return;
+  }
+  std::vector<double> wide(fromHist, fromHist + bins);
+  MergeBins<double, double>(wide.data(), bins, range / fromHeader[kRange]);
+  for (uint32_t b = 0; b < bins; ++b) hist[b] += wide[b];
+}
+
 void AccumulateFloat32(double* header, double* hist, uint32_t bins, const float* data, size_t n) {
   if (!UseLanes(n, bins)) {
     AccumulateSmall(header, hist, bins, data, n);

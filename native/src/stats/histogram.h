@@ -50,6 +50,10 @@ void AccumulateFloat16(double* header, double* hist, uint32_t bins, const uint16
 // Widens the state's range to newRange (a power of two >= the current range) by merging bins exactly.
 void GrowRange(double* header, double* hist, uint32_t bins, double newRange);
 
+// Adds the state (fromHeader, fromHist) into (header, hist): the state that counting both states' values into one
+// would have left (every field is a count, a min/max or a range that widens by merging bins exactly).
+void MergeState(double* header, double* hist, const double* fromHeader, const double* fromHist, uint32_t bins);
+
 // The smallest power of two strictly greater than absMax (0 for absMax == 0).
 double RangeFor(double absMax);
 
