@@ -91,7 +91,10 @@ export async function benchMethodsDetect({ fixtures, log }) {
       const variants = [];
       const times = {};
       const quantizeAll = (file, fileBase, suffix, methods) => {
-        cli(['--model', file, '--data', calib, ...m.pre, '--algo', algos.join(','), '--trt-version', '10.3.0', '--out-dir', dir]);
+        // auto runs its own statistics pass plus a probe pass: it cannot be listed with the others.
+        const plain = algos.filter((a) => a !== 'auto');
+        if (plain.length > 0) cli(['--model', file, '--data', calib, ...m.pre, '--algo', plain.join(','), '--trt-version', '10.3.0', '--out-dir', dir]);
+        if (algos.includes('auto')) cli(['--model', file, '--data', calib, ...m.pre, '--algo', 'auto', '--trt-version', '10.3.0', '--out-dir', dir]);
         for (const algo of algos) {
           const cache = path.join(dir, `${fileBase}.${algo}.cache`);
           for (const [name, extra] of methods) {
