@@ -37,6 +37,13 @@ export interface EqualizeOptions {
   maxIterations?: number;
   /** Stop when every scale of a sweep is within this of 1 (default 1e-6). */
   tolerance?: number;
+  /**
+   * A channel whose range on either side is below this fraction of its layer's largest (default 1e-3) keeps s = 1:
+   * a (nearly) dead channel carries only its bias, and s_i = sqrt(r1_i / r2_i) would multiply that constant by up
+   * to 1/s_i (on the MobileNetV2 fixture 5e4: one channel of block_11_expand at 2.3e6, the per-tensor INT8 scale
+   * of the whole activation with it). Nagel et al. treat such channels with bias absorption (§4.1.2) instead.
+   */
+  minRelativeRange?: number;
   file?: string;
 }
 
@@ -47,7 +54,7 @@ export interface EqualizedPair {
   through: string[];
   /** 'relu' or 'min' when a Clip between them was changed; absent otherwise. */
   clipChanged?: EqualizeClipMode;
-  /** max over channels of max(r1_i, r2_i) / min(r1_i, r2_i), before and after. */
+  /** max over the equalized channels of max(r1_i, r2_i) / min(r1_i, r2_i), before and after. */
   rangeRatioBefore: number;
   rangeRatioAfter: number;
 }
@@ -84,6 +91,7 @@ export function equalizeModel(model: OnnxModel, options: EqualizeOptions = {}): 
   const clipMode = options.clip ?? 'skip';
   const maxIterations = options.maxIterations ?? 50;
   const tolerance = options.tolerance ?? 1e-6;
+  const minRelativeRange = options.minRelativeRange ?? 1e-3;
   const g = graphOf(model);
   const { nodes, consumers } = analyzeGraph(model, { file: options.file });
   const graphOutputs = new Set(g.output.map((o) => o.name));
@@ -223,7 +231,9 @@ export function equalizeModel(model: OnnxModel, options: EqualizeOptions = {}): 
   const ratio = (p: Pair) => {
     const { r1, r2 } = ranges(p);
     let worst = 1;
-    for (let c = 0; c < r1.length; c++) if (r1[c]! > 0 && r2[c]! > 0) worst = Math.max(worst, r1[c]! / r2[c]!, r2[c]! / r1[c]!);
+    const floor1 = minRelativeRange * Math.max(...r1);
+    const floor2 = minRelativeRange * Math.max(...r2);
+    for (let c = 0; c < r1.length; c++) if (r1[c]! > floor1 && r2[c]! > floor2 && r1[c]! > 0 && r2[c]! > 0) worst = Math.max(worst, r1[c]! / r2[c]!, r2[c]! / r1[c]!);
     return worst;
   };
   const before = pairs.map(ratio);
@@ -241,9 +251,11 @@ export function equalizeModel(model: OnnxModel, options: EqualizeOptions = {}): 
       const kernel = b.w.length / (outB * inPerGroup);
       const outPerGroup = outB / b.group;
       const s = new Float64Array(channels);
+      const floor1 = minRelativeRange * Math.max(...r1);
+      const floor2 = minRelativeRange * Math.max(...r2);
       for (let c = 0; c < channels; c++) {
-        // A channel that is all zeros on either side has nothing to balance.
-        s[c] = r1[c]! > 0 && r2[c]! > 0 ? Math.sqrt(r1[c]! * r2[c]!) / r2[c]! : 1;
+        // A channel that is (nearly) zero on either side has nothing to balance (see minRelativeRange).
+        s[c] = r1[c]! > floor1 && r2[c]! > floor2 && r1[c]! > 0 && r2[c]! > 0 ? Math.sqrt(r1[c]! * r2[c]!) / r2[c]! : 1;
         moved = Math.max(moved, Math.abs(s[c]! - 1));
         p.total[c]! *= s[c]!;
         for (let k = 0; k < perA; k++) a.w[c * perA + k]! /= s[c]!;
