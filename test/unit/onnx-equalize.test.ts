@@ -137,6 +137,24 @@ describe('cross-layer equalization', () => {
     expect(ym[1]).toBeCloseTo(4.5, 5);
   });
 
+  it('a (nearly) dead channel keeps s = 1 instead of having its bias amplified', () => {
+    // Channel 0 of A: weight 1e-7 and bias 0.5, a constant 0.5 after Relu; s_0 = sqrt(1e-7 * 1) / 1 would divide it
+    // by 3e-4 (0.5 -> 1581). Channel 1: r1 = 4, r2 = 1 -> s_1 = 2.
+    const model = makeModel({
+      nodes: [makeNode('Conv', ['x', 'wa', 'ba'], ['a'], { name: 'A' }), makeNode('Relu', ['a'], ['r'], { name: 'relu' }), makeNode('Conv', ['r', 'wb'], ['y'], { name: 'B' })],
+      inputs: [makeValueInfo('x', ELEM.FLOAT, [1, 1, 1, 1])],
+      outputs: [makeValueInfo('y', ELEM.FLOAT, [1, 1, 1, 1])],
+      initializers: [tensorToProto('wa', f32([2, 1, 1, 1], [1e-7, 4])), tensorToProto('ba', f32([2], [0.5, 0])), tensorToProto('wb', f32([1, 2, 1, 1], [1, 1]))],
+    });
+    const r = equalizeModel(model);
+    expect(Array.from(weight(r.model, 'wa'))).toEqual([Math.fround(1e-7), 2]);
+    expect(Array.from(weight(r.model, 'ba'))).toEqual([0.5, 0]);
+    expect(Array.from(weight(r.model, 'wb'))).toEqual([1, 2]);
+    // With the guard off, the dead channel's constant is scaled up as the formula says.
+    const off = equalizeModel(model, { minRelativeRange: 0 });
+    expect(weight(off.model, 'ba')[0]).toBeGreaterThan(1000);
+  });
+
   it('leaves a pair alone when the first layer\'s output has another reader', () => {
     const model = makeModel({
       nodes: [makeNode('Conv', ['x', 'wa'], ['a'], { name: 'A' }), makeNode('Conv', ['a', 'wb'], ['b'], { name: 'B' }), makeNode('Add', ['a', 'b'], ['y'], { name: 'add' })],
