@@ -8,7 +8,8 @@
 //   below 0.3 on all of them, so an IoU there only says whether INT8's map is empty too). Reported on all such
 //   photos and on those of images/val alone (never used to fit a scale, a weight or a bias).
 // Everything through the built CLI. BENCH_DETECT_MODELS=ssd,ppocr, BENCH_DETECT_ALGOS=entropy2,minmax and
-// BENCH_DETECT_CLE=skip,min (equalize.ts's clip modes; none to leave CLE out) restrict.
+// BENCH_DETECT_CLE=skip,min (equalize.ts's clip modes; none to leave CLE out) restrict; BENCH_DETECT_WS=0 leaves out the
+// weight search rows (on PP-OCR at 576x768 it and auto's probe pass take many minutes on a loaded 2-core machine).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -107,7 +108,8 @@ export async function benchMethodsDetect({ fixtures, log }) {
           }
         }
       };
-      quantizeAll(model, base, '', [['', []], ['.ws', ['--weight-search']], ['.bc', ['--bias-correction']], ['.ws+bc', ['--weight-search', '--bias-correction']]]);
+      const withWs = process.env.BENCH_DETECT_WS !== '0';
+      quantizeAll(model, base, '', [['', []], ['.bc', ['--bias-correction']], ...(withWs ? [['.ws', ['--weight-search']], ['.ws+bc', ['--weight-search', '--bias-correction']]] : [])]);
       const equalized = cleModes.length > 0 ? await writeEqualized(model, dir, cleModes) : {};
       for (const [mode, e] of Object.entries(equalized)) {
         // A model without Clip pairs gives the same equalized model in every mode: measure it once.
