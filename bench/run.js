@@ -24,6 +24,7 @@ const suites = [
   ['bias', './bias.mjs', 'benchBias'],
   ['pool-qdq', './pool-qdq.mjs', 'benchPoolQdq'],
   ['methods-detect', './methods-detect.mjs', 'benchMethodsDetect'],
+  ['equalize', './equalize.mjs', 'benchEqualize'],
 ];
 const results = {};
 for (const [name, file, fn] of suites) {
