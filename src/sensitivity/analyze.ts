@@ -41,7 +41,21 @@ import { silentReporter, type Reporter } from '../reporter.js';
 import { prepareEvaluationData, type EvaluationData } from './data.js';
 import { evaluateModel, type VariantScore } from './evaluate.js';
 import { FP16_MAX, TensorNoise } from './noise.js';
-import { rankLayers, type MeasureChoice, type RankMetric } from './rank.js';
+import {
+  PROXY_CANDIDATE_SHARE,
+  PROXY_MARGIN_DB,
+  PROXY_MIN_CANDIDATES,
+  candidateCount,
+  proxyAgreement,
+  proxyCandidates,
+  proxyOrder,
+  rankLayers,
+  type CandidateRule,
+  type Disagreement,
+  type MeasureChoice,
+  type RankMetric,
+} from './rank.js';
+import { proxyPass } from './proxy.js';
 import { VariantBuilder, type LayerPlan } from './variants.js';
 
 import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC } from './rank.js';
@@ -86,10 +100,33 @@ export interface LayerSensitivity {
   fp16: Fp16Check;
   oneAtATime?: VariantScore;
   leaveOneOut?: VariantScore;
-  /** The ranking key (see src/sensitivity/rank.ts); larger is more sensitive. */
-  sensitivity: number;
+  /**
+   * The ranking key (see src/sensitivity/rank.ts); larger is more sensitive. Absent for a layer the fast search
+   * ranked by its proxy (outputSnrDb) without measuring it.
+   */
+  sensitivity?: number;
+  /** 'measured' (its variant was run) or 'proxy' (fast search: placed after the measured ones by outputSnrDb). */
+  rankedBy: 'measured' | 'proxy';
   /** 1 = most sensitive. */
   rank: number;
+}
+
+/** How the layers were ranked: every one measured, or proxy-then-measure (the default; docs/mixed-precision.md). */
+export interface SensitivitySearch {
+  method: 'exhaustive' | 'proxy-then-measure';
+  /** Why exhaustive, when it was not asked for (leave-one-out, --shard). */
+  why?: string;
+  /** proxy-then-measure: the rule that chose the measured layers, in words, and its numbers. */
+  rule?: { share: number; min: number; marginDb: number; taken: number; lastSnrDb: number };
+  /** Layers measured (in proxy order) and those ranked by the proxy alone. */
+  measured: string[];
+  proxyRanked: string[];
+  /** Among the measured layers: where the proxy's order differs from the measured one. */
+  disagreements?: Disagreement[];
+  kendallTau?: number;
+  /** The proxy pass: one run over the kept batches (chunks of `chunkImages`). */
+  proxySeconds?: number;
+  chunkImages?: number;
 }
 
 export interface SensitivityReport {
@@ -112,6 +149,7 @@ export interface SensitivityReport {
   memoryBytes: number;
   seconds: { prepare: number; measure: number; total: number; perVariant: number };
   variants: number;
+  search: SensitivitySearch;
   /** With --shard: the slice [start, end) of the selected layers (in graph order) this report measured. */
   shard?: { index: number; count: number; start: number; end: number; selectedLayers: string[] };
   /** Set by `trt-calib merge`: the shard reports this one was merged from. */
@@ -123,6 +161,8 @@ export interface SensitivityOptions {
   cache: string;
   data: DataOptions;
   measure?: MeasureChoice;
+  /** Measure every layer instead of proxy-then-measure (see measureSensitivity). */
+  exhaustive?: boolean;
   metric?: RankMetric;
   /** Only these layers (names or globs with * and ?). */
   layers?: readonly string[];
@@ -328,14 +368,14 @@ function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: TensorNoise):
 }
 
 /** The layers' own numbers (SNRs, FP16 check), before any variant runs. */
-function layerBasics(ctx: SensitivityContext, l: LayerPlan): Omit<LayerSensitivity, 'sensitivity' | 'rank'> {
+function layerBasics(ctx: SensitivityContext, l: LayerPlan): Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'> {
   const ins = l.activations.map((a) => ctx.data.noise.get(a)!);
   const signal = ins.reduce((s, n) => s + n.signal, 0);
   const noise = ins.reduce((s, n) => s + n.int8Noise, 0);
   const count = ins.reduce((s, n) => s + n.count, 0);
   const saturated = ins.reduce((s, n) => s + n.saturated, 0);
   const w = l.weights.map((x) => ctx.weightStats.get(x)).filter((x) => x !== undefined);
-  const out: Omit<LayerSensitivity, 'sensitivity' | 'rank'> = {
+  const out: Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'> = {
     name: l.name,
     op: l.op,
     kind: l.kind,
@@ -360,6 +400,10 @@ export function fp16Checks(ctx: SensitivityContext, report?: SensitivityReport):
 
 export interface MeasureOptions {
   measure?: MeasureChoice;
+  /** Measure every layer (today's search) instead of proxy-then-measure (one-at-a-time only; see the file comment). */
+  exhaustive?: boolean;
+  /** The candidate rule of proxy-then-measure (rank.ts: PROXY_CANDIDATE_SHARE...). */
+  candidates?: CandidateRule;
   metric?: RankMetric;
   layers?: readonly string[];
   /** Only the shard's slice of the selected layers (merged into the whole report by `trt-calib merge`). */
@@ -384,37 +428,93 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
   let variants = 0;
   const fullInt8 = (await evaluateModel(ctx.builder.build(all).model, ctx.data, { ...evalOptions, name: 'int8' })).score;
   variants++;
-  const rows: Array<Omit<LayerSensitivity, 'sensitivity' | 'rank'>> = [];
-  reporter.start(`sensitivity (${measure})`, selected.length, 'layers');
-  try {
-    for (const [i, l] of selected.entries()) {
-      options.signal?.throwIfAborted();
-      const row = layerBasics(ctx, l);
-      if (measure !== 'leave-one-out') {
-        const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
-        const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
-        row.oneAtATime = r.score;
-        if (r.twin) {
-          row.outputSnrDb = r.twin.snrDb;
-          row.fp16 = fp16Check(ctx, l, r.twin.reference);
-        }
-        variants++;
-      }
-      if (measure !== 'one-at-a-time') {
-        const others = new Set(all);
-        others.delete(l.name);
-        const r = await evaluateModel(ctx.builder.build(others).model, ctx.data, { ...evalOptions, name: l.name });
-        row.leaveOneOut = r.score;
-        variants++;
-      }
-      rows.push(row);
-      reporter.update({ done: i + 1, detail: l.name });
+  const why = measure !== 'one-at-a-time' ? `--measure ${measure}: the proxy stands in for one-at-a-time only` : options.shard ? '--shard measures its slice of the layers whole' : undefined;
+  const fast = !options.exhaustive && why === undefined;
+  const rows: Array<Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>> = [];
+  let search: SensitivitySearch;
+  let ranked: LayerSensitivity[];
+  if (fast) {
+    // 1. The proxy pass: every selected layer's own output SNR, one run.
+    reporter.info(`proxy pass: ${selected.length} layers beside their INT8 twins, one run over ${ctx.data.files.length} images`);
+    const proxy = await proxyPass(ctx.builder, selected, ctx.data, { ...evalOptions, ...(options.signal ? { signal: options.signal } : {}) });
+    for (const l of selected) {
+      const p = proxy.layers.get(l.name)!;
+      rows.push({ ...layerBasics(ctx, l), outputSnrDb: p.outputSnrDb, fp16: fp16Check(ctx, l, p.reference) });
     }
-  } finally {
-    reporter.stop();
+    // 2. The candidates the proxy cannot separate, measured exactly as one-at-a-time measures them (in graph order).
+    const rule = { share: options.candidates?.share ?? PROXY_CANDIDATE_SHARE, min: options.candidates?.min ?? PROXY_MIN_CANDIDATES, marginDb: options.candidates?.marginDb ?? PROXY_MARGIN_DB };
+    const byProxy = proxyOrder(rows).map((r) => r.name);
+    const candidates = proxyCandidates(rows, rule);
+    const chosenNames = new Set(candidates.map((c) => c.name));
+    const toMeasure = rows.filter((r) => chosenNames.has(r.name));
+    reporter.start('sensitivity (one-at-a-time, proxy candidates)', toMeasure.length, 'layers');
+    try {
+      for (const [i, row] of toMeasure.entries()) {
+        options.signal?.throwIfAborted();
+        // No float twin: the proxy pass gave the layer's output SNR and FP16 check (the twin's outputs and their
+        // sums cost two thirds of a variant). The layer's output stays a graph output, as in the twin variant, so
+        // that onnxruntime fuses the same nodes and the scores are the exhaustive search's, byte for byte.
+        const plan = ctx.builder.layer(row.name);
+        const r = await evaluateModel(ctx.builder.build(new Set([row.name])).model, ctx.data, { ...evalOptions, name: row.name, exposeOnly: [plan.output] });
+        row.oneAtATime = r.score;
+        variants++;
+        reporter.update({ done: i + 1, detail: row.name });
+      }
+    } finally {
+      reporter.stop();
+    }
+    // 3. Measured layers first, by the measured key; the others after them, by the proxy.
+    const measuredRanked = rankLayers(toMeasure, measure, metric, fullInt8);
+    const rest = proxyOrder(rows.filter((r) => !chosenNames.has(r.name)));
+    ranked = [
+      ...measuredRanked.map((l) => ({ ...l, rankedBy: 'measured' as const })),
+      ...rest.map((l, i) => ({ ...l, rankedBy: 'proxy' as const, rank: measuredRanked.length + i + 1 })),
+    ];
+    const agreement = proxyAgreement(measuredRanked.map((l) => l.name), byProxy);
+    const taken = candidateCount(rows.length, rule);
+    search = {
+      method: 'proxy-then-measure',
+      rule: { ...rule, taken, lastSnrDb: taken > 0 ? proxyOrder(rows)[taken - 1]!.outputSnrDb! : Number.NaN },
+      measured: candidates.map((c) => c.name),
+      proxyRanked: rest.map((l) => l.name),
+      disagreements: agreement.disagreements,
+      kendallTau: agreement.kendallTau,
+      proxySeconds: proxy.seconds,
+      chunkImages: proxy.chunkImages,
+    };
+  } else {
+    reporter.start(`sensitivity (${measure})`, selected.length, 'layers');
+    try {
+      for (const [i, l] of selected.entries()) {
+        options.signal?.throwIfAborted();
+        const row = layerBasics(ctx, l);
+        if (measure !== 'leave-one-out') {
+          const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
+          const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
+          row.oneAtATime = r.score;
+          if (r.twin) {
+            row.outputSnrDb = r.twin.snrDb;
+            row.fp16 = fp16Check(ctx, l, r.twin.reference);
+          }
+          variants++;
+        }
+        if (measure !== 'one-at-a-time') {
+          const others = new Set(all);
+          others.delete(l.name);
+          const r = await evaluateModel(ctx.builder.build(others).model, ctx.data, { ...evalOptions, name: l.name });
+          row.leaveOneOut = r.score;
+          variants++;
+        }
+        rows.push(row);
+        reporter.update({ done: i + 1, detail: l.name });
+      }
+    } finally {
+      reporter.stop();
+    }
+    ranked = rankLayers(rows, measure, metric, fullInt8).map((l) => ({ ...l, rankedBy: 'measured' as const }));
+    search = { method: 'exhaustive', ...(why !== undefined && !options.exhaustive ? { why } : {}), measured: selected.map((l) => l.name), proxyRanked: [] };
   }
   const measureSeconds = (performance.now() - started) / 1000;
-  const ranked = rankLayers(rows, measure, metric, fullInt8);
   return {
     format: 'trt-calib-sensitivity',
     formatVersion: 1,
@@ -431,6 +531,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     memoryBytes: ctx.data.bytes,
     seconds: { prepare: ctx.seconds, measure: measureSeconds, total: ctx.seconds + measureSeconds, perVariant: measureSeconds / variants },
     variants,
+    search,
     ...(options.shard ? { shard: { index: options.shard.index, count: options.shard.count, ...slice, selectedLayers: chosen.map((l) => l.name) } } : {}),
   };
 }

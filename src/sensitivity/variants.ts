@@ -17,6 +17,7 @@ import type { onnx as OnnxTypes } from 'onnx-proto';
 import { graphOf, onnx, withGraph, type OnnxModel, type OnnxNode, type OnnxTensorProto } from '../onnx/model.js';
 import { nodeLabel } from '../onnx/opset.js';
 import type { QdqResult } from '../onnx/qdq.js';
+import { exposeTensors } from '../onnx/expose.js';
 
 export interface QuantizedSlot {
   slot: number;
@@ -49,6 +50,13 @@ export interface BuiltVariant {
 }
 
 const TWIN_SUFFIX = '__trt_calib_fp32_twin';
+const INT8_TWIN_SUFFIX = '__trt_calib_int8_twin';
+
+/** The proxy model (VariantBuilder.buildProxy): per layer, its FP32 output and its INT8 twin's. */
+export interface ProxyModel {
+  model: OnnxModel;
+  pairs: Array<{ layer: string; output: string; twin: string }>;
+}
 
 export class VariantBuilder {
   readonly layers: LayerPlan[];
@@ -166,6 +174,56 @@ export class VariantBuilder {
     const read = readNames(pruned, g.output.map((o) => o.name));
     const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
     return twin ? { model, twin } : { model };
+  }
+
+  /**
+   * The proxy model: the FP32 model (every layer float) with, beside each layer of `layers` (default all), an
+   * INT8 twin: the same node reading its Q/DQ'd input(s) and dequantized weights as in the full model, whose output
+   * nothing else reads. Everything upstream is float, so the twin's input is the layer's FP32 input and the pair
+   * (layer output, twin output) is what one-at-a-time compares through its float twin (the layer in INT8 on FP32
+   * input against the layer in FP32), for every layer in one run. Both outputs of each pair are graph outputs.
+   */
+  buildProxy(layers: readonly LayerPlan[] = this.layers): ProxyModel {
+    const g = graphOf(this.#full);
+    const chosen = new Map(layers.map((l) => [l.node, this.layer(l.name)]));
+    const restore = new Map<number, LayerPlan>(this.layers.map((l) => [l.node, l]));
+    const neededWeights = new Set<string>();
+    for (const l of this.layers) for (const s of l.slots) if (s.kind === 'weight') neededWeights.add(s.float);
+    const nodes: OnnxNode[] = [];
+    const pairs: ProxyModel['pairs'] = [];
+    g.node.forEach((node, index) => {
+      const l = restore.get(index);
+      if (!l) {
+        nodes.push(node);
+        return;
+      }
+      const floats = new Map(l.slots.map((s) => [s.slot, s.float]));
+      nodes.push(onnx.NodeProto.create({ ...node, input: node.input.map((name, slot) => floats.get(slot) ?? name) }));
+      if (!chosen.has(index)) return;
+      const twin = `${l.output}${INT8_TWIN_SUFFIX}`;
+      // The full model's node as it is: it reads the DequantizeLinear outputs.
+      nodes.push(onnx.NodeProto.create({ ...node, name: `${node.name || nodeLabel(node)}${INT8_TWIN_SUFFIX}`, output: [twin, ...node.output.slice(1).map(() => '')] }));
+      pairs.push({ layer: l.name, output: l.output, twin });
+    });
+    const present = new Set<string>([...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
+    const initializer = [...g.initializer];
+    const constants: OnnxNode[] = [];
+    for (const w of [...neededWeights].sort()) {
+      if (present.has(w)) continue;
+      const init = this.#initializers.get(w);
+      if (init) initializer.push(init);
+      else {
+        const c = this.#constants.get(w);
+        if (!c) throw new Error(`float weight ${w} is neither an initializer nor a Constant of the original model`);
+        constants.push(c);
+      }
+    }
+    const fetched = pairs.flatMap((p) => [p.output, p.twin]);
+    const outputs = [...g.output.map((o) => o.name), ...fetched];
+    const pruned = pruneUnreadQdq([...constants, ...nodes], outputs);
+    const read = readNames(pruned, outputs);
+    const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
+    return { model: exposeTensors(model, fetched, { file: 'proxy.onnx' }), pairs };
   }
 }
 
