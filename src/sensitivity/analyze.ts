@@ -124,9 +124,8 @@ export interface SensitivitySearch {
   /** Among the measured layers: where the proxy's order differs from the measured one. */
   disagreements?: Disagreement[];
   kendallTau?: number;
-  /** The proxy pass: one run over the kept batches (chunks of `chunkImages`). */
+  /** The proxy pass: one run over the kept batches. */
   proxySeconds?: number;
-  chunkImages?: number;
 }
 
 export interface SensitivityReport {
@@ -451,11 +450,15 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     try {
       for (const [i, row] of toMeasure.entries()) {
         options.signal?.throwIfAborted();
-        // No float twin: the proxy pass gave the layer's output SNR and FP16 check (the twin's outputs and their
-        // sums cost two thirds of a variant). The layer's output stays a graph output, as in the twin variant, so
-        // that onnxruntime fuses the same nodes and the scores are the exhaustive search's, byte for byte.
-        const plan = ctx.builder.layer(row.name);
-        const r = await evaluateModel(ctx.builder.build(new Set([row.name])).model, ctx.data, { ...evalOptions, name: row.name, exposeOnly: [plan.output] });
+        // Exactly as the exhaustive search measures it, float twin included (the twin costs nothing measurable:
+        // the variant's time is its inference), so that its numbers are the exhaustive search's, byte for byte.
+        const l = ctx.builder.layer(row.name);
+        const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
+        const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
+        if (r.twin) {
+          row.outputSnrDb = r.twin.snrDb;
+          row.fp16 = fp16Check(ctx, l, r.twin.reference);
+        }
         row.oneAtATime = r.score;
         variants++;
         reporter.update({ done: i + 1, detail: row.name });
@@ -480,7 +483,6 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
       disagreements: agreement.disagreements,
       kendallTau: agreement.kendallTau,
       proxySeconds: proxy.seconds,
-      chunkImages: proxy.chunkImages,
     };
   } else {
     reporter.start(`sensitivity (${measure})`, selected.length, 'layers');

@@ -44,12 +44,6 @@ export interface EvaluateOptions {
   twin?: { output: string; reference: string };
   /** Label for the comparison (e.g. the layer). */
   name?: string;
-  /**
-   * Tensors made graph outputs without being fetched. A graph output keeps onnxruntime from fusing its producer
-   * with what follows (Conv with the residual Add it feeds): the fast search exposes the layer's output as the
-   * float-twin variant does, so that its scores are the same bytes as the exhaustive search's.
-   */
-  exposeOnly?: readonly string[];
   /** Name the model's primary output (default: the compare module's choice, the first classifier output). */
   primaryOutput?: string;
 }
@@ -115,7 +109,6 @@ export async function evaluateModel(model: OnnxModel, data: EvaluationData, opti
     m = exposeTensors(model, [options.twin.output, options.twin.reference], { file });
     fetch.push(options.twin.output, options.twin.reference);
   }
-  if (options.exposeOnly && options.exposeOnly.length > 0) m = exposeTensors(m, options.exposeOnly, { file });
   return evaluateBytes(saveOnnxModel(m), data, { ...options, file }, fetch);
 }
 

@@ -14,7 +14,8 @@
  * the layer's output with its twin's gives the layer's own output SNR without keeping any FP32 activation.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
-import { graphOf, onnx, withGraph, type OnnxModel, type OnnxNode, type OnnxTensorProto } from '../onnx/model.js';
+import { graphOf, onnx, tensorToProto, withGraph, type OnnxModel, type OnnxNode, type OnnxTensorProto } from '../onnx/model.js';
+import { makeNode } from '../onnx/build.js';
 import { nodeLabel } from '../onnx/opset.js';
 import type { QdqResult } from '../onnx/qdq.js';
 import { exposeTensors } from '../onnx/expose.js';
@@ -52,10 +53,19 @@ export interface BuiltVariant {
 const TWIN_SUFFIX = '__trt_calib_fp32_twin';
 const INT8_TWIN_SUFFIX = '__trt_calib_int8_twin';
 
-/** The proxy model (VariantBuilder.buildProxy): per layer, its FP32 output and its INT8 twin's. */
+/**
+ * The proxy model (VariantBuilder.buildProxy): per layer, its FP32 output, its INT8 twin's, and the graph outputs
+ * that reduce them per image (shape [N], so that no large tensor leaves onnxruntime).
+ */
 export interface ProxyModel {
   model: OnnxModel;
-  pairs: Array<{ layer: string; output: string; twin: string }>;
+  pairs: Array<{
+    layer: string;
+    output: string;
+    twin: string;
+    /** Per image: sum of output^2, sum of (output - twin)^2, max |output|, sum of (output - float16(output))^2. */
+    sums: { ref2: string; err2: string; absMax: string; fp16Noise: string };
+  }>;
 }
 
 export class VariantBuilder {
@@ -203,7 +213,7 @@ export class VariantBuilder {
       const twin = `${l.output}${INT8_TWIN_SUFFIX}`;
       // The full model's node as it is: it reads the DequantizeLinear outputs.
       nodes.push(onnx.NodeProto.create({ ...node, name: `${node.name || nodeLabel(node)}${INT8_TWIN_SUFFIX}`, output: [twin, ...node.output.slice(1).map(() => '')] }));
-      pairs.push({ layer: l.name, output: l.output, twin });
+      pairs.push({ layer: l.name, output: l.output, twin, sums: { ref2: `${twin}_ref2`, err2: `${twin}_err2`, absMax: `${twin}_absmax`, fp16Noise: `${twin}_fp16noise` } });
     });
     const present = new Set<string>([...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
     const initializer = [...g.initializer];
@@ -218,7 +228,38 @@ export class VariantBuilder {
         constants.push(c);
       }
     }
-    const fetched = pairs.flatMap((p) => [p.output, p.twin]);
+    // Per image reductions in the graph (Flatten from axis 1, then over axis 1): the layer outputs stay inside
+    // onnxruntime. In float32, as onnxruntime's vectorised kernels sum (float64 casts tripled the pass's time); the
+    // per-image sums are then added in float64. ReduceMax is exact.
+    const opset = this.#full.opsetImport?.find((o) => (o.domain ?? '') === '')?.version;
+    const version = typeof opset === 'number' ? opset : Number(opset ?? 13);
+    const axesName = `axes${INT8_TWIN_SUFFIX}`;
+    const reduce = (op: string, input: string, output: string): OnnxNode =>
+      version >= 18
+        ? makeNode(op, [input, axesName], [output], { attributes: { keepdims: { int: 0 } } })
+        : makeNode(op, [input], [output], { attributes: { axes: { ints: [1] }, keepdims: { int: 0 } } });
+    const FLOAT = onnx.TensorProto.DataType.FLOAT;
+    const FLOAT16 = onnx.TensorProto.DataType.FLOAT16;
+    for (const p of pairs) {
+      const t = (suffix: string) => `${p.twin}_${suffix}`;
+      nodes.push(
+        makeNode('Flatten', [p.output], [t('ref')], { attributes: { axis: { int: 1 } } }),
+        makeNode('Flatten', [p.twin], [t('int8')], { attributes: { axis: { int: 1 } } }),
+        makeNode('Sub', [t('ref'), t('int8')], [t('err')]),
+        reduce('ReduceSumSquare', t('ref'), p.sums.ref2),
+        reduce('ReduceSumSquare', t('err'), p.sums.err2),
+        makeNode('Abs', [t('ref')], [t('abs')]),
+        reduce('ReduceMax', t('abs'), p.sums.absMax),
+      );
+      nodes.push(
+        makeNode('Cast', [t('ref')], [t('f16')], { attributes: { to: { int: FLOAT16 } } }),
+        makeNode('Cast', [t('f16')], [t('f16f')], { attributes: { to: { int: FLOAT } } }),
+        makeNode('Sub', [t('ref'), t('f16f')], [t('f16err')]),
+        reduce('ReduceSumSquare', t('f16err'), p.sums.fp16Noise),
+      );
+    }
+    if (version >= 18) initializer.push(tensorToProto(axesName, { dtype: 'int64', dims: [1], data: BigInt64Array.from([1n]) }));
+    const fetched = pairs.flatMap((p) => [p.sums.ref2, p.sums.err2, p.sums.absMax, p.sums.fp16Noise]);
     const outputs = [...g.output.map((o) => o.name), ...fetched];
     const pruned = pruneUnreadQdq([...constants, ...nodes], outputs);
     const read = readNames(pruned, outputs);
