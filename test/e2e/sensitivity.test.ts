@@ -108,7 +108,11 @@ describe('trt-calib sensitivity', () => {
       expect(l.sensitivity).toBeUndefined();
       expect(Math.abs(l.outputSnrDb - (exhaustive.get(l.name) as any).outputSnrDb)).toBeLessThan(0.01);
     }
-    expect(fast.mixed.map).toEqual(json.mixed.map);
+    // The map meets the same budget. (It need not be --exhaustive's: on these 8 photos bn_Conv1, whose own SNR is
+    // the highest of the ten, is the proxy's last and not measured, and the exhaustive map keeps it out.)
+    expect(fast.mixed.met).toBe(true);
+    expect(fast.mixed.chosen.drop).toBe(0);
+    for (const k of fast.mixed.chosen.keptOut) expect(s.layers.map((l: any) => l.name)).toContain(k.layer);
     const text = await runCli([...base()]);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/search: proxy then measure \(--exhaustive measures every layer\): \d+ layers measured/);
