@@ -19,6 +19,13 @@
  * scales, see docs/mixed-precision.md). Leave-one-out is the better choice when the full INT8 model is close to
  * the budget and interactions matter; `both` adds the two.
  *
+ * Which layers run a one-at-a-time variant (docs/mixed-precision.md, "Which layers are measured"): by default,
+ * proxy then measure. One proxy pass (src/sensitivity/proxy.ts) gives every layer's own output SNR; the layers
+ * it cannot rule out (rank.ts: the lowest 20%, at least 8, and any within 0.1 dB of the last) are measured exactly
+ * as the exhaustive search measures them and ranked first; the others follow by their SNR (`rankedBy: 'proxy'`),
+ * and the report lists both and where the proxy's order and the measured one disagree. `exhaustive` measures
+ * every layer; leave-one-out, both and shards always do.
+ *
  * This is the layer-wise sensitivity analysis of NVIDIA's pytorch-quantization / TensorRT Model Optimizer and of
  * onnxruntime's qdq_loss_debug, done on the exported ONNX with onnxruntime's INT8 kernels.
  */
@@ -427,7 +434,15 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
   let variants = 0;
   const fullInt8 = (await evaluateModel(ctx.builder.build(all).model, ctx.data, { ...evalOptions, name: 'int8' })).score;
   variants++;
-  const why = measure !== 'one-at-a-time' ? `--measure ${measure}: the proxy stands in for one-at-a-time only` : options.shard ? '--shard measures its slice of the layers whole' : undefined;
+  const rule = { share: options.candidates?.share ?? PROXY_CANDIDATE_SHARE, min: options.candidates?.min ?? PROXY_MIN_CANDIDATES, marginDb: options.candidates?.marginDb ?? PROXY_MARGIN_DB };
+  const why =
+    measure !== 'one-at-a-time'
+      ? `--measure ${measure}: the proxy stands in for one-at-a-time only`
+      : options.shard
+        ? '--shard measures its slice of the layers whole'
+        : candidateCount(selected.length, rule) >= selected.length
+          ? `the candidate rule takes all ${selected.length} selected layers: no proxy pass`
+          : undefined;
   const fast = !options.exhaustive && why === undefined;
   const rows: Array<Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>> = [];
   let search: SensitivitySearch;
@@ -441,7 +456,6 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
       rows.push({ ...layerBasics(ctx, l), outputSnrDb: p.outputSnrDb, fp16: fp16Check(ctx, l, p.reference) });
     }
     // 2. The candidates the proxy cannot separate, measured exactly as one-at-a-time measures them (in graph order).
-    const rule = { share: options.candidates?.share ?? PROXY_CANDIDATE_SHARE, min: options.candidates?.min ?? PROXY_MIN_CANDIDATES, marginDb: options.candidates?.marginDb ?? PROXY_MARGIN_DB };
     const byProxy = proxyOrder(rows).map((r) => r.name);
     const candidates = proxyCandidates(rows, rule);
     const chosenNames = new Set(candidates.map((c) => c.name));

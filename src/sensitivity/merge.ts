@@ -119,8 +119,8 @@ export function mergeSensitivityReports(shards: readonly LoadedReport[]): Sensit
     // Each shard's own times, summed over the measuring (the work); preparation ran on every shard at once.
     seconds: { prepare: prepareSeconds, measure: measureSeconds, total: prepareSeconds + measureSeconds, perVariant: measureSeconds / variants },
     variants,
-    // A shard measures its slice whole (the proxy needs every layer), so the merged report is exhaustive.
-    search: { method: 'exhaustive', ...(r0.search?.why !== undefined ? { why: r0.search.why } : {}), measured: rows.map((r) => r.name), proxyRanked: [] },
+    // A shard measures its slice whole (the proxy ranks against every layer), so the merge is the exhaustive report.
+    search: { method: 'exhaustive', measured: rows.map((r) => r.name), proxyRanked: [] },
     merged: { shards: ordered.map((s) => ({ file: s.file, index: s.report.shard.index, count, seconds: s.report.seconds.total })) },
   };
 }
