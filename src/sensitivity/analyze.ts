@@ -83,7 +83,8 @@ export interface Fp16Check {
   inputAbsMax: number;
   weightAbsMax: number;
   inputFp16SnrDb: number;
-  /** The output's, when one-at-a-time saw it (through the layer's float twin). */
+  /** The output's, when one-at-a-time saw it (through the layer's float twin); the fast search's proxy pass gives
+   * a proxy-ranked layer its output's range only. */
   outputAbsMax?: number;
   outputFp16SnrDb?: number;
 }
@@ -353,7 +354,7 @@ export function selectLayers(layers: readonly LayerPlan[], patterns: readonly st
 }
 
 /** FP16 check of a layer from its inputs (FP32 pass), weights and, when known, its output (the float twin). */
-function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: TensorNoise): Fp16Check {
+function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absMax: number; fp16SnrDb?: number }): Fp16Check {
   const ins = l.activations.map((a) => ctx.data.noise.get(a)).filter((n): n is TensorNoise => n !== undefined);
   const inputAbsMax = Math.max(0, ...ins.map((n) => n.absMax));
   const weightAbsMax = Math.max(0, ...l.weights.map((w) => ctx.weightStats.get(w)?.absMax ?? 0));
@@ -361,14 +362,14 @@ function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: TensorNoise):
   const check: Fp16Check = { enough: true, inputAbsMax, weightAbsMax, inputFp16SnrDb };
   if (output) {
     check.outputAbsMax = output.absMax;
-    check.outputFp16SnrDb = output.fp16SnrDb;
+    if (output.fp16SnrDb !== undefined) check.outputFp16SnrDb = output.fp16SnrDb;
   }
   const fmt = (x: number) => x.toPrecision(4);
   if (inputAbsMax > FP16_MAX) check.reason = `its input reaches ${fmt(inputAbsMax)}, beyond the FP16 range (65504)`;
   else if (output && output.absMax > FP16_MAX) check.reason = `its output reaches ${fmt(output.absMax)}, beyond the FP16 range (65504)`;
   else if (weightAbsMax > FP16_MAX) check.reason = `a weight reaches ${fmt(weightAbsMax)}, beyond the FP16 range (65504)`;
   else if (inputFp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its input ${inputFp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
-  else if (output && output.fp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its output ${output.fp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
+  else if (output?.fp16SnrDb !== undefined && output.fp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its output ${output.fp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
   if (check.reason !== undefined) check.enough = false;
   return check;
 }
@@ -453,7 +454,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     const proxy = await proxyPass(ctx.builder, selected, ctx.data, { ...evalOptions, ...(options.signal ? { signal: options.signal } : {}) });
     for (const l of selected) {
       const p = proxy.layers.get(l.name)!;
-      rows.push({ ...layerBasics(ctx, l), outputSnrDb: p.outputSnrDb, fp16: fp16Check(ctx, l, p.reference) });
+      rows.push({ ...layerBasics(ctx, l), outputSnrDb: p.outputSnrDb, fp16: fp16Check(ctx, l, { absMax: p.outputAbsMax }) });
     }
     // 2. The candidates the proxy cannot separate, measured exactly as one-at-a-time measures them (in graph order).
     const byProxy = proxyOrder(rows).map((r) => r.name);
