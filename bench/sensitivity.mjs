@@ -1,5 +1,7 @@
-// Sensitivity benchmark (issue 5): the whole `sensitivity` analysis on the MobileNetV2 fixture next to one plain
-// FP32 pass over the same images (as a ratio), then for each calibration algorithm the mixed-precision search
+// Sensitivity benchmark (issue 5, issue 14 item 5): the whole `sensitivity` analysis on the MobileNetV2 fixture next to
+// one plain FP32 pass over the same images (as a ratio), for the default proxy-then-measure search and for
+// --exhaustive (same preparation, both charged it), the measured layers' numbers checked against --exhaustive's and
+// the precision map both rankings give compared; then for each calibration algorithm the mixed-precision search
 // (top-1 agreement >= 42/43 on images/calib, at most 10% of the quantizable layers out of INT8), the chosen map
 // checked on images/val, and the chosen Q/DQ model written to disk, reloaded in onnxruntime-node and compared
 // again through the comparison module (runComparison), which must reproduce the numbers the search reported.
@@ -80,29 +82,59 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
     log(`  plain FP32 pass (decode + inference): ${plain.seconds.toFixed(2)} s`);
     results.plainSeconds = plain.seconds;
 
+    const sameMap = (a, b) => JSON.stringify([...a.map]) === JSON.stringify([...b.map]);
     for (const [i, algorithm] of algorithms.entries()) {
-      const t0 = performance.now();
+      // Prepared once; each search is charged the preparation (decode + FP32 once) plus its own measuring.
       const ctx = await m.prepareSensitivity({ model, cache: cacheOf(algorithm), data: { data: calib, preprocess: PREPROCESS, batch: 8 } });
       const report = await m.measureSensitivity(ctx, {});
-      const seconds = (performance.now() - t0) / 1000;
+      const exhaustive = await m.measureSensitivity(ctx, { exhaustive: true });
+      const fastSeconds = ctx.seconds + report.seconds.measure;
+      const exhaustiveSeconds = ctx.seconds + exhaustive.seconds.measure;
       const layers = report.quantizableLayers;
+      const s = report.search;
+      const fastLine = `fast (proxy then measure: proxy pass ${s.proxySeconds.toFixed(1)} s, ${s.measured.length} of ${layers} layers measured, ${report.variants} variants): ` +
+        `${fastSeconds.toFixed(1)} s = ${(fastSeconds / plain.seconds).toFixed(1)} plain passes`;
+      const exhLine = `--exhaustive (${exhaustive.variants} variants): ${exhaustiveSeconds.toFixed(1)} s = ${(exhaustiveSeconds / plain.seconds).toFixed(1)} plain passes` +
+        ` (decode + FP32 once ${ctx.seconds.toFixed(1)} s in both)`;
       if (i === 0) {
-        log(`  sensitivity (${algorithm} cache, ${report.measure}, ${layers} layers, ${report.variants} variants): ${seconds.toFixed(1)} s` +
-          ` (decode + FP32 once ${report.seconds.prepare.toFixed(1)} s, ${report.seconds.perVariant.toFixed(2)} s per variant)`);
-        log(`  ratio sensitivity / plain FP32 pass: ${(seconds / plain.seconds).toFixed(1)}`);
-        results.sensitivitySeconds = seconds;
-        results.ratio = seconds / plain.seconds;
+        log(`  sensitivity (${algorithm} cache, ${report.measure}, ${layers} layers):`);
+        log(`    ratio to one plain FP32 pass, ${fastLine}`);
+        log(`    ratio to one plain FP32 pass, ${exhLine}`);
+        results.sensitivitySeconds = fastSeconds;
+        results.ratio = fastSeconds / plain.seconds;
+        results.exhaustiveSeconds = exhaustiveSeconds;
+        results.exhaustiveRatio = exhaustiveSeconds / plain.seconds;
       }
-      log(`\n  ${algorithm}: full INT8 ${report.fullInt8.agreeCount}/${report.fullInt8.images}, mean cosine ${report.fullInt8.cosineMean.toFixed(5)}, worst ${report.fullInt8.cosineMin.toFixed(4)}; most sensitive:`);
+      // The measured layers' numbers must be the exhaustive search's, and the ranking's head the same.
+      const byName = new Map(exhaustive.layers.map((l) => [l.name, l]));
+      const measuredSame = report.layers.filter((l) => l.rankedBy === 'measured').every((l) => JSON.stringify(l.oneAtATime) === JSON.stringify(byName.get(l.name).oneAtATime));
+      let head = 0;
+      while (head < layers && report.layers[head].name === exhaustive.layers[head].name) head++;
+      log(`\n  ${algorithm}: full INT8 ${report.fullInt8.agreeCount}/${report.fullInt8.images}, mean cosine ${report.fullInt8.cosineMean.toFixed(5)}, worst ${report.fullInt8.cosineMin.toFixed(4)}`);
+      if (i > 0) log(`    ${fastLine}; ${exhLine}`);
+      log(`    measured layers' numbers equal --exhaustive's: ${measuredSame ? 'yes' : 'NO'}; same ranking for the first ${head} layers;` +
+        ` proxy vs measured order: Kendall tau ${s.kendallTau.toFixed(2)}, ${s.disagreements.length} of ${s.measured.length} measured layers placed differently`);
+      log('    most sensitive (fast search; exhaustive rank in brackets, proxy rank = by own output SNR):');
+      const proxyRank = new Map([...report.layers].sort((a, b) => a.outputSnrDb - b.outputSnrDb || (a.name < b.name ? -1 : 1)).map((l, k) => [l.name, k + 1]));
       for (const l of report.layers.slice(0, 8)) {
-        log(`    ${String(l.rank).padStart(2)} ${l.name.padEnd(28)} alone ${l.oneAtATime.agreeCount}/${l.oneAtATime.images} cos ${l.oneAtATime.cosineMean.toFixed(5)}` +
-          `  SNR in ${l.inputSnrDb.toFixed(1)} dB, w ${l.weightSnrDb?.toFixed(1) ?? '-'} dB, out ${l.outputSnrDb?.toFixed(1)} dB`);
+        const e = byName.get(l.name);
+        log(`    ${String(l.rank).padStart(2)} [${String(e.rank).padStart(2)}] ${l.name.padEnd(28)} ${l.rankedBy === 'measured' ? `alone ${l.oneAtATime.agreeCount}/${l.oneAtATime.images} cos ${l.oneAtATime.cosineMean.toFixed(5)}` : '(proxy-ranked)'}` +
+          `  SNR in ${l.inputSnrDb.toFixed(1)} dB, w ${l.weightSnrDb?.toFixed(1) ?? '-'} dB, out ${l.outputSnrDb?.toFixed(1)} dB (proxy rank ${proxyRank.get(l.name)})`);
       }
+      const exhMixed = (await m.autoMixedPrecision(ctx, { maxDrop: 2.33, maxNonInt8: '10%', sensitivity: exhaustive })).mixed;
 
       const mapFile = path.join(tmp, `${algorithm}.precision.json`);
       const { mixed } = await m.autoMixedPrecision(ctx, { maxDrop: 2.33, maxNonInt8: '10%', sensitivity: report, out: mapFile });
       const c = mixed.chosen;
       const row = {
+        fastSeconds,
+        exhaustiveSeconds,
+        measured: s.measured.length,
+        measuredSame,
+        sameHead: head,
+        kendallTau: s.kendallTau,
+        sameMapAsExhaustive: sameMap(mixed, exhMixed),
+        exhaustiveKeptOut: exhMixed.chosen.keptOut,
         fullInt8: report.fullInt8.agreeCount,
         met: mixed.met,
         keptOut: c.keptOut,
@@ -131,6 +163,7 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
       log(`    calib ${row.calibAgree}/${plain.images} (cos ${c.meanCosine.toFixed(5)}), val ${onVal.agree}/${onVal.images} (cos ${onVal.cosineMean.toFixed(5)});` +
         ` reloaded from disk: calib ${again.agree}/${again.images}, same numbers: ${row.reproduced ? 'yes' : 'NO'}`);
       if (!mixed.met) log(`    why: ${mixed.reason}`);
+      log(`    --exhaustive's ranking gives ${row.sameMapAsExhaustive ? 'the same precision map' : `ANOTHER map: ${exhMixed.chosen.keptOut.map((k) => k.layer).join(', ') || 'none'} (${exhMixed.met ? 'met' : 'not met'}, ${Math.round(exhMixed.chosen.agreement * plain.images)}/${plain.images})`}`);
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -6,7 +6,7 @@ import { precisionMapPath } from '../precision/map.js';
 import type { SensitivityReport } from '../sensitivity/analyze.js';
 import { DEFAULT_MAX_MEMORY_BYTES } from '../sensitivity/data.js';
 import type { MixedResult } from '../sensitivity/mixed.js';
-import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC, MEASURES, RANK_METRICS, type MeasureChoice, type RankMetric } from '../sensitivity/rank.js';
+import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC, MEASURES, PROXY_CANDIDATE_SHARE, PROXY_MARGIN_DB, PROXY_MIN_CANDIDATES, RANK_METRICS, type MeasureChoice, type RankMetric } from '../sensitivity/rank.js';
 import { renderMixed, renderSensitivity } from '../sensitivity/render.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { prepareOutputs } from '../util/outputs.js';
@@ -20,6 +20,7 @@ interface SensitivityCliValues extends CommonOptions, PreprocessCliValues, TaskC
   model: string;
   cache: string;
   measure: MeasureChoice;
+  exhaustive?: boolean;
   metric?: RankMetric;
   layers?: string[];
   labels?: string;
@@ -46,6 +47,11 @@ Measures:
   leave-one-out  every layer INT8 but this one: what taking it out of INT8 recovers (best when full INT8 is close
                  to the budget and layers interact)
   both           both, ranked by their sum
+
+Search (one-at-a-time): one proxy pass runs the FP32 model with an INT8 copy beside every layer, giving each
+layer's own output SNR (INT8 on FP32 input against FP32); the ${PROXY_CANDIDATE_SHARE * 100}% of layers with the lowest (at least
+${PROXY_MIN_CANDIDATES}, and any within ${PROXY_MARGIN_DB} dB of the last) are then measured one at a time and ranked first, the others
+after them by that SNR (the report says which, and where the two orders disagree). --exhaustive measures every layer.
 
 Every layer also gets its own SNR: its quantized input(s) against FP32 (in), its per-channel INT8 weights (w),
 and, one-at-a-time, its output against a float copy of the layer on the same input (out).
@@ -84,6 +90,7 @@ export function register(program: Command): void {
     .requiredOption('--model <file>', 'FP32 ONNX model')
     .requiredOption('--cache <file>', 'calibration cache with the activation scales')
     .addOption(new Option('--measure <m>', 'one-at-a-time, leave-one-out or both (see below)').choices(MEASURES as string[]).default(DEFAULT_MEASURE))
+    .option('--exhaustive', 'measure every layer one at a time (default: rank all by a proxy pass, the own output SNR of each layer, then measure only the candidates it cannot separate; see below)')
     .addOption(new Option('--metric <m>', `rank by the mean output cosine, the agreement (the task metric: top-1, mAP, mIoU, CER), or the worst image's cosine (default ${DEFAULT_RANK_METRIC} for classifiers, agreement for detect, segment and ocr)`).choices(RANK_METRICS as string[]))
     .option('--layers <names>', 'only these layers: names or globs (* and ?), comma-separated', layerList)
     .option('--labels <source>', 'rank and budget against labels: classify "folders" or a path,label CSV; detect a COCO .json or yolo:DIR; segment masks:DIR; ocr a path<TAB>text file')
@@ -140,6 +147,7 @@ async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof p
     cache: opts.cache,
     data,
     measure: opts.measure,
+    ...(opts.exhaustive ? { exhaustive: true } : {}),
     ...(opts.metric ? { metric: opts.metric } : {}),
     task: taskFlagsFrom(opts),
     ...(opts.layers ? { layers: opts.layers } : {}),

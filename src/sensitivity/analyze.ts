@@ -19,6 +19,13 @@
  * scales, see docs/mixed-precision.md). Leave-one-out is the better choice when the full INT8 model is close to
  * the budget and interactions matter; `both` adds the two.
  *
+ * Which layers run a one-at-a-time variant (docs/mixed-precision.md, "Which layers are measured"): by default,
+ * proxy then measure. One proxy pass (src/sensitivity/proxy.ts) gives every layer's own output SNR; the layers
+ * it cannot rule out (rank.ts: the lowest 20%, at least 8, and any within 0.1 dB of the last) are measured exactly
+ * as the exhaustive search measures them and ranked first; the others follow by their SNR (`rankedBy: 'proxy'`),
+ * and the report lists both and where the proxy's order and the measured one disagree. `exhaustive` measures
+ * every layer; leave-one-out, both and shards always do.
+ *
  * This is the layer-wise sensitivity analysis of NVIDIA's pytorch-quantization / TensorRT Model Optimizer and of
  * onnxruntime's qdq_loss_debug, done on the exported ONNX with onnxruntime's INT8 kernels.
  */
@@ -41,7 +48,21 @@ import { silentReporter, type Reporter } from '../reporter.js';
 import { prepareEvaluationData, type EvaluationData } from './data.js';
 import { evaluateModel, type VariantScore } from './evaluate.js';
 import { FP16_MAX, TensorNoise } from './noise.js';
-import { rankLayers, type MeasureChoice, type RankMetric } from './rank.js';
+import {
+  PROXY_CANDIDATE_SHARE,
+  PROXY_MARGIN_DB,
+  PROXY_MIN_CANDIDATES,
+  candidateCount,
+  proxyAgreement,
+  proxyCandidates,
+  proxyOrder,
+  rankLayers,
+  type CandidateRule,
+  type Disagreement,
+  type MeasureChoice,
+  type RankMetric,
+} from './rank.js';
+import { proxyPass } from './proxy.js';
 import { VariantBuilder, type LayerPlan } from './variants.js';
 
 import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC } from './rank.js';
@@ -62,7 +83,8 @@ export interface Fp16Check {
   inputAbsMax: number;
   weightAbsMax: number;
   inputFp16SnrDb: number;
-  /** The output's, when one-at-a-time saw it (through the layer's float twin). */
+  /** The output's, when one-at-a-time saw it (through the layer's float twin); the fast search's proxy pass gives
+   * a proxy-ranked layer its output's range only. */
   outputAbsMax?: number;
   outputFp16SnrDb?: number;
 }
@@ -86,10 +108,32 @@ export interface LayerSensitivity {
   fp16: Fp16Check;
   oneAtATime?: VariantScore;
   leaveOneOut?: VariantScore;
-  /** The ranking key (see src/sensitivity/rank.ts); larger is more sensitive. */
-  sensitivity: number;
+  /**
+   * The ranking key (see src/sensitivity/rank.ts); larger is more sensitive. Absent for a layer the fast search
+   * ranked by its proxy (outputSnrDb) without measuring it.
+   */
+  sensitivity?: number;
+  /** 'measured' (its variant was run) or 'proxy' (fast search: placed after the measured ones by outputSnrDb). */
+  rankedBy: 'measured' | 'proxy';
   /** 1 = most sensitive. */
   rank: number;
+}
+
+/** How the layers were ranked: every one measured, or proxy-then-measure (the default; docs/mixed-precision.md). */
+export interface SensitivitySearch {
+  method: 'exhaustive' | 'proxy-then-measure';
+  /** Why exhaustive, when it was not asked for (leave-one-out, --shard). */
+  why?: string;
+  /** proxy-then-measure: the rule that chose the measured layers, in words, and its numbers. */
+  rule?: { share: number; min: number; marginDb: number; taken: number; lastSnrDb: number };
+  /** Layers measured (in proxy order) and those ranked by the proxy alone. */
+  measured: string[];
+  proxyRanked: string[];
+  /** Among the measured layers: where the proxy's order differs from the measured one. */
+  disagreements?: Disagreement[];
+  kendallTau?: number;
+  /** The proxy pass: one run over the kept batches. */
+  proxySeconds?: number;
 }
 
 export interface SensitivityReport {
@@ -112,6 +156,7 @@ export interface SensitivityReport {
   memoryBytes: number;
   seconds: { prepare: number; measure: number; total: number; perVariant: number };
   variants: number;
+  search: SensitivitySearch;
   /** With --shard: the slice [start, end) of the selected layers (in graph order) this report measured. */
   shard?: { index: number; count: number; start: number; end: number; selectedLayers: string[] };
   /** Set by `trt-calib merge`: the shard reports this one was merged from. */
@@ -123,6 +168,8 @@ export interface SensitivityOptions {
   cache: string;
   data: DataOptions;
   measure?: MeasureChoice;
+  /** Measure every layer instead of proxy-then-measure (see measureSensitivity). */
+  exhaustive?: boolean;
   metric?: RankMetric;
   /** Only these layers (names or globs with * and ?). */
   layers?: readonly string[];
@@ -307,7 +354,7 @@ export function selectLayers(layers: readonly LayerPlan[], patterns: readonly st
 }
 
 /** FP16 check of a layer from its inputs (FP32 pass), weights and, when known, its output (the float twin). */
-function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: TensorNoise): Fp16Check {
+function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absMax: number; fp16SnrDb?: number }): Fp16Check {
   const ins = l.activations.map((a) => ctx.data.noise.get(a)).filter((n): n is TensorNoise => n !== undefined);
   const inputAbsMax = Math.max(0, ...ins.map((n) => n.absMax));
   const weightAbsMax = Math.max(0, ...l.weights.map((w) => ctx.weightStats.get(w)?.absMax ?? 0));
@@ -315,27 +362,27 @@ function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: TensorNoise):
   const check: Fp16Check = { enough: true, inputAbsMax, weightAbsMax, inputFp16SnrDb };
   if (output) {
     check.outputAbsMax = output.absMax;
-    check.outputFp16SnrDb = output.fp16SnrDb;
+    if (output.fp16SnrDb !== undefined) check.outputFp16SnrDb = output.fp16SnrDb;
   }
   const fmt = (x: number) => x.toPrecision(4);
   if (inputAbsMax > FP16_MAX) check.reason = `its input reaches ${fmt(inputAbsMax)}, beyond the FP16 range (65504)`;
   else if (output && output.absMax > FP16_MAX) check.reason = `its output reaches ${fmt(output.absMax)}, beyond the FP16 range (65504)`;
   else if (weightAbsMax > FP16_MAX) check.reason = `a weight reaches ${fmt(weightAbsMax)}, beyond the FP16 range (65504)`;
   else if (inputFp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its input ${inputFp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
-  else if (output && output.fp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its output ${output.fp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
+  else if (output?.fp16SnrDb !== undefined && output.fp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its output ${output.fp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
   if (check.reason !== undefined) check.enough = false;
   return check;
 }
 
 /** The layers' own numbers (SNRs, FP16 check), before any variant runs. */
-function layerBasics(ctx: SensitivityContext, l: LayerPlan): Omit<LayerSensitivity, 'sensitivity' | 'rank'> {
+function layerBasics(ctx: SensitivityContext, l: LayerPlan): Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'> {
   const ins = l.activations.map((a) => ctx.data.noise.get(a)!);
   const signal = ins.reduce((s, n) => s + n.signal, 0);
   const noise = ins.reduce((s, n) => s + n.int8Noise, 0);
   const count = ins.reduce((s, n) => s + n.count, 0);
   const saturated = ins.reduce((s, n) => s + n.saturated, 0);
   const w = l.weights.map((x) => ctx.weightStats.get(x)).filter((x) => x !== undefined);
-  const out: Omit<LayerSensitivity, 'sensitivity' | 'rank'> = {
+  const out: Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'> = {
     name: l.name,
     op: l.op,
     kind: l.kind,
@@ -360,6 +407,10 @@ export function fp16Checks(ctx: SensitivityContext, report?: SensitivityReport):
 
 export interface MeasureOptions {
   measure?: MeasureChoice;
+  /** Measure every layer (today's search) instead of proxy-then-measure (one-at-a-time only; see the file comment). */
+  exhaustive?: boolean;
+  /** The candidate rule of proxy-then-measure (rank.ts: PROXY_CANDIDATE_SHARE...). */
+  candidates?: CandidateRule;
   metric?: RankMetric;
   layers?: readonly string[];
   /** Only the shard's slice of the selected layers (merged into the whole report by `trt-calib merge`). */
@@ -384,37 +435,103 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
   let variants = 0;
   const fullInt8 = (await evaluateModel(ctx.builder.build(all).model, ctx.data, { ...evalOptions, name: 'int8' })).score;
   variants++;
-  const rows: Array<Omit<LayerSensitivity, 'sensitivity' | 'rank'>> = [];
-  reporter.start(`sensitivity (${measure})`, selected.length, 'layers');
-  try {
-    for (const [i, l] of selected.entries()) {
-      options.signal?.throwIfAborted();
-      const row = layerBasics(ctx, l);
-      if (measure !== 'leave-one-out') {
+  const rule = { share: options.candidates?.share ?? PROXY_CANDIDATE_SHARE, min: options.candidates?.min ?? PROXY_MIN_CANDIDATES, marginDb: options.candidates?.marginDb ?? PROXY_MARGIN_DB };
+  const why =
+    measure !== 'one-at-a-time'
+      ? `--measure ${measure}: the proxy stands in for one-at-a-time only`
+      : options.shard
+        ? '--shard measures its slice of the layers whole'
+        : candidateCount(selected.length, rule) >= selected.length
+          ? `the candidate rule takes all ${selected.length} selected layers: no proxy pass`
+          : undefined;
+  const fast = !options.exhaustive && why === undefined;
+  const rows: Array<Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>> = [];
+  let search: SensitivitySearch;
+  let ranked: LayerSensitivity[];
+  if (fast) {
+    // 1. The proxy pass: every selected layer's own output SNR, one run.
+    reporter.info(`proxy pass: ${selected.length} layers beside their INT8 twins, one run over ${ctx.data.files.length} images`);
+    const proxy = await proxyPass(ctx.builder, selected, ctx.data, { ...evalOptions, ...(options.signal ? { signal: options.signal } : {}) });
+    for (const l of selected) {
+      const p = proxy.layers.get(l.name)!;
+      rows.push({ ...layerBasics(ctx, l), outputSnrDb: p.outputSnrDb, fp16: fp16Check(ctx, l, { absMax: p.outputAbsMax }) });
+    }
+    // 2. The candidates the proxy cannot separate, measured exactly as one-at-a-time measures them (in graph order).
+    const byProxy = proxyOrder(rows).map((r) => r.name);
+    const candidates = proxyCandidates(rows, rule);
+    const chosenNames = new Set(candidates.map((c) => c.name));
+    const toMeasure = rows.filter((r) => chosenNames.has(r.name));
+    reporter.start('sensitivity (one-at-a-time, proxy candidates)', toMeasure.length, 'layers');
+    try {
+      for (const [i, row] of toMeasure.entries()) {
+        options.signal?.throwIfAborted();
+        // Exactly as the exhaustive search measures it, float twin included (the twin costs nothing measurable:
+        // the variant's time is its inference), so that its numbers are the exhaustive search's, byte for byte.
+        const l = ctx.builder.layer(row.name);
         const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
         const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
-        row.oneAtATime = r.score;
         if (r.twin) {
           row.outputSnrDb = r.twin.snrDb;
           row.fp16 = fp16Check(ctx, l, r.twin.reference);
         }
+        row.oneAtATime = r.score;
         variants++;
+        reporter.update({ done: i + 1, detail: row.name });
       }
-      if (measure !== 'one-at-a-time') {
-        const others = new Set(all);
-        others.delete(l.name);
-        const r = await evaluateModel(ctx.builder.build(others).model, ctx.data, { ...evalOptions, name: l.name });
-        row.leaveOneOut = r.score;
-        variants++;
-      }
-      rows.push(row);
-      reporter.update({ done: i + 1, detail: l.name });
+    } finally {
+      reporter.stop();
     }
-  } finally {
-    reporter.stop();
+    // 3. Measured layers first, by the measured key; the others after them, by the proxy.
+    const measuredRanked = rankLayers(toMeasure, measure, metric, fullInt8);
+    const rest = proxyOrder(rows.filter((r) => !chosenNames.has(r.name)));
+    ranked = [
+      ...measuredRanked.map((l) => ({ ...l, rankedBy: 'measured' as const })),
+      ...rest.map((l, i) => ({ ...l, rankedBy: 'proxy' as const, rank: measuredRanked.length + i + 1 })),
+    ];
+    const agreement = proxyAgreement(measuredRanked.map((l) => l.name), byProxy);
+    const taken = candidateCount(rows.length, rule);
+    search = {
+      method: 'proxy-then-measure',
+      rule: { ...rule, taken, lastSnrDb: taken > 0 ? proxyOrder(rows)[taken - 1]!.outputSnrDb! : Number.NaN },
+      measured: candidates.map((c) => c.name),
+      proxyRanked: rest.map((l) => l.name),
+      disagreements: agreement.disagreements,
+      kendallTau: agreement.kendallTau,
+      proxySeconds: proxy.seconds,
+    };
+  } else {
+    reporter.start(`sensitivity (${measure})`, selected.length, 'layers');
+    try {
+      for (const [i, l] of selected.entries()) {
+        options.signal?.throwIfAborted();
+        const row = layerBasics(ctx, l);
+        if (measure !== 'leave-one-out') {
+          const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
+          const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
+          row.oneAtATime = r.score;
+          if (r.twin) {
+            row.outputSnrDb = r.twin.snrDb;
+            row.fp16 = fp16Check(ctx, l, r.twin.reference);
+          }
+          variants++;
+        }
+        if (measure !== 'one-at-a-time') {
+          const others = new Set(all);
+          others.delete(l.name);
+          const r = await evaluateModel(ctx.builder.build(others).model, ctx.data, { ...evalOptions, name: l.name });
+          row.leaveOneOut = r.score;
+          variants++;
+        }
+        rows.push(row);
+        reporter.update({ done: i + 1, detail: l.name });
+      }
+    } finally {
+      reporter.stop();
+    }
+    ranked = rankLayers(rows, measure, metric, fullInt8).map((l) => ({ ...l, rankedBy: 'measured' as const }));
+    search = { method: 'exhaustive', ...(why !== undefined && !options.exhaustive ? { why } : {}), measured: selected.map((l) => l.name), proxyRanked: [] };
   }
   const measureSeconds = (performance.now() - started) / 1000;
-  const ranked = rankLayers(rows, measure, metric, fullInt8);
   return {
     format: 'trt-calib-sensitivity',
     formatVersion: 1,
@@ -431,6 +548,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     memoryBytes: ctx.data.bytes,
     seconds: { prepare: ctx.seconds, measure: measureSeconds, total: ctx.seconds + measureSeconds, perVariant: measureSeconds / variants },
     variants,
+    search,
     ...(options.shard ? { shard: { index: options.shard.index, count: options.shard.count, ...slice, selectedLayers: chosen.map((l) => l.name) } } : {}),
   };
 }

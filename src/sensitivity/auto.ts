@@ -19,6 +19,8 @@ export interface AutoMixedOptions {
   maxNonInt8?: number | string;
   measure?: MeasureChoice;
   metric?: RankMetric;
+  /** Rank with every layer measured (default: proxy-then-measure, src/sensitivity/analyze.ts). */
+  exhaustive?: boolean;
   /** A ranking already measured on this context (skips the analysis). */
   sensitivity?: SensitivityReport;
   /** Precision map file to write when the budget is met. */
@@ -49,6 +51,7 @@ export async function autoMixedPrecision(ctx: SensitivityContext, options: AutoM
     options.sensitivity ??
     (await measureSensitivity(ctx, {
       ...(options.measure ? { measure: options.measure } : {}),
+      ...(options.exhaustive ? { exhaustive: true } : {}),
       ...(options.metric ? { metric: options.metric } : {}),
       ...(options.reporter ? { reporter: options.reporter } : {}),
       ...(options.signal ? { signal: options.signal } : {}),

@@ -96,7 +96,7 @@ export function mergeSensitivityReports(shards: readonly LoadedReport[]): Sensit
   const position = new Map(first.report.shard.selectedLayers.map((name, i) => [name, i]));
   const rows = ordered
     .flatMap((s) => s.report.layers)
-    .map(({ sensitivity: _s, rank: _r, ...row }) => row as Omit<LayerSensitivity, 'sensitivity' | 'rank'>)
+    .map(({ sensitivity: _s, rank: _r, rankedBy: _b, ...row }) => row as Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>)
     .sort((a, b) => position.get(a.name)! - position.get(b.name)!);
   const r0 = first.report;
   const variants = ordered.reduce((n, s) => n + s.report.variants, 0) - (count - 1); // full INT8 once
@@ -113,12 +113,14 @@ export function mergeSensitivityReports(shards: readonly LoadedReport[]): Sensit
     budgetMetric: r0.budgetMetric,
     fullInt8: r0.fullInt8,
     quantizableLayers: r0.quantizableLayers,
-    layers: rankLayers(rows, r0.measure, r0.metric, r0.fullInt8),
+    layers: rankLayers(rows, r0.measure, r0.metric, r0.fullInt8).map((l) => ({ ...l, rankedBy: 'measured' as const })),
     notQuantized: r0.notQuantized,
     memoryBytes: r0.memoryBytes,
     // Each shard's own times, summed over the measuring (the work); preparation ran on every shard at once.
     seconds: { prepare: prepareSeconds, measure: measureSeconds, total: prepareSeconds + measureSeconds, perVariant: measureSeconds / variants },
     variants,
+    // A shard measures its slice whole (the proxy ranks against every layer), so the merge is the exhaustive report.
+    search: { method: 'exhaustive', measured: rows.map((r) => r.name), proxyRanked: [] },
     merged: { shards: ordered.map((s) => ({ file: s.file, index: s.report.shard.index, count, seconds: s.report.seconds.total })) },
   };
 }

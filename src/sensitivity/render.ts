@@ -33,17 +33,32 @@ export function renderSensitivity(r: SensitivityReport, options: { top?: number 
       ` (${r.cache.algorithm} scales from ${r.cache.file}; ${r.data.images} images of ${r.data.source})`,
   );
   lines.push(`measure: ${r.measure}, ranked by ${r.metric}; primary metric: ${METRIC_WORDS[r.budgetMetric]}`);
+  const s = r.search;
+  if (s?.method === 'proxy-then-measure' && s.rule) {
+    lines.push(
+      `search: proxy then measure (--exhaustive measures every layer): ${s.measured.length} layers measured (the ${s.rule.taken} lowest own output SNRs of the proxy pass, ` +
+        `to ${db(s.rule.lastSnrDb)} dB, and any within ${s.rule.marginDb} dB of it); ${s.proxyRanked.length} ranked after them by that SNR ("proxy")`,
+    );
+    const d = s.disagreements ?? [];
+    lines.push(
+      d.length === 0
+        ? `proxy and measurement agree on the order of the measured layers`
+        : `proxy and measurement disagree on ${d.length} of ${s.measured.length} measured layers (Kendall tau ${(s.kendallTau ?? 0).toFixed(2)}): ` +
+            d.slice(0, 6).map((x) => `${x.layer} proxy ${x.proxyRank} measured ${x.measuredRank}`).join(', ') + (d.length > 6 ? ', ...' : ''),
+    );
+  } else if (s?.why !== undefined) lines.push(`search: every layer measured (${s.why})`);
   lines.push(`full INT8 against FP32: ${METRIC_WORDS[r.budgetMetric]} ${agreeText(r.fullInt8)}, mean cosine ${cos(r.fullInt8.cosineMean)}, worst ${cos(r.fullInt8.cosineMin)}`);
   lines.push('');
   const oat = r.measure !== 'leave-one-out';
   const loo = r.measure !== 'one-at-a-time';
+  const fast = r.search?.method === 'proxy-then-measure';
   const header = ['rank', 'layer', 'op', 'sensitivity'];
   if (oat) header.push('alone: agree', 'cos mean', 'cos worst');
   if (loo) header.push('all but it: agree', 'cos mean', 'cos worst');
   header.push('SNR dB in', 'w', ...(oat ? ['out'] : []), 'FP16');
   const rows = shown.map((l: LayerSensitivity) => {
-    const row = [String(l.rank), l.name, l.kind === 'residual-add' ? 'Add (skip)' : l.op, l.sensitivity.toExponential(2)];
-    if (oat) row.push(agreeText(l.oneAtATime!), cos(l.oneAtATime!.cosineMean), cos(l.oneAtATime!.cosineMin));
+    const row = [String(l.rank), l.name, l.kind === 'residual-add' ? 'Add (skip)' : l.op, l.sensitivity === undefined ? 'proxy' : l.sensitivity.toExponential(2)];
+    if (oat) row.push(...(l.oneAtATime ? [agreeText(l.oneAtATime), cos(l.oneAtATime.cosineMean), cos(l.oneAtATime.cosineMin)] : ['-', '-', '-']));
     if (loo) row.push(agreeText(l.leaveOneOut!), cos(l.leaveOneOut!.cosineMean), cos(l.leaveOneOut!.cosineMin));
     row.push(db(l.inputSnrDb), db(l.weightSnrDb), ...(oat ? [db(l.outputSnrDb)] : []), l.fp16.enough ? 'ok' : 'FP32');
     return row;
@@ -60,7 +75,7 @@ export function renderSensitivity(r: SensitivityReport, options: { top?: number 
     lines.push(`${r.notQuantized.length} weighted layer(s) not quantizable with this cache: ${r.notQuantized.slice(0, 5).map((s) => `${s.node} (${s.reason})`).join('; ')}`);
   }
   lines.push(
-    `${r.variants} variants in ${r.seconds.measure.toFixed(1)} s (${r.seconds.perVariant.toFixed(2)} s each); images decoded and FP32 run once in ${r.seconds.prepare.toFixed(1)} s; ${(r.memoryBytes / 1024 ** 2).toFixed(1)} MiB kept in memory`,
+    `${r.variants} variants${fast ? ` and the proxy pass (${(r.search.proxySeconds ?? 0).toFixed(1)} s)` : ''} in ${r.seconds.measure.toFixed(1)} s (${r.seconds.perVariant.toFixed(2)} s each); images decoded and FP32 run once in ${r.seconds.prepare.toFixed(1)} s; ${(r.memoryBytes / 1024 ** 2).toFixed(1)} MiB kept in memory`,
   );
   return lines.join('\n');
 }

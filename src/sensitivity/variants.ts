@@ -14,9 +14,12 @@
  * the layer's output with its twin's gives the layer's own output SNR without keeping any FP32 activation.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
-import { graphOf, onnx, withGraph, type OnnxModel, type OnnxNode, type OnnxTensorProto } from '../onnx/model.js';
+import { graphOf, onnx, tensorFromProto, tensorToProto, withGraph, type OnnxModel, type OnnxNode, type OnnxTensorProto } from '../onnx/model.js';
+import { makeNode } from '../onnx/build.js';
+import type { Tensor } from '../tensor.js';
 import { nodeLabel } from '../onnx/opset.js';
 import type { QdqResult } from '../onnx/qdq.js';
+import { exposeTensors } from '../onnx/expose.js';
 
 export interface QuantizedSlot {
   slot: number;
@@ -49,6 +52,22 @@ export interface BuiltVariant {
 }
 
 const TWIN_SUFFIX = '__trt_calib_fp32_twin';
+const INT8_TWIN_SUFFIX = '__trt_calib_int8_twin';
+
+/**
+ * The proxy model (VariantBuilder.buildProxy): per layer, its FP32 output, its INT8 twin's, and the graph outputs
+ * that reduce them per image (shape [N], so that no large tensor leaves onnxruntime).
+ */
+export interface ProxyModel {
+  model: OnnxModel;
+  pairs: Array<{
+    layer: string;
+    output: string;
+    twin: string;
+    /** Per image: sum of output^2, sum of (output - twin)^2, max and min of the output. */
+    sums: { ref2: string; err2: string; max: string; min: string };
+  }>;
+}
 
 export class VariantBuilder {
   readonly layers: LayerPlan[];
@@ -166,6 +185,130 @@ export class VariantBuilder {
     const read = readNames(pruned, g.output.map((o) => o.name));
     const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
     return twin ? { model, twin } : { model };
+  }
+
+  /** The float32 values a weight's DequantizeLinear gives ((q - zero point) x scale, per axis), if its inputs are constants. */
+  #dequantizedWeight(output: string, producer: ReadonlyMap<string, OnnxNode>, initializers: ReadonlyMap<string, OnnxTensorProto>): Tensor | undefined {
+    const dq = producer.get(output);
+    if (!dq || dq.opType !== 'DequantizeLinear') return undefined;
+    const [qp, sp, zp] = [0, 1, 2].map((i) => (dq.input[i] ? initializers.get(dq.input[i]!) : undefined));
+    if (!qp || !sp) return undefined;
+    const q = tensorFromProto(qp);
+    const scale = tensorFromProto(sp).data as Float32Array;
+    const zero = zp ? tensorFromProto(zp).data : undefined;
+    if (q.dtype !== 'int8' && q.dtype !== 'uint8') return undefined;
+    const axisAttr = dq.attribute.find((a) => a.name === 'axis');
+    const rank = q.dims.length;
+    const axis = scale.length === 1 ? null : axisAttr ? (Number(axisAttr.i) + rank) % rank : 1;
+    const inner = axis === null ? 1 : q.dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+    const channels = axis === null ? 1 : q.dims[axis]!;
+    const data = new Float32Array(q.data.length);
+    for (let i = 0; i < data.length; i++) {
+      const c = axis === null ? 0 : Math.floor(i / inner) % channels;
+      data[i] = Math.fround((Number(q.data[i]) - Number(zero ? zero[c] ?? 0 : 0)) * scale[c]!);
+    }
+    return { dtype: 'float32', dims: [...q.dims], data };
+  }
+
+  /**
+   * The proxy model: the FP32 model (every layer float) with, beside each layer of `layers` (default all), an
+   * INT8 twin: the same node reading its Q/DQ'd input(s) and dequantized weights as in the full model, whose output
+   * nothing else reads. Everything upstream is float, so the twin's input is the layer's FP32 input and the pair
+   * (layer output, twin output) is what one-at-a-time compares through its float twin (the layer in INT8 on FP32
+   * input against the layer in FP32), for every layer in one run. Both outputs of each pair are graph outputs.
+   */
+  buildProxy(layers: readonly LayerPlan[] = this.layers): ProxyModel {
+    const g = graphOf(this.#full);
+    const chosen = new Map(layers.map((l) => [l.node, this.layer(l.name)]));
+    const restore = new Map<number, LayerPlan>(this.layers.map((l) => [l.node, l]));
+    const neededWeights = new Set<string>();
+    for (const l of this.layers) for (const s of l.slots) if (s.kind === 'weight') neededWeights.add(s.float);
+    const nodes: OnnxNode[] = [];
+    const pairs: ProxyModel['pairs'] = [];
+    const producer = new Map<string, OnnxNode>();
+    for (const n of g.node) for (const o of n.output) if (o) producer.set(o, n);
+    const fullInitializers = new Map(g.initializer.map((t) => [t.name, t]));
+    const dequantized = new Map<string, OnnxTensorProto>();
+    g.node.forEach((node, index) => {
+      const l = restore.get(index);
+      if (!l) {
+        nodes.push(node);
+        return;
+      }
+      const floats = new Map(l.slots.map((s) => [s.slot, s.float]));
+      nodes.push(onnx.NodeProto.create({ ...node, input: node.input.map((name, slot) => floats.get(slot) ?? name) }));
+      if (!chosen.has(index)) return;
+      const twin = `${l.output}${INT8_TWIN_SUFFIX}`;
+      // The full model's node: it reads the activations' DequantizeLinear outputs, and its weights dequantized
+      // here as constants (the same float32 values: q x scale, one rounding), so that onnxruntime runs the twin with
+      // the kernels of a float layer (a blocked-layout convolution needs constant weights; a DequantizeLinear
+      // weight makes a depthwise convolution several times slower, and the pass has one per layer).
+      const weightInputs = new Map<number, string>();
+      for (const slot of l.slots) {
+        if (slot.kind !== 'weight') continue;
+        const name = `${slot.dequantized}${INT8_TWIN_SUFFIX}`;
+        if (!dequantized.has(name)) {
+          const w = this.#dequantizedWeight(slot.dequantized, producer, fullInitializers);
+          if (!w) continue; // not a constant DequantizeLinear: the twin reads it as the full model does
+          dequantized.set(name, tensorToProto(name, w));
+        }
+        weightInputs.set(slot.slot, name);
+      }
+      nodes.push(
+        onnx.NodeProto.create({
+          ...node,
+          name: `${node.name || nodeLabel(node)}${INT8_TWIN_SUFFIX}`,
+          input: node.input.map((name, slot) => weightInputs.get(slot) ?? name),
+          output: [twin, ...node.output.slice(1).map(() => '')],
+        }),
+      );
+      pairs.push({ layer: l.name, output: l.output, twin, sums: { ref2: `${twin}_ref2`, err2: `${twin}_err2`, max: `${twin}_max`, min: `${twin}_min` } });
+    });
+    const present = new Set<string>([...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
+    const initializer = [...g.initializer];
+    const constants: OnnxNode[] = [];
+    for (const w of [...neededWeights].sort()) {
+      if (present.has(w)) continue;
+      const init = this.#initializers.get(w);
+      if (init) initializer.push(init);
+      else {
+        const c = this.#constants.get(w);
+        if (!c) throw new Error(`float weight ${w} is neither an initializer nor a Constant of the original model`);
+        constants.push(c);
+      }
+    }
+    // Per image reductions in the graph (Flatten from axis 1, then over axis 1): the layer outputs stay inside
+    // onnxruntime. In float32, as onnxruntime's vectorised kernels sum (float64 casts tripled the pass's time); the
+    // per-image sums are then added in float64. ReduceMax/Min are exact. Every node here is a pass over a layer
+    // output (the model is memory-bound): no more than the SNR and the range need (a float16 round trip for the
+    // FP16 check cost four more passes per layer; it is left to the measured layers' float twins).
+    const opset = this.#full.opsetImport?.find((o) => (o.domain ?? '') === '')?.version;
+    const version = typeof opset === 'number' ? opset : Number(opset ?? 13);
+    const axesName = `axes${INT8_TWIN_SUFFIX}`;
+    const reduce = (op: string, input: string, output: string): OnnxNode =>
+      version >= 18
+        ? makeNode(op, [input, axesName], [output], { attributes: { keepdims: { int: 0 } } })
+        : makeNode(op, [input], [output], { attributes: { axes: { ints: [1] }, keepdims: { int: 0 } } });
+    for (const p of pairs) {
+      const t = (suffix: string) => `${p.twin}_${suffix}`;
+      nodes.push(
+        makeNode('Flatten', [p.output], [t('ref')], { attributes: { axis: { int: 1 } } }),
+        makeNode('Flatten', [p.twin], [t('int8')], { attributes: { axis: { int: 1 } } }),
+        makeNode('Sub', [t('ref'), t('int8')], [t('err')]),
+        reduce('ReduceSumSquare', t('ref'), p.sums.ref2),
+        reduce('ReduceSumSquare', t('err'), p.sums.err2),
+        reduce('ReduceMax', t('ref'), p.sums.max),
+        reduce('ReduceMin', t('ref'), p.sums.min),
+      );
+    }
+    if (version >= 18) initializer.push(tensorToProto(axesName, { dtype: 'int64', dims: [1], data: BigInt64Array.from([1n]) }));
+    initializer.push(...dequantized.values());
+    const fetched = pairs.flatMap((p) => [p.sums.ref2, p.sums.err2, p.sums.max, p.sums.min]);
+    const outputs = [...g.output.map((o) => o.name), ...fetched];
+    const pruned = pruneUnreadQdq([...constants, ...nodes], outputs);
+    const read = readNames(pruned, outputs);
+    const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
+    return { model: exposeTensors(model, fetched, { file: 'proxy.onnx' }), pairs };
   }
 }
 

@@ -14,6 +14,7 @@ import { runComparison } from '../../src/compare/run.js';
 import { createDataset } from '../../src/datasets/dataset.js';
 import { resolvePreprocess } from '../../src/datasets/presets.js';
 import { parsePrecisionMap } from '../../src/precision/map.js';
+import { renderSensitivity } from '../../src/sensitivity/render.js';
 import { IMAGES, MOBILENET, assertBuilt, labelledPhotos, runCli } from './cli.js';
 
 let tmp: string;
@@ -35,10 +36,11 @@ const base = () => ['sensitivity', '--model', MOBILENET, '--cache', cache, '--da
 
 describe('trt-calib sensitivity', () => {
   let json: any;
+  let fast: any;
   const map = () => path.join(tmp, 'm.precision.json');
 
-  it('ranks the selected layers and chooses a precision map within the budget', async () => {
-    const r = await runCli([...base(), '--max-drop', '0', '--precision-out', map(), '--json']);
+  it('ranks the selected layers and chooses a precision map within the budget (--exhaustive: every layer measured)', async () => {
+    const r = await runCli([...base(), '--exhaustive', '--max-drop', '0', '--precision-out', map(), '--json']);
     expect(r.stderr).not.toMatch(/internal error/);
     expect(r.code).toBe(0);
     json = JSON.parse(r.stdout);
@@ -71,6 +73,50 @@ describe('trt-calib sensitivity', () => {
     );
     // Only ranked layers are ever kept out.
     for (const [layer] of out) expect(s.layers.map((l: any) => l.name)).toContain(layer);
+    expect(s.search).toMatchObject({ method: 'exhaustive', proxyRanked: [] });
+    expect(s.search.measured).toHaveLength(10);
+    expect(s.variants).toBe(11);
+  });
+
+  it('by default ranks by the proxy pass and measures only its candidates, with --exhaustive\'s numbers; the map meets the same budget', async () => {
+    const fastMap = path.join(tmp, 'fast.precision.json');
+    const r = await runCli([...base(), '--max-drop', '0', '--precision-out', fastMap, '--json']);
+    expect(r.code).toBe(0);
+    fast = JSON.parse(r.stdout);
+    const s = fast.sensitivity;
+    // 10 layers: the rule takes max(8, 20%) = 8, and any within 0.1 dB of the 8th.
+    expect(s.search.method).toBe('proxy-then-measure');
+    expect(s.search.rule).toMatchObject({ share: 0.2, min: 8, marginDb: 0.1, taken: 8 });
+    expect(s.search.measured.length).toBeGreaterThanOrEqual(8);
+    expect(s.search.measured.length + s.search.proxyRanked.length).toBe(10);
+    expect(s.variants).toBe(1 + s.search.measured.length);
+    const exhaustive = new Map(json.sensitivity.layers.map((l: any) => [l.name, l]));
+    const measured = s.layers.filter((l: any) => l.rankedBy === 'measured');
+    expect(measured.map((l: any) => l.name).sort()).toEqual([...s.search.measured].sort());
+    for (const l of measured) {
+      const e = exhaustive.get(l.name) as any;
+      expect(l.oneAtATime).toEqual(e.oneAtATime);
+      expect(l.outputSnrDb).toBe(e.outputSnrDb);
+      expect(l.sensitivity).toBe(e.sensitivity);
+    }
+    // Measured first, in the exhaustive order; then the proxy-ranked ones, by their own output SNR.
+    const order = json.sensitivity.layers.map((l: any) => l.name).filter((n: string) => s.search.measured.includes(n));
+    expect(measured.map((l: any) => l.name)).toEqual(order);
+    const rest = s.layers.slice(measured.length);
+    for (const l of rest) {
+      expect(l.rankedBy).toBe('proxy');
+      expect(l.oneAtATime).toBeUndefined();
+      expect(l.sensitivity).toBeUndefined();
+      expect(Math.abs(l.outputSnrDb - (exhaustive.get(l.name) as any).outputSnrDb)).toBeLessThan(0.01);
+    }
+    // The map meets the same budget. (It need not be --exhaustive's: on these 8 photos bn_Conv1, whose own SNR is
+    // the highest of the ten, is the proxy's last and not measured, and the exhaustive map keeps it out.)
+    expect(fast.mixed.met).toBe(true);
+    expect(fast.mixed.chosen.drop).toBe(0);
+    for (const k of fast.mixed.chosen.keptOut) expect(s.layers.map((l: any) => l.name)).toContain(k.layer);
+    const text = { stdout: renderSensitivity(s) };
+    expect(text.stdout).toMatch(/search: proxy then measure \(--exhaustive measures every layer\): \d+ layers measured/);
+    expect(text.stdout).toMatch(/proxy and measurement (agree on the order|disagree on \d+ of \d+ measured layers \(Kendall tau -?\d\.\d\d\))/);
   });
 
   it('gives a map that quantize turns into a model reproducing the reported numbers', async () => {
@@ -91,10 +137,13 @@ describe('trt-calib sensitivity', () => {
     expect(v.cosineMin).toBe(json.mixed.chosen.worstCosine);
   });
 
-  it('ranks the same whatever the batch size', async () => {
+  it('ranks the same whatever the batch size, both searches', async () => {
     const r = await runCli([...base(), '--batch', '3', '--json']);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).sensitivity.layers).toEqual(json.sensitivity.layers);
+    expect(JSON.parse(r.stdout).sensitivity.layers).toEqual(fast.sensitivity.layers);
+    const e = await runCli([...base(), '--exhaustive', '--batch', '3', '--json']);
+    expect(e.code).toBe(0);
+    expect(JSON.parse(e.stdout).sensitivity.layers).toEqual(json.sensitivity.layers);
   });
 
   it('exits 2 with the best trade-off when the budget cannot be met, writing no map', async () => {

@@ -41,7 +41,8 @@ describe('sensitivity in 3 shards merged = one run', () => {
   it('the same report but for the fields that say how it was made', async () => {
     const single = path.join(tmp, 'single.json');
     const runs = await Promise.all([
-      runCli([...args, '--out', single, '-q']),
+      // A shard measures its slice whole: the merge is the exhaustive search's report.
+      runCli([...args, '--exhaustive', '--out', single, '-q']),
       ...[1, 2, 3].map((k) => runCli([...args, '--shard', `${k}/3`, '--out-dir', path.join(tmp, 'shards'), '-q'])),
     ]);
     runs.forEach(ok);
@@ -62,6 +63,7 @@ describe('sensitivity in 3 shards merged = one run', () => {
       delete r.seconds;
       delete r.merged;
     }
+    expect(parts[0].search).toMatchObject({ method: 'exhaustive', why: '--shard measures its slice of the layers whole' });
     expect(all).toEqual(one);
   });
 
