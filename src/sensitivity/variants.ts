@@ -167,10 +167,21 @@ export class VariantBuilder {
     });
 
     // Float weights the variant reads again: back from the original model (the full model dropped them).
+    const { initializer, constants } = this.#floatWeights(g, neededWeights);
+    const all = [...constants, ...nodes];
+    const pruned = pruneUnreadQdq(all, g.output.map((o) => o.name));
+    const read = readNames(pruned, g.output.map((o) => o.name));
+    const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
+    return twin ? { model, twin } : { model };
+  }
+
+  /** The float32 values a weight's DequantizeLinear gives ((q - zero point) x scale, per axis), if its inputs are constants. */
+  /** The float weights a built model reads that its graph `g` lacks: initializers, or Constant nodes to prepend. */
+  #floatWeights(g: { initializer: OnnxTensorProto[]; node: OnnxNode[] }, needed: ReadonlySet<string>): { initializer: OnnxTensorProto[]; constants: OnnxNode[] } {
     const present = new Set<string>([...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
     const initializer = [...g.initializer];
     const constants: OnnxNode[] = [];
-    for (const w of [...neededWeights].sort()) {
+    for (const w of [...needed].sort()) {
       if (present.has(w)) continue;
       const init = this.#initializers.get(w);
       if (init) initializer.push(init);
@@ -180,14 +191,9 @@ export class VariantBuilder {
         constants.push(c);
       }
     }
-    const all = [...constants, ...nodes];
-    const pruned = pruneUnreadQdq(all, g.output.map((o) => o.name));
-    const read = readNames(pruned, g.output.map((o) => o.name));
-    const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
-    return twin ? { model, twin } : { model };
+    return { initializer, constants };
   }
 
-  /** The float32 values a weight's DequantizeLinear gives ((q - zero point) x scale, per axis), if its inputs are constants. */
   #dequantizedWeight(output: string, producer: ReadonlyMap<string, OnnxNode>, initializers: ReadonlyMap<string, OnnxTensorProto>): Tensor | undefined {
     const dq = producer.get(output);
     if (!dq || dq.opType !== 'DequantizeLinear') return undefined;
@@ -264,19 +270,7 @@ export class VariantBuilder {
       );
       pairs.push({ layer: l.name, output: l.output, twin, sums: { ref2: `${twin}_ref2`, err2: `${twin}_err2`, max: `${twin}_max`, min: `${twin}_min` } });
     });
-    const present = new Set<string>([...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
-    const initializer = [...g.initializer];
-    const constants: OnnxNode[] = [];
-    for (const w of [...neededWeights].sort()) {
-      if (present.has(w)) continue;
-      const init = this.#initializers.get(w);
-      if (init) initializer.push(init);
-      else {
-        const c = this.#constants.get(w);
-        if (!c) throw new Error(`float weight ${w} is neither an initializer nor a Constant of the original model`);
-        constants.push(c);
-      }
-    }
+    const { initializer, constants } = this.#floatWeights(g, neededWeights);
     // Per image reductions in the graph (Flatten from axis 1, then over axis 1): the layer outputs stay inside
     // onnxruntime. In float32, as onnxruntime's vectorised kernels sum (float64 casts tripled the pass's time); the
     // per-image sums are then added in float64. ReduceMax/Min are exact. Every node here is a pass over a layer
