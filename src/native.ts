@@ -32,12 +32,6 @@ export interface NativeBinding extends FeederBinding {
   statsAccumulateAsync(header: Float64Array, hist: Float64Array, data: Float32Array | Uint16Array, lo?: number, hi?: number): Promise<void>;
   readonly statsHeaderSize: number;
   /**
-   * src/sensitivity/noise.ts TensorNoise.add over float32 data, in place, bit for bit the JavaScript loop's sums:
-   * sums = [signal, int8Noise, fp16SampleSignal, fp16Noise, absMax, fp16Overflow, saturated, count, nonFinite];
-   * scale <= 0 or NaN: FP16 and the range only.
-   */
-  noiseSums(sums: Float64Array, data: Float32Array, scale: number): void;
-  /**
    * KL-divergence threshold scan of src/calibrators/kl.ts (`klScan`) in C++: returns the chosen number of bins and
    * fills `divergences` (length hist.length - startBin + 1) when given. spec: a KlScanSpec.
    */

@@ -15,7 +15,6 @@
  * ~70 dB (15 M activations per image on MobileNetV2: the FP32 pass must stay close to a plain one).
  */
 import { snrFromSums } from '../compare/metrics.js';
-import { loadNative } from '../native.js';
 
 export const FP16_MAX = 65504;
 const FP16_MIN_NORMAL = 2 ** -14;
@@ -70,65 +69,30 @@ export class TensorNoise {
   constructor(readonly scale?: number) {}
 
   add(values: ArrayLike<number>): void {
-    if (values instanceof Float32Array) {
-      // The native loop (native/src/stats/stats_binding.cc noiseSums): the same sums, bit for bit, faster.
-      const sums = this.#sums;
-      sums[0] = this.signal;
-      sums[1] = this.int8Noise;
-      sums[2] = this.fp16SampleSignal;
-      sums[3] = this.fp16Noise;
-      sums[4] = this.absMax;
-      sums.fill(0, 5);
-      loadNative().noiseSums(sums, values, this.scale !== undefined && this.scale > 0 ? this.scale : 0);
-      this.signal = sums[0]!;
-      this.int8Noise = sums[1]!;
-      this.fp16SampleSignal = sums[2]!;
-      this.fp16Noise = sums[3]!;
-      this.absMax = sums[4]!;
-      this.fp16Overflow += sums[5]!;
-      this.saturated += sums[6]!;
-      this.count += sums[7]!;
-      this.nonFinite += sums[8]!;
-      return;
-    }
-    this.addInJs(values);
-  }
-
-  readonly #sums = new Float64Array(9);
-
-  /** The reference loop (and the one for float64 data). */
-  addInJs(values: ArrayLike<number>): void {
     const s = this.scale !== undefined && this.scale > 0 ? this.scale : undefined;
-    // Four accumulators per sum (element i into lane i % 4), added to the totals as (l0 + l1) + (l2 + l3) at the
-    // end of each call, as the native loop does: a call is one image (addImages), so the sums are the same bytes
-    // whatever the batch size.
-    let sig0 = 0, sig1 = 0, sig2 = 0, sig3 = 0;
-    let err0 = 0, err1 = 0, err2 = 0, err3 = 0;
+    // The running sums continue from the totals (not from 0 per call), so that they are one sequential sum over
+    // every value in image order: the same bytes whatever the batch size.
+    let signal = this.signal;
+    let i8 = this.int8Noise;
     let absMax = this.absMax;
     let overflow = 0;
     let saturated = 0;
     let nonFinite = 0;
     const n = values.length;
-    // fakeQuantInt8, inlined (this loop sees every element of every image): x * (1/s) instead of x / s, and
-    // rounding half to even by adding and subtracting 1.5 * 2^52 (exact for |v| < 2^51, the default rounding
-    // mode of IEEE doubles). Both may differ from QuantizeLinear on an exact tie: no effect on an SNR.
-    const inv = s !== undefined ? 1 / s : 0;
-    for (let i = 0; i < n; i++) {
-      const x = values[i]!;
-      if (!(x - x === 0)) {
-        nonFinite++;
-        continue;
-      }
-      const a = x < 0 ? -x : x;
-      if (a > absMax) absMax = a;
-      const lane = i & 3;
-      const x2 = x * x;
-      if (lane === 0) sig0 += x2;
-      else if (lane === 1) sig1 += x2;
-      else if (lane === 2) sig2 += x2;
-      else sig3 += x2;
-      if (a > FP16_MAX) overflow++;
-      if (s !== undefined) {
+    if (s !== undefined) {
+      // fakeQuantInt8, inlined (this loop sees every element of every image): x * (1/s) instead of x / s, and
+      // rounding half to even by adding and subtracting 1.5 * 2^52 (exact for |v| < 2^51, the default rounding
+      // mode of IEEE doubles). Both may differ from QuantizeLinear on an exact tie: no effect on an SNR.
+      const inv = 1 / s;
+      for (let i = 0; i < n; i++) {
+        const x = values[i]!;
+        if (!(x - x === 0)) {
+          nonFinite++;
+          continue;
+        }
+        const a = x < 0 ? -x : x;
+        if (a > absMax) absMax = a;
+        signal += x * x;
         let q = x * inv + ROUND_MAGIC - ROUND_MAGIC;
         if (q > 127) {
           q = 127;
@@ -138,15 +102,22 @@ export class TensorNoise {
           saturated++;
         }
         const d = x - q * s;
-        const d2 = d * d;
-        if (lane === 0) err0 += d2;
-        else if (lane === 1) err1 += d2;
-        else if (lane === 2) err2 += d2;
-        else err3 += d2;
+        i8 += d * d;
+        if (a > FP16_MAX) overflow++;
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const x = values[i]!;
+        if (!(x - x === 0)) {
+          nonFinite++;
+          continue;
+        }
+        const a = x < 0 ? -x : x;
+        if (a > absMax) absMax = a;
+        signal += x * x;
+        if (a > FP16_MAX) overflow++;
       }
     }
-    const signal = this.signal + (sig0 + sig1 + (sig2 + sig3));
-    const i8 = this.int8Noise + (err0 + err1 + (err2 + err3));
     // FP16 rounding noise on every FP16_SAMPLE_STRIDE-th element (a systematic sample: float16 rounding is
     // ~70 dB on normal-range data and the check only looks for far worse), with the signal of the same sample.
     // The sample restarts at each call's first element: call once per image (addImages) so that every image is

@@ -356,94 +356,9 @@ Napi::Value KlScanAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// noiseSums(sums: Float64Array(9), data: Float32Array, scale): the running sums of src/sensitivity/noise.ts
-// TensorNoise.add over data, in place: [signal, int8Noise, fp16SampleSignal, fp16Noise, absMax, fp16Overflow,
-// saturated, count, nonFinite]; scale <= 0 or NaN measures FP16 and the range only. The same operations in the
-// same order as the JavaScript (four float64 lanes per sum, QuantizeLinear's round-half-even by the 1.5 * 2^52
-// trick, float16 rounding by Veltkamp splitting), so the sums are bit for bit those of TensorNoise's JS loop
-// (test/unit/sensitivity-noise-native.test.ts); built with -ffp-contract=off so that nothing is fused.
-void NoiseSumsKernel(double* sums, const float* d, size_t n, double scale) {
-  constexpr double kFp16Max = 65504.0;
-  constexpr double kFp16MinNormal = 6.103515625e-05;   // 2^-14
-  constexpr double kFp16SubnormalStep = 5.9604644775390625e-08;  // 2^-24
-  constexpr double kVeltkamp11 = 4398046511105.0;      // 2^42 + 1
-  constexpr double kRoundMagic = 6755399441055744.0;   // 1.5 * 2^52
-  constexpr size_t kStride = 8;                        // FP16_SAMPLE_STRIDE
-  // Four accumulators per sum (element i into lane i % 4), added as (l0 + l1) + (l2 + l3) at the end of the call:
-  // one float64 chain per sum was the loop's bound. The JavaScript loop sums the same way.
-  double sig[4] = {0, 0, 0, 0}, err[4] = {0, 0, 0, 0};
-  double absMax = sums[4];
-  double overflow = 0, saturated = 0, nonFinite = 0;
-  const bool quant = scale > 0;
-  const double inv = quant ? 1.0 / scale : 0;
-  for (size_t i = 0; i < n; i++) {
-    const double x = d[i];
-    if (!std::isfinite(x)) {
-      nonFinite++;
-      continue;
-    }
-    const double a = x < 0 ? -x : x;
-    if (a > absMax) absMax = a;
-    sig[i & 3] += x * x;
-    if (a > kFp16Max) overflow++;
-    if (quant) {
-      double q = x * inv + kRoundMagic - kRoundMagic;
-      if (q > 127) {
-        q = 127;
-        saturated++;
-      } else if (q < -128) {
-        q = -128;
-        saturated++;
-      }
-      const double e = x - q * scale;
-      err[i & 3] += e * e;
-    }
-  }
-  double sampleSignal = sums[2], f16 = sums[3];
-  for (size_t i = 0; i < n; i += kStride) {
-    const double x = d[i];
-    const double a = x < 0 ? -x : x;
-    if (!std::isfinite(x) || a > kFp16Max) continue;
-    double r;
-    if (a >= kFp16MinNormal) {
-      const double t = kVeltkamp11 * x;
-      r = t - (t - x);
-    } else {
-      r = std::nearbyint(x / kFp16SubnormalStep) * kFp16SubnormalStep;  // round half to even, as the JS
-    }
-    const double e = x - r;
-    sampleSignal += x * x;
-    f16 += e * e;
-  }
-  sums[0] += (sig[0] + sig[1]) + (sig[2] + sig[3]);
-  sums[1] += (err[0] + err[1]) + (err[2] + err[3]);
-  sums[2] = sampleSignal;
-  sums[3] = f16;
-  sums[4] = absMax;
-  sums[5] += overflow;
-  sums[6] += saturated;
-  sums[7] += static_cast<double>(n) - nonFinite;
-  sums[8] += nonFinite;
-}
-
-Napi::Value NoiseSums(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber()) {
-    throw Napi::TypeError::New(env, "Expected (sums: Float64Array(9), data: Float32Array, scale: number)");
-  }
-  auto sums = info[0].As<Napi::TypedArray>();
-  auto data = info[1].As<Napi::TypedArray>();
-  if (sums.TypedArrayType() != napi_float64_array || sums.ElementLength() != 9) throw Napi::TypeError::New(env, "Expected a Float64Array of 9 sums");
-  if (data.TypedArrayType() != napi_float32_array) throw Napi::TypeError::New(env, "Expected Float32Array data");
-  const double scale = info[2].As<Napi::Number>().DoubleValue();
-  NoiseSumsKernel(sums.As<Napi::Float64Array>().Data(), data.As<Napi::Float32Array>().Data(), data.ElementLength(), scale);
-  return env.Undefined();
-}
-
 }  // namespace
 
 void InitStats(Napi::Env env, Napi::Object exports) {
-  exports.Set("noiseSums", Napi::Function::New(env, NoiseSums, "noiseSums"));
   exports.Set("statsAccumulate", Napi::Function::New(env, Accumulate, "statsAccumulate"));
   exports.Set("densityAmaxAsync", Napi::Function::New(env, DensityAmaxAsync, "densityAmaxAsync"));
   exports.Set("statsAccumulatePair", Napi::Function::New(env, AccumulatePair, "statsAccumulatePair"));
