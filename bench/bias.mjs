@@ -5,22 +5,12 @@
 // Everything goes through the built CLI (calibrate, quantize, compare --variant-model), as a user would run it.
 //
 // BENCH_BIAS_ALGOS=minmax,auto restricts the algorithms (default: the five and auto).
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cli, root } from './cli-json.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '..');
-const bin = path.join(root, 'bin', 'trt-calib.js');
 const model = path.join(root, 'test/fixtures/models/mobilenet_v2_nsfw_224.onnx');
-
-function cli(args) {
-  const started = performance.now();
-  const out = execFileSync(process.execPath, [bin, ...args, '--json'], { cwd: root, maxBuffer: 256 * 2 ** 20, stdio: ['ignore', 'pipe', 'ignore'] });
-  return { json: JSON.parse(out.toString()), seconds: (performance.now() - started) / 1000 };
-}
 
 export async function benchBias({ fixtures, log }) {
   const algos = (process.env.BENCH_BIAS_ALGOS ?? 'entropy2,entropy,minmax,percentile,mse,auto').split(',');

@@ -7,21 +7,11 @@
 //
 // BENCH_CLE_ALGOS=entropy2,minmax and BENCH_CLE_MODES=none,skip,relu,min restrict; BENCH_CLE_BC=0 skips the bias
 // correction rows.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cli, root } from './cli-json.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '..');
-const bin = path.join(root, 'bin', 'trt-calib.js');
-
-function cli(args) {
-  const started = performance.now();
-  const out = execFileSync(process.execPath, [bin, ...args, '--json'], { cwd: root, maxBuffer: 256 * 2 ** 20, stdio: ['ignore', 'pipe', 'ignore'] });
-  return { json: JSON.parse(out.toString()), seconds: (performance.now() - started) / 1000 };
-}
 
 /** Writes `<dir>/<base>.cle-<mode>.onnx` for each mode; returns the files and the transform's summaries. */
 export async function writeEqualized(modelFile, dir, modes) {

@@ -10,22 +10,12 @@
 // Everything through the built CLI. BENCH_DETECT_MODELS=ssd,ppocr, BENCH_DETECT_ALGOS=entropy2,minmax and
 // BENCH_DETECT_CLE=skip,min (equalize.ts's clip modes; none to leave CLE out) restrict; BENCH_DETECT_WS=0 leaves out the
 // weight search rows (on PP-OCR at 576x768 it and auto's probe pass take many minutes on a loaded 2-core machine).
-import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { cli, root } from './cli-json.mjs';
 import { writeEqualized } from './equalize.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '..');
-const bin = path.join(root, 'bin', 'trt-calib.js');
-
-function cli(args) {
-  const started = performance.now();
-  const out = execFileSync(process.execPath, [bin, ...args, '--json'], { cwd: root, maxBuffer: 256 * 2 ** 20, stdio: ['ignore', 'pipe', 'ignore'] });
-  return { json: JSON.parse(out.toString()), seconds: (performance.now() - started) / 1000 };
-}
 
 /** Fraction of PP-OCR's map at or above 0.3 from which a photo counts as one with text (0.1%: 17 of 58 photos). */
 const TEXT_FRACTION = 0.001;

@@ -405,6 +405,20 @@ export function fp16Checks(ctx: SensitivityContext, report?: SensitivityReport):
   return new Map(ctx.builder.layers.map((l) => [l.name, measured.get(l.name) ?? fp16Check(ctx, l)]));
 }
 
+/**
+ * One-at-a-time: only `l` in INT8, with its float twin, which gives the layer's own output SNR and the FP16 check
+ * of its output; written into `row`. The one measurement both searches make, so their numbers are the same.
+ */
+async function measureOneAtATime(ctx: SensitivityContext, l: LayerPlan, row: Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>, evalOptions: Parameters<typeof evaluateModel>[2]): Promise<void> {
+  const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
+  const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
+  row.oneAtATime = r.score;
+  if (r.twin) {
+    row.outputSnrDb = r.twin.snrDb;
+    row.fp16 = fp16Check(ctx, l, r.twin.reference);
+  }
+}
+
 export interface MeasureOptions {
   measure?: MeasureChoice;
   /** Measure every layer (today's search) instead of proxy-then-measure (one-at-a-time only; see the file comment). */
@@ -457,7 +471,8 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
       rows.push({ ...layerBasics(ctx, l), outputSnrDb: p.outputSnrDb, fp16: fp16Check(ctx, l, { absMax: p.outputAbsMax }) });
     }
     // 2. The candidates the proxy cannot separate, measured exactly as one-at-a-time measures them (in graph order).
-    const byProxy = proxyOrder(rows).map((r) => r.name);
+    const ordered = proxyOrder(rows);
+    const byProxy = ordered.map((r) => r.name);
     const candidates = proxyCandidates(rows, rule);
     const chosenNames = new Set(candidates.map((c) => c.name));
     const toMeasure = rows.filter((r) => chosenNames.has(r.name));
@@ -467,14 +482,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
         options.signal?.throwIfAborted();
         // Exactly as the exhaustive search measures it, float twin included (the twin costs nothing measurable:
         // the variant's time is its inference), so that its numbers are the exhaustive search's, byte for byte.
-        const l = ctx.builder.layer(row.name);
-        const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
-        const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
-        if (r.twin) {
-          row.outputSnrDb = r.twin.snrDb;
-          row.fp16 = fp16Check(ctx, l, r.twin.reference);
-        }
-        row.oneAtATime = r.score;
+        await measureOneAtATime(ctx, ctx.builder.layer(row.name), row, evalOptions);
         variants++;
         reporter.update({ done: i + 1, detail: row.name });
       }
@@ -492,7 +500,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     const taken = candidateCount(rows.length, rule);
     search = {
       method: 'proxy-then-measure',
-      rule: { ...rule, taken, lastSnrDb: taken > 0 ? proxyOrder(rows)[taken - 1]!.outputSnrDb! : Number.NaN },
+      rule: { ...rule, taken, lastSnrDb: taken > 0 ? ordered[taken - 1]!.outputSnrDb! : Number.NaN },
       measured: candidates.map((c) => c.name),
       proxyRanked: rest.map((l) => l.name),
       disagreements: agreement.disagreements,
@@ -506,13 +514,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
         options.signal?.throwIfAborted();
         const row = layerBasics(ctx, l);
         if (measure !== 'leave-one-out') {
-          const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
-          const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
-          row.oneAtATime = r.score;
-          if (r.twin) {
-            row.outputSnrDb = r.twin.snrDb;
-            row.fp16 = fp16Check(ctx, l, r.twin.reference);
-          }
+          await measureOneAtATime(ctx, l, row, evalOptions);
           variants++;
         }
         if (measure !== 'one-at-a-time') {

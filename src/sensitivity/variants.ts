@@ -175,7 +175,6 @@ export class VariantBuilder {
     return twin ? { model, twin } : { model };
   }
 
-  /** The float32 values a weight's DequantizeLinear gives ((q - zero point) x scale, per axis), if its inputs are constants. */
   /** The float weights a built model reads that its graph `g` lacks: initializers, or Constant nodes to prepend. */
   #floatWeights(g: { initializer: OnnxTensorProto[]; node: OnnxNode[] }, needed: ReadonlySet<string>): { initializer: OnnxTensorProto[]; constants: OnnxNode[] } {
     const present = new Set<string>([...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
@@ -194,6 +193,7 @@ export class VariantBuilder {
     return { initializer, constants };
   }
 
+  /** The float32 values a weight's DequantizeLinear gives ((q - zero point) x scale, per axis), if its inputs are constants. */
   #dequantizedWeight(output: string, producer: ReadonlyMap<string, OnnxNode>, initializers: ReadonlyMap<string, OnnxTensorProto>): Tensor | undefined {
     const dq = producer.get(output);
     if (!dq || dq.opType !== 'DequantizeLinear') return undefined;

@@ -146,13 +146,19 @@ describe('quantize --high-precision fp16', () => {
 });
 
 describe('compare and the INT8 + FP16 model', () => {
+  const MOBILENET = path.join(IMAGES, '../models/mobilenet_v2_nsfw_224.onnx');
+  /** MobileNetV2's minmax cache and statistics on the 8 photos, calibrated once for the tests below. */
+  let calibrated: Promise<{ dir: string; cache: string; stats: string }> | undefined;
+  const calibration = () =>
+    (calibrated ??= (async () => {
+      const dir = path.join(tmp, 'mbv2');
+      const cal = await runCli(['calibrate', '--model', MOBILENET, '--data', IMAGES, '--preset', 'raw01', '--algo', 'minmax', '--out-dir', dir, '--trt-version', '10.3.0']);
+      expect(cal.code, cal.stderr).toBe(0);
+      return { dir, cache: path.join(dir, 'mobilenet_v2_nsfw_224.minmax.cache'), stats: path.join(dir, 'mobilenet_v2_nsfw_224.stats.msgpack') };
+    })());
+
   it('compare --high-precision fp16 adds int8+fp16-<algo>; --variant-model measures the model quantize wrote', async () => {
-    const MOBILENET = path.join(IMAGES, '../models/mobilenet_v2_nsfw_224.onnx');
-    const dir = path.join(tmp, 'mbv2');
-    const cal = await runCli(['calibrate', '--model', MOBILENET, '--data', IMAGES, '--preset', 'raw01', '--algo', 'minmax', '--out-dir', dir, '--trt-version', '10.3.0']);
-    expect(cal.code, cal.stderr).toBe(0);
-    const cache = path.join(dir, 'mobilenet_v2_nsfw_224.minmax.cache');
-    const stats = path.join(dir, 'mobilenet_v2_nsfw_224.stats.msgpack');
+    const { dir, cache, stats } = await calibration();
     const common = ['--data', IMAGES, '--preset', 'raw01', '--out-dir', dir, '--no-layers', '--json'];
     const r = await runCli(['compare', '--model', MOBILENET, ...common, '--precisions', 'fp32,int8', '--cache', cache, '--stats', stats, '--placement', 'explicit', '--high-precision', 'fp16', '--report-dir', path.join(dir, 'r1')]);
     expect(r.code, r.stderr).toBe(0);
@@ -174,13 +180,9 @@ describe('compare and the INT8 + FP16 model', () => {
     expect(written.precision).toBe('int8');
     expect(Math.abs(written.agreement - int8.agreement)).toBeLessThanOrEqual(1 / 8 + 1e-9);
   }, 240_000);
+
   it('--mixed auto --high-precision fp16 measures every candidate as the INT8 + FP16 model it writes (quantize and compare)', async () => {
-    const MOBILENET = path.join(IMAGES, '../models/mobilenet_v2_nsfw_224.onnx');
-    const dir = path.join(tmp, 'mixed16');
-    const cal = await runCli(['calibrate', '--model', MOBILENET, '--data', IMAGES, '--preset', 'raw01', '--algo', 'minmax', '--out-dir', dir, '--trt-version', '10.3.0']);
-    expect(cal.code, cal.stderr).toBe(0);
-    const cache = path.join(dir, 'mobilenet_v2_nsfw_224.minmax.cache');
-    const stats = path.join(dir, 'mobilenet_v2_nsfw_224.stats.msgpack');
+    const { dir, cache, stats } = await calibration();
     const data = ['--data', IMAGES, '--preset', 'raw01', '--max-images', '4', '--threads', '2'];
     const out = path.join(dir, 'm.mixed-fp16.onnx');
     const mapFile = path.join(dir, 'm.precision.json');
