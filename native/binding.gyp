@@ -11,6 +11,7 @@
         "src/stats/histogram.cc",
         "src/stats/kl.cc",
         "src/stats/density.cc",
+        "src/stats/noise.cc",
         "src/stats/stats_binding.cc",
         "src/feeder/task.cc",
         "src/feeder/batch_feeder.cc",

@@ -31,6 +31,8 @@ export interface NativeBinding extends FeederBinding {
   /** The same on a libuv worker thread; the arrays must not be touched (or updated again) until it settles. */
   statsAccumulateAsync(header: Float64Array, hist: Float64Array, data: Float32Array | Uint16Array, lo?: number, hi?: number): Promise<void>;
   readonly statsHeaderSize: number;
+  /** native/src/stats/noise.cc over one image's values, in place (the sums of OrtNoiseTarget); for the tests. */
+  noiseSums(sums: Float64Array, data: Float32Array, scale: number): void;
   /**
    * KL-divergence threshold scan of src/calibrators/kl.ts (`klScan`) in C++: returns the chosen number of bins and
    * fills `divergences` (length hist.length - startBin + 1) when given. spec: a KlScanSpec.
@@ -83,6 +85,16 @@ export interface OrtCollectorTarget {
   zerosOnly?: boolean;
 }
 
+/**
+ * A tensor's quantization noise sums (src/sensitivity/noise.ts TensorNoise, bit for bit; native/src/stats/noise.cc)
+ * into noise state `noise`, image by image: 9 values, see OrtCollector.result().noise. `scale`: the INT8 scale (0 or
+ * absent: FP16 and the range only).
+ */
+export interface OrtNoiseTarget {
+  noise: number;
+  scale?: number;
+}
+
 export interface OrtCollectorConfig {
   threads: number;
   /** onnxruntime GraphOptimizationLevel value (0, 1, 2, 3, 99). */
@@ -93,8 +105,10 @@ export interface OrtCollectorConfig {
   /** Number of statistics states (each a 9-value header and `bins` counts). */
   states: number;
   /** Targets counted from the input data itself. */
-  inputTargets: OrtCollectorTarget[];
-  outputs: { name: string; targets: OrtCollectorTarget[] }[];
+  inputTargets: Array<OrtCollectorTarget | OrtNoiseTarget>;
+  outputs: { name: string; targets: Array<OrtCollectorTarget | OrtNoiseTarget> }[];
+  /** Number of noise states (OrtNoiseTarget), 9 values each; default 0. */
+  noiseStates?: number;
   /** In-graph counting: the model has a counting node per output (withCountingNodes); the last one's output. */
   countOutput?: string;
   /** Threads counting a large tensor in-graph (1 or 2): onnxruntime's and a helper. */
@@ -109,8 +123,8 @@ export interface OrtCollector {
   infer(data: Float32Array, dims: number[]): Promise<void>;
   /** Resolves once every queued run is counted; rejects with the first counting failure. */
   drain(): Promise<void>;
-  /** Copies of every state: headers (states x 9) and histograms (states x bins). */
-  result(): { headers: Float64Array; hists: Float64Array };
+  /** Copies of every state: headers (states x 9), histograms (states x bins) and noise sums (noiseStates x 9). */
+  result(): { headers: Float64Array; hists: Float64Array; noise: Float64Array };
   close(): void;
 }
 

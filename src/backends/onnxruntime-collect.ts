@@ -36,7 +36,7 @@ import { removeOnnxruntimeDebugLog, removeOnnxruntimeDebugLogAtExit } from './on
 import type { CollectingSession, TensorInfo } from './types.js';
 import { StatisticsWorker } from './onnxruntime-collect-client.js';
 import { loadNative, type OrtCollector, type OrtCollectorConfig, type OrtCollectorTarget } from '../native.js';
-import { exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
+import { exposeTensors, exposedModelBytesForOnnxruntime } from '../onnx/expose.js';
 import { describeInputs, type ActivationInfo } from '../onnx/graph.js';
 import { decodeOnnxModel, graphOf, onnx, saveOnnxModel, withGraph, type OnnxModel, type OnnxNode } from '../onnx/model.js';
 import { exportBlockedActivations } from '../onnx/nchwc.js';
@@ -175,6 +175,8 @@ export class NativeStatistics implements CollectingSession {
   readonly #library: string;
   /** The exposed model's bytes, until the session is open (then released: 14 MB for MobileNetV2). */
   #bytes: Uint8Array;
+  /** The model, until the session is open. */
+  #model: OnnxModel | undefined;
   readonly #exposed: string[];
   readonly #config: OrtCollectorConfig;
   readonly #tryBlocked: boolean;
@@ -205,6 +207,7 @@ export class NativeStatistics implements CollectingSession {
     this.#exposed = outputs.map((o) => o.name);
     // The model as the onnxruntime-node path opens it (src/backends/onnxruntime.ts open()), with the same outputs.
     this.#bytes = exposedModelBytesForOnnxruntime(model, plan.exported.filter((n) => !graphInputs.has(n)), { file: config.modelFile });
+    this.#model = model;
     this.#inGraph = countingMode() === 'graph';
     // In-graph counting runs between the model's operators, on onnxruntime's thread and a helper: both get every
     // core. Counting from outputs runs beside the next image's inference: onnxruntime gets all cores but one.
@@ -239,6 +242,7 @@ export class NativeStatistics implements CollectingSession {
       await this.#open();
     } finally {
       this.#bytes = new Uint8Array(0);
+      this.#model = undefined;
       removeOnnxruntimeDebugLog(); // the library's environment started with the first session
     }
   }
@@ -263,7 +267,9 @@ export class NativeStatistics implements CollectingSession {
           await removeTemporary(blocked.dir);
         }
       }
-      const counting = this.#inGraph ? withCountingNodes(decodeOnnxModel(this.#bytes, this.#file), this.#exposed) : undefined;
+      // From the model itself: #bytes may be its source bytes with the added outputs appended (protobuf merges
+      // those when onnxruntime reads them, but protobufjs's decode keeps only the last graph).
+      const counting = this.#inGraph ? withCountingNodes(exposeTensors(this.#model!, this.#exposed, { file: this.#file }), this.#exposed) : undefined;
       if (counting) {
         try {
           this.#collector = new native.OrtCollector(this.#library, saveOnnxModel(counting.model), { ...this.#config, countOutput: counting.countOutput });

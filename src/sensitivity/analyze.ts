@@ -45,7 +45,7 @@ import { listActivations } from '../onnx/graph.js';
 import { graphOf, loadOnnxModel, tensorFromProto, type OnnxModel, type OnnxTensorProto } from '../onnx/model.js';
 import { quantizeQdq, type QdqResult } from '../onnx/qdq.js';
 import { silentReporter, type Reporter } from '../reporter.js';
-import { prepareEvaluationData, type EvaluationData } from './data.js';
+import { measureTensorNoise, prepareEvaluationData, type EvaluationData } from './data.js';
 import { evaluateModel, type VariantScore } from './evaluate.js';
 import { FP16_MAX, TensorNoise } from './noise.js';
 import {
@@ -218,6 +218,7 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
   const started = performance.now();
   const reporter = options.reporter ?? silentReporter;
   let model = await loadOnnxModel(options.model);
+  const original = model;
   const activations = listActivations(model, { file: options.model }).map((a) => a.name);
   const cache = await loadCacheFor(options.cache, activations, options.model);
   if (options.biasCorrection) {
@@ -252,17 +253,12 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
     reporter.info(`labels: ${assigned.labelled} of ${dataset.files.length} images (${assigned.source})`);
   }
 
-  // Measured in the FP32 pass: each layer's quantized inputs (INT8 noise with their scale, FP16 noise, range).
-  // Only inputs are exposed: exposing a convolution's output would keep onnxruntime from fusing it with the
-  // Clip that follows, and the FP32 outputs would then differ (in the last bits) from a plain FP32 run. A layer's
-  // output is seen by its float twin instead (one-at-a-time).
+  // The FP32 outputs come from the plain model; each layer's quantized inputs (INT8 noise with their scale, FP16
+  // noise, range) are measured after it, over the kept batches (measureTensorNoise). Only inputs are measured: a
+  // layer's output is seen by its float twin instead (one-at-a-time), or by the proxy pass.
   const measure = new Map<string, number | undefined>();
   for (const l of builder.layers) for (const a of l.activations) measure.set(a, cache.scales.get(a));
-  const inputNames = new Set([input.name]);
-  const session = await onnxruntimeBackend.open(
-    { path: options.model },
-    { ...(options.threads ? { threads: options.threads } : {}), expose: [...measure.keys()].filter((n) => !inputNames.has(n)) },
-  );
+  const session = await onnxruntimeBackend.open({ path: options.model }, { ...(options.threads ? { threads: options.threads } : {}) });
   let data: EvaluationData;
   try {
     reporter.info(`${builder.layers.length} quantizable layers; keeping ${dataset.size} images of ${dataset.imageDims.join('x')} in memory`);
@@ -270,7 +266,6 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
       dataset,
       session,
       outputs: session.outputs.map((o) => o.name),
-      measure,
       ...(options.maxMemoryBytes !== undefined ? { maxBytes: options.maxMemoryBytes } : {}),
       ...(labels ? { labels } : {}),
       reporter,
@@ -279,6 +274,16 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
   } finally {
     await session.release();
   }
+  const noise = await measureTensorNoise(data, {
+    modelFile: options.model,
+    model: original,
+    measure,
+    ...(options.threads ? { threads: options.threads } : {}),
+    reporter,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  data.noise = noise.noise;
+  data.seconds.noise = noise.seconds;
   // Detection, segmentation and OCR map predictions back to the photos: each kept batch's geometries, read once.
   if (task.kind !== 'classify' && task.kind !== 'raw') {
     data.task = task;

@@ -9,12 +9,16 @@
  * images of the MobileNetV2 fixture take 43 x 3 x 224 x 224 x 4 = 25.9 MB. Above `maxBytes` the work is refused
  * before any image is decoded, with the number of images that would fit.
  *
- * The same FP32 pass also measures, on the way, the INT8 and FP16 rounding noise of the tensors the caller names
- * (the quantized inputs of the layers, and their outputs for the FP16 range), as running sums: no activation is
- * kept.
+ * The INT8 and FP16 rounding noise of the tensors the caller names (the quantized inputs of the layers) is
+ * measured by measureTensorNoise, as running sums (no activation is kept): by counting nodes in the FP32 model
+ * through onnxruntime's C API (src/backends/onnxruntime-noise.ts) over the kept batches, or, where that library
+ * cannot be loaded, in this FP32 pass (`measure`) from onnxruntime-node's outputs. The same sums, bit for bit.
  */
 import path from 'node:path';
+import { onnxruntimeBackend } from '../backends/onnxruntime.js';
+import { NativeNoisePass, nativeNoiseUnsupported } from '../backends/onnxruntime-noise.js';
 import type { Session } from '../backends/types.js';
+import type { OnnxModel } from '../onnx/model.js';
 import type { PreparedTask } from '../compare/task/index.js';
 import type { ImageGeometry } from '../compare/task/types.js';
 import type { Dataset, SkippedFile } from '../datasets/types.js';
@@ -53,7 +57,7 @@ export interface EvaluationData {
   geometries?: ImageGeometry[][];
   /** Noise sums of the tensors measured during the FP32 pass. */
   noise: Map<string, TensorNoise>;
-  seconds: { decodeAndFp32: number };
+  seconds: { decodeAndFp32: number; noise?: number };
 }
 
 export interface PrepareOptions {
@@ -156,4 +160,63 @@ export async function prepareEvaluationData(options: PrepareOptions): Promise<Ev
   };
   if (labelsByFile) data.labels = files.map((f) => labelsByFile.get(path.resolve(f)));
   return data;
+}
+
+export interface NoiseOptions {
+  modelFile: string;
+  model: OnnxModel;
+  /** Tensors and their INT8 scale (undefined: FP16 and the range only). */
+  measure: ReadonlyMap<string, number | undefined>;
+  threads?: number;
+  reporter?: Reporter;
+  signal?: AbortSignal;
+}
+
+/**
+ * The noise sums of `measure`'s tensors over the kept batches, in image order (see the file comment): through the
+ * collector's counting nodes where onnxruntime's library loads, else through onnxruntime-node's outputs and
+ * TensorNoise's loop. Both give the same bytes (test/unit/noise-native.test.ts).
+ */
+export async function measureTensorNoise(data: EvaluationData, options: NoiseOptions): Promise<{ noise: Map<string, TensorNoise>; path: 'native' | 'onnxruntime-node'; seconds: number }> {
+  const started = performance.now();
+  const reporter = options.reporter ?? silentReporter;
+  const tensors = [...options.measure].map(([name, scale]) => ({ name, ...(scale !== undefined ? { scale } : {}) }));
+  const why = tensors.length === 0 ? 'nothing to measure' : nativeNoiseUnsupported({ model: options.model, inputName: data.inputName, tensors });
+  if (why === undefined) {
+    let pass: NativeNoisePass | undefined;
+    try {
+      pass = await NativeNoisePass.open({ modelFile: options.modelFile, model: options.model, inputName: data.inputName, tensors, ...(options.threads ? { threads: options.threads } : {}) });
+      for (const b of data.batches) {
+        options.signal?.throwIfAborted();
+        await pass.add(b.dims, b.data);
+      }
+      const sums = await pass.finish();
+      const noise = new Map(tensors.map((t, i) => [t.name, TensorNoise.fromSums(t.scale, sums[i]!)]));
+      return { noise, path: 'native', seconds: (performance.now() - started) / 1000 };
+    } catch (err) {
+      if (options.signal?.aborted || process.env.TRT_CALIB_COLLECTOR === 'native') throw err;
+      reporter.info(`noise sums through onnxruntime-node (${(err as Error).message.split('\n')[0]})`);
+    } finally {
+      pass?.close();
+    }
+  }
+  const noise = new Map<string, TensorNoise>(tensors.map((t) => [t.name, new TensorNoise(t.scale)]));
+  if (tensors.length > 0) {
+    const exposed = tensors.map((t) => t.name).filter((n) => n !== data.inputName);
+    const session = await onnxruntimeBackend.open({ path: options.modelFile }, { ...(options.threads ? { threads: options.threads } : {}), expose: exposed });
+    try {
+      for (const b of data.batches) {
+        options.signal?.throwIfAborted();
+        const input = noise.get(data.inputName);
+        if (input) input.addImages(b.data, b.files.length);
+        if (exposed.length === 0) continue;
+        await session.runEach({ [data.inputName]: { dtype: 'float32', dims: b.dims, data: b.data } }, exposed, (name, tensor) => {
+          noise.get(name)?.addImages(floatValues(tensor, `tensor ${JSON.stringify(name)}`), b.files.length);
+        }, { reuseOutputs: true });
+      }
+    } finally {
+      await session.release();
+    }
+  }
+  return { noise, path: 'onnxruntime-node', seconds: (performance.now() - started) / 1000 };
 }

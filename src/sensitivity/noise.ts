@@ -68,31 +68,42 @@ export class TensorNoise {
   /** `scale`: the INT8 scale, or undefined to measure FP16 and the range only. */
   constructor(readonly scale?: number) {}
 
+  /**
+   * Adds one image's values. native/src/stats/noise.cc computes the very same sums (bit for bit) for the FP32 pass's
+   * counting nodes (src/sensitivity/data.ts); change both together.
+   */
   add(values: ArrayLike<number>): void {
     const s = this.scale !== undefined && this.scale > 0 ? this.scale : undefined;
-    // The running sums continue from the totals (not from 0 per call), so that they are one sequential sum over
-    // every value in image order: the same bytes whatever the batch size.
-    let signal = this.signal;
-    let i8 = this.int8Noise;
-    let absMax = this.absMax;
+    // One image's sums from zero, then added to the totals (as native/src/stats/noise.cc does): four accumulators
+    // per sum (element i into lane i % 4), reduced as (l0 + l1) + (l2 + l3). A call is one image (addImages), so the
+    // sums are the same bytes whatever the batch size, and images can be summed apart and merged in order.
+    let sig0 = 0, sig1 = 0, sig2 = 0, sig3 = 0;
+    let err0 = 0, err1 = 0, err2 = 0, err3 = 0;
+    let absMax = 0;
     let overflow = 0;
     let saturated = 0;
     let nonFinite = 0;
     const n = values.length;
-    if (s !== undefined) {
-      // fakeQuantInt8, inlined (this loop sees every element of every image): x * (1/s) instead of x / s, and
-      // rounding half to even by adding and subtracting 1.5 * 2^52 (exact for |v| < 2^51, the default rounding
-      // mode of IEEE doubles). Both may differ from QuantizeLinear on an exact tie: no effect on an SNR.
-      const inv = 1 / s;
-      for (let i = 0; i < n; i++) {
-        const x = values[i]!;
-        if (!(x - x === 0)) {
-          nonFinite++;
-          continue;
-        }
-        const a = x < 0 ? -x : x;
-        if (a > absMax) absMax = a;
-        signal += x * x;
+    // fakeQuantInt8, inlined (this loop sees every element of every image): x * (1/s) instead of x / s, and
+    // rounding half to even by adding and subtracting 1.5 * 2^52 (exact for |v| < 2^51, the default rounding
+    // mode of IEEE doubles). Both may differ from QuantizeLinear on an exact tie: no effect on an SNR.
+    const inv = s !== undefined ? 1 / s : 0;
+    for (let i = 0; i < n; i++) {
+      const x = values[i]!;
+      if (!(x - x === 0)) {
+        nonFinite++;
+        continue;
+      }
+      const a = x < 0 ? -x : x;
+      if (a > absMax) absMax = a;
+      const lane = i & 3;
+      const x2 = x * x;
+      if (lane === 0) sig0 += x2;
+      else if (lane === 1) sig1 += x2;
+      else if (lane === 2) sig2 += x2;
+      else sig3 += x2;
+      if (a > FP16_MAX) overflow++;
+      if (s !== undefined) {
         let q = x * inv + ROUND_MAGIC - ROUND_MAGIC;
         if (q > 127) {
           q = 127;
@@ -102,28 +113,21 @@ export class TensorNoise {
           saturated++;
         }
         const d = x - q * s;
-        i8 += d * d;
-        if (a > FP16_MAX) overflow++;
-      }
-    } else {
-      for (let i = 0; i < n; i++) {
-        const x = values[i]!;
-        if (!(x - x === 0)) {
-          nonFinite++;
-          continue;
-        }
-        const a = x < 0 ? -x : x;
-        if (a > absMax) absMax = a;
-        signal += x * x;
-        if (a > FP16_MAX) overflow++;
+        const d2 = d * d;
+        if (lane === 0) err0 += d2;
+        else if (lane === 1) err1 += d2;
+        else if (lane === 2) err2 += d2;
+        else err3 += d2;
       }
     }
+    const signal = this.signal + (sig0 + sig1 + (sig2 + sig3));
+    const i8 = this.int8Noise + (err0 + err1 + (err2 + err3));
     // FP16 rounding noise on every FP16_SAMPLE_STRIDE-th element (a systematic sample: float16 rounding is
     // ~70 dB on normal-range data and the check only looks for far worse), with the signal of the same sample.
     // The sample restarts at each call's first element: call once per image (addImages) so that every image is
     // sampled alike whatever the batch size.
-    let sampleSignal = this.fp16SampleSignal;
-    let f16 = this.fp16Noise;
+    let sampleSignal = 0;
+    let f16 = 0;
     for (let i = 0; i < n; i += FP16_SAMPLE_STRIDE) {
       const x = values[i]!;
       if (!(x - x === 0) || (x < 0 ? -x : x) > FP16_MAX) continue;
@@ -133,13 +137,31 @@ export class TensorNoise {
     }
     this.signal = signal;
     this.int8Noise = i8;
-    this.fp16SampleSignal = sampleSignal;
-    this.fp16Noise = f16;
-    this.absMax = absMax;
+    this.fp16SampleSignal += sampleSignal;
+    this.fp16Noise += f16;
+    if (absMax > this.absMax) this.absMax = absMax;
     this.fp16Overflow += overflow;
     this.saturated += saturated;
     this.nonFinite += nonFinite;
     this.count += n - nonFinite;
+  }
+
+  /**
+   * A TensorNoise holding sums computed elsewhere (native/src/stats/noise.cc's order: signal, int8Noise,
+   * fp16SampleSignal, fp16Noise, absMax, fp16Overflow, saturated, count, nonFinite).
+   */
+  static fromSums(scale: number | undefined, sums: ArrayLike<number>): TensorNoise {
+    const n = new TensorNoise(scale);
+    n.signal = sums[0]!;
+    n.int8Noise = sums[1]!;
+    n.fp16SampleSignal = sums[2]!;
+    n.fp16Noise = sums[3]!;
+    n.absMax = sums[4]!;
+    n.fp16Overflow = sums[5]!;
+    n.saturated = sums[6]!;
+    n.count = sums[7]!;
+    n.nonFinite = sums[8]!;
+    return n;
   }
 
   /** Adds a batch of `images` images (values batch first), one image at a time. */

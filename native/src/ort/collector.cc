@@ -30,6 +30,7 @@
 // Either way the input's own targets are counted by the infer worker, into states no output targets.
 #include <napi.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -52,6 +53,7 @@
 #include "ort/ort_api.h"
 #include "ort/collector.h"
 #include "stats/histogram.h"
+#include "stats/noise.h"
 
 namespace trtcalib {
 namespace {
@@ -215,6 +217,10 @@ struct Target {
   float hi = 0;
   std::vector<int64_t> pads;  // Pad: [begin..., end...]; its zeros follow from the counted tensor's dims
   bool zerosOnly = false;     // values counted into another state (merged by the caller): only the pad's zeros here
+  // A noise target (sensitivity's FP32 pass): the tensor's TensorNoise sums (stats/noise.h) into noise state
+  // `noise`, image by image, instead of a histogram; `scale` is the INT8 scale (0: FP16 and the range only).
+  int32_t noise = -1;
+  double scale = 0;
 };
 
 struct TensorView {
@@ -246,7 +252,8 @@ TensorView View(const ort::Api& api, ort::Value* value, const std::string& name)
 
 class States {
  public:
-  States(size_t states, uint32_t bins) : bins_(bins), headers_(states * kHeaderSize, 0.0), hists_(states * size_t(bins), 0.0) {
+  States(size_t states, uint32_t bins, size_t noiseStates = 0)
+      : bins_(bins), headers_(states * kHeaderSize, 0.0), hists_(states * size_t(bins), 0.0), noise_(noiseStates * kNoiseSums, 0.0) {
     for (size_t s = 0; s < states; ++s) {
       headers_[s * kHeaderSize + kMin] = std::numeric_limits<double>::infinity();
       headers_[s * kHeaderSize + kMax] = -std::numeric_limits<double>::infinity();
@@ -267,6 +274,9 @@ class States {
   double* hist(uint32_t s) { return hists_.data() + size_t(s) * bins_; }
   const std::vector<double>& headers() const { return headers_; }
   const std::vector<double>& hists() const { return hists_; }
+  const std::vector<double>& noise() const { return noise_; }
+  size_t noiseStates() const { return noise_.size() / kNoiseSums; }
+  void MergeNoiseInto(uint32_t noise, const double* partial) { MergeNoise(noise_.data() + size_t(noise) * kNoiseSums, partial); }
 
   void Count(const std::vector<Target>& targets, const TensorView& v, const std::string& name) {
     // The tensor itself and its first clamp (Conv -> Relu/Clip) in one pass over the data.
@@ -274,6 +284,7 @@ class States {
     const Target* clamped = nullptr;
     if (v.type == ort::kElementFloat) {
       for (const Target& t : targets) {
+        if (t.noise >= 0) continue;
         if (!t.zerosOnly && !t.clamp && !plain) plain = &t;
         if (!t.zerosOnly && t.clamp && !clamped) clamped = &t;
       }
@@ -284,6 +295,10 @@ class States {
                                  static_cast<const float*>(v.data), v.count, clamped->lo, clamped->hi);
     }
     for (const Target& t : targets) {
+      if (t.noise >= 0) {
+        CountNoise(t, v, name);
+        continue;
+      }
       double* h = header(t.state);
       double* hist = this->hist(t.state);
       if (!t.zerosOnly && !(paired && (&t == plain || &t == clamped))) {
@@ -311,12 +326,25 @@ class States {
   }
 
  private:
+  // One call per image (the batch's first dimension), as TensorNoise.addImages adds them: the same sums whatever
+  // the batch size.
+  void CountNoise(const Target& t, const TensorView& v, const std::string& name) {
+    if (v.type != ort::kElementFloat) throw std::runtime_error("tensor '" + name + "' is not float32 (noise sums)");
+    const size_t images = v.dims.empty() || v.dims[0] <= 0 ? 1 : size_t(v.dims[0]);
+    if (v.count % images != 0) throw std::runtime_error("tensor '" + name + "' does not split into its batch's images");
+    const size_t per = v.count / images;
+    const float* d = static_cast<const float*>(v.data);
+    double* sums = noise_.data() + size_t(t.noise) * kNoiseSums;
+    for (size_t k = 0; k < images; ++k) NoiseSums(sums, d + k * per, per, t.scale);
+  }
+
   uint32_t bins_;
   std::vector<double> headers_;
   std::vector<double> hists_;
+  std::vector<double> noise_;
 };
 
-std::vector<Target> ParseTargets(const Napi::Env& env, const Napi::Value& value, size_t states) {
+std::vector<Target> ParseTargets(const Napi::Env& env, const Napi::Value& value, size_t states, size_t noiseStates) {
   if (!value.IsArray()) throw Napi::TypeError::New(env, "Expected an array of targets");
   Napi::Array list = value.As<Napi::Array>();
   std::vector<Target> targets;
@@ -325,6 +353,18 @@ std::vector<Target> ParseTargets(const Napi::Env& env, const Napi::Value& value,
     if (!item.IsObject()) throw Napi::TypeError::New(env, "Expected a target object");
     Napi::Object o = item.As<Napi::Object>();
     Target t;
+    Napi::Value noise = o.Get("noise");
+    if (!noise.IsUndefined()) {
+      if (!noise.IsNumber() || noise.As<Napi::Number>().Int64Value() < 0 || size_t(noise.As<Napi::Number>().Int64Value()) >= noiseStates) {
+        throw Napi::RangeError::New(env, "Expected a noise target index below config.noiseStates");
+      }
+      t.noise = noise.As<Napi::Number>().Int32Value();
+      Napi::Value scale = o.Get("scale");
+      t.scale = scale.IsNumber() ? scale.As<Napi::Number>().DoubleValue() : 0;
+      if (!(t.scale > 0)) t.scale = 0;
+      targets.push_back(std::move(t));
+      continue;
+    }
     Napi::Value state = o.Get("state");
     if (!state.IsNumber() || state.As<Napi::Number>().Int64Value() < 0 || size_t(state.As<Napi::Number>().Int64Value()) >= states) {
       throw Napi::RangeError::New(env, "Expected a target state index below config.states");
@@ -614,11 +654,14 @@ class Collector : public Napi::ObjectWrap<Collector> {
       throw Napi::RangeError::New(env, "Expected config.bins to be a power of two in [2, 2^24]");
     }
     if (!(states >= 0 && states < 1e7)) throw Napi::RangeError::New(env, "Expected config.states >= 0");
-    states_ = std::make_unique<States>(size_t(states), uint32_t(bins));
+    Napi::Value noiseStates = c.Get("noiseStates");
+    const double noiseCount = noiseStates.IsNumber() ? noiseStates.As<Napi::Number>().DoubleValue() : 0;
+    if (!(noiseCount >= 0 && noiseCount < 1e7)) throw Napi::RangeError::New(env, "Expected config.noiseStates >= 0");
+    states_ = std::make_unique<States>(size_t(states), uint32_t(bins), size_t(noiseCount));
     Napi::Value input = c.Get("inputName");
     if (!input.IsString()) throw Napi::TypeError::New(env, "Expected a string for config.inputName");
     inputName_ = input.As<Napi::String>().Utf8Value();
-    inputTargets_ = ParseTargets(env, c.Get("inputTargets"), states_->size());
+    inputTargets_ = ParseTargets(env, c.Get("inputTargets"), states_->size(), states_->noiseStates());
     Napi::Value outputs = c.Get("outputs");
     if (!outputs.IsArray()) throw Napi::TypeError::New(env, "Expected config.outputs as an array");
     for (uint32_t i = 0; i < outputs.As<Napi::Array>().Length(); ++i) {
@@ -626,7 +669,7 @@ class Collector : public Napi::ObjectWrap<Collector> {
       Napi::Value name = o.Get("name");
       if (!name.IsString()) throw Napi::TypeError::New(env, "Expected a string for an output name");
       outputNames_.push_back(name.As<Napi::String>().Utf8Value());
-      outputTargets_.push_back(ParseTargets(env, o.Get("targets"), states_->size()));
+      outputTargets_.push_back(ParseTargets(env, o.Get("targets"), states_->size(), states_->noiseStates()));
     }
     // In-graph counting: the model holds a counting node per output, chained; this is the last one's output.
     Napi::Value countOutput = c.Get("countOutput");
@@ -662,7 +705,13 @@ class Collector : public Napi::ObjectWrap<Collector> {
     const std::vector<Target>& targets = outputTargets_[size_t(slot)];
     const std::string& name = outputNames_[size_t(slot)];
     if (targets.empty()) return;
-    if (!helper_ || v.type != ort::kElementFloat || v.count < kSplitMinValues) {
+    const bool noise = std::any_of(targets.begin(), targets.end(), [](const Target& t) { return t.noise >= 0; });
+    if (noise && helper_ && v.type == ort::kElementFloat && v.count >= kSplitMinValues && !v.dims.empty() && v.dims[0] >= 2 &&
+        std::all_of(targets.begin(), targets.end(), [](const Target& t) { return t.noise >= 0; })) {
+      CountNoiseSplit(targets, v, name);
+      return;
+    }
+    if (!helper_ || noise || v.type != ort::kElementFloat || v.count < kSplitMinValues) {
       states_->Count(targets, v, name);
       return;
     }
@@ -702,6 +751,24 @@ class Collector : public Napi::ObjectWrap<Collector> {
       if (t.zerosOnly) continue;
       MergeState(states_->header(t.state), states_->hist(t.state), scratch_->header(k), scratch_->hist(k), states_->bins());
       ++k;
+    }
+  }
+  // Noise targets of a batch: each image's sums from zero (NoiseImage), the second half of the images on the helper
+  // thread, then merged in image order: the same sums as States::CountNoise's one image after the other.
+  void CountNoiseSplit(const std::vector<Target>& targets, const TensorView& v, const std::string& name) {
+    const size_t images = size_t(v.dims[0]);
+    if (v.count % images != 0) throw std::runtime_error("tensor '" + name + "' does not split into its batch's images");
+    const size_t per = v.count / images;
+    const size_t half = images / 2;
+    const float* d = static_cast<const float*>(v.data);
+    for (const Target& t : targets) {
+      std::vector<double> partial(images * kNoiseSums);
+      helper_->Start([&] {
+        for (size_t k = half; k < images; ++k) NoiseImage(partial.data() + k * kNoiseSums, d + k * per, per, t.scale);
+      });
+      for (size_t k = 0; k < half; ++k) NoiseImage(partial.data() + k * kNoiseSums, d + k * per, per, t.scale);
+      helper_->Wait();
+      for (size_t k = 0; k < images; ++k) states_->MergeNoiseInto(uint32_t(t.noise), partial.data() + k * kNoiseSums);
     }
   }
   void SetInGraphError(const std::string& e) {
@@ -761,6 +828,10 @@ class Collector : public Napi::ObjectWrap<Collector> {
     Napi::Object out = Napi::Object::New(env);
     out.Set("headers", headers);
     out.Set("hists", hists);
+    const auto& n = states_->noise();
+    Napi::Float64Array noise = Napi::Float64Array::New(env, n.size());
+    std::copy(n.begin(), n.end(), noise.Data());
+    out.Set("noise", noise);
     return out;
   }
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "stats/noise.h"
 #include "stats/density.h"
 #include "stats/histogram.h"
 #include "stats/kl.h"
@@ -356,9 +357,25 @@ Napi::Value KlScanAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// noiseSums(sums: Float64Array(9), data: Float32Array, scale): stats/noise.h NoiseSums over data (one image), in
+// place; for the tests that check it against src/sensitivity/noise.ts bit for bit.
+Napi::Value NoiseSumsBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber()) {
+    throw Napi::TypeError::New(env, "Expected (sums: Float64Array(9), data: Float32Array, scale: number)");
+  }
+  auto sums = info[0].As<Napi::TypedArray>();
+  auto data = info[1].As<Napi::TypedArray>();
+  if (sums.TypedArrayType() != napi_float64_array || sums.ElementLength() != kNoiseSums) throw Napi::TypeError::New(env, "Expected a Float64Array of 9 sums");
+  if (data.TypedArrayType() != napi_float32_array) throw Napi::TypeError::New(env, "Expected Float32Array data");
+  NoiseSums(sums.As<Napi::Float64Array>().Data(), data.As<Napi::Float32Array>().Data(), data.ElementLength(), info[2].As<Napi::Number>().DoubleValue());
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitStats(Napi::Env env, Napi::Object exports) {
+  exports.Set("noiseSums", Napi::Function::New(env, NoiseSumsBinding, "noiseSums"));
   exports.Set("statsAccumulate", Napi::Function::New(env, Accumulate, "statsAccumulate"));
   exports.Set("densityAmaxAsync", Napi::Function::New(env, DensityAmaxAsync, "densityAmaxAsync"));
   exports.Set("statsAccumulatePair", Napi::Function::New(env, AccumulatePair, "statsAccumulatePair"));
