@@ -21,6 +21,7 @@ interface SensitivityCliValues extends CommonOptions, PreprocessCliValues, TaskC
   cache: string;
   measure: MeasureChoice;
   exhaustive?: boolean;
+  hardest?: number;
   metric?: RankMetric;
   layers?: string[];
   labels?: string;
@@ -91,6 +92,7 @@ export function register(program: Command): void {
     .requiredOption('--cache <file>', 'calibration cache with the activation scales')
     .addOption(new Option('--measure <m>', 'one-at-a-time, leave-one-out or both (see below)').choices(MEASURES as string[]).default(DEFAULT_MEASURE))
     .option('--exhaustive', 'measure every layer one at a time (default: rank all by a proxy pass, the own output SNR of each layer, then measure only the candidates it cannot separate; see below)')
+    .option('--hardest <n>', 'measure the proxy\'s candidate layers on the n images where full INT8 is furthest from FP32 (lowest per-image cosine) instead of on all of them; everything else stays over all images, and --max-drop is still checked on all (faster; the report lists the images)', parseInteger(1))
     .addOption(new Option('--metric <m>', `rank by the mean output cosine, the agreement (the task metric: top-1, mAP, mIoU, CER), or the worst image's cosine (default ${DEFAULT_RANK_METRIC} for classifiers, agreement for detect, segment and ocr)`).choices(RANK_METRICS as string[]))
     .option('--layers <names>', 'only these layers: names or globs (* and ?), comma-separated', layerList)
     .option('--labels <source>', 'rank and budget against labels: classify "folders" or a path,label CSV; detect a COCO .json or yolo:DIR; segment masks:DIR; ocr a path<TAB>text file')
@@ -148,6 +150,7 @@ async function sensitivity(opts: SensitivityCliValues, data: ReturnType<typeof p
     data,
     measure: opts.measure,
     ...(opts.exhaustive ? { exhaustive: true } : {}),
+    ...(opts.hardest !== undefined ? { hardest: opts.hardest } : {}),
     ...(opts.metric ? { metric: opts.metric } : {}),
     task: taskFlagsFrom(opts),
     ...(opts.layers ? { layers: opts.layers } : {}),

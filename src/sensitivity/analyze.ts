@@ -45,7 +45,7 @@ import { listActivations } from '../onnx/graph.js';
 import { graphOf, loadOnnxModel, tensorFromProto, type OnnxModel, type OnnxTensorProto } from '../onnx/model.js';
 import { quantizeQdq, type QdqResult } from '../onnx/qdq.js';
 import { silentReporter, type Reporter } from '../reporter.js';
-import { measureTensorNoise, prepareEvaluationData, type EvaluationData } from './data.js';
+import { measureTensorNoise, prepareEvaluationData, subsetEvaluationData, type EvaluationData } from './data.js';
 import { evaluateModel, type VariantScore } from './evaluate.js';
 import { FP16_MAX, TensorNoise } from './noise.js';
 import {
@@ -83,8 +83,7 @@ export interface Fp16Check {
   inputAbsMax: number;
   weightAbsMax: number;
   inputFp16SnrDb: number;
-  /** The output's, when one-at-a-time saw it (through the layer's float twin); the fast search's proxy pass gives
-   * a proxy-ranked layer its output's range only. */
+  /** The output's, when one-at-a-time saw it (through the layer's float twin) or the fast search's proxy pass. */
   outputAbsMax?: number;
   outputFp16SnrDb?: number;
 }
@@ -134,6 +133,8 @@ export interface SensitivitySearch {
   kendallTau?: number;
   /** The proxy pass: one run over the kept batches. */
   proxySeconds?: number;
+  /** --hardest: the images the one-at-a-time variants ran on (the rest of the report is over every image). */
+  hardest?: { images: number; of: number; by: string; files: string[] };
 }
 
 export interface SensitivityReport {
@@ -170,6 +171,8 @@ export interface SensitivityOptions {
   measure?: MeasureChoice;
   /** Measure every layer instead of proxy-then-measure (see measureSensitivity). */
   exhaustive?: boolean;
+  /** The variants on the N hardest images only (MeasureOptions.hardest). */
+  hardest?: number;
   metric?: RankMetric;
   /** Only these layers (names or globs with * and ?). */
   layers?: readonly string[];
@@ -414,9 +417,15 @@ export function fp16Checks(ctx: SensitivityContext, report?: SensitivityReport):
  * One-at-a-time: only `l` in INT8, with its float twin, which gives the layer's own output SNR and the FP16 check
  * of its output; written into `row`. The one measurement both searches make, so their numbers are the same.
  */
-async function measureOneAtATime(ctx: SensitivityContext, l: LayerPlan, row: Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>, evalOptions: Parameters<typeof evaluateModel>[2]): Promise<void> {
+async function measureOneAtATime(
+  ctx: SensitivityContext,
+  l: LayerPlan,
+  row: Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>,
+  evalOptions: Parameters<typeof evaluateModel>[2],
+  data: EvaluationData = ctx.data,
+): Promise<void> {
   const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
-  const r = await evaluateModel(v.model, ctx.data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
+  const r = await evaluateModel(v.model, data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
   row.oneAtATime = r.score;
   if (r.twin) {
     row.outputSnrDb = r.twin.snrDb;
@@ -428,6 +437,12 @@ export interface MeasureOptions {
   measure?: MeasureChoice;
   /** Measure every layer (today's search) instead of proxy-then-measure (one-at-a-time only; see the file comment). */
   exhaustive?: boolean;
+  /**
+   * --hardest N (proxy-then-measure only): the one-at-a-time variants run on the N images on which full INT8 is
+   * furthest from FP32 (lowest per-image cosine of the primary output); the proxy pass, the layers' SNRs and FP16
+   * checks, and full INT8's score stay over every image. The report's `search.hardest` lists the images.
+   */
+  hardest?: number;
   /** The candidate rule of proxy-then-measure (rank.ts: PROXY_CANDIDATE_SHARE...). */
   candidates?: CandidateRule;
   metric?: RankMetric;
@@ -452,7 +467,9 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
   const evalOptions = { ...(ctx.threads ? { threads: ctx.threads } : {}), file: ctx.modelFile };
 
   let variants = 0;
-  const fullInt8 = (await evaluateModel(ctx.builder.build(all).model, ctx.data, { ...evalOptions, name: 'int8' })).score;
+  const hardest = options.hardest !== undefined && options.hardest < ctx.data.files.length ? options.hardest : undefined;
+  const full = await evaluateModel(ctx.builder.build(all).model, ctx.data, { ...evalOptions, name: 'int8', ...(hardest !== undefined ? { worstCount: hardest } : {}) });
+  const fullInt8 = full.score;
   variants++;
   const rule = { share: options.candidates?.share ?? PROXY_CANDIDATE_SHARE, min: options.candidates?.min ?? PROXY_MIN_CANDIDATES, marginDb: options.candidates?.marginDb ?? PROXY_MARGIN_DB };
   const why =
@@ -464,6 +481,14 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
           ? `the candidate rule takes all ${selected.length} selected layers: no proxy pass`
           : undefined;
   const fast = !options.exhaustive && why === undefined;
+  if (options.hardest !== undefined && !fast) {
+    throw new UserError(`--hardest works with the default search (proxy then measure), not with ${options.exhaustive ? '--exhaustive' : why}.`, {
+      hint: 'Drop --hardest, or the option that makes the search exhaustive.',
+    });
+  }
+  // --hardest: the variants' images (see MeasureOptions.hardest), in their original order.
+  const hardestIndices = hardest !== undefined ? full.report.worst.map((w) => w.index).sort((a, b) => a - b) : undefined;
+  const variantData = hardestIndices ? subsetEvaluationData(ctx.data, hardestIndices, ctx.batchSize) : ctx.data;
   const rows: Array<Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>> = [];
   let search: SensitivitySearch;
   let ranked: LayerSensitivity[];
@@ -473,7 +498,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     const proxy = await proxyPass(ctx.builder, selected, ctx.data, { ...evalOptions, ...(options.signal ? { signal: options.signal } : {}) });
     for (const l of selected) {
       const p = proxy.layers.get(l.name)!;
-      rows.push({ ...layerBasics(ctx, l), outputSnrDb: p.outputSnrDb, fp16: fp16Check(ctx, l, { absMax: p.outputAbsMax }) });
+      rows.push({ ...layerBasics(ctx, l), outputSnrDb: p.outputSnrDb, fp16: fp16Check(ctx, l, { absMax: p.outputAbsMax, fp16SnrDb: p.outputFp16SnrDb }) });
     }
     // 2. The candidates the proxy cannot separate, measured exactly as one-at-a-time measures them (in graph order).
     const ordered = proxyOrder(rows);
@@ -487,7 +512,10 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
         options.signal?.throwIfAborted();
         // Exactly as the exhaustive search measures it, float twin included (the twin costs nothing measurable:
         // the variant's time is its inference), so that its numbers are the exhaustive search's, byte for byte.
-        await measureOneAtATime(ctx, ctx.builder.layer(row.name), row, evalOptions);
+        const proxied = { outputSnrDb: row.outputSnrDb, fp16: row.fp16 };
+        await measureOneAtATime(ctx, ctx.builder.layer(row.name), row, evalOptions, variantData);
+        // --hardest: the layer's own numbers stay those of every image (the proxy pass's), only its score is the subset's.
+        if (hardestIndices) Object.assign(row, proxied);
         variants++;
         reporter.update({ done: i + 1, detail: row.name });
       }
@@ -511,6 +539,9 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
       disagreements: agreement.disagreements,
       kendallTau: agreement.kendallTau,
       proxySeconds: proxy.seconds,
+      ...(hardestIndices
+        ? { hardest: { images: hardestIndices.length, of: ctx.data.files.length, by: 'lowest per-image cosine of the primary output, full INT8 against FP32', files: hardestIndices.map((i) => ctx.data.files[i]!) } }
+        : {}),
     };
   } else {
     reporter.start(`sensitivity (${measure})`, selected.length, 'layers');

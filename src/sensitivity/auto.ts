@@ -21,6 +21,8 @@ export interface AutoMixedOptions {
   metric?: RankMetric;
   /** Rank with every layer measured (default: proxy-then-measure, src/sensitivity/analyze.ts). */
   exhaustive?: boolean;
+  /** Measure the proxy's candidates on the N hardest images only (MeasureOptions.hardest). */
+  hardest?: number;
   /** A ranking already measured on this context (skips the analysis). */
   sensitivity?: SensitivityReport;
   /** Precision map file to write when the budget is met. */
@@ -52,6 +54,7 @@ export async function autoMixedPrecision(ctx: SensitivityContext, options: AutoM
     (await measureSensitivity(ctx, {
       ...(options.measure ? { measure: options.measure } : {}),
       ...(options.exhaustive ? { exhaustive: true } : {}),
+      ...(options.hardest !== undefined ? { hardest: options.hardest } : {}),
       ...(options.metric ? { metric: options.metric } : {}),
       ...(options.reporter ? { reporter: options.reporter } : {}),
       ...(options.signal ? { signal: options.signal } : {}),

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { NativeNoisePass, nativeNoiseUnsupported } from '../backends/onnxruntime-noise.js';
 import type { Session } from '../backends/types.js';
-import type { OnnxModel } from '../onnx/model.js';
+import { saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import type { PreparedTask } from '../compare/task/index.js';
 import type { ImageGeometry } from '../compare/task/types.js';
 import type { Dataset, SkippedFile } from '../datasets/types.js';
@@ -163,8 +163,11 @@ export async function prepareEvaluationData(options: PrepareOptions): Promise<Ev
 }
 
 export interface NoiseOptions {
+  /** The model's file, or its name in messages when `fromFile` is false. */
   modelFile: string;
   model: OnnxModel;
+  /** False when `model` is not the file's (an edited model): the onnxruntime-node path then opens its bytes. */
+  fromFile?: boolean;
   /** Tensors and their INT8 scale (undefined: FP16 and the range only). */
   measure: ReadonlyMap<string, number | undefined>;
   threads?: number;
@@ -203,7 +206,8 @@ export async function measureTensorNoise(data: EvaluationData, options: NoiseOpt
   const noise = new Map<string, TensorNoise>(tensors.map((t) => [t.name, new TensorNoise(t.scale)]));
   if (tensors.length > 0) {
     const exposed = tensors.map((t) => t.name).filter((n) => n !== data.inputName);
-    const session = await onnxruntimeBackend.open({ path: options.modelFile }, { ...(options.threads ? { threads: options.threads } : {}), expose: exposed });
+    const source = options.fromFile === false ? { path: options.modelFile, bytes: saveOnnxModel(options.model) } : { path: options.modelFile };
+    const session = await onnxruntimeBackend.open(source, { ...(options.threads ? { threads: options.threads } : {}), expose: exposed });
     try {
       for (const b of data.batches) {
         options.signal?.throwIfAborted();
@@ -219,4 +223,64 @@ export async function measureTensorNoise(data: EvaluationData, options: NoiseOpt
     }
   }
   return { noise, path: 'onnxruntime-node', seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * The kept data restricted to the images at `indices` (positions in `data.files`), in their original order and
+ * regrouped in batches of `batchSize`: images, FP32 outputs (batch first), labels and image geometries. The
+ * noise sums stay those of every image. For --hardest: variants are run on this subset.
+ */
+export function subsetEvaluationData(data: EvaluationData, indices: readonly number[], batchSize: number): EvaluationData {
+  const wanted = [...new Set(indices)].sort((a, b) => a - b);
+  // Per image: (batch, position in it).
+  const where: Array<[number, number]> = [];
+  data.batches.forEach((b, k) => b.files.forEach((_, j) => where.push([k, j])));
+  const slice = (t: Tensor, images: number, j: number, name: string): Tensor => {
+    if (t.dims[0] !== images) {
+      throw new UserError(`--hardest needs batch-first outputs: output ${JSON.stringify(name)} has dims ${formatDims(t.dims)} for a batch of ${images}.`, { hint: 'Run without --hardest.' });
+    }
+    const per = t.data.length / images;
+    return { dtype: t.dtype, dims: [1, ...t.dims.slice(1)], data: t.data.slice(j * per, (j + 1) * per) as Tensor['data'] };
+  };
+  const concat = (parts: Tensor[]): Tensor => {
+    const first = parts[0]!;
+    const per = first.data.length;
+    const out = new (first.data.constructor as new (n: number) => Tensor['data'])(per * parts.length);
+    parts.forEach((p, i) => (out as Float32Array).set(p.data as Float32Array, i * per));
+    return { dtype: first.dtype, dims: [parts.length, ...first.dims.slice(1)], data: out };
+  };
+  const batches: CachedBatch[] = [];
+  const fp32Outputs: Array<Record<string, Tensor>> = [];
+  const geometries: ImageGeometry[][] | undefined = data.geometries ? [] : undefined;
+  let bytes = 0;
+  for (let s = 0; s < wanted.length; s += batchSize) {
+    const group = wanted.slice(s, s + batchSize);
+    const images = group.map((i) => {
+      const [k, j] = where[i]!;
+      const b = data.batches[k]!;
+      const n = b.files.length;
+      return { k, j, n, b };
+    });
+    const inputs = images.map(({ b, n, j }) => slice({ dtype: 'float32', dims: b.dims, data: b.data }, n, j, data.inputName));
+    const input = concat(inputs);
+    batches.push({ data: input.data as Float32Array, dims: input.dims, files: images.map(({ b, j }) => b.files[j]!) });
+    bytes += input.data.byteLength;
+    const outputs: Record<string, Tensor> = {};
+    for (const name of data.outputs) {
+      outputs[name] = concat(images.map(({ k, n, j }) => slice(data.fp32Outputs[k]![name]!, n, j, name)));
+      bytes += outputs[name]!.data.byteLength;
+    }
+    fp32Outputs.push(outputs);
+    if (geometries) geometries.push(images.map(({ k, j }) => data.geometries![k]![j]!));
+  }
+  const subset: EvaluationData = {
+    ...data,
+    batches,
+    fp32Outputs,
+    files: wanted.map((i) => data.files[i]!),
+    bytes,
+    ...(data.labels ? { labels: wanted.map((i) => data.labels![i]) } : {}),
+  };
+  if (geometries) subset.geometries = geometries;
+  return subset;
 }

@@ -46,6 +46,8 @@ export interface EvaluateOptions {
   name?: string;
   /** Name the model's primary output (default: the compare module's choice, the first classifier output). */
   primaryOutput?: string;
+  /** How many of the worst images the report lists (default 1). */
+  worstCount?: number;
 }
 
 export interface Evaluation {
@@ -115,7 +117,7 @@ export async function evaluateModel(model: OnnxModel, data: EvaluationData, opti
 /** The same, for serialized ONNX whose graph outputs already include everything fetched. */
 export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, options: EvaluateOptions = {}, fetch: readonly string[] = data.outputs): Promise<Evaluation> {
   const session = await onnxruntimeBackend.open({ path: options.file ?? 'variant.onnx', bytes }, { ...(options.threads ? { threads: options.threads } : {}) });
-  const cmp = new VariantComparison({ name: options.name ?? 'variant', precision: 'int8' }, { worstCount: 1 });
+  const cmp = new VariantComparison({ name: options.name ?? 'variant', precision: 'int8' }, { worstCount: options.worstCount ?? 1 });
   const twinSums = options.twin ? new PairSums() : undefined;
   const twinNoise = options.twin ? new TensorNoise() : undefined;
   const task = data.task?.create();

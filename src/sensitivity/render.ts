@@ -46,6 +46,9 @@ export function renderSensitivity(r: SensitivityReport, options: { top?: number 
         : `proxy and measurement disagree on ${d.length} of ${s.measured.length} measured layers (Kendall tau ${(s.kendallTau ?? 0).toFixed(2)}): ` +
             d.slice(0, 6).map((x) => `${x.layer} proxy ${x.proxyRank} measured ${x.measuredRank}`).join(', ') + (d.length > 6 ? ', ...' : ''),
     );
+    if (s.hardest) {
+      lines.push(`--hardest ${s.hardest.images}: the measured layers' scores are over the ${s.hardest.images} of ${s.hardest.of} images where full INT8 is furthest from FP32 (${s.hardest.by}); everything else is over all ${s.hardest.of}`);
+    }
   } else if (s?.why !== undefined) lines.push(`search: every layer measured (${s.why})`);
   lines.push(`full INT8 against FP32: ${METRIC_WORDS[r.budgetMetric]} ${agreeText(r.fullInt8)}, mean cosine ${cos(r.fullInt8.cosineMean)}, worst ${cos(r.fullInt8.cosineMin)}`);
   lines.push('');

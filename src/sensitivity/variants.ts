@@ -55,8 +55,8 @@ const TWIN_SUFFIX = '__trt_calib_fp32_twin';
 const INT8_TWIN_SUFFIX = '__trt_calib_int8_twin';
 
 /**
- * The proxy model (VariantBuilder.buildProxy): per layer, its FP32 output, its INT8 twin's, and the graph outputs
- * that reduce them per image (shape [N], so that no large tensor leaves onnxruntime).
+ * The proxy model (VariantBuilder.buildProxy): per layer, its FP32 output, its INT8 twin's, and their difference
+ * (src/sensitivity/proxy.ts sums the output and the difference as they stream by).
  */
 export interface ProxyModel {
   model: OnnxModel;
@@ -64,8 +64,8 @@ export interface ProxyModel {
     layer: string;
     output: string;
     twin: string;
-    /** Per image: sum of output^2, sum of (output - twin)^2, max and min of the output. */
-    sums: { ref2: string; err2: string; max: string; min: string };
+    /** output - twin (float32, a Sub node). */
+    error: string;
   }>;
 }
 
@@ -221,7 +221,7 @@ export class VariantBuilder {
    * INT8 twin: the same node reading its Q/DQ'd input(s) and dequantized weights as in the full model, whose output
    * nothing else reads. Everything upstream is float, so the twin's input is the layer's FP32 input and the pair
    * (layer output, twin output) is what one-at-a-time compares through its float twin (the layer in INT8 on FP32
-   * input against the layer in FP32), for every layer in one run. Both outputs of each pair are graph outputs.
+   * input against the layer in FP32), for every layer in one run; a Sub node gives each pair's difference.
    */
   buildProxy(layers: readonly LayerPlan[] = this.layers): ProxyModel {
     const g = graphOf(this.#full);
@@ -268,41 +268,18 @@ export class VariantBuilder {
           output: [twin, ...node.output.slice(1).map(() => '')],
         }),
       );
-      pairs.push({ layer: l.name, output: l.output, twin, sums: { ref2: `${twin}_ref2`, err2: `${twin}_err2`, max: `${twin}_max`, min: `${twin}_min` } });
+      pairs.push({ layer: l.name, output: l.output, twin, error: `${twin}_err` });
     });
     const { initializer, constants } = this.#floatWeights(g, neededWeights);
-    // Per image reductions in the graph (Flatten from axis 1, then over axis 1): the layer outputs stay inside
-    // onnxruntime. In float32, as onnxruntime's vectorised kernels sum (float64 casts tripled the pass's time); the
-    // per-image sums are then added in float64. ReduceMax/Min are exact. Every node here is a pass over a layer
-    // output (the model is memory-bound): no more than the SNR and the range need (a float16 round trip for the
-    // FP16 check cost four more passes per layer; it is left to the measured layers' float twins).
-    const opset = this.#full.opsetImport?.find((o) => (o.domain ?? '') === '')?.version;
-    const version = typeof opset === 'number' ? opset : Number(opset ?? 13);
-    const axesName = `axes${INT8_TWIN_SUFFIX}`;
-    const reduce = (op: string, input: string, output: string): OnnxNode =>
-      version >= 18
-        ? makeNode(op, [input, axesName], [output], { attributes: { keepdims: { int: 0 } } })
-        : makeNode(op, [input], [output], { attributes: { axes: { ints: [1] }, keepdims: { int: 0 } } });
-    for (const p of pairs) {
-      const t = (suffix: string) => `${p.twin}_${suffix}`;
-      nodes.push(
-        makeNode('Flatten', [p.output], [t('ref')], { attributes: { axis: { int: 1 } } }),
-        makeNode('Flatten', [p.twin], [t('int8')], { attributes: { axis: { int: 1 } } }),
-        makeNode('Sub', [t('ref'), t('int8')], [t('err')]),
-        reduce('ReduceSumSquare', t('ref'), p.sums.ref2),
-        reduce('ReduceSumSquare', t('err'), p.sums.err2),
-        reduce('ReduceMax', t('ref'), p.sums.max),
-        reduce('ReduceMin', t('ref'), p.sums.min),
-      );
-    }
-    if (version >= 18) initializer.push(tensorToProto(axesName, { dtype: 'int64', dims: [1], data: BigInt64Array.from([1n]) }));
+    // The difference in the graph (one pass over the two outputs); the sums are taken by the noise pass's counting
+    // nodes, which read the tensors where onnxruntime leaves them.
+    for (const p of pairs) nodes.push(makeNode('Sub', [p.output, p.twin], [p.error]));
     initializer.push(...dequantized.values());
-    const fetched = pairs.flatMap((p) => [p.sums.ref2, p.sums.err2, p.sums.max, p.sums.min]);
-    const outputs = [...g.output.map((o) => o.name), ...fetched];
-    const pruned = pruneUnreadQdq([...constants, ...nodes], outputs);
+    const outputs = g.output.map((o) => o.name);
+    const pruned = pruneUnreadQdq([...constants, ...nodes], [...outputs, ...pairs.map((p) => p.error)]);
     const read = readNames(pruned, outputs);
     const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
-    return { model: exposeTensors(model, fetched, { file: 'proxy.onnx' }), pairs };
+    return { model, pairs };
   }
 }
 
