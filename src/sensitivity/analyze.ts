@@ -366,10 +366,13 @@ function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absMax: num
   }
   const fmt = (x: number) => x.toPrecision(4);
   if (inputAbsMax > FP16_MAX) check.reason = `its input reaches ${fmt(inputAbsMax)}, beyond the FP16 range (65504)`;
-  else if (output && output.absMax > FP16_MAX) check.reason = `its output reaches ${fmt(output.absMax)}, beyond the FP16 range (65504)`;
+  // The output's tests are written so that NaN fails them (a NaN never makes FP16 "enough"); the float twin gives
+  // absMax Infinity and SNR -Infinity for an output with non-finite values (evaluate.ts TwinTotals).
+  else if (output && !Number.isFinite(output.absMax)) check.reason = 'its FP32 output holds infinite or NaN values';
+  else if (output && !(output.absMax <= FP16_MAX)) check.reason = `its output reaches ${fmt(output.absMax)}, beyond the FP16 range (65504)`;
   else if (weightAbsMax > FP16_MAX) check.reason = `a weight reaches ${fmt(weightAbsMax)}, beyond the FP16 range (65504)`;
   else if (inputFp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its input ${inputFp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
-  else if (output?.fp16SnrDb !== undefined && output.fp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its output ${output.fp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
+  else if (output?.fp16SnrDb !== undefined && !(output.fp16SnrDb >= FP16_MIN_SNR_DB)) check.reason = `FP16 rounding costs its output ${output.fp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
   if (check.reason !== undefined) check.enough = false;
   return check;
 }
