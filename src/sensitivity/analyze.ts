@@ -353,8 +353,8 @@ export function selectLayers(layers: readonly LayerPlan[], patterns: readonly st
   return layers.filter((l) => regexes.some(({ re }) => re.test(l.name)));
 }
 
-/** FP16 check of a layer from its inputs (FP32 pass), weights and, when known, its output (the float twin). */
-function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absMax: number; fp16SnrDb?: number }): Fp16Check {
+/** FP16 check of a layer from its inputs (FP32 pass), weights and, when known, its output (the float twin). Exported for tests. */
+export function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absMax: number; fp16SnrDb?: number }): Fp16Check {
   const ins = l.activations.map((a) => ctx.data.noise.get(a)).filter((n): n is TensorNoise => n !== undefined);
   const inputAbsMax = Math.max(0, ...ins.map((n) => n.absMax));
   const weightAbsMax = Math.max(0, ...l.weights.map((w) => ctx.weightStats.get(w)?.absMax ?? 0));

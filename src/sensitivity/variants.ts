@@ -367,15 +367,17 @@ function twinConstants(): OnnxTensorProto[] {
  * image order by evaluate.ts (TwinTotals), which also derives the cosine from these sums.
  *
  * Each image's row of M values is padded with zeros (which add nothing to a sum) to 64 blocks of a multiple of 16
- * floats, and summed block by block, then the 64 block sums:
- * - the same bytes at any batch size: onnxruntime sums a row with Eigen's vectorised reduction, which starts its
- *   packets at the first aligned address; a row starts at image x M x 4 bytes, so for M not a multiple of the
- *   packet an image is summed in another order at another batch position (measured: per-image sums differ between
- *   batch 8 and batch 1 for M = 5, 7, 1001, not for multiples of 4). Blocks of a multiple of 16 floats (64 bytes,
- *   any SIMD width up to 512 bits) all start aligned alike. The pad comes from the shape in the graph
- *   ((-M) mod 1024, via Shape/Mul/Mod), so it holds for dynamic shapes;
- * - accuracy: one float32 sum over a 401408-value row was off by ~2e-4 relative (0.001 dB of SNR, and 2e-4 of a
- *   cosine taken from a dot product); 64 blocks cut each sequential run 64-fold.
+ * floats, and summed block by block (ReduceSumSquare), then the 64 block sums (ReduceSum):
+ * - accuracy: onnxruntime's ReduceSumSquare runs one float32 accumulator along the row; over a 401408-value row
+ *   it was off by ~2e-4 relative (0.001 dB of SNR, 2e-4 of a cosine from a dot product). 64 blocks cut each
+ *   sequential run 64-fold (measured: within 2e-6 dB of the float64 sums);
+ * - the same bytes at any batch size: onnxruntime's ReduceSum sums a row with Eigen's vectorised reduction, whose
+ *   packets start at the first aligned address; a row starts at image x M x 4 bytes, so for M not a multiple of
+ *   the packet an image is summed in another order at another batch position (measured with ReduceSum over axis 1
+ *   of [N, M]: per-image sums differ between batch 8 and batch 1 for M = 5, 143, 1001, not for multiples of 4).
+ *   Here every row that is summed (a block, the 64 block sums) is a multiple of 16 floats (64 bytes: any SIMD
+ *   width up to 512 bits) and starts aligned alike, whichever kernel onnxruntime picks. The pad comes from the
+ *   shape in the graph ((-M) mod 1024, via Shape/Mul/Mod), so it holds for dynamic shapes.
  *
  * FP16 rounding: Cast to float16 and back, over every element (the FP32 pass's TensorNoise samples every 8th
  * to stay cheap in JavaScript; here a pass is a few ms and the full sum leaves no sampling question). A value
