@@ -483,8 +483,8 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     try {
       for (const [i, row] of toMeasure.entries()) {
         options.signal?.throwIfAborted();
-        // Exactly as the exhaustive search measures it, float twin included (the twin costs nothing measurable:
-        // the variant's time is its inference), so that its numbers are the exhaustive search's, byte for byte.
+        // Exactly as the exhaustive search measures it, float twin included (compared inside the graph: a few
+        // numbers per image), so that its numbers are the exhaustive search's, byte for byte.
         await measureOneAtATime(ctx, ctx.builder.layer(row.name), row, evalOptions);
         variants++;
         reporter.update({ done: i + 1, detail: row.name });

@@ -4,6 +4,10 @@
  * agreement for a classifier, IoU of the thresholded maps for a dense map; top-1 accuracy when labelled), its mean and
  * worst per-image cosine. For detection, segmentation and OCR (data.task), the verdict is the task metric instead: its
  * value against FP32 (or the labels) and its drop in points, as compare's gate counts them.
+ *
+ * With a float twin (one-at-a-time, VariantBuilder.build), the layer's output SNR and cosine against the twin and
+ * the twin's range and FP16 rounding SNR come from per-image sums the graph computes (variants.ts twinSums),
+ * added here in float64 in image order (TwinTotals): no layer tensor is copied out of onnxruntime.
  */
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { cosineFromSums, denseAgreement, floatValues, snrFromSums } from '../compare/metrics.js';

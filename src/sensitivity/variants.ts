@@ -11,7 +11,10 @@
  *
  * For one-at-a-time, the layer can also get a float twin: the same node reading the float inputs, whose output
  * is the layer's FP32 output on the very same input (everything upstream is float in that variant). Comparing
- * the layer's output with its twin's gives the layer's own output SNR without keeping any FP32 activation.
+ * the layer's output with its twin's gives the layer's own output SNR without keeping any FP32 activation. The
+ * comparison is reduced inside the graph, per image (twinSums: sums of squares, the float16 round trip, max and
+ * min), so that only a few numbers per image leave onnxruntime; the twin and its reductions only read tensors, so
+ * the variant's own outputs are those of the same variant without twin.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import { graphOf, onnx, tensorFromProto, tensorToProto, withGraph, type OnnxModel, type OnnxNode, type OnnxTensorProto } from '../onnx/model.js';
@@ -143,7 +146,8 @@ export class VariantBuilder {
 
   /**
    * The full model with only the layers in `int8` quantized. With `twin`, a float copy of that layer (which must
-   * be in `int8`) is added right after it; see the file comment.
+   * be in `int8`) is added right after it, and the per-image sums comparing the two are graph outputs (twinSums);
+   * see the file comment.
    */
   build(int8: ReadonlySet<string>, options: { twin?: string } = {}): BuiltVariant {
     for (const name of int8) this.layer(name);
