@@ -361,8 +361,8 @@ export function selectLayers(layers: readonly LayerPlan[], patterns: readonly st
   return layers.filter((l) => regexes.some(({ re }) => re.test(l.name)));
 }
 
-/** FP16 check of a layer from its inputs (FP32 pass), weights and, when known, its output (the float twin). */
-function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absMax: number; fp16SnrDb?: number }): Fp16Check {
+/** FP16 check of a layer from its inputs (FP32 pass), weights and, when known, its output (the float twin). Exported for tests. */
+export function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absMax: number; fp16SnrDb?: number }): Fp16Check {
   const ins = l.activations.map((a) => ctx.data.noise.get(a)).filter((n): n is TensorNoise => n !== undefined);
   const inputAbsMax = Math.max(0, ...ins.map((n) => n.absMax));
   const weightAbsMax = Math.max(0, ...l.weights.map((w) => ctx.weightStats.get(w)?.absMax ?? 0));
@@ -374,10 +374,13 @@ function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absMax: num
   }
   const fmt = (x: number) => x.toPrecision(4);
   if (inputAbsMax > FP16_MAX) check.reason = `its input reaches ${fmt(inputAbsMax)}, beyond the FP16 range (65504)`;
-  else if (output && output.absMax > FP16_MAX) check.reason = `its output reaches ${fmt(output.absMax)}, beyond the FP16 range (65504)`;
+  // The output's tests are written so that NaN fails them (a NaN never makes FP16 "enough"); the float twin gives
+  // absMax Infinity and SNR -Infinity for an output with non-finite values (evaluate.ts TwinTotals).
+  else if (output && !Number.isFinite(output.absMax)) check.reason = 'its FP32 output holds infinite or NaN values';
+  else if (output && !(output.absMax <= FP16_MAX)) check.reason = `its output reaches ${fmt(output.absMax)}, beyond the FP16 range (65504)`;
   else if (weightAbsMax > FP16_MAX) check.reason = `a weight reaches ${fmt(weightAbsMax)}, beyond the FP16 range (65504)`;
   else if (inputFp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its input ${inputFp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
-  else if (output?.fp16SnrDb !== undefined && output.fp16SnrDb < FP16_MIN_SNR_DB) check.reason = `FP16 rounding costs its output ${output.fp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
+  else if (output?.fp16SnrDb !== undefined && !(output.fp16SnrDb >= FP16_MIN_SNR_DB)) check.reason = `FP16 rounding costs its output ${output.fp16SnrDb.toFixed(1)} dB SNR (< ${FP16_MIN_SNR_DB})`;
   if (check.reason !== undefined) check.enough = false;
   return check;
 }
@@ -510,8 +513,8 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     try {
       for (const [i, row] of toMeasure.entries()) {
         options.signal?.throwIfAborted();
-        // Exactly as the exhaustive search measures it, float twin included (the twin costs nothing measurable:
-        // the variant's time is its inference), so that its numbers are the exhaustive search's, byte for byte.
+        // Exactly as the exhaustive search measures it, float twin included (compared inside the graph: a few
+        // numbers per image), so that its numbers are the exhaustive search's, byte for byte.
         const proxied = { outputSnrDb: row.outputSnrDb, fp16: row.fp16 };
         await measureOneAtATime(ctx, ctx.builder.layer(row.name), row, evalOptions, variantData);
         // --hardest: the layer's own numbers stay those of every image (the proxy pass's), only its score is the subset's.

@@ -4,16 +4,20 @@
  * agreement for a classifier, IoU of the thresholded maps for a dense map; top-1 accuracy when labelled), its mean and
  * worst per-image cosine. For detection, segmentation and OCR (data.task), the verdict is the task metric instead: its
  * value against FP32 (or the labels) and its drop in points, as compare's gate counts them.
+ *
+ * With a float twin (one-at-a-time, VariantBuilder.build), the layer's output SNR and cosine against the twin and
+ * the twin's range and FP16 rounding SNR come from per-image sums the graph computes (variants.ts twinSums),
+ * added here in float64 in image order (TwinTotals): no layer tensor is copied out of onnxruntime.
  */
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
-import { PairSums, denseAgreement, floatValues } from '../compare/metrics.js';
+import { cosineFromSums, denseAgreement, floatValues, snrFromSums } from '../compare/metrics.js';
 import { VariantComparison, choosePrimaryOutput, gateMetricOf, taskGateMetric } from '../compare/report.js';
 import type { TaskMetrics } from '../compare/task/types.js';
 import type { GateMetric, VariantReport } from '../compare/types.js';
 import { exposeTensors } from '../onnx/expose.js';
 import { saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import type { EvaluationData } from './data.js';
-import { TensorNoise } from './noise.js';
+import type { TwinTensors } from './variants.js';
 
 /** What one variant scored: everything the ranking and the search look at. */
 export interface VariantScore {
@@ -40,8 +44,8 @@ export interface EvaluateOptions {
   threads?: number;
   /** File name for messages. */
   file?: string;
-  /** A pair of tensors of the variant to compare with each other over all images (the layer and its float twin). */
-  twin?: { output: string; reference: string };
+  /** The variant's float twin (VariantBuilder.build): the graph outputs that compare the layer with it per image. */
+  twin?: TwinTensors;
   /** Label for the comparison (e.g. the layer). */
   name?: string;
   /** Name the model's primary output (default: the compare module's choice, the first classifier output). */
@@ -55,7 +59,82 @@ export interface Evaluation {
   report: VariantReport;
   /** With `twin`: SNR (dB) and cosine of the layer's output against its float twin, and the twin's values (the
    * layer's FP32 output): range and FP16 noise. */
-  twin?: { snrDb: number; cosine: number; reference: TensorNoise };
+  twin?: { snrDb: number; cosine: number; reference: TwinReference };
+}
+
+/** The layer's FP32 output (its float twin's), for the FP16 check. */
+export interface TwinReference {
+  /** Largest |value|; Infinity when the output holds an infinite or NaN value. */
+  absMax: number;
+  /** SNR of its float16 rounding, over every element; -Infinity when a value overflows float16 or is not finite. */
+  fp16SnrDb: number;
+}
+
+/**
+ * Running totals of the twin's per-image sums (variants.ts twinSums), added in float64 in image order, so that
+ * the result does not depend on the batch size.
+ *
+ * SNR: snrFromSums(sum ref^2, sum (ref - out)^2), as PairSums. Cosine: dot / sqrt(ref2 var2) as PairSums
+ * (cosineFromSums, 1 for identical tensors), with the dot product taken from the identity
+ * 2 dot = ref2 + var2 - err2 in the form 1 - cos = (err2 - (sqrt(ref2) - sqrt(var2))^2) / (2 sqrt(ref2 var2)):
+ * the float32 sums carry a relative error near 1e-6, which on a direct dot product would be as large as
+ * 1 - cos itself near 1 (measured 2e-4 off on one 401408-value row); here it scales with err2 instead.
+ *
+ * Non-finite values: PairSums skips a pair with a non-finite value; the graph's sums cannot, and an image with
+ * one gets a non-finite sum. Such a sum (also a float32 overflow of a sum of squares, |x| > ~1e19) makes the
+ * comparison undefined and is reported on the unsafe side: output SNR -Infinity and cosine NaN for the pair;
+ * for the reference, absMax Infinity and FP16 SNR -Infinity, so that the FP16 check says "not enough".
+ */
+export class TwinTotals {
+  #ref2 = 0;
+  #var2 = 0;
+  #err2 = 0;
+  #fp16Err2 = 0;
+  #absMax = 0;
+  #pairNonFinite = false;
+  #referenceNonFinite = false;
+
+  /** Adds one batch: `sums` are the graph outputs named in TwinTensors.sums, one value per image. */
+  add(sums: Record<keyof TwinTensors['sums'], ArrayLike<number>>, images: number): void {
+    for (const [name, v] of Object.entries(sums)) if (v.length !== images) throw new Error(`twin sum ${name}: ${v.length} values for ${images} images`);
+    for (let j = 0; j < images; j++) {
+      const ref2 = sums.ref2[j]!;
+      const var2 = sums.var2[j]!;
+      const err2 = sums.err2[j]!;
+      const max = sums.max[j]!;
+      const min = sums.min[j]!;
+      // ref2 is not finite when the reference holds an inf or NaN (ReduceMax may skip a NaN; the sum does not).
+      if (!Number.isFinite(ref2) || !Number.isFinite(max) || !Number.isFinite(min)) this.#referenceNonFinite = true;
+      if (!Number.isFinite(ref2) || !Number.isFinite(var2) || !Number.isFinite(err2)) this.#pairNonFinite = true;
+      this.#ref2 += ref2;
+      this.#var2 += var2;
+      this.#err2 += err2;
+      this.#fp16Err2 += sums.fp16Err2[j]!;
+      this.#absMax = Math.max(this.#absMax, Math.abs(max), Math.abs(min));
+    }
+  }
+
+  get snrDb(): number {
+    return this.#pairNonFinite ? Number.NEGATIVE_INFINITY : snrFromSums(this.#ref2, this.#err2);
+  }
+
+  get cosine(): number {
+    if (this.#pairNonFinite) return Number.NaN;
+    const [ref2, var2, err2] = [this.#ref2, this.#var2, this.#err2];
+    // PairSums's edge cases: identical tensors 1; both all zero 1, one all zero 0.
+    if (err2 === 0) return 1;
+    if (ref2 === 0 || var2 === 0) return cosineFromSums(0, ref2, var2);
+    const r = Math.sqrt(ref2);
+    const v = Math.sqrt(var2);
+    const c = 1 - (err2 - (r - v) * (r - v)) / (2 * r * v);
+    return c > 1 ? 1 : c < -1 ? -1 : c;
+  }
+
+  get reference(): TwinReference {
+    if (this.#referenceNonFinite) return { absMax: Number.POSITIVE_INFINITY, fp16SnrDb: Number.NEGATIVE_INFINITY };
+    // Finite values beyond float16's range make fp16Err2 infinite: snrFromSums gives -Infinity.
+    return { absMax: this.#absMax, fp16SnrDb: snrFromSums(this.#ref2, this.#fp16Err2) };
+  }
 }
 
 /**
@@ -108,8 +187,10 @@ export async function evaluateModel(model: OnnxModel, data: EvaluationData, opti
   const fetch = [...data.outputs];
   let m = model;
   if (options.twin) {
-    m = exposeTensors(model, [options.twin.output, options.twin.reference], { file });
-    fetch.push(options.twin.output, options.twin.reference);
+    // The twin's per-image sums only (VariantBuilder.build makes them graph outputs): a few numbers per image.
+    const sums = Object.values(options.twin.sums);
+    m = exposeTensors(model, sums, { file });
+    fetch.push(...sums);
   }
   return evaluateBytes(saveOnnxModel(m), data, { ...options, file }, fetch);
 }
@@ -118,8 +199,7 @@ export async function evaluateModel(model: OnnxModel, data: EvaluationData, opti
 export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, options: EvaluateOptions = {}, fetch: readonly string[] = data.outputs): Promise<Evaluation> {
   const session = await onnxruntimeBackend.open({ path: options.file ?? 'variant.onnx', bytes }, { ...(options.threads ? { threads: options.threads } : {}) });
   const cmp = new VariantComparison({ name: options.name ?? 'variant', precision: 'int8' }, { worstCount: options.worstCount ?? 1 });
-  const twinSums = options.twin ? new PairSums() : undefined;
-  const twinNoise = options.twin ? new TensorNoise() : undefined;
+  const twin = options.twin ? new TwinTotals() : undefined;
   const task = data.task?.create();
   let start = 0;
   try {
@@ -135,10 +215,10 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
         task.addVariant('fp32', data.fp32Outputs[b]!, geometries);
         task.addVariant('variant', out, geometries);
       }
-      if (twinSums && options.twin) {
-        const reference = floatValues(out[options.twin.reference]!, 'twin');
-        twinSums.add(reference, floatValues(out[options.twin.output]!, 'layer'));
-        twinNoise!.addImages(reference, batch.files.length);
+      if (twin && options.twin) {
+        const names = options.twin.sums;
+        const sums = Object.fromEntries(Object.entries(names).map(([k, name]) => [k, floatValues(out[name]!, name)])) as Record<keyof TwinTensors['sums'], Float32Array | Float64Array>;
+        twin.add(sums, batch.files.length);
       }
       start += batch.files.length;
     }
@@ -154,6 +234,6 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
     report.task = taskScores.variant;
   }
   const result: Evaluation = { score: scoreOf(report, primary, taskScores), report };
-  if (twinSums) result.twin = { snrDb: twinSums.snrDb, cosine: twinSums.cosine, reference: twinNoise! };
+  if (twin) result.twin = { snrDb: twin.snrDb, cosine: twin.cosine, reference: twin.reference };
   return result;
 }

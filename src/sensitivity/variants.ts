@@ -11,7 +11,10 @@
  *
  * For one-at-a-time, the layer can also get a float twin: the same node reading the float inputs, whose output
  * is the layer's FP32 output on the very same input (everything upstream is float in that variant). Comparing
- * the layer's output with its twin's gives the layer's own output SNR without keeping any FP32 activation.
+ * the layer's output with its twin's gives the layer's own output SNR without keeping any FP32 activation. The
+ * comparison is reduced inside the graph, per image (twinSums: sums of squares, the float16 round trip, max and
+ * min), so that only a few numbers per image leave onnxruntime; the twin and its reductions only read tensors, so
+ * the variant's own outputs are those of the same variant without twin.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import { graphOf, onnx, tensorFromProto, tensorToProto, withGraph, type OnnxModel, type OnnxNode, type OnnxTensorProto } from '../onnx/model.js';
@@ -47,8 +50,20 @@ export interface LayerPlan {
 
 export interface BuiltVariant {
   model: OnnxModel;
-  /** With `twin`: the layer's output and its float twin's output. */
-  twin?: { output: string; reference: string };
+  /** With `twin`: the layer's output, its float twin's output, and the graph outputs that reduce them per image. */
+  twin?: TwinTensors;
+}
+
+/** The twin of a one-at-a-time variant: tensor names (see VariantBuilder.build). */
+export interface TwinTensors {
+  /** The layer's (INT8) output and its float twin's (the FP32 reference). */
+  output: string;
+  reference: string;
+  /**
+   * Graph outputs of shape [N], per image (ref: the twin's output, out: the layer's): sum of ref^2, of out^2, of
+   * (ref - out)^2, of (ref - float16(ref))^2, and max and min of ref.
+   */
+  sums: { ref2: string; var2: string; err2: string; fp16Err2: string; max: string; min: string };
 }
 
 const TWIN_SUFFIX = '__trt_calib_fp32_twin';
@@ -131,7 +146,8 @@ export class VariantBuilder {
 
   /**
    * The full model with only the layers in `int8` quantized. With `twin`, a float copy of that layer (which must
-   * be in `int8`) is added right after it; see the file comment.
+   * be in `int8`) is added right after it, and the per-image sums comparing the two are graph outputs (twinSums);
+   * see the file comment.
    */
   build(int8: ReadonlySet<string>, options: { twin?: string } = {}): BuiltVariant {
     for (const name of int8) this.layer(name);
@@ -162,17 +178,20 @@ export class VariantBuilder {
             output: [reference, ...node.output.slice(1).map(() => '')],
           }),
         );
-        twin = { output: twinLayer.output, reference };
+        twin = { output: twinLayer.output, reference, sums: twinSumNames(reference) };
       }
     });
+    if (twin) nodes.push(...twinSums(twin, opsetOf(this.#full)));
 
     // Float weights the variant reads again: back from the original model (the full model dropped them).
     const { initializer, constants } = this.#floatWeights(g, neededWeights);
     const all = [...constants, ...nodes];
-    const pruned = pruneUnreadQdq(all, g.output.map((o) => o.name));
-    const read = readNames(pruned, g.output.map((o) => o.name));
+    if (twin) initializer.push(...twinConstants());
+    const outputs = [...g.output.map((o) => o.name), ...(twin ? Object.values(twin.sums) : [])];
+    const pruned = pruneUnreadQdq(all, outputs);
+    const read = readNames(pruned, outputs);
     const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
-    return twin ? { model, twin } : { model };
+    return twin ? { model: exposeTensors(model, Object.values(twin.sums), { file: 'variant.onnx' }), twin } : { model };
   }
 
   /** The float weights a built model reads that its graph `g` lacks: initializers, or Constant nodes to prepend. */
@@ -281,6 +300,106 @@ export class VariantBuilder {
     const model = withGraph(this.#full, { ...g, node: pruned, initializer: initializer.filter((t) => read.has(t.name)) });
     return { model, pairs };
   }
+}
+
+function opsetOf(model: OnnxModel): number {
+  const opset = model.opsetImport?.find((o) => (o.domain ?? '') === '')?.version;
+  return typeof opset === 'number' ? opset : Number(opset ?? 13);
+}
+
+function int64Constant(name: string, values: bigint[]): OnnxTensorProto {
+  return tensorToProto(name, { dtype: 'int64', dims: [values.length], data: BigInt64Array.from(values) });
+}
+
+/** `op` over `axis` with keepdims 0: axes as an input from opset 18 (ReduceSum: 13), an attribute before. */
+function reduceAxis(version: number, axesName: string, op: string, input: string, output: string, axis = 1): OnnxNode {
+  const axesInput = version >= 18 || (op === 'ReduceSum' && version >= 13);
+  return axesInput
+    ? makeNode(op, [input, axesName], [output], { attributes: { keepdims: { int: 0 } } })
+    : makeNode(op, [input], [output], { attributes: { axes: { ints: [axis] }, keepdims: { int: 0 } } });
+}
+
+/** Each image's elements are padded to TWIN_BLOCKS blocks of a multiple of TWIN_ROW_FLOATS floats (see twinSums). */
+const TWIN_ROW_FLOATS = 16n;
+const TWIN_BLOCKS = 64n;
+const TWIN_AXES = `axes${TWIN_SUFFIX}`;
+const TWIN_AXES_2 = `axes_2${TWIN_SUFFIX}`;
+const TWIN_PAD_SIGN = `pad_sign${TWIN_SUFFIX}`;
+const TWIN_PAD_MOD = `pad_mod${TWIN_SUFFIX}`;
+const TWIN_BLOCK_SHAPE = `block_shape${TWIN_SUFFIX}`;
+
+function twinSumNames(reference: string): TwinTensors['sums'] {
+  const t = (suffix: string) => `${reference}_${suffix}`;
+  return { ref2: t('ref2'), var2: t('var2'), err2: t('err2'), fp16Err2: t('fp16_err2'), max: t('max'), min: t('min') };
+}
+
+/** The constants twinSums reads (initializers). */
+function twinConstants(): OnnxTensorProto[] {
+  return [
+    int64Constant(TWIN_AXES, [1n]),
+    int64Constant(TWIN_AXES_2, [2n]),
+    int64Constant(TWIN_PAD_SIGN, [1n, -1n]),
+    int64Constant(TWIN_PAD_MOD, [2n ** 62n, TWIN_BLOCKS * TWIN_ROW_FLOATS]),
+    int64Constant(TWIN_BLOCK_SHAPE, [0n, TWIN_BLOCKS, -1n]),
+  ];
+}
+
+/**
+ * The twin's comparison inside the graph, per image: only the 6 numbers per image of TwinTensors.sums leave
+ * onnxruntime, instead of the two tensors (8x32x112x112 floats each for an early MobileNetV2 layer, whose copies and
+ * JavaScript loops took longer than the variant's own inference). Flatten from axis 1, sums per image in float32
+ * (onnxruntime's vectorised kernels; float64 casts tripled the time of the proxy's pass), then added in float64 in
+ * image order by evaluate.ts (TwinTotals), which also derives the cosine from these sums.
+ *
+ * Each image's row of M values is padded with zeros (which add nothing to a sum) to 64 blocks of a multiple of 16
+ * floats, and summed block by block (ReduceSumSquare), then the 64 block sums (ReduceSum):
+ * - accuracy: onnxruntime's ReduceSumSquare runs one float32 accumulator along the row; over a 401408-value row
+ *   it was off by ~2e-4 relative (0.001 dB of SNR, 2e-4 of a cosine from a dot product). 64 blocks cut each
+ *   sequential run 64-fold (measured: within 2e-6 dB of the float64 sums);
+ * - the same bytes at any batch size: onnxruntime's ReduceSum sums a row with Eigen's vectorised reduction, whose
+ *   packets start at the first aligned address; a row starts at image x M x 4 bytes, so for M not a multiple of
+ *   the packet an image is summed in another order at another batch position (measured with ReduceSum over axis 1
+ *   of [N, M]: per-image sums differ between batch 8 and batch 1 for M = 5, 143, 1001, not for multiples of 4).
+ *   Here every row that is summed (a block, the 64 block sums) is a multiple of 16 floats (64 bytes: any SIMD
+ *   width up to 512 bits) and starts aligned alike, whichever kernel onnxruntime picks. The pad comes from the
+ *   shape in the graph ((-M) mod 1024, via Shape/Mul/Mod), so it holds for dynamic shapes.
+ *
+ * FP16 rounding: Cast to float16 and back, over every element (the FP32 pass's TensorNoise samples every 8th
+ * to stay cheap in JavaScript; here a pass is a few ms and the full sum leaves no sampling question). A value
+ * beyond the float16 range becomes infinite, so its sum is infinite: the FP16 SNR is then -Infinity, which
+ * is what float16 does to that tensor (and the range check reports it first).
+ */
+function twinSums(twin: TwinTensors, version: number): OnnxNode[] {
+  const t = (suffix: string) => `${twin.reference}_${suffix}`;
+  const s = twin.sums;
+  // Per block (axis 2 of [N, 64, L]), then per image.
+  const sumSquares = (input: string, output: string): OnnxNode[] => [
+    makeNode('Reshape', [input, TWIN_BLOCK_SHAPE], [`${output}_blocks_in`]),
+    reduceAxis(version, TWIN_AXES_2, 'ReduceSumSquare', `${output}_blocks_in`, `${output}_blocks`, 2),
+    reduceAxis(version, TWIN_AXES, 'ReduceSum', `${output}_blocks`, output),
+  ];
+  return [
+    makeNode('Flatten', [twin.reference], [t('flat_ref')], { attributes: { axis: { int: 1 } } }),
+    makeNode('Flatten', [twin.output], [t('flat_out')], { attributes: { axis: { int: 1 } } }),
+    // [N, M] -> [N, -M] -> [N mod 2^62, (-M) mod 1024] = [N, pad]: integer Mod takes the divisor's sign.
+    makeNode('Shape', [t('flat_ref')], [t('shape')]),
+    makeNode('Mul', [t('shape'), TWIN_PAD_SIGN], [t('signed_shape')]),
+    makeNode('Mod', [t('signed_shape'), TWIN_PAD_MOD], [t('pad_shape')]),
+    makeNode('ConstantOfShape', [t('pad_shape')], [t('zeros')], { attributes: { value: { tensor: tensorToProto(t('zero'), { dtype: 'float32', dims: [1], data: new Float32Array([0]) }) } } }),
+    makeNode('Concat', [t('flat_ref'), t('zeros')], [t('ref')], { attributes: { axis: { int: 1 } } }),
+    makeNode('Concat', [t('flat_out'), t('zeros')], [t('out')], { attributes: { axis: { int: 1 } } }),
+    makeNode('Sub', [t('ref'), t('out')], [t('err')]),
+    makeNode('Cast', [t('ref')], [t('half')], { attributes: { to: { int: onnx.TensorProto.DataType.FLOAT16 } } }),
+    makeNode('Cast', [t('half')], [t('half_back')], { attributes: { to: { int: onnx.TensorProto.DataType.FLOAT } } }),
+    makeNode('Sub', [t('ref'), t('half_back')], [t('fp16_err')]),
+    ...sumSquares(t('ref'), s.ref2),
+    ...sumSquares(t('out'), s.var2),
+    ...sumSquares(t('err'), s.err2),
+    ...sumSquares(t('fp16_err'), s.fp16Err2),
+    // Max and min are exact in any order: on the unpadded rows.
+    reduceAxis(version, TWIN_AXES, 'ReduceMax', t('flat_ref'), s.max),
+    reduceAxis(version, TWIN_AXES, 'ReduceMin', t('flat_ref'), s.min),
+  ];
 }
 
 /** Removes QuantizeLinear/DequantizeLinear nodes whose outputs nothing reads, until none is left. */
