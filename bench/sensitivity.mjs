@@ -31,6 +31,8 @@ async function load() {
 }
 
 const PREPROCESS = { preset: 'raw01' };
+/** --hardest sizes tried per algorithm (BENCH_SENSITIVITY_HARDEST=12,16). */
+const HARDEST = (process.env.BENCH_SENSITIVITY_HARDEST ?? '12,16').split(',').map(Number).filter((n) => n > 0);
 
 /** One plain FP32 pass: decode + preprocess + model outputs only, batch 8 (what sensitivity does once). */
 async function plainPass(m, model, data) {
@@ -122,6 +124,15 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
           `  SNR in ${l.inputSnrDb.toFixed(1)} dB, w ${l.weightSnrDb?.toFixed(1) ?? '-'} dB, out ${l.outputSnrDb?.toFixed(1)} dB (proxy rank ${proxyRank.get(l.name)})`);
       }
       const exhMixed = (await m.autoMixedPrecision(ctx, { maxDrop: 2.33, maxNonInt8: '10%', sensitivity: exhaustive })).mixed;
+      // --hardest N: the candidates measured on the N images where full INT8 is furthest from FP32.
+      for (const n of HARDEST) {
+        const hard = await m.measureSensitivity(ctx, { hardest: n });
+        const hardMixed = (await m.autoMixedPrecision(ctx, { maxDrop: 2.33, maxNonInt8: '10%', sensitivity: hard })).mixed;
+        const seconds = ctx.seconds + hard.seconds.measure;
+        const same = sameMap(hardMixed, exhMixed);
+        log(`    --hardest ${n}: ${seconds.toFixed(1)} s = ${(seconds / plain.seconds).toFixed(1)} plain passes; --exhaustive's precision map: ${same ? 'the same' : `NOT the same (${hardMixed.chosen.keptOut.map((k) => k.layer).join(', ') || 'none'}, ${hardMixed.met ? 'met' : 'not met'})`}`);
+        (results.hardest ??= {})[`${algorithm}-${n}`] = { seconds, ratio: seconds / plain.seconds, sameMapAsExhaustive: same, met: hardMixed.met };
+      }
 
       const mapFile = path.join(tmp, `${algorithm}.precision.json`);
       const { mixed } = await m.autoMixedPrecision(ctx, { maxDrop: 2.33, maxNonInt8: '10%', sensitivity: report, out: mapFile });
