@@ -14,7 +14,8 @@ import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import { ELEM, makeTensor, saveOnnxModel, tensorToProto } from '../../src/onnx/model.js';
 import { quantizeQdq } from '../../src/onnx/qdq.js';
 import { measureSensitivity, prepareSensitivity, type SensitivityContext, type SensitivityReport } from '../../src/sensitivity/analyze.js';
-import { prepareEvaluationData } from '../../src/sensitivity/data.js';
+import { prepareEvaluationData, subsetEvaluationData } from '../../src/sensitivity/data.js';
+import { evaluateModel } from '../../src/sensitivity/evaluate.js';
 import { proxyPass } from '../../src/sensitivity/proxy.js';
 import { candidateCount, proxyAgreement, proxyCandidates } from '../../src/sensitivity/rank.js';
 import { VariantBuilder } from '../../src/sensitivity/variants.js';
@@ -200,6 +201,63 @@ describe('fast search on the MobileNetV2 fixture', () => {
   it('is exhaustive for leave-one-out, and says why', async () => {
     const r = await measureSensitivity(ctx, { layers: ['bn_Conv1'], measure: 'leave-one-out' });
     expect(r.search).toMatchObject({ method: 'exhaustive', why: '--measure leave-one-out: the proxy stands in for one-at-a-time only' });
+  });
+
+  it('--hardest N: measures the candidates on the N images full INT8 gets furthest from FP32, the rest on all', async () => {
+    // 5 images here, the 2 hardest by full INT8's per-image cosine (worked out independently below).
+    const c5 = await prepareSensitivity({ model: MOBILENET, cache: ctx.cache.file, data: { ...data, maxImages: 5 }, threads: 1 });
+    const all = new Set(c5.builder.layers.map((l) => l.name));
+    const full = await evaluateModel(c5.builder.build(all).model, c5.data, { threads: 1, worstCount: 5 });
+    const byCosine = [...full.report.worst].sort((a, b) => a.cosine - b.cosine || a.index - b.index);
+    const hardest = byCosine.slice(0, 2).map((w) => w.index).sort((a, b) => a - b);
+    expect(byCosine[1]!.cosine).toBeLessThan(byCosine[2]!.cosine); // the choice is not a tie
+    const plain = await measureSensitivity(c5, { layers, candidates: rule });
+    const hard = await measureSensitivity(c5, { layers, candidates: rule, hardest: 2 });
+    expect(hard.search.hardest).toMatchObject({ images: 2, of: 5, files: hardest.map((i) => c5.data.files[i]) });
+    expect(hard.fullInt8).toEqual(plain.fullInt8); // over every image
+    // The proxy pass (and so the candidates, and every layer's own SNR and FP16 check) is over every image.
+    expect(hard.search.measured).toEqual(plain.search.measured);
+    const plainBy = new Map(plain.layers.map((l) => [l.name, l]));
+    const sub = subsetEvaluationData(c5.data, hardest, 2);
+    expect(sub.files).toEqual(hardest.map((i) => c5.data.files[i]));
+    for (const l of hard.layers) {
+      const p = plainBy.get(l.name)!;
+      expect(l.outputSnrDb, l.name).toBe(l.rankedBy === 'measured' ? (await proxyPass(c5.builder, [c5.builder.layer(l.name)], c5.data, { threads: 1 })).layers.get(l.name)!.outputSnrDb : p.outputSnrDb);
+      if (l.rankedBy !== 'measured') continue;
+      // Its score: the same variant on the two images alone.
+      expect(l.oneAtATime!.images).toBe(2);
+      const v = c5.builder.build(new Set([l.name]));
+      expect(l.oneAtATime).toEqual((await evaluateModel(v.model, sub, { threads: 1, name: l.name })).score);
+    }
+    await expect(measureSensitivity(c5, { layers, hardest: 2, exhaustive: true })).rejects.toThrow(/--hardest works with the default search/);
+    // N at or above the number of images: the default search.
+    const same = await measureSensitivity(c5, { layers, candidates: rule, hardest: 5 });
+    expect(same.search.hardest).toBeUndefined();
+    expect(same.layers).toEqual(plain.layers);
+  });
+
+  it('--hardest: the subset holds exactly those images, their FP32 outputs and labels, in batches', async () => {
+    const c5 = await prepareSensitivity({ model: MOBILENET, cache: ctx.cache.file, data: { ...data, maxImages: 5, batch: 2 }, threads: 1 });
+    c5.data.labels = [0, 1, 2, 3, 4];
+    const sub = subsetEvaluationData(c5.data, [4, 1, 3], 2);
+    expect(sub.files).toEqual([1, 3, 4].map((i) => c5.data.files[i]));
+    expect(sub.labels).toEqual([1, 3, 4]);
+    expect(sub.batches.map((b) => b.dims[0])).toEqual([2, 1]);
+    // Against the images decoded on their own, and FP32 run on them.
+    const per = 3 * 224 * 224;
+    const flat = (bs: typeof c5.data.batches) => bs.flatMap((b) => Array.from({ length: b.files.length }, (_, j) => b.data.subarray(j * per, (j + 1) * per)));
+    const images = flat(c5.data.batches);
+    flat(sub.batches).forEach((img, k) => expect(img).toEqual(images[[1, 3, 4][k]!]));
+    const session = await onnxruntimeBackend.open({ path: MOBILENET }, { threads: 1 });
+    try {
+      for (const [k, b] of sub.batches.entries()) {
+        const out = await session.run({ input: { dtype: 'float32', dims: b.dims, data: b.data } });
+        expect(sub.fp32Outputs[k]!.output!.data).toEqual(out.output!.data);
+      }
+    } finally {
+      await session.release();
+    }
+    expect(sub.bytes).toBe(3 * per * 4 + 3 * 5 * 4);
   });
 
   it('gives the same report whatever the batch size and the order of --layers', async () => {
