@@ -78,6 +78,10 @@ export class NativeNoisePass {
       const native = loadNative();
       pass.#collector = new native.OrtCollector(library, counting ? saveOnnxModel(counting.model) : saveOnnxModel(config.model), {
         ...session,
+        // No memory pattern: planning it for a graph of hundreds of large intermediates (the proxy pass: each layer,
+        // its INT8 twin and their difference) made the first runs and the last, shorter batch 0.4-0.9 s slower on
+        // MobileNetV2's 43 photos; the arena still reuses the buffers. TRT_CALIB_MEMPATTERN=1 puts it back.
+        ...(process.env.TRT_CALIB_MEMPATTERN === '1' ? {} : { memPattern: false }),
         inputName: config.inputName,
         bins: 2,
         states: 0,

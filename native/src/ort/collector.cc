@@ -149,6 +149,9 @@ const char* const kCountDomain = "trtcalib";
 struct SessionSettings {
   int threads = 0;
   int optimization = ort::kGraphOptEnableAll;
+  // onnxruntime's memory pattern (on by default): off where a graph's many large intermediate tensors make its
+  // first runs and each new batch shape slow to plan (the sensitivity passes: config.memPattern false).
+  bool memPattern = true;
   std::vector<std::pair<std::string, std::string>> entries;
 
   // Reads { threads, optimization, configEntries: [key, value][] }.
@@ -161,6 +164,11 @@ struct SessionSettings {
     };
     s.threads = int(number("threads"));
     s.optimization = int(number("optimization"));
+    Napi::Value pattern = c.Get("memPattern");
+    if (!pattern.IsUndefined()) {
+      if (!pattern.IsBoolean()) throw Napi::TypeError::New(env, "Expected a boolean for config.memPattern");
+      s.memPattern = pattern.As<Napi::Boolean>().Value();
+    }
     Napi::Value entries = c.Get("configEntries");
     if (!entries.IsArray()) throw Napi::TypeError::New(env, "Expected config.configEntries as [key, value][]");
     for (uint32_t i = 0; i < entries.As<Napi::Array>().Length(); ++i) {
@@ -189,6 +197,7 @@ ort::Session* CreateSession(const Runtime& rt, const SessionSettings& settings, 
     Check(api, api.SetIntraOpNumThreads(options, settings.threads), "onnxruntime SetIntraOpNumThreads");
     Check(api, api.SetInterOpNumThreads(options, 1), "onnxruntime SetInterOpNumThreads");
     Check(api, api.SetSessionExecutionMode(options, ort::kExecutionSequential), "onnxruntime SetSessionExecutionMode");
+    if (!settings.memPattern) Check(api, api.DisableMemPattern(options), "onnxruntime DisableMemPattern");
     Check(api, api.SetSessionGraphOptimizationLevel(options, settings.optimization), "onnxruntime SetSessionGraphOptimizationLevel");
     Check(api, api.SetSessionLogSeverityLevel(options, ort::kLoggingLevelFatal), "onnxruntime SetSessionLogSeverityLevel");
     for (const auto& kv : settings.entries) {

@@ -100,6 +100,7 @@ struct CustomOp {
   X(10, CreateSessionOptions, Status*, SessionOptions**)                                                             \
   X(11, SetOptimizedModelFilePath, Status*, SessionOptions*, const PathChar*)                                        \
   X(13, SetSessionExecutionMode, Status*, SessionOptions*, int)                                                      \
+  X(17, DisableMemPattern, Status*, SessionOptions*)                                                                 \
   X(22, SetSessionLogSeverityLevel, Status*, SessionOptions*, int)                                                   \
   X(23, SetSessionGraphOptimizationLevel, Status*, SessionOptions*, int)                                             \
   X(24, SetIntraOpNumThreads, Status*, SessionOptions*, int)                                                         \
