@@ -47,6 +47,7 @@ import { quantizeQdq, type QdqResult } from '../onnx/qdq.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { measureTensorNoise, prepareEvaluationData, subsetEvaluationData, type EvaluationData } from './data.js';
 import { evaluateModel, type VariantScore } from './evaluate.js';
+import { VariantCuts, type CutSummary } from './cut.js';
 import { FP16_MAX, TensorNoise } from './noise.js';
 import {
   PROXY_CANDIDATE_SHARE,
@@ -63,7 +64,7 @@ import {
   type RankMetric,
 } from './rank.js';
 import { proxyPass } from './proxy.js';
-import { VariantBuilder, type LayerPlan } from './variants.js';
+import { VariantBuilder, type BuiltVariant, type LayerPlan } from './variants.js';
 
 import { DEFAULT_MEASURE, DEFAULT_RANK_METRIC } from './rank.js';
 
@@ -158,6 +159,8 @@ export interface SensitivityReport {
   seconds: { prepare: number; measure: number; total: number; perVariant: number };
   variants: number;
   search: SensitivitySearch;
+  /** One-at-a-time variants run from their cut (cut.ts): how many, the FP32 runs that gave the cuts' activations. */
+  cuts?: CutSummary;
   /** With --shard: the slice [start, end) of the selected layers (in graph order) this report measured. */
   shard?: { index: number; count: number; start: number; end: number; selectedLayers: string[] };
   /** Set by `trt-calib merge`: the shard reports this one was merged from. */
@@ -213,6 +216,13 @@ export interface SensitivityContext {
   weightStats: Map<string, { snrDb: number; absMax: number }>;
   /** The task the variants are judged as. */
   task: PreparedTask;
+  /**
+   * The layers' quantized inputs whose noise ensureInputNoise measures (INT8 scale; undefined: FP16 and range), on
+   * `model`, the FP32 model as given (not bias-corrected). `inProxy`: the proxy pass's graph computes these very
+   * tensors (no bias correction), so it can count them.
+   */
+  inputNoise: { model: OnnxModel; targets: ReadonlyMap<string, number | undefined>; measured: boolean; inProxy: boolean };
+  /** Loading, quantizing, decoding and FP32 (the inputs' noise is counted in the search's seconds). */
   seconds: number;
 }
 
@@ -277,16 +287,8 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
   } finally {
     await session.release();
   }
-  const noise = await measureTensorNoise(data, {
-    modelFile: options.model,
-    model: original,
-    measure,
-    ...(options.threads ? { threads: options.threads } : {}),
-    reporter,
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
-  data.noise = noise.noise;
-  data.seconds.noise = noise.seconds;
+  // The inputs' noise is measured later, once (ensureInputNoise): by the default search inside its proxy pass,
+  // which runs the same FP32 graph, so that the FP32 model is not run a second time.
   // Detection, segmentation and OCR map predictions back to the photos: each kept batch's geometries, read once.
   if (task.kind !== 'classify' && task.kind !== 'raw') {
     data.task = task;
@@ -308,8 +310,34 @@ export async function prepareSensitivity(options: Omit<SensitivityOptions, 'meas
     ...(options.threads ? { threads: options.threads } : {}),
     weightStats: weightStatistics(model, full),
     task,
+    inputNoise: { model: original, targets: measure, measured: false, inProxy: model === original },
     seconds: (performance.now() - started) / 1000,
   };
+}
+
+/**
+ * Measures the layers' quantized inputs (INT8 noise with their scale, FP16 noise, range) over the kept images,
+ * through the FP32 model's counting nodes (measureTensorNoise), unless done already (by the proxy pass, or an
+ * earlier search on this context). The search and the mixed-precision search call it; so must a caller of
+ * fp16Check.
+ */
+export async function ensureInputNoise(ctx: SensitivityContext, options: { reporter?: Reporter; signal?: AbortSignal } = {}): Promise<void> {
+  if (ctx.inputNoise.measured) return;
+  const noise = await measureTensorNoise(ctx.data, {
+    modelFile: ctx.modelFile,
+    model: ctx.inputNoise.model,
+    measure: ctx.inputNoise.targets,
+    ...(ctx.threads ? { threads: ctx.threads } : {}),
+    ...(options.reporter ? { reporter: options.reporter } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  setInputNoise(ctx, noise.noise, noise.seconds);
+}
+
+function setInputNoise(ctx: SensitivityContext, noise: Map<string, TensorNoise>, seconds: number): void {
+  ctx.data.noise = noise;
+  ctx.data.seconds.noise = seconds;
+  ctx.inputNoise.measured = true;
 }
 
 /** Per-channel INT8 noise and range of each quantized weight, from the weights themselves. */
@@ -363,6 +391,7 @@ export function selectLayers(layers: readonly LayerPlan[], patterns: readonly st
 
 /** FP16 check of a layer from its inputs (FP32 pass), weights and, when known, its output (the float twin). Exported for tests. */
 export function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absMax: number; fp16SnrDb?: number }): Fp16Check {
+  if (!ctx.inputNoise.measured) throw new Error('fp16Check before the inputs\' noise was measured (ensureInputNoise)');
   const ins = l.activations.map((a) => ctx.data.noise.get(a)).filter((n): n is TensorNoise => n !== undefined);
   const inputAbsMax = Math.max(0, ...ins.map((n) => n.absMax));
   const weightAbsMax = Math.max(0, ...l.weights.map((w) => ctx.weightStats.get(w)?.absMax ?? 0));
@@ -387,6 +416,7 @@ export function fp16Check(ctx: SensitivityContext, l: LayerPlan, output?: { absM
 
 /** The layers' own numbers (SNRs, FP16 check), before any variant runs. */
 function layerBasics(ctx: SensitivityContext, l: LayerPlan): Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'> {
+  if (!ctx.inputNoise.measured) throw new Error('layerBasics before the inputs\' noise was measured (ensureInputNoise)');
   const ins = l.activations.map((a) => ctx.data.noise.get(a)!);
   const signal = ins.reduce((s, n) => s + n.signal, 0);
   const noise = ins.reduce((s, n) => s + n.int8Noise, 0);
@@ -412,6 +442,9 @@ function layerBasics(ctx: SensitivityContext, l: LayerPlan): Omit<LayerSensitivi
  * the layer (with its output, one-at-a-time), else from the inputs and weights alone.
  */
 export function fp16Checks(ctx: SensitivityContext, report?: SensitivityReport): Map<string, Fp16Check> {
+  if (!ctx.inputNoise.measured && ctx.builder.layers.some((l) => !(report?.layers ?? []).some((r) => r.name === l.name))) {
+    throw new Error('fp16Checks before the inputs\' noise was measured (ensureInputNoise)');
+  }
   const measured = new Map((report?.layers ?? []).map((l) => [l.name, l.fp16]));
   return new Map(ctx.builder.layers.map((l) => [l.name, measured.get(l.name) ?? fp16Check(ctx, l)]));
 }
@@ -425,15 +458,36 @@ async function measureOneAtATime(
   l: LayerPlan,
   row: Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>,
   evalOptions: Parameters<typeof evaluateModel>[2],
-  data: EvaluationData = ctx.data,
+  data: EvaluationData,
+  cuts: OneAtATimeVariants,
 ): Promise<void> {
-  const v = ctx.builder.build(new Set([l.name]), { twin: l.name });
-  const r = await evaluateModel(v.model, data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}) });
+  const v = cuts.built.get(l.name) ?? ctx.builder.build(new Set([l.name]), { twin: l.name });
+  const cut = await cuts.cuts.prepared(l.name);
+  const r = await evaluateModel(cut ? cut.model : v.model, data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}), ...(cut ? { feeds: cut.feeds } : {}) });
   row.oneAtATime = r.score;
   if (r.twin) {
     row.outputSnrDb = r.twin.snrDb;
     row.fp16 = fp16Check(ctx, l, r.twin.reference);
   }
+}
+
+/** The one-at-a-time variants of `layers` (graph order), built once, and their cuts over `data` (cut.ts). */
+interface OneAtATimeVariants {
+  built: Map<string, BuiltVariant>;
+  cuts: VariantCuts;
+}
+
+async function oneAtATimeVariants(ctx: SensitivityContext, layers: readonly LayerPlan[], data: EvaluationData): Promise<OneAtATimeVariants> {
+  const built = new Map(layers.map((l) => [l.name, ctx.builder.build(new Set([l.name]), { twin: l.name })]));
+  const cuts = await VariantCuts.open({
+    model: ctx.model,
+    file: ctx.modelFile,
+    inputName: data.inputName,
+    variants: layers.map((l) => ({ name: l.name, variant: built.get(l.name)!.model, output: l.output })),
+    data,
+    ...(ctx.threads ? { threads: ctx.threads } : {}),
+  });
+  return { built, cuts };
 }
 
 export interface MeasureOptions {
@@ -495,10 +549,14 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
   const rows: Array<Omit<LayerSensitivity, 'sensitivity' | 'rank' | 'rankedBy'>> = [];
   let search: SensitivitySearch;
   let ranked: LayerSensitivity[];
+  let cutSummary: CutSummary | undefined;
   if (fast) {
     // 1. The proxy pass: every selected layer's own output SNR, one run.
     reporter.info(`proxy pass: ${selected.length} layers beside their INT8 twins, one run over ${ctx.data.files.length} images`);
-    const proxy = await proxyPass(ctx.builder, selected, ctx.data, { ...evalOptions, ...(options.signal ? { signal: options.signal } : {}) });
+    const alsoInputs = !ctx.inputNoise.measured && ctx.inputNoise.inProxy ? ctx.inputNoise.targets : undefined;
+    if (!alsoInputs) await ensureInputNoise(ctx, { reporter, ...(options.signal ? { signal: options.signal } : {}) });
+    const proxy = await proxyPass(ctx.builder, selected, ctx.data, { ...evalOptions, ...(alsoInputs ? { inputs: alsoInputs } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+    if (proxy.inputs) setInputNoise(ctx, proxy.inputs, proxy.seconds);
     for (const l of selected) {
       const p = proxy.layers.get(l.name)!;
       rows.push({ ...layerBasics(ctx, l), outputSnrDb: p.outputSnrDb, fp16: fp16Check(ctx, l, { absMax: p.outputAbsMax, fp16SnrDb: p.outputFp16SnrDb }) });
@@ -509,6 +567,8 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     const candidates = proxyCandidates(rows, rule);
     const chosenNames = new Set(candidates.map((c) => c.name));
     const toMeasure = rows.filter((r) => chosenNames.has(r.name));
+    const variantsOf = await oneAtATimeVariants(ctx, toMeasure.map((r) => ctx.builder.layer(r.name)), variantData);
+    cutSummary = variantsOf.cuts.summary;
     reporter.start('sensitivity (one-at-a-time, proxy candidates)', toMeasure.length, 'layers');
     try {
       for (const [i, row] of toMeasure.entries()) {
@@ -516,7 +576,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
         // Exactly as the exhaustive search measures it, float twin included (compared inside the graph: a few
         // numbers per image), so that its numbers are the exhaustive search's, byte for byte.
         const proxied = { outputSnrDb: row.outputSnrDb, fp16: row.fp16 };
-        await measureOneAtATime(ctx, ctx.builder.layer(row.name), row, evalOptions, variantData);
+        await measureOneAtATime(ctx, ctx.builder.layer(row.name), row, evalOptions, variantData, variantsOf);
         // --hardest: the layer's own numbers stay those of every image (the proxy pass's), only its score is the subset's.
         if (hardestIndices) Object.assign(row, proxied);
         variants++;
@@ -524,6 +584,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
       }
     } finally {
       reporter.stop();
+      await variantsOf.cuts.release();
     }
     // 3. Measured layers first, by the measured key; the others after them, by the proxy.
     const measuredRanked = rankLayers(toMeasure, measure, metric, fullInt8);
@@ -547,13 +608,16 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
         : {}),
     };
   } else {
+    await ensureInputNoise(ctx, { reporter, ...(options.signal ? { signal: options.signal } : {}) });
+    const variantsOf = measure !== 'leave-one-out' ? await oneAtATimeVariants(ctx, selected, ctx.data) : undefined;
+    if (variantsOf) cutSummary = variantsOf.cuts.summary;
     reporter.start(`sensitivity (${measure})`, selected.length, 'layers');
     try {
       for (const [i, l] of selected.entries()) {
         options.signal?.throwIfAborted();
         const row = layerBasics(ctx, l);
-        if (measure !== 'leave-one-out') {
-          await measureOneAtATime(ctx, l, row, evalOptions);
+        if (variantsOf) {
+          await measureOneAtATime(ctx, l, row, evalOptions, ctx.data, variantsOf);
           variants++;
         }
         if (measure !== 'one-at-a-time') {
@@ -568,6 +632,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
       }
     } finally {
       reporter.stop();
+      await variantsOf?.cuts.release();
     }
     ranked = rankLayers(rows, measure, metric, fullInt8).map((l) => ({ ...l, rankedBy: 'measured' as const }));
     search = { method: 'exhaustive', ...(why !== undefined && !options.exhaustive ? { why } : {}), measured: selected.map((l) => l.name), proxyRanked: [] };
@@ -590,6 +655,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     seconds: { prepare: ctx.seconds, measure: measureSeconds, total: ctx.seconds + measureSeconds, perVariant: measureSeconds / variants },
     variants,
     search,
+    ...(cutSummary ? { cuts: cutSummary } : {}),
     ...(options.shard ? { shard: { index: options.shard.index, count: options.shard.count, ...slice, selectedLayers: chosen.map((l) => l.name) } } : {}),
   };
 }

@@ -8,7 +8,7 @@
  */
 import { UserError } from '../errors.js';
 import type { Reporter } from '../reporter.js';
-import { fp16Checks, measureSensitivity, type SensitivityContext, type SensitivityReport } from './analyze.js';
+import { ensureInputNoise, fp16Checks, measureSensitivity, type SensitivityContext, type SensitivityReport } from './analyze.js';
 import { chooseMixedPrecision, type MixedEvaluator, type MixedResult } from './mixed.js';
 import type { MeasureChoice, RankMetric } from './rank.js';
 
@@ -59,6 +59,7 @@ export async function autoMixedPrecision(ctx: SensitivityContext, options: AutoM
       ...(options.reporter ? { reporter: options.reporter } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
     }));
+  await ensureInputNoise(ctx, { ...(options.reporter ? { reporter: options.reporter } : {}), ...(options.signal ? { signal: options.signal } : {}) });
   const notEnough = new Map([...fp16Checks(ctx, sensitivity)].filter(([, c]) => !c.enough).map(([l, c]) => [l, c.reason!]));
   const mixed = await chooseMixedPrecision({
     model: ctx.model,

@@ -16,6 +16,7 @@ import type { TaskMetrics } from '../compare/task/types.js';
 import type { GateMetric, VariantReport } from '../compare/types.js';
 import { exposeTensors } from '../onnx/expose.js';
 import { saveOnnxModel, type OnnxModel } from '../onnx/model.js';
+import type { Tensor } from '../tensor.js';
 import type { EvaluationData } from './data.js';
 import type { TwinTensors } from './variants.js';
 
@@ -52,6 +53,8 @@ export interface EvaluateOptions {
   primaryOutput?: string;
   /** How many of the worst images the report lists (default 1). */
   worstCount?: number;
+  /** The feed of each kept batch, for a variant cut at its layer (src/sensitivity/cut.ts); default: the images. */
+  feeds?: ReadonlyArray<Record<string, Tensor>>;
 }
 
 export interface Evaluation {
@@ -205,7 +208,8 @@ export async function evaluateBytes(bytes: Uint8Array, data: EvaluationData, opt
   try {
     for (let b = 0; b < data.batches.length; b++) {
       const batch = data.batches[b]!;
-      const out = await session.run({ [data.inputName]: { dtype: 'float32', dims: batch.dims, data: batch.data } }, fetch);
+      const feed = options.feeds ? options.feeds[b]! : { [data.inputName]: { dtype: 'float32' as const, dims: batch.dims, data: batch.data } };
+      const out = await session.run(feed, fetch);
       const labels = data.labels?.slice(start, start + batch.files.length);
       cmp.addOutputs(data.fp32Outputs[b]!, out, batch.files, labels, data.outputs);
       if (task) {

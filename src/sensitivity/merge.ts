@@ -2,7 +2,7 @@
  * Sensitivity reports of `sensitivity --shard K/N` (each a slice of the selected layers, measured on the same
  * images against the same full-INT8 model) merged into the report one run over all the layers writes: the same
  * layers, numbers and ranking; only the fields that say how it was made differ (`seconds`, `variants` counts the
- * full-INT8 model once, and `merged` lists the shards).
+ * full-INT8 model once, `cuts` sums the shards' and `merged` lists the shards).
  */
 import path from 'node:path';
 import { UserError } from '../errors.js';
@@ -119,6 +119,17 @@ export function mergeSensitivityReports(shards: readonly LoadedReport[]): Sensit
     // Each shard's own times, summed over the measuring (the work); preparation ran on every shard at once.
     seconds: { prepare: prepareSeconds, measure: measureSeconds, total: prepareSeconds + measureSeconds, perVariant: measureSeconds / variants },
     variants,
+    // How the shards ran their variants (each cut its own slice): summed, the largest group's memory.
+    ...(ordered.some((s) => s.report.cuts)
+      ? {
+          cuts: {
+            cut: ordered.reduce((n, s) => n + (s.report.cuts?.cut ?? 0), 0),
+            whole: ordered.reduce((n, s) => n + (s.report.cuts?.whole ?? 0), 0),
+            fp32Passes: ordered.reduce((n, s) => n + (s.report.cuts?.fp32Passes ?? 0), 0),
+            peakBytes: Math.max(...ordered.map((s) => s.report.cuts?.peakBytes ?? 0)),
+          },
+        }
+      : {}),
     // A shard measures its slice whole (the proxy ranks against every layer), so the merge is the exhaustive report.
     search: { method: 'exhaustive', measured: rows.map((r) => r.name), proxyRanked: [] },
     merged: { shards: ordered.map((s) => ({ file: s.file, index: s.report.shard.index, count, seconds: s.report.seconds.total })) },

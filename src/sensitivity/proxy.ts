@@ -18,6 +18,7 @@
  */
 import { snrFromSums } from '../compare/metrics.js';
 import { measureTensorNoise, type EvaluationData } from './data.js';
+import type { TensorNoise } from './noise.js';
 import type { LayerPlan, VariantBuilder } from './variants.js';
 
 export interface ProxyLayer {
@@ -31,6 +32,8 @@ export interface ProxyLayer {
 
 export interface ProxyResult {
   layers: Map<string, ProxyLayer>;
+  /** The noise of `options.inputs`, counted in the same run (the FP32 tensors of the proxy's graph). */
+  inputs?: Map<string, TensorNoise>;
   runs: number;
   seconds: number;
 }
@@ -39,13 +42,15 @@ export async function proxyPass(
   builder: VariantBuilder,
   layers: readonly LayerPlan[],
   data: EvaluationData,
-  options: { threads?: number; file?: string; signal?: AbortSignal } = {},
+  options: { threads?: number; file?: string; signal?: AbortSignal; inputs?: ReadonlyMap<string, number | undefined> } = {},
 ): Promise<ProxyResult> {
   const started = performance.now();
   const proxy = builder.buildProxy(layers);
-  const measure = new Map<string, number | undefined>();
+  // The layers' inputs with their INT8 scale first: a layer's output that is another's input keeps that scale
+  // (its signal, range and FP16 sums are the same with or without one).
+  const measure = new Map<string, number | undefined>(options.inputs ?? []);
   for (const p of proxy.pairs) {
-    measure.set(p.output, undefined);
+    if (!measure.has(p.output)) measure.set(p.output, undefined);
     measure.set(p.error, undefined);
   }
   const { noise } = await measureTensorNoise(data, {
@@ -62,5 +67,6 @@ export async function proxyPass(
     const err = noise.get(p.error)!;
     result.set(p.layer, { outputSnrDb: snrFromSums(ref.signal, err.signal), outputAbsMax: ref.absMax, outputFp16SnrDb: ref.fp16SnrDb });
   }
-  return { layers: result, runs: data.batches.length, seconds: (performance.now() - started) / 1000 };
+  const inputs = options.inputs ? new Map([...options.inputs.keys()].map((name) => [name, noise.get(name)!])) : undefined;
+  return { layers: result, ...(inputs ? { inputs } : {}), runs: data.batches.length, seconds: (performance.now() - started) / 1000 };
 }

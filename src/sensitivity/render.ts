@@ -77,6 +77,11 @@ export function renderSensitivity(r: SensitivityReport, options: { top?: number 
   if (r.notQuantized.length > 0) {
     lines.push(`${r.notQuantized.length} weighted layer(s) not quantizable with this cache: ${r.notQuantized.slice(0, 5).map((s) => `${s.node} (${s.reason})`).join('; ')}`);
   }
+  if (r.cuts && r.cuts.cut > 0) {
+    lines.push(
+      `${r.cuts.cut} of ${r.cuts.cut + r.cuts.whole} one-at-a-time variants ran from their layer on, fed FP32 activations at the cut (${r.cuts.fp32Passes} FP32 run${r.cuts.fp32Passes > 1 ? 's' : ''}, up to ${(r.cuts.peakBytes / 1024 ** 2).toFixed(1)} MiB kept); the others ran whole`,
+    );
+  }
   lines.push(
     `${r.variants} variants${fast ? ` and the proxy pass (${(r.search.proxySeconds ?? 0).toFixed(1)} s)` : ''} in ${r.seconds.measure.toFixed(1)} s (${r.seconds.perVariant.toFixed(2)} s each); images decoded and FP32 run once in ${r.seconds.prepare.toFixed(1)} s; ${(r.memoryBytes / 1024 ** 2).toFixed(1)} MiB kept in memory`,
   );

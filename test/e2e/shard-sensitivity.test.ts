@@ -59,9 +59,12 @@ describe('sensitivity in 3 shards merged = one run', () => {
     expect(one.layers.length).toBeGreaterThanOrEqual(6);
     expect(all.merged.shards.map((s: any) => [path.basename(s.file), s.index])).toEqual([1, 2, 3].map((k) => [path.basename(shardFile(k)), k]));
     expect(all.variants).toBe(one.variants); // the full-INT8 model counted once
+    // Each shard cut its own slice's variants (cut.ts): as many variants in all, grouped per shard.
+    expect(all.cuts.cut + all.cuts.whole).toBe(one.cuts.cut + one.cuts.whole);
     for (const r of [one, all]) {
       delete r.seconds;
       delete r.merged;
+      delete r.cuts;
     }
     expect(parts[0].search).toMatchObject({ method: 'exhaustive', why: '--shard measures its slice of the layers whole' });
     expect(all).toEqual(one);

@@ -13,7 +13,7 @@ import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
 import { makeModel, makeNode, makeValueInfo } from '../../src/onnx/build.js';
 import { ELEM, makeTensor, saveOnnxModel, tensorToProto } from '../../src/onnx/model.js';
 import { quantizeQdq } from '../../src/onnx/qdq.js';
-import { fp16Check, prepareSensitivity, type SensitivityContext } from '../../src/sensitivity/analyze.js';
+import { ensureInputNoise, fp16Check, prepareSensitivity, type SensitivityContext } from '../../src/sensitivity/analyze.js';
 import { prepareEvaluationData } from '../../src/sensitivity/data.js';
 import { TwinTotals, evaluateModel } from '../../src/sensitivity/evaluate.js';
 import { roundToFloat16 } from '../../src/sensitivity/noise.js';
@@ -165,8 +165,9 @@ describe('the float twin on the MobileNetV2 fixture', () => {
     }
   });
 
-  it('says FP16 is not enough for an output that overflows float16 or holds NaN', () => {
+  it('says FP16 is not enough for an output that overflows float16 or holds NaN', async () => {
     const l = ctx.builder.layer('expanded_conv_depthwise_BN');
+    await ensureInputNoise(ctx);
     expect(fp16Check(ctx, l, { absMax: 135, fp16SnrDb: 73 }).enough).toBe(true);
     expect(fp16Check(ctx, l, { absMax: Number.POSITIVE_INFINITY, fp16SnrDb: Number.NEGATIVE_INFINITY })).toMatchObject({ enough: false, reason: 'its FP32 output holds infinite or NaN values' });
     expect(fp16Check(ctx, l, { absMax: 70000, fp16SnrDb: Number.NEGATIVE_INFINITY })).toMatchObject({ enough: false, reason: 'its output reaches 7.000e+4, beyond the FP16 range (65504)' });
