@@ -88,15 +88,20 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
     for (const [i, algorithm] of algorithms.entries()) {
       // Prepared once; each search is charged the preparation (decode + FP32 once) plus its own measuring.
       const ctx = await m.prepareSensitivity({ model, cache: cacheOf(algorithm), data: { data: calib, preprocess: PREPROCESS, batch: 8 } });
+      // Each timed search measures the inputs' noise itself (in the proxy pass, or the FP32 noise pass for
+      // --exhaustive), as a fresh run would: the context would otherwise keep the first one's.
+      const fresh = () => (ctx.inputNoise.measured = false);
+      fresh();
       const report = await m.measureSensitivity(ctx, {});
+      fresh();
       const exhaustive = await m.measureSensitivity(ctx, { exhaustive: true });
       const fastSeconds = ctx.seconds + report.seconds.measure;
       const exhaustiveSeconds = ctx.seconds + exhaustive.seconds.measure;
       const layers = report.quantizableLayers;
       const s = report.search;
-      const fastLine = `fast (proxy then measure: proxy pass ${s.proxySeconds.toFixed(1)} s, ${s.measured.length} of ${layers} layers measured, ${report.variants} variants): ` +
+      const fastLine = `fast (proxy then measure: proxy pass ${s.proxySeconds.toFixed(1)} s, ${s.measured.length} of ${layers} layers measured, ${report.variants} variants, ${report.cuts?.cut ?? 0} from their cut): ` +
         `${fastSeconds.toFixed(1)} s = ${(fastSeconds / plain.seconds).toFixed(1)} plain passes`;
-      const exhLine = `--exhaustive (${exhaustive.variants} variants): ${exhaustiveSeconds.toFixed(1)} s = ${(exhaustiveSeconds / plain.seconds).toFixed(1)} plain passes` +
+      const exhLine = `--exhaustive (${exhaustive.variants} variants, ${exhaustive.cuts?.cut ?? 0} from their cut in ${exhaustive.cuts?.fp32Passes ?? 0} FP32 runs): ${exhaustiveSeconds.toFixed(1)} s = ${(exhaustiveSeconds / plain.seconds).toFixed(1)} plain passes` +
         ` (decode + FP32 once ${ctx.seconds.toFixed(1)} s in both)`;
       if (i === 0) {
         log(`  sensitivity (${algorithm} cache, ${report.measure}, ${layers} layers):`);
@@ -109,12 +114,20 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
       }
       // The measured layers' numbers must be the exhaustive search's, and the ranking's head the same.
       const byName = new Map(exhaustive.layers.map((l) => [l.name, l]));
-      const measuredSame = report.layers.filter((l) => l.rankedBy === 'measured').every((l) => JSON.stringify(l.oneAtATime) === JSON.stringify(byName.get(l.name).oneAtATime));
+      // Bit for bit, or within float32 rounding: a cut variant's FP32 activations come from a session exposing its
+      // group's cut tensors, and onnxruntime fuses differently around them (src/sensitivity/cut.ts).
+      const measuredRows = report.layers.filter((l) => l.rankedBy === 'measured');
+      const measuredSame = measuredRows.every((l) => JSON.stringify(l.oneAtATime) === JSON.stringify(byName.get(l.name).oneAtATime));
+      const measuredClose = measuredRows.every((l) => {
+        const a = l.oneAtATime, b = byName.get(l.name).oneAtATime;
+        return a.agreeCount === b.agreeCount && Math.abs(a.cosineMean - b.cosineMean) < 1e-7 && Math.abs(a.cosineMin - b.cosineMin) < 1e-7 && Math.abs(l.outputSnrDb - byName.get(l.name).outputSnrDb) < 1e-3;
+      });
+      const maxCosDiff = Math.max(0, ...measuredRows.map((l) => Math.abs(l.oneAtATime.cosineMean - byName.get(l.name).oneAtATime.cosineMean)));
       let head = 0;
       while (head < layers && report.layers[head].name === exhaustive.layers[head].name) head++;
       log(`\n  ${algorithm}: full INT8 ${report.fullInt8.agreeCount}/${report.fullInt8.images}, mean cosine ${report.fullInt8.cosineMean.toFixed(5)}, worst ${report.fullInt8.cosineMin.toFixed(4)}`);
       if (i > 0) log(`    ${fastLine}; ${exhLine}`);
-      log(`    measured layers' numbers equal --exhaustive's: ${measuredSame ? 'yes' : 'NO'}; same ranking for the first ${head} layers;` +
+      log(`    measured layers' numbers equal --exhaustive's: ${measuredSame ? 'yes, bit for bit' : measuredClose ? `yes, within float32 rounding (mean cosine within ${maxCosDiff.toExponential(1)})` : 'NO'}; same ranking for the first ${head} layers;` +
         ` proxy vs measured order: Kendall tau ${s.kendallTau.toFixed(2)}, ${s.disagreements.length} of ${s.measured.length} measured layers placed differently`);
       log('    most sensitive (fast search; exhaustive rank in brackets, proxy rank = by own output SNR):');
       const proxyRank = new Map([...report.layers].sort((a, b) => a.outputSnrDb - b.outputSnrDb || (a.name < b.name ? -1 : 1)).map((l, k) => [l.name, k + 1]));
@@ -126,6 +139,7 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
       const exhMixed = (await m.autoMixedPrecision(ctx, { maxDrop: 2.33, maxNonInt8: '10%', sensitivity: exhaustive })).mixed;
       // --hardest N: the candidates measured on the N images where full INT8 is furthest from FP32.
       for (const n of HARDEST) {
+        fresh();
         const hard = await m.measureSensitivity(ctx, { hardest: n });
         const hardMixed = (await m.autoMixedPrecision(ctx, { maxDrop: 2.33, maxNonInt8: '10%', sensitivity: hard })).mixed;
         const seconds = ctx.seconds + hard.seconds.measure;
@@ -141,7 +155,7 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
         fastSeconds,
         exhaustiveSeconds,
         measured: s.measured.length,
-        measuredSame,
+        measuredSame: measuredSame || measuredClose,
         sameHead: head,
         kendallTau: s.kendallTau,
         sameMapAsExhaustive: sameMap(mixed, exhMixed),
