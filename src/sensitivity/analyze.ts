@@ -47,7 +47,7 @@ import { quantizeQdq, type QdqResult } from '../onnx/qdq.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { measureTensorNoise, prepareEvaluationData, subsetEvaluationData, type EvaluationData } from './data.js';
 import { evaluateModel, type VariantScore } from './evaluate.js';
-import { VariantCuts, type CutSummary } from './cut.js';
+import { CutPlan, VariantCuts, type CutSummary } from './cut.js';
 import { FP16_MAX, TensorNoise } from './noise.js';
 import {
   PROXY_CANDIDATE_SHARE,
@@ -479,15 +479,29 @@ interface OneAtATimeVariants {
 
 async function oneAtATimeVariants(ctx: SensitivityContext, layers: readonly LayerPlan[], data: EvaluationData): Promise<OneAtATimeVariants> {
   const built = new Map(layers.map((l) => [l.name, ctx.builder.build(new Set([l.name]), { twin: l.name })]));
-  const cuts = await VariantCuts.open({
-    model: ctx.model,
-    file: ctx.modelFile,
-    inputName: data.inputName,
-    variants: layers.map((l) => ({ name: l.name, variant: built.get(l.name)!.model, output: l.output })),
-    data,
-    ...(ctx.threads ? { threads: ctx.threads } : {}),
-  });
+  const plan = layers.length > 0 ? await cutPlanFor(ctx, data.files.length) : undefined;
+  const cuts = new VariantCuts(plan, layers.map((l) => ({ name: l.name, variant: built.get(l.name)!.model, output: l.output })), data);
   return { built, cuts };
+}
+
+/** The context's cut plan for a number of images (cut.ts CutPlan: over every layer, made once). */
+const cutPlans = new WeakMap<SensitivityContext, Map<number, Promise<CutPlan>>>();
+function cutPlanFor(ctx: SensitivityContext, images: number): Promise<CutPlan> {
+  let plans = cutPlans.get(ctx);
+  if (!plans) cutPlans.set(ctx, (plans = new Map()));
+  let plan = plans.get(images);
+  if (!plan) {
+    plan = CutPlan.create({
+      model: ctx.model,
+      file: ctx.modelFile,
+      inputName: ctx.data.inputName,
+      layers: ctx.builder.layers.map((l) => ({ name: l.name, output: l.output })),
+      images,
+      ...(ctx.threads ? { threads: ctx.threads } : {}),
+    });
+    plans.set(images, plan);
+  }
+  return plan;
 }
 
 export interface MeasureOptions {
@@ -584,7 +598,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
       }
     } finally {
       reporter.stop();
-      await variantsOf.cuts.release();
+      variantsOf.cuts.release();
     }
     // 3. Measured layers first, by the measured key; the others after them, by the proxy.
     const measuredRanked = rankLayers(toMeasure, measure, metric, fullInt8);
@@ -632,7 +646,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
       }
     } finally {
       reporter.stop();
-      await variantsOf?.cuts.release();
+      variantsOf?.cuts.release();
     }
     ranked = rankLayers(rows, measure, metric, fullInt8).map((l) => ({ ...l, rankedBy: 'measured' as const }));
     search = { method: 'exhaustive', ...(why !== undefined && !options.exhaustive ? { why } : {}), measured: selected.map((l) => l.name), proxyRanked: [] };

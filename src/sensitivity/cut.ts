@@ -61,7 +61,7 @@ function nodeInputs(n: OnnxTypes.INodeProto): string[] {
  * The variant cut at the node that produces `layerOutput` (see the file comment), or undefined when it must run
  * whole. `fp32` lists the tensors of the FP32 model (node outputs and graph inputs) and their info.
  */
-export function cutVariant(variant: OnnxModel, layerOutput: string, fp32: ReadonlySet<string>): CutVariant | undefined {
+export function cutVariant(variant: OnnxModel, layerOutput: string, fp32: ReadonlySet<string>, maxShare = CUT_MAX_SHARE): CutVariant | undefined {
   const g = graphOf(variant);
   const nodes = g.node;
   const producer = new Map<string, number>();
@@ -102,7 +102,7 @@ export function cutVariant(variant: OnnxModel, layerOutput: string, fp32: Readon
   const produced = new Set<string>();
   for (const i of inSuffix) for (const o of nodes[i]!.output) if (o) produced.add(o);
   if (g.output.some((o) => !produced.has(o.name))) return undefined;
-  if (inSuffix.size > CUT_MAX_SHARE * nodes.length) return undefined;
+  if (inSuffix.size > maxShare * nodes.length) return undefined;
   // A check of the above: no tensor at the cut may depend on the layer or on a tensor the FP32 model lacks.
   const tainted = new Set<string>();
   nodes.forEach((n, i) => {
@@ -198,138 +198,162 @@ export function planCutGroups<T extends { cut: readonly string[] }>(items: reado
   return { groups, whole };
 }
 
-/**
- * The FP32 model's tensors by name (node outputs and graph inputs, with the dims onnxruntime reports), read by
- * opening it with every float tensor exposed once: the session is the one that later hands out the cuts' values.
- */
-export class Fp32Activations {
-  readonly info: ReadonlyMap<string, TensorInfo>;
-  readonly #session: Awaited<ReturnType<typeof onnxruntimeBackend.open>>;
-  readonly #inputName: string;
-
-  private constructor(session: Awaited<ReturnType<typeof onnxruntimeBackend.open>>, inputName: string) {
-    this.#session = session;
-    this.#inputName = inputName;
-    const info = new Map<string, TensorInfo>(session.exposedInfo);
-    for (const i of session.inputs) info.set(i.name, i);
-    this.info = info;
-  }
-
-  /** Opens `model` (the variants' FP32 model: bias-corrected where the variants are) exposing `tensors`. */
-  static async open(model: OnnxModel, file: string, inputName: string, tensors: readonly string[], threads?: number): Promise<Fp32Activations> {
-    const session = await onnxruntimeBackend.open({ path: file, bytes: saveOnnxModel(model) }, { ...(threads ? { threads } : {}), expose: tensors.filter((t) => t !== inputName) });
-    return new Fp32Activations(session, inputName);
-  }
-
-  /** The values of `names` for every kept batch, in order (the image input is the batch itself). */
-  async values(data: EvaluationData, names: readonly string[]): Promise<Array<Record<string, Tensor>>> {
-    const fetch = names.filter((n) => n !== this.#inputName);
-    const out: Array<Record<string, Tensor>> = [];
-    for (const b of data.batches) {
-      const input: Tensor = { dtype: 'float32', dims: b.dims, data: b.data };
-      const values = fetch.length > 0 ? await this.#session.run({ [this.#inputName]: input }, fetch) : {};
-      if (names.includes(this.#inputName)) values[this.#inputName] = input;
-      out.push(values);
-    }
-    return out;
-  }
-
-  async release(): Promise<void> {
-    await this.#session.release();
-  }
-}
-
 export interface CutSummary {
   /** Variants run from their cut, and whole. */
   cut: number;
   whole: number;
-  /** FP32 runs over the kept images that handed out the cuts' activations (one per group). */
+  /** FP32 runs over the kept images that handed out the cuts' activations (one per group used). */
   fp32Passes: number;
-  /** Largest group's kept activations (bytes). */
+  /** Largest group's activations kept for the measured layers (bytes). */
   peakBytes: number;
 }
 
 /**
- * The cuts of a list of one-at-a-time variants (in graph order) over one evaluation data: which run from their cut,
- * the groups, and the FP32 activations of the current group (loaded when its first variant is asked for).
+ * Which layers of a model run from their cut over a number of images, in which groups: planned over EVERY
+ * quantizable layer, whichever are measured, so that a layer's cut activations always come from the same FP32 run
+ * (the same exposed tensors, so the same fusions and the same bits): the default search, --exhaustive, --layers and
+ * each --shard give a layer the same numbers. Cuts are found on the FP32 graph (the same tensors as on the
+ * variant: its extra nodes, the layer's Q/DQ and float twin, read the layer's own inputs; VariantCuts checks it);
+ * their sizes from onnxruntime's shapes (a session opened with them exposed, not run).
+ */
+export class CutPlan {
+  readonly model: OnnxModel;
+  readonly file: string;
+  readonly inputName: string;
+  readonly threads: number | undefined;
+  readonly images: number;
+  /** Cut tensors of each layer that runs from its cut. */
+  readonly cuts: ReadonlyMap<string, readonly string[]>;
+  readonly groups: ReadonlyArray<readonly string[]>;
+  readonly info: ReadonlyMap<string, TensorInfo>;
+  readonly sizes: ReadonlyMap<string, number | undefined>;
+  readonly fp32Names: ReadonlySet<string>;
+
+  private constructor(fields: Omit<CutPlan, never>) {
+    this.model = fields.model;
+    this.file = fields.file;
+    this.inputName = fields.inputName;
+    this.threads = fields.threads;
+    this.images = fields.images;
+    this.cuts = fields.cuts;
+    this.groups = fields.groups;
+    this.info = fields.info;
+    this.sizes = fields.sizes;
+    this.fp32Names = fields.fp32Names;
+  }
+
+  /** `layers`: every quantizable layer (graph order) and the tensor it produces; `model`: the variants' FP32 model. */
+  static async create(options: {
+    model: OnnxModel;
+    file: string;
+    inputName: string;
+    layers: ReadonlyArray<{ name: string; output: string }>;
+    images: number;
+    threads?: number;
+    budget?: number;
+  }): Promise<CutPlan> {
+    const fp32Names = producedTensors(options.model);
+    const planned = new Map<string, string[]>();
+    if (process.env.TRT_CALIB_CUT !== '0') {
+      for (const l of options.layers) {
+        const c = cutVariant(options.model, l.output, fp32Names);
+        if (c) planned.set(l.name, c.inputs);
+      }
+    }
+    const union = [...new Set([...planned.values()].flat())].filter((t) => t !== options.inputName);
+    const info = new Map<string, TensorInfo>();
+    if (planned.size > 0) {
+      const session = await onnxruntimeBackend.open({ path: options.file, bytes: saveOnnxModel(options.model) }, { ...(options.threads ? { threads: options.threads } : {}), expose: union });
+      for (const [k, v] of session.exposedInfo) info.set(k, v);
+      for (const i of session.inputs) info.set(i.name, i);
+      await session.release();
+    }
+    const sizes = new Map([...new Set([...planned.values()].flat())].map((t) => [t, bytesPerImage(info.get(t))]));
+    const items = options.layers.filter((l) => planned.has(l.name)).map((l) => ({ name: l.name, cut: planned.get(l.name)! }));
+    const { groups, whole } = planCutGroups(items, sizes, options.images, options.budget);
+    for (const w of whole) planned.delete(w.name);
+    return new CutPlan({
+      model: options.model,
+      file: options.file,
+      inputName: options.inputName,
+      threads: options.threads,
+      images: options.images,
+      cuts: planned,
+      groups: groups.map((g) => g.map((i) => i.name)),
+      info,
+      sizes,
+      fp32Names,
+    });
+  }
+}
+
+/**
+ * The measured layers' cuts over one evaluation data (of the plan's image count): the cut model of each built
+ * variant, and the FP32 activations of the current group, computed when its first measured layer is asked for by
+ * one FP32 run that exposes the whole group's cut tensors (the plan's) and keeps the measured layers' ones.
  */
 export class VariantCuts {
   readonly summary: CutSummary;
+  readonly #plan: CutPlan | undefined;
   readonly #cuts: Map<string, CutVariant>;
   readonly #groupOf: Map<string, number>;
-  readonly #groups: string[][];
-  readonly #fp32: Fp32Activations | undefined;
   readonly #data: EvaluationData;
   #loaded = -1;
   #values: Array<Record<string, Tensor>> = [];
 
-  private constructor(cuts: Map<string, CutVariant>, groups: string[][], fp32: Fp32Activations | undefined, data: EvaluationData, summary: CutSummary) {
-    this.#cuts = cuts;
-    this.#groups = groups;
-    this.#groupOf = new Map(groups.flatMap((g, k) => g.map((n) => [n, k] as const)));
-    this.#fp32 = fp32;
+  constructor(plan: CutPlan | undefined, variants: ReadonlyArray<{ name: string; variant: OnnxModel; output: string }>, data: EvaluationData) {
+    this.#plan = plan;
     this.#data = data;
-    this.summary = summary;
-  }
-
-  /**
-   * `variants`: each layer's built variant and the tensor its layer produces; `model` the FP32 model the variants
-   * are made of (its tensors are the cuts' values).
-   */
-  static async open(options: {
-    model: OnnxModel;
-    file: string;
-    inputName: string;
-    variants: ReadonlyArray<{ name: string; variant: OnnxModel; output: string }>;
-    data: EvaluationData;
-    threads?: number;
-    budget?: number;
-  }): Promise<VariantCuts> {
-    const fp32Names = producedTensors(options.model);
-    const cuts = new Map<string, CutVariant>();
-    for (const v of options.variants) {
-      const c = process.env.TRT_CALIB_CUT === '0' ? undefined : cutVariant(v.variant, v.output, fp32Names);
-      if (c) cuts.set(v.name, c);
+    this.#cuts = new Map();
+    this.#groupOf = new Map();
+    const groupOf = new Map((plan?.groups ?? []).flatMap((g, k) => g.map((n) => [n, k] as const)));
+    if (plan && plan.images !== data.files.length) throw new Error(`a cut plan for ${plan.images} images used on ${data.files.length}`);
+    for (const v of variants) {
+      const planned = plan?.cuts.get(v.name);
+      const k = groupOf.get(v.name);
+      if (!plan || !planned || k === undefined) continue;
+      // The variant's cut must be the one planned on the FP32 graph (else it runs whole).
+      const c = cutVariant(v.variant, v.output, plan.fp32Names, Number.POSITIVE_INFINITY);
+      if (!c || c.inputs.length !== planned.length || !c.inputs.every((t) => planned.includes(t))) continue;
+      this.#cuts.set(v.name, c);
+      this.#groupOf.set(v.name, k);
     }
-    const images = options.data.files.length;
-    const none = (whole: number): VariantCuts => new VariantCuts(new Map(), [], undefined, options.data, { cut: 0, whole, fp32Passes: 0, peakBytes: 0 });
-    if (cuts.size === 0) return none(options.variants.length);
-    const union = [...new Set([...cuts.values()].flatMap((c) => c.inputs))];
-    const fp32 = await Fp32Activations.open(options.model, options.file, options.inputName, union, options.threads);
-    const sizes = new Map(union.map((t) => [t, bytesPerImage(fp32.info.get(t))]));
-    const items = options.variants.filter((v) => cuts.has(v.name)).map((v) => ({ name: v.name, cut: cuts.get(v.name)!.inputs }));
-    const { groups, whole } = planCutGroups(items, sizes, images, options.budget);
-    for (const w of whole) cuts.delete(w.name);
-    if (groups.length === 0) {
-      await fp32.release();
-      return none(options.variants.length);
-    }
-    const peakBytes = Math.max(...groups.map((g) => [...new Set(g.flatMap((i) => i.cut))].reduce((a, t) => a + sizes.get(t)! * images, 0)));
-    return new VariantCuts(cuts, groups.map((g) => g.map((i) => i.name)), fp32, options.data, {
-      cut: cuts.size,
-      whole: options.variants.length - cuts.size,
-      fp32Passes: groups.length,
-      peakBytes,
-    });
+    const used = [...new Set(this.#groupOf.values())];
+    const images = data.files.length;
+    const kept = used.map((k) => [...new Set([...this.#cuts].filter(([n]) => this.#groupOf.get(n) === k).flatMap(([, c]) => c.inputs))].reduce((a, t) => a + (plan!.sizes.get(t) ?? 0) * images, 0));
+    this.summary = { cut: this.#cuts.size, whole: variants.length - this.#cuts.size, fp32Passes: used.length, peakBytes: Math.max(0, ...kept) };
   }
 
   /** The layer's variant from its cut, with its feeds per kept batch; undefined: run it whole. */
   async prepared(name: string): Promise<{ model: OnnxModel; feeds: Array<Record<string, Tensor>> } | undefined> {
     const k = this.#groupOf.get(name);
     const cut = this.#cuts.get(name);
-    if (k === undefined || !cut || !this.#fp32) return undefined;
+    const plan = this.#plan;
+    if (k === undefined || !cut || !plan) return undefined;
     if (k !== this.#loaded) {
       this.#values = [];
-      const names = [...new Set(this.#groups[k]!.flatMap((n) => this.#cuts.get(n)!.inputs))];
-      this.#values = await this.#fp32.values(this.#data, names);
+      const group = plan.groups[k]!;
+      const exposed = [...new Set(group.flatMap((n) => plan.cuts.get(n)!))].filter((t) => t !== plan.inputName);
+      const fetch = [...new Set([...this.#cuts].filter(([n]) => this.#groupOf.get(n) === k).flatMap(([, c]) => c.inputs))].filter((t) => t !== plan.inputName);
+      const session = await onnxruntimeBackend.open({ path: plan.file, bytes: saveOnnxModel(plan.model) }, { ...(plan.threads ? { threads: plan.threads } : {}), expose: exposed });
+      try {
+        for (const b of this.#data.batches) {
+          const input: Tensor = { dtype: 'float32', dims: b.dims, data: b.data };
+          const values = fetch.length > 0 ? await session.run({ [plan.inputName]: input }, fetch) : {};
+          values[plan.inputName] = input;
+          this.#values.push(values);
+        }
+      } finally {
+        await session.release();
+      }
       this.#loaded = k;
     }
     const feeds = this.#values.map((v) => Object.fromEntries(cut.inputs.map((t) => [t, v[t]!])));
-    return { model: cut.model(this.#fp32.info), feeds };
+    return { model: cut.model(plan.info), feeds };
   }
 
-  async release(): Promise<void> {
+  release(): void {
     this.#values = [];
-    await this.#fp32?.release();
+    this.#loaded = -1;
   }
 }
