@@ -21,10 +21,11 @@
  *
  * Which layers run a one-at-a-time variant (docs/mixed-precision.md, "Which layers are measured"): by default,
  * proxy then measure. One proxy pass (src/sensitivity/proxy.ts) gives every layer's own output SNR; the layers
- * it cannot rule out (rank.ts: the lowest 20%, at least 8, and any within 0.1 dB of the last) are measured exactly
- * as the exhaustive search measures them and ranked first; the others follow by their SNR (`rankedBy: 'proxy'`),
- * and the report lists both and where the proxy's order and the measured one disagree. `exhaustive` measures
- * every layer; leave-one-out, both and shards always do.
+ * it cannot rule out (rank.ts: the lowest 20%, at least 8, and any within 0.1 dB of the last) run the variant the
+ * exhaustive search runs (the same score, bit for bit; their own output SNR stays the proxy's) and are ranked
+ * first; the others follow by their SNR (`rankedBy: 'proxy'`), and the report lists both and where the proxy's
+ * order and the measured one disagree. `exhaustive` measures every layer; leave-one-out, both and shards always do.
+ * One-at-a-time variants run from their layer on, fed the FP32 activations at the cut (cut.ts).
  *
  * This is the layer-wise sensitivity analysis of NVIDIA's pytorch-quantization / TensorRT Model Optimizer and of
  * onnxruntime's qdq_loss_debug, done on the exported ONNX with onnxruntime's INT8 kernels.
@@ -450,8 +451,9 @@ export function fp16Checks(ctx: SensitivityContext, report?: SensitivityReport):
 }
 
 /**
- * One-at-a-time: only `l` in INT8, with its float twin, which gives the layer's own output SNR and the FP16 check
- * of its output; written into `row`. The one measurement both searches make, so their numbers are the same.
+ * One-at-a-time: only `l` in INT8, from its cut where it has one; with its float twin (the exhaustive search), which
+ * gives the layer's own output SNR and the FP16 check of its output; written into `row`. The one measurement both
+ * searches make, so their scores are the same.
  */
 async function measureOneAtATime(
   ctx: SensitivityContext,
@@ -477,8 +479,8 @@ interface OneAtATimeVariants {
   cuts: VariantCuts;
 }
 
-async function oneAtATimeVariants(ctx: SensitivityContext, layers: readonly LayerPlan[], data: EvaluationData): Promise<OneAtATimeVariants> {
-  const built = new Map(layers.map((l) => [l.name, ctx.builder.build(new Set([l.name]), { twin: l.name })]));
+async function oneAtATimeVariants(ctx: SensitivityContext, layers: readonly LayerPlan[], data: EvaluationData, options: { twin: boolean }): Promise<OneAtATimeVariants> {
+  const built = new Map(layers.map((l) => [l.name, ctx.builder.build(new Set([l.name]), options.twin ? { twin: l.name } : {})]));
   const plan = layers.length > 0 ? await cutPlanFor(ctx, data.files.length) : undefined;
   const cuts = new VariantCuts(plan, layers.map((l) => ({ name: l.name, variant: built.get(l.name)!.model, output: l.output })), data);
   return { built, cuts };
@@ -581,18 +583,17 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     const candidates = proxyCandidates(rows, rule);
     const chosenNames = new Set(candidates.map((c) => c.name));
     const toMeasure = rows.filter((r) => chosenNames.has(r.name));
-    const variantsOf = await oneAtATimeVariants(ctx, toMeasure.map((r) => ctx.builder.layer(r.name)), variantData);
+    const variantsOf = await oneAtATimeVariants(ctx, toMeasure.map((r) => ctx.builder.layer(r.name)), variantData, { twin: false });
     cutSummary = variantsOf.cuts.summary;
     reporter.start('sensitivity (one-at-a-time, proxy candidates)', toMeasure.length, 'layers');
     try {
       for (const [i, row] of toMeasure.entries()) {
         options.signal?.throwIfAborted();
-        // Exactly as the exhaustive search measures it, float twin included (compared inside the graph: a few
-        // numbers per image), so that its numbers are the exhaustive search's, byte for byte.
-        const proxied = { outputSnrDb: row.outputSnrDb, fp16: row.fp16 };
+        // The variant the exhaustive search runs, from the same cut (the same score, bit for bit), without its
+        // float twin: the proxy pass already compared this layer's INT8 output on FP32 input with its FP32 output,
+        // the twin's very pair, so the row keeps the proxy's output SNR and FP16 check (the twin's sums cost an
+        // early layer's variant 0.2 s of its 0.4). With --hardest they are over every image, the score over N.
         await measureOneAtATime(ctx, ctx.builder.layer(row.name), row, evalOptions, variantData, variantsOf);
-        // --hardest: the layer's own numbers stay those of every image (the proxy pass's), only its score is the subset's.
-        if (hardestIndices) Object.assign(row, proxied);
         variants++;
         reporter.update({ done: i + 1, detail: row.name });
       }
@@ -623,7 +624,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     };
   } else {
     await ensureInputNoise(ctx, { reporter, ...(options.signal ? { signal: options.signal } : {}) });
-    const variantsOf = measure !== 'leave-one-out' ? await oneAtATimeVariants(ctx, selected, ctx.data) : undefined;
+    const variantsOf = measure !== 'leave-one-out' ? await oneAtATimeVariants(ctx, selected, ctx.data, { twin: true }) : undefined;
     if (variantsOf) cutSummary = variantsOf.cuts.summary;
     reporter.start(`sensitivity (${measure})`, selected.length, 'layers');
     try {

@@ -96,7 +96,8 @@ describe('trt-calib sensitivity', () => {
     for (const l of measured) {
       const e = exhaustive.get(l.name) as any;
       expect(l.oneAtATime).toEqual(e.oneAtATime);
-      expect(l.outputSnrDb).toBe(e.outputSnrDb);
+      // Its own output SNR: the proxy pass's, the float twin's pair in another graph.
+      expect(Math.abs(l.outputSnrDb - e.outputSnrDb)).toBeLessThan(0.01);
       expect(l.sensitivity).toBe(e.sensitivity);
     }
     // Measured first, in the exhaustive order; then the proxy-ranked ones, by their own output SNR.
