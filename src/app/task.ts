@@ -20,10 +20,10 @@ export async function resolveTask(
   dataset: Dataset,
   dataRoot: string,
   flags: TaskFlags,
-  options: { threads?: number; worst?: number; threshold?: number; reporter?: Reporter } = {},
+  options: { threads?: number; worst?: number; threshold?: number; reporter?: Reporter; /** FP32's outputs on a batch of the dataset, when the caller has them. */ sample?: Record<string, Tensor> } = {},
 ): Promise<PreparedTask> {
   const outputs = graphOutputs(model).map((o) => ({ name: o.name, dims: o.dims ?? [] }));
-  const sample = (flags.task ?? 'auto') === 'auto' ? await firstBatchOutputs(modelFile, dataset, outputs.map((o) => o.name), options.threads) : undefined;
+  const sample = (flags.task ?? 'auto') === 'auto' ? (options.sample ?? (await firstBatchOutputs(modelFile, dataset, outputs.map((o) => o.name), options.threads))) : undefined;
   const task = await prepareTask({
     flags,
     outputs,
