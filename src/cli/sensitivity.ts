@@ -53,15 +53,22 @@ Search (one-at-a-time): one proxy pass runs the FP32 model with an INT8 copy bes
 layer's own output SNR (INT8 on FP32 input against FP32); the ${PROXY_CANDIDATE_SHARE * 100}% of layers with the lowest (at least
 ${PROXY_MIN_CANDIDATES}, and any within ${PROXY_MARGIN_DB} dB of the last) are then measured one at a time and ranked first, the others
 after them by that SNR (the report says which, and where the two orders disagree). --exhaustive measures every layer.
+Each one-at-a-time variant runs from its layer on, fed the FP32 activations at the cut (one FP32 run per group of
+layers, at most 512 MiB kept); --hardest N measures the candidates on the N images where full INT8 is furthest
+from FP32 (faster; everything else stays over all images).
 
 Every layer also gets its own SNR: its quantized input(s) against FP32 (in), its per-channel INT8 weights (w),
-and, one-at-a-time, its output against a float copy of the layer on the same input (out).
+and its output in INT8 on FP32 input against FP32 (out: the proxy pass's, or with --exhaustive a float copy of
+the layer on the same input).
 The images are decoded and FP32 runs once; they stay in memory (images x C x H x W x 4 bytes, limited by
 --max-memory); each variant is one onnxruntime session over them.
 
 Examples:
   # rank the layers of MobileNetV2 on the calibration images
   trt-calib sensitivity --model mobilenet_v2.onnx --cache calib-cache/mobilenet_v2.mse.cache --data ./calib --preset raw01
+
+  # the same, the candidates measured on the 16 images where full INT8 is furthest from FP32
+  trt-calib sensitivity --model mobilenet_v2.onnx --cache calib-cache/mobilenet_v2.mse.cache --data ./calib --preset raw01 --hardest 16
 
   # and choose the fewest layers to keep out of INT8 for a drop of at most 2.33 points of top-1 agreement
   # (42 of 43 images); writes ${DEFAULT_OUT_DIR}/mobilenet_v2.precision.json for quantize --precision-map
