@@ -498,9 +498,16 @@ interface OneAtATimeVariants {
   cuts: VariantCuts;
 }
 
-async function oneAtATimeVariants(ctx: SensitivityContext, layers: readonly LayerPlan[], data: EvaluationData, options: { twin: boolean }): Promise<OneAtATimeVariants> {
+async function oneAtATimeVariants(ctx: SensitivityContext, layers: readonly LayerPlan[], data: EvaluationData, options: { twin: boolean; reporter: Reporter }): Promise<OneAtATimeVariants> {
   const built = new Map(layers.map((l) => [l.name, ctx.builder.build(new Set([l.name]), options.twin ? { twin: l.name } : {})]));
-  const plan = layers.length > 0 ? await cutPlanFor(ctx, data.files.length) : undefined;
+  let plan: CutPlan | undefined;
+  try {
+    plan = layers.length > 0 ? await cutPlanFor(ctx, data.files.length) : undefined;
+  } catch (err) {
+    // The cut is an optimisation: where onnxruntime refuses the FP32 model with the cut tensors exposed, every
+    // variant runs whole (the same numbers up to float32 rounding).
+    options.reporter.info(`every variant runs whole: the cut tensors could not be exposed (${(err as Error).message.split('\n')[0]})`);
+  }
   const cuts = new VariantCuts(plan, layers.map((l) => ({ name: l.name, variant: built.get(l.name)!.model, output: l.output })), data);
   return { built, cuts };
 }
@@ -602,7 +609,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     const candidates = proxyCandidates(rows, rule);
     const chosenNames = new Set(candidates.map((c) => c.name));
     const toMeasure = rows.filter((r) => chosenNames.has(r.name));
-    const variantsOf = await oneAtATimeVariants(ctx, toMeasure.map((r) => ctx.builder.layer(r.name)), variantData, { twin: false });
+    const variantsOf = await oneAtATimeVariants(ctx, toMeasure.map((r) => ctx.builder.layer(r.name)), variantData, { twin: false, reporter });
     cutSummary = variantsOf.cuts.summary;
     reporter.start('sensitivity (one-at-a-time, proxy candidates)', toMeasure.length, 'layers');
     try {
@@ -643,7 +650,7 @@ export async function measureSensitivity(ctx: SensitivityContext, options: Measu
     };
   } else {
     await ensureInputNoise(ctx, { reporter, ...(options.signal ? { signal: options.signal } : {}) });
-    const variantsOf = measure !== 'leave-one-out' ? await oneAtATimeVariants(ctx, selected, ctx.data, { twin: true }) : undefined;
+    const variantsOf = measure !== 'leave-one-out' ? await oneAtATimeVariants(ctx, selected, ctx.data, { twin: true, reporter }) : undefined;
     if (variantsOf) cutSummary = variantsOf.cuts.summary;
     reporter.start(`sensitivity (${measure})`, selected.length, 'layers');
     try {
