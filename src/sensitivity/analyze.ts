@@ -49,7 +49,7 @@ import { quantizeQdq, type QdqResult } from '../onnx/qdq.js';
 import { silentReporter, type Reporter } from '../reporter.js';
 import { measureTensorNoise, prepareEvaluationData, subsetEvaluationData, type EvaluationData } from './data.js';
 import { evaluateModel, type VariantScore } from './evaluate.js';
-import { CutPlan, VariantCuts, type CutSummary } from './cut.js';
+import { VariantCuts, planCuts, type CutPlan, type CutSummary } from './cut.js';
 import { FP16_MAX, TensorNoise } from './noise.js';
 import {
   PROXY_CANDIDATE_SHARE,
@@ -482,7 +482,7 @@ async function measureOneAtATime(
   data: EvaluationData,
   cuts: OneAtATimeVariants,
 ): Promise<void> {
-  const v = cuts.built.get(l.name) ?? ctx.builder.build(new Set([l.name]), { twin: l.name });
+  const v = cuts.built.get(l.name)!;
   const cut = await cuts.cuts.prepared(l.name);
   const r = await evaluateModel(cut ? cut.model : v.model, data, { ...evalOptions, name: l.name, ...(v.twin ? { twin: v.twin } : {}), ...(cut ? { feeds: cut.feeds } : {}) });
   row.oneAtATime = r.score;
@@ -519,7 +519,7 @@ function cutPlanFor(ctx: SensitivityContext, images: number): Promise<CutPlan> {
   if (!plans) cutPlans.set(ctx, (plans = new Map()));
   let plan = plans.get(images);
   if (!plan) {
-    plan = CutPlan.create({
+    plan = planCuts({
       model: ctx.model,
       file: ctx.modelFile,
       inputName: ctx.data.inputName,

@@ -15,8 +15,8 @@
  *   not depend on L): computed from the cut like the rest. A suffix of more than CUT_MAX_SHARE of the nodes runs
  *   whole (nothing to gain from feeding the image's first layers' outputs).
  * The suffix's nodes keep their order, names and attributes: the same kernels on the same values, so a cut
- * variant's numbers are those of the whole variant up to onnxruntime's fusions across the cut (none changes a
- * value on the fixtures: test/unit/sensitivity-cut.test.ts compares the two).
+ * variant's numbers are those of the whole variant up to float32 rounding where onnxruntime fuses differently
+ * around a graph input or an exposed tensor (test/unit/sensitivity-cut.test.ts compares the two).
  *
  * Memory: the cut's activations are kept for every image of the evaluation data, at most CUT_MEMORY_BYTES for a
  * group of layers (planCutGroups, in graph order); a layer whose cut alone needs more runs whole, from the kept
@@ -26,7 +26,7 @@
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { graphOf, onnx, saveOnnxModel, withGraph, type OnnxModel, type OnnxNode } from '../onnx/model.js';
-import { onnxFromDtype, type Tensor, type TensorInfo } from '../tensor.js';
+import { DTYPES, onnxFromDtype, type Tensor, type TensorInfo } from '../tensor.js';
 import type { EvaluationData } from './data.js';
 
 /** Share of the variant's nodes above which the variant runs whole (the cut would save almost nothing). */
@@ -159,7 +159,7 @@ export function producedTensors(model: OnnxModel): Set<string> {
 /** Bytes of one image's value of a tensor, from its dims (batch first); undefined when a dim is dynamic. */
 export function bytesPerImage(info: TensorInfo | undefined): number | undefined {
   if (!info || info.dims.length === 0) return undefined;
-  let n = 4;
+  let n = DTYPES[info.dtype].bytes;
   for (const d of info.dims.slice(1)) {
     if (typeof d !== 'number' || d < 0) return undefined;
     n *= d;
@@ -191,8 +191,7 @@ export function planCutGroups<T extends { cut: readonly string[] }>(items: reado
       bytes = 0;
     }
     group.push(item);
-    for (const t of item.cut) tensors.add(t);
-    bytes = [...tensors].reduce((a, t) => a + sizes.get(t)! * images, 0);
+    for (const t of item.cut) if (!tensors.has(t)) (tensors.add(t), (bytes += sizes.get(t)! * images));
   }
   if (group.length > 0) groups.push(group);
   return { groups, whole };
@@ -216,75 +215,66 @@ export interface CutSummary {
  * variant: its extra nodes, the layer's Q/DQ and float twin, read the layer's own inputs; VariantCuts checks it);
  * their sizes from onnxruntime's shapes (a session opened with them exposed, not run).
  */
-export class CutPlan {
-  readonly model: OnnxModel;
-  readonly file: string;
-  readonly inputName: string;
-  readonly threads: number | undefined;
-  readonly images: number;
+export interface CutPlan {
+  /** The variants' FP32 model, and its bytes (encoded once, for every session that hands out cut activations). */
+  model: OnnxModel;
+  bytes: Uint8Array;
+  file: string;
+  inputName: string;
+  threads: number | undefined;
+  images: number;
   /** Cut tensors of each layer that runs from its cut. */
-  readonly cuts: ReadonlyMap<string, readonly string[]>;
-  readonly groups: ReadonlyArray<readonly string[]>;
-  readonly info: ReadonlyMap<string, TensorInfo>;
-  readonly sizes: ReadonlyMap<string, number | undefined>;
-  readonly fp32Names: ReadonlySet<string>;
+  cuts: ReadonlyMap<string, readonly string[]>;
+  groups: ReadonlyArray<readonly string[]>;
+  info: ReadonlyMap<string, TensorInfo>;
+  sizes: ReadonlyMap<string, number | undefined>;
+  fp32Names: ReadonlySet<string>;
+}
 
-  private constructor(fields: Omit<CutPlan, never>) {
-    this.model = fields.model;
-    this.file = fields.file;
-    this.inputName = fields.inputName;
-    this.threads = fields.threads;
-    this.images = fields.images;
-    this.cuts = fields.cuts;
-    this.groups = fields.groups;
-    this.info = fields.info;
-    this.sizes = fields.sizes;
-    this.fp32Names = fields.fp32Names;
-  }
-
-  /** `layers`: every quantizable layer (graph order) and the tensor it produces; `model`: the variants' FP32 model. */
-  static async create(options: {
-    model: OnnxModel;
-    file: string;
-    inputName: string;
-    layers: ReadonlyArray<{ name: string; output: string }>;
-    images: number;
-    threads?: number;
-    budget?: number;
-  }): Promise<CutPlan> {
-    const fp32Names = producedTensors(options.model);
-    const planned = new Map<string, string[]>();
-    if (process.env.TRT_CALIB_CUT !== '0') {
-      for (const l of options.layers) {
-        const c = cutVariant(options.model, l.output, fp32Names);
-        if (c) planned.set(l.name, c.inputs);
-      }
+/** The plan (see CutPlan): `layers` every quantizable layer (graph order) and the tensor it produces. */
+export async function planCuts(options: {
+  model: OnnxModel;
+  file: string;
+  inputName: string;
+  layers: ReadonlyArray<{ name: string; output: string }>;
+  images: number;
+  threads?: number;
+  budget?: number;
+}): Promise<CutPlan> {
+  const fp32Names = producedTensors(options.model);
+  const bytes = saveOnnxModel(options.model);
+  const planned = new Map<string, string[]>();
+  if (process.env.TRT_CALIB_CUT !== '0') {
+    for (const l of options.layers) {
+      const c = cutVariant(options.model, l.output, fp32Names);
+      if (c) planned.set(l.name, c.inputs);
     }
-    const union = [...new Set([...planned.values()].flat())].filter((t) => t !== options.inputName);
-    const info = new Map<string, TensorInfo>();
-    if (planned.size > 0) {
-      const session = await onnxruntimeBackend.open({ path: options.file, bytes: saveOnnxModel(options.model) }, { ...(options.threads ? { threads: options.threads } : {}), expose: union });
-      for (const [k, v] of session.exposedInfo) info.set(k, v);
-      for (const i of session.inputs) info.set(i.name, i);
-      await session.release();
-    }
-    const sizes = new Map([...new Set([...planned.values()].flat())].map((t) => [t, bytesPerImage(info.get(t))]));
-    const items = options.layers.filter((l) => planned.has(l.name)).map((l) => ({ name: l.name, cut: planned.get(l.name)! }));
-    const { groups, whole } = planCutGroups(items, sizes, options.images, options.budget);
-    for (const w of whole) planned.delete(w.name);
-    return new CutPlan({
-      model: options.model,
-      file: options.file,
-      inputName: options.inputName,
-      threads: options.threads,
-      images: options.images,
-      cuts: planned,
-      groups: groups.map((g) => g.map((i) => i.name)),
-      info,
-      sizes,
-      fp32Names,
-    });
   }
+  const all = [...new Set([...planned.values()].flat())];
+  const info = new Map<string, TensorInfo>();
+  if (planned.size > 0) {
+    const session = await onnxruntimeBackend.open({ path: options.file, bytes }, { ...(options.threads ? { threads: options.threads } : {}), expose: all.filter((t) => t !== options.inputName) });
+    for (const [k, v] of session.exposedInfo) info.set(k, v);
+    for (const i of session.inputs) info.set(i.name, i);
+    await session.release();
+  }
+  const sizes = new Map(all.map((t) => [t, bytesPerImage(info.get(t))]));
+  const items = options.layers.filter((l) => planned.has(l.name)).map((l) => ({ name: l.name, cut: planned.get(l.name)! }));
+  const { groups, whole } = planCutGroups(items, sizes, options.images, options.budget);
+  for (const w of whole) planned.delete(w.name);
+  return {
+    model: options.model,
+    bytes,
+    file: options.file,
+    inputName: options.inputName,
+    threads: options.threads,
+    images: options.images,
+    cuts: planned,
+    groups: groups.map((g) => g.map((i) => i.name)),
+    info,
+    sizes,
+    fp32Names,
+  };
 }
 
 /**
@@ -320,7 +310,7 @@ export class VariantCuts {
     }
     const used = [...new Set(this.#groupOf.values())];
     const images = data.files.length;
-    const kept = used.map((k) => [...new Set([...this.#cuts].filter(([n]) => this.#groupOf.get(n) === k).flatMap(([, c]) => c.inputs))].reduce((a, t) => a + (plan!.sizes.get(t) ?? 0) * images, 0));
+    const kept = used.map((k) => this.#fetched(k).reduce((a, t) => a + (plan!.sizes.get(t) ?? 0) * images, 0));
     this.summary = { cut: this.#cuts.size, whole: variants.length - this.#cuts.size, fp32Passes: used.length, peakBytes: Math.max(0, ...kept) };
   }
 
@@ -334,8 +324,8 @@ export class VariantCuts {
       this.#values = [];
       const group = plan.groups[k]!;
       const exposed = [...new Set(group.flatMap((n) => plan.cuts.get(n)!))].filter((t) => t !== plan.inputName);
-      const fetch = [...new Set([...this.#cuts].filter(([n]) => this.#groupOf.get(n) === k).flatMap(([, c]) => c.inputs))].filter((t) => t !== plan.inputName);
-      const session = await onnxruntimeBackend.open({ path: plan.file, bytes: saveOnnxModel(plan.model) }, { ...(plan.threads ? { threads: plan.threads } : {}), expose: exposed });
+      const fetch = this.#fetched(k).filter((t) => t !== plan.inputName);
+      const session = await onnxruntimeBackend.open({ path: plan.file, bytes: plan.bytes }, { ...(plan.threads ? { threads: plan.threads } : {}), expose: exposed });
       try {
         for (const b of this.#data.batches) {
           const input: Tensor = { dtype: 'float32', dims: b.dims, data: b.data };
@@ -350,6 +340,11 @@ export class VariantCuts {
     }
     const feeds = this.#values.map((v) => Object.fromEntries(cut.inputs.map((t) => [t, v[t]!])));
     return { model: cut.model(plan.info), feeds };
+  }
+
+  /** The cut tensors the measured layers of group `k` read. */
+  #fetched(k: number): string[] {
+    return [...new Set([...this.#cuts].filter(([n]) => this.#groupOf.get(n) === k).flatMap(([, c]) => c.inputs))];
   }
 
   release(): void {

@@ -12,15 +12,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrate } from '../../src/app/calibrate.js';
 import { graphOf } from '../../src/onnx/model.js';
 import { measureSensitivity, prepareSensitivity, type SensitivityContext } from '../../src/sensitivity/analyze.js';
-import { CutPlan, VariantCuts, bytesPerImage, cutVariant, planCutGroups, producedTensors } from '../../src/sensitivity/cut.js';
+import { VariantCuts, bytesPerImage, cutVariant, planCutGroups, planCuts, producedTensors, type CutPlan } from '../../src/sensitivity/cut.js';
 import { evaluateModel } from '../../src/sensitivity/evaluate.js';
 import { FIXTURES, IMAGES, MOBILENET } from './onnx-testdata.js';
 
 const SSD = path.join(FIXTURES, 'models/ssdlite_mobilenet_v2_coco_300.onnx');
 
+/** A sensitivity context on `model` with a MinMax cache made here, for the enclosing describe block. */
+function minmaxContext(model: string, data: { data: string; preprocess: { preset: string }; maxImages: number; batch: number }, set: (ctx: SensitivityContext) => void): void {
+  let tmp: string;
+  beforeAll(async () => {
+    tmp = await mkdtemp(path.join(tmpdir(), 'trt-calib-sensitivity-cut-'));
+    const r = await calibrate({ model, data, algorithms: ['minmax'], trtVersion: '10.3.0', outDir: tmp });
+    set(await prepareSensitivity({ model, cache: r.caches[0]!.file, data, threads: 1 }));
+  });
+  afterAll(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+}
+
 /** The plan over every layer of the context, for its kept images. */
 function planOf(ctx: SensitivityContext, file: string, budget?: number): Promise<CutPlan> {
-  return CutPlan.create({
+  return planCuts({
     model: ctx.model,
     file,
     inputName: ctx.data.inputName,
@@ -74,18 +87,8 @@ describe('planCutGroups', () => {
 });
 
 describe('cut variants on the MobileNetV2 fixture', () => {
-  let tmp: string;
   let ctx: SensitivityContext;
-  const data = { data: IMAGES, preprocess: { preset: 'raw01' }, maxImages: 3, batch: 2 };
-
-  beforeAll(async () => {
-    tmp = await mkdtemp(path.join(tmpdir(), 'trt-calib-sensitivity-cut-'));
-    const r = await calibrate({ model: MOBILENET, data, algorithms: ['minmax'], trtVersion: '10.3.0', outDir: tmp });
-    ctx = await prepareSensitivity({ model: MOBILENET, cache: r.caches[0]!.file, data, threads: 1 });
-  });
-  afterAll(async () => {
-    await rm(tmp, { recursive: true, force: true });
-  });
+  minmaxContext(MOBILENET, { data: IMAGES, preprocess: { preset: 'raw01' }, maxImages: 3, batch: 2 }, (c) => (ctx = c));
 
   const cutOf = (name: string) => {
     const l = ctx.builder.layer(name);
@@ -179,18 +182,8 @@ describe('cut variants on the MobileNetV2 fixture', () => {
 });
 
 describe('cut variants on the SSD detector', () => {
-  let tmp: string;
   let ctx: SensitivityContext;
-  const data = { data: STREET, preprocess: { preset: 'raw01' }, maxImages: 2, batch: 1 };
-
-  beforeAll(async () => {
-    tmp = await mkdtemp(path.join(tmpdir(), 'trt-calib-sensitivity-cut-ssd-'));
-    const r = await calibrate({ model: SSD, data, algorithms: ['minmax'], trtVersion: '10.3.0', outDir: tmp });
-    ctx = await prepareSensitivity({ model: SSD, cache: r.caches[0]!.file, data, threads: 1 });
-  });
-  afterAll(async () => {
-    await rm(tmp, { recursive: true, force: true });
-  });
+  minmaxContext(SSD, { data: STREET, preprocess: { preset: 'raw01' }, maxImages: 2, batch: 1 }, (c) => (ctx = c));
 
   it('computes the head that does not depend on the layer from its own cut: the same mAP and outputs', async () => {
     expect(ctx.task.kind).toBe('detect');
