@@ -114,20 +114,28 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
       const exhLine = `--exhaustive (${exhaustive.variants} variants, ${exhaustive.cuts?.cut ?? 0} from their cut in ${exhaustive.cuts?.fp32Passes ?? 0} FP32 runs): ${exhaustiveSeconds.toFixed(1)} s = ${(exhaustiveSeconds / plain.seconds).toFixed(1)} plain passes` +
         ` (decode + FP32 once ${ctx.seconds.toFixed(1)} s in both)`;
       if (i === 0) {
-        // The default search twice more, each from a fresh preparation: the headline is the median of the three.
-        const fastRuns = [fastSeconds];
-        for (let k = 0; k < 2; k++) {
+        // The headline: the default search 5 times more, each from a fresh preparation and each right after a plain
+        // pass of its own (this machine's speed drifts by tens of percent within a minute: interleaved, both medians
+        // see the same machine), median against median; the ratio of each pair shows the spread.
+        const fastRuns = [];
+        const pairPlains = [];
+        for (let k = 0; k < 5; k++) {
+          pairPlains.push((await plainPass(m, model, calib)).seconds);
           const c = await m.prepareSensitivity({ model, cache: cacheOf(algorithm), data: { data: calib, preprocess: PREPROCESS, batch: 8 } });
           const r = await m.measureSensitivity(c, {});
           fastRuns.push(c.seconds + r.seconds.measure);
         }
         const fastMedian = median(fastRuns);
+        const pairPlain = median(pairPlains);
+        const pairRatios = fastRuns.map((x, k) => x / pairPlains[k]).sort((a, b) => a - b);
         log(`  sensitivity (${algorithm} cache, ${report.measure}, ${layers} layers):`);
-        log(`    ratio to one plain FP32 pass, default search, median of 3 runs (${fastRuns.map((x) => x.toFixed(1)).join(', ')} s): ${fastMedian.toFixed(1)} s = ${(fastMedian / plain.seconds).toFixed(1)} plain passes`);
+        log(`    ratio to one plain FP32 pass, default search, 5 runs each after a plain pass (searches ${fastRuns.map((x) => x.toFixed(1)).join(', ')} s; plain passes ${pairPlains.map((x) => x.toFixed(2)).join(', ')} s): ` +
+          `median ${fastMedian.toFixed(1)} s / median ${pairPlain.toFixed(2)} s = ${(fastMedian / pairPlain).toFixed(1)} plain passes (pairs ${pairRatios[0].toFixed(1)}-${pairRatios[4].toFixed(1)})`);
         log(`    the first of them, ${fastLine}`);
         log(`    ratio to one plain FP32 pass, ${exhLine}`);
         results.sensitivitySeconds = fastMedian;
-        results.ratio = fastMedian / plain.seconds;
+        results.ratio = fastMedian / pairPlain;
+        results.pairRatios = pairRatios;
         results.exhaustiveSeconds = exhaustiveSeconds;
         results.exhaustiveRatio = exhaustiveSeconds / plain.seconds;
       }

@@ -377,19 +377,24 @@ function weightStatistics(model: OnnxModel, full: QdqResult): Map<string, { snrD
     const data = t.data as Float32Array;
     const scales = weightScales(data, t.dims, w.axis);
     const q = quantizeWeights(data, t.dims, w.axis, scales);
-    // Channel of element i: (i / inner) % channels, as in the Q/DQ writer's layout.
+    // Element i belongs to channel (i / inner) % channels, as in the Q/DQ writer's layout: runs of `inner` values
+    // of one channel, in order (the same additions as one loop over i).
     const channels = w.axis === null ? 1 : t.dims[w.axis]!;
     const inner = w.axis === null ? data.length : t.dims.slice(w.axis + 1).reduce((a, b) => a * b, 1);
     let signal = 0;
     let noise = 0;
     let absMax = 0;
-    for (let i = 0; i < data.length; i++) {
-      const x = data[i]!;
-      const c = w.axis === null ? 0 : Math.floor(i / inner) % channels;
-      const d = x - q[i]! * scales[c]!;
-      signal += x * x;
-      noise += d * d;
-      if (Math.abs(x) > absMax) absMax = Math.abs(x);
+    for (let base = 0, c = 0; base < data.length; base += inner, c = c + 1 === channels ? 0 : c + 1) {
+      const s = scales[c]!;
+      const end = Math.min(base + inner, data.length);
+      for (let i = base; i < end; i++) {
+        const x = data[i]!;
+        const d = x - q[i]! * s;
+        signal += x * x;
+        noise += d * d;
+        const a = Math.abs(x);
+        if (a > absMax) absMax = a;
+      }
     }
     out.set(w.tensor, { snrDb: snrFromSums(signal, noise), absMax });
   }

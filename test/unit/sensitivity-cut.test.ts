@@ -12,7 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrate } from '../../src/app/calibrate.js';
 import { graphOf } from '../../src/onnx/model.js';
 import { measureSensitivity, prepareSensitivity, type SensitivityContext } from '../../src/sensitivity/analyze.js';
-import { VariantCuts, bytesPerImage, cutVariant, planCutGroups, planCuts, producedTensors, type CutPlan } from '../../src/sensitivity/cut.js';
+import { VariantCuts, bytesPerImage, cutVariant, planCutGroups, planCuts, prefixModel, producedTensors, type CutPlan } from '../../src/sensitivity/cut.js';
+import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
+import { saveOnnxModel } from '../../src/onnx/model.js';
 import { evaluateModel } from '../../src/sensitivity/evaluate.js';
 import { FIXTURES, IMAGES, MOBILENET } from './onnx-testdata.js';
 
@@ -148,6 +150,39 @@ describe('cut variants on the MobileNetV2 fixture', () => {
       }
     } finally {
       cuts.release();
+    }
+  });
+
+  it('runs a group\'s FP32 pass on the prefix that computes its cut tensors: the full model\'s values', async () => {
+    const tensors = ['block_3_depthwise_relu', 'block_2_add'];
+    const prefix = prefixModel(ctx.model, tensors);
+    const g = graphOf(prefix);
+    expect(g.output.map((o) => o.name)).toEqual(tensors);
+    expect(g.input.map((i) => i.name)).toEqual([ctx.data.inputName]);
+    // Nothing past block 3's depthwise convolution, every node before it that the tensors need.
+    expect(g.node.some((n) => n.output.includes('block_3_project_BN'))).toBe(false);
+    expect(g.node.some((n) => n.output.includes('bn_Conv1'))).toBe(true);
+    expect(g.node.length).toBeLessThan(graphOf(ctx.model).node.length / 4);
+    const read = new Set(g.node.flatMap((n) => n.input));
+    expect(g.initializer.every((t) => read.has(t.name))).toBe(true);
+    const b = ctx.data.batches[0]!;
+    const feed = { [ctx.data.inputName]: { dtype: 'float32' as const, dims: b.dims, data: b.data } };
+    const full = await onnxruntimeBackend.open({ path: MOBILENET }, { threads: 1, expose: tensors });
+    const part = await onnxruntimeBackend.open({ path: MOBILENET, bytes: saveOnnxModel(prefix) }, { threads: 1 });
+    try {
+      const want = await full.run(feed, tensors);
+      const got = await part.run(feed, tensors);
+      for (const t of tensors) {
+        expect(got[t]!.dims).toEqual(want[t]!.dims);
+        const a = got[t]!.data as Float32Array;
+        const e = want[t]!.data as Float32Array;
+        let worst = 0;
+        for (let i = 0; i < e.length; i++) worst = Math.max(worst, Math.abs(a[i]! - e[i]!));
+        expect(worst).toBeLessThan(1e-4);
+      }
+    } finally {
+      await full.release();
+      await part.release();
     }
   });
 
