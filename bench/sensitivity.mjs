@@ -78,15 +78,9 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
     const caches = await m.calibrate({ model, data: { data: calib, preprocess: PREPROCESS, batch: 8 }, algorithms, trtVersion: '10.3.0', outDir: tmp });
     const cacheOf = (a) => caches.caches.find((c) => c.algorithm === a).file;
 
-    await plainPass(m, model, calib); // warm-up (page cache, code loading)
-    // Medians of 3 (this machine's timings move by tens of percent from run to run).
+    const warmPlain = await plainPass(m, model, calib); // warm-up (page cache, code loading)
     const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    const plains = [];
-    for (let k = 0; k < 3; k++) plains.push(await plainPass(m, model, calib));
-    const plain = { images: plains[0].images, seconds: median(plains.map((p) => p.seconds)) };
-    log(`MobileNetV2, ${plain.images} images (images/calib), batch 8, ${os.availableParallelism()} cores`);
-    log(`  plain FP32 pass (decode + inference): ${plain.seconds.toFixed(2)} s (median of ${plains.map((p) => p.seconds.toFixed(2)).join(', ')})`);
-    results.plainSeconds = plain.seconds;
+    log(`MobileNetV2, ${warmPlain.images} images (images/calib), batch 8, ${os.availableParallelism()} cores`);
 
     const sameMap = (a, b) => JSON.stringify([...a.map]) === JSON.stringify([...b.map]);
     // Warm-up, as the plain pass had one: the first search of the process also loads onnxruntime's library for the
@@ -95,6 +89,28 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
       const warm = await m.prepareSensitivity({ model, cache: cacheOf(algorithms[0]), data: { data: calib, preprocess: PREPROCESS, batch: 8 } });
       await m.measureSensitivity(warm, {});
     }
+    // The headline: the default search (first algorithm) 5 times, each from a fresh preparation and each right after
+    // a plain pass of its own (this machine's speed drifts by tens of percent within a minute: interleaved, both
+    // medians see the same machine), median against median; the ratio of each pair shows the spread. Every other
+    // ratio below is against the same median plain pass.
+    const fastRuns = [];
+    const pairPlains = [];
+    for (let k = 0; k < 5; k++) {
+      pairPlains.push((await plainPass(m, model, calib)).seconds);
+      const c = await m.prepareSensitivity({ model, cache: cacheOf(algorithms[0]), data: { data: calib, preprocess: PREPROCESS, batch: 8 } });
+      const r = await m.measureSensitivity(c, {});
+      fastRuns.push(c.seconds + r.seconds.measure);
+    }
+    const fastMedian = median(fastRuns);
+    const base = median(pairPlains);
+    const pairRatios = fastRuns.map((x, k) => x / pairPlains[k]).sort((a, b) => a - b);
+    log(`  sensitivity (${algorithms[0]} cache, default search), 5 runs each after a plain pass (searches ${fastRuns.map((x) => x.toFixed(1)).join(', ')} s; plain passes ${pairPlains.map((x) => x.toFixed(2)).join(', ')} s):`);
+    log(`    ratio to one plain FP32 pass: median ${fastMedian.toFixed(1)} s / median ${base.toFixed(2)} s = ${(fastMedian / base).toFixed(1)} plain passes (pairs ${pairRatios[0].toFixed(1)}-${pairRatios[4].toFixed(1)})`);
+    results.sensitivitySeconds = fastMedian;
+    results.ratio = fastMedian / base;
+    results.pairRatios = pairRatios;
+    results.plainSeconds = base;
+
     for (const [i, algorithm] of algorithms.entries()) {
       // Prepared once; each search is charged the preparation (decode + FP32 once) plus its own measuring.
       const ctx = await m.prepareSensitivity({ model, cache: cacheOf(algorithm), data: { data: calib, preprocess: PREPROCESS, batch: 8 } });
@@ -110,34 +126,12 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
       const layers = report.quantizableLayers;
       const s = report.search;
       const fastLine = `fast (proxy then measure: proxy pass ${s.proxySeconds.toFixed(1)} s, ${s.measured.length} of ${layers} layers measured, ${report.variants} variants, ${report.cuts?.cut ?? 0} from their cut): ` +
-        `${fastSeconds.toFixed(1)} s = ${(fastSeconds / plain.seconds).toFixed(1)} plain passes`;
-      const exhLine = `--exhaustive (${exhaustive.variants} variants, ${exhaustive.cuts?.cut ?? 0} from their cut in ${exhaustive.cuts?.fp32Passes ?? 0} FP32 runs): ${exhaustiveSeconds.toFixed(1)} s = ${(exhaustiveSeconds / plain.seconds).toFixed(1)} plain passes` +
+        `${fastSeconds.toFixed(1)} s = ${(fastSeconds / base).toFixed(1)} plain passes`;
+      const exhLine = `--exhaustive (${exhaustive.variants} variants, ${exhaustive.cuts?.cut ?? 0} from their cut in ${exhaustive.cuts?.fp32Passes ?? 0} FP32 runs): ${exhaustiveSeconds.toFixed(1)} s = ${(exhaustiveSeconds / base).toFixed(1)} plain passes` +
         ` (decode + FP32 once ${ctx.seconds.toFixed(1)} s in both)`;
       if (i === 0) {
-        // The headline: the default search 5 times more, each from a fresh preparation and each right after a plain
-        // pass of its own (this machine's speed drifts by tens of percent within a minute: interleaved, both medians
-        // see the same machine), median against median; the ratio of each pair shows the spread.
-        const fastRuns = [];
-        const pairPlains = [];
-        for (let k = 0; k < 5; k++) {
-          pairPlains.push((await plainPass(m, model, calib)).seconds);
-          const c = await m.prepareSensitivity({ model, cache: cacheOf(algorithm), data: { data: calib, preprocess: PREPROCESS, batch: 8 } });
-          const r = await m.measureSensitivity(c, {});
-          fastRuns.push(c.seconds + r.seconds.measure);
-        }
-        const fastMedian = median(fastRuns);
-        const pairPlain = median(pairPlains);
-        const pairRatios = fastRuns.map((x, k) => x / pairPlains[k]).sort((a, b) => a - b);
-        log(`  sensitivity (${algorithm} cache, ${report.measure}, ${layers} layers):`);
-        log(`    ratio to one plain FP32 pass, default search, 5 runs each after a plain pass (searches ${fastRuns.map((x) => x.toFixed(1)).join(', ')} s; plain passes ${pairPlains.map((x) => x.toFixed(2)).join(', ')} s): ` +
-          `median ${fastMedian.toFixed(1)} s / median ${pairPlain.toFixed(2)} s = ${(fastMedian / pairPlain).toFixed(1)} plain passes (pairs ${pairRatios[0].toFixed(1)}-${pairRatios[4].toFixed(1)})`);
-        log(`    the first of them, ${fastLine}`);
-        log(`    ratio to one plain FP32 pass, ${exhLine}`);
-        results.sensitivitySeconds = fastMedian;
-        results.ratio = fastMedian / pairPlain;
-        results.pairRatios = pairRatios;
         results.exhaustiveSeconds = exhaustiveSeconds;
-        results.exhaustiveRatio = exhaustiveSeconds / plain.seconds;
+        results.exhaustiveRatio = exhaustiveSeconds / base;
       }
       // The measured layers' numbers must be the exhaustive search's, and the ranking's head the same.
       const byName = new Map(exhaustive.layers.map((l) => [l.name, l]));
@@ -153,7 +147,7 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
       let head = 0;
       while (head < layers && report.layers[head].name === exhaustive.layers[head].name) head++;
       log(`\n  ${algorithm}: full INT8 ${report.fullInt8.agreeCount}/${report.fullInt8.images}, mean cosine ${report.fullInt8.cosineMean.toFixed(5)}, worst ${report.fullInt8.cosineMin.toFixed(4)}`);
-      if (i > 0) log(`    ${fastLine}; ${exhLine}`);
+      log(`    ${fastLine}; ${exhLine}`);
       log(`    measured layers' numbers equal --exhaustive's: ${measuredSame ? 'yes, bit for bit' : measuredClose ? `yes, within float32 rounding (mean cosine within ${maxCosDiff.toExponential(1)})` : 'NO'}; same ranking for the first ${head} layers;` +
         ` proxy vs measured order: Kendall tau ${s.kendallTau.toFixed(2)}, ${s.disagreements.length} of ${s.measured.length} measured layers placed differently`);
       log('    most sensitive (fast search; exhaustive rank in brackets, proxy rank = by own output SNR):');
@@ -171,8 +165,8 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
         const hardMixed = (await m.autoMixedPrecision(ctx, { maxDrop: 2.33, maxNonInt8: '10%', sensitivity: hard })).mixed;
         const seconds = ctx.seconds + hard.seconds.measure;
         const same = sameMap(hardMixed, exhMixed);
-        log(`    --hardest ${n}: ${seconds.toFixed(1)} s = ${(seconds / plain.seconds).toFixed(1)} plain passes; --exhaustive's precision map: ${same ? 'the same' : `NOT the same (${hardMixed.chosen.keptOut.map((k) => k.layer).join(', ') || 'none'}, ${hardMixed.met ? 'met' : 'not met'})`}`);
-        (results.hardest ??= {})[`${algorithm}-${n}`] = { seconds, ratio: seconds / plain.seconds, sameMapAsExhaustive: same, met: hardMixed.met };
+        log(`    --hardest ${n}: ${seconds.toFixed(1)} s = ${(seconds / base).toFixed(1)} plain passes; --exhaustive's precision map: ${same ? 'the same' : `NOT the same (${hardMixed.chosen.keptOut.map((k) => k.layer).join(', ') || 'none'}, ${hardMixed.met ? 'met' : 'not met'})`}`);
+        (results.hardest ??= {})[`${algorithm}-${n}`] = { seconds, ratio: seconds / base, sameMapAsExhaustive: same, met: hardMixed.met };
       }
 
       const mapFile = path.join(tmp, `${algorithm}.precision.json`);
@@ -192,7 +186,7 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
         keptOut: c.keptOut,
         int8Layers: c.int8Layers,
         layers,
-        calibAgree: Math.round(c.agreement * plain.images),
+        calibAgree: Math.round(c.agreement * warmPlain.images),
         calibCosine: c.meanCosine,
         evaluations: mixed.evaluations,
         searchSeconds: mixed.seconds,
@@ -212,10 +206,10 @@ export async function benchSensitivity({ fixtures, log = console.log } = {}) {
       const list = c.keptOut.map((k) => `${k.layer} (${k.precision})`).join(', ') || 'none';
       log(`    search (${mixed.evaluations} models, ${mixed.seconds.toFixed(1)} s): ${mixed.met ? 'met' : 'NOT met'}; kept out of INT8: ${c.keptOut.length} of ${layers}` +
         ` (${((100 * c.keptOut.length) / layers).toFixed(1)}%; ${layers - c.int8Layers} without Q/DQ): ${list}`);
-      log(`    calib ${row.calibAgree}/${plain.images} (cos ${c.meanCosine.toFixed(5)}), val ${onVal.agree}/${onVal.images} (cos ${onVal.cosineMean.toFixed(5)});` +
+      log(`    calib ${row.calibAgree}/${warmPlain.images} (cos ${c.meanCosine.toFixed(5)}), val ${onVal.agree}/${onVal.images} (cos ${onVal.cosineMean.toFixed(5)});` +
         ` reloaded from disk: calib ${again.agree}/${again.images}, same numbers: ${row.reproduced ? 'yes' : 'NO'}`);
       if (!mixed.met) log(`    why: ${mixed.reason}`);
-      log(`    --exhaustive's ranking gives ${row.sameMapAsExhaustive ? 'the same precision map' : `ANOTHER map: ${exhMixed.chosen.keptOut.map((k) => k.layer).join(', ') || 'none'} (${exhMixed.met ? 'met' : 'not met'}, ${Math.round(exhMixed.chosen.agreement * plain.images)}/${plain.images})`}`);
+      log(`    --exhaustive's ranking gives ${row.sameMapAsExhaustive ? 'the same precision map' : `ANOTHER map: ${exhMixed.chosen.keptOut.map((k) => k.layer).join(', ') || 'none'} (${exhMixed.met ? 'met' : 'not met'}, ${Math.round(exhMixed.chosen.agreement * warmPlain.images)}/${warmPlain.images})`}`);
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 /**
  * Graph edits for bias correction: add a per-output-channel shift to the bias of a weighted layer (created where
- * the layer has none), and cut a model down to the nodes that produce a few tensors (the partial passes of the
- * layer-by-layer correction).
+ * the layer has none). (The partial passes of the layer-by-layer correction cut the model with pruneToOutputs,
+ * src/onnx/expose.ts.)
  *
  * Where the bias goes:
  * - Conv, ConvTranspose: input 2 ([M]), added when absent;
@@ -137,50 +137,4 @@ export function applyBiasShifts(model: OnnxModel, shifts: ReadonlyMap<string, Ar
   }
   for (const label of wanted) skipped.push({ node: label, reason: 'no weighted node of this name' });
   return { model: withGraph(model, { ...g, node: nodes, initializer: [...initializer, ...added] }), skipped };
-}
-
-/**
- * A copy of `model` that computes `outputs` only: the nodes they depend on (in their order), the initializers
- * those read, and `outputs` as the graph outputs (element type only; onnxruntime infers the shapes).
- */
-export function pruneToOutputs(model: OnnxModel, outputs: readonly string[]): OnnxModel {
-  const g = graphOf(model);
-  const producer = new Map<string, number>();
-  g.node.forEach((n, i) => n.output.forEach((o) => producer.set(o, i)));
-  const needed = new Set<number>();
-  const stack = [...outputs];
-  const read = new Set<string>();
-  while (stack.length > 0) {
-    const name = stack.pop()!;
-    if (read.has(name)) continue;
-    read.add(name);
-    const p = producer.get(name);
-    if (p === undefined || needed.has(p)) continue;
-    needed.add(p);
-    const node = g.node[p]!;
-    stack.push(...node.input.filter((i) => i !== ''), ...subgraphInputs(node));
-  }
-  const node = g.node.filter((_, i) => needed.has(i));
-  const initializer = g.initializer.filter((t) => read.has(t.name));
-  const output = outputs.map((name) => onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: ELEM.FLOAT } } }));
-  return withGraph(model, { ...g, node, initializer, output, valueInfo: [] });
-}
-
-/** Names a node's subgraphs (If/Loop bodies) read from the outer scope, conservatively: every name they read. */
-function subgraphInputs(node: OnnxNode): string[] {
-  const out: string[] = [];
-  const visit = (graph: { node?: Array<{ input?: string[] | null; attribute?: Array<{ g?: unknown; graphs?: unknown[] | null }> | null }> | null }) => {
-    for (const n of graph.node ?? []) {
-      out.push(...(n.input ?? []));
-      for (const a of n.attribute ?? []) {
-        if (a.g) visit(a.g as never);
-        for (const s of a.graphs ?? []) visit(s as never);
-      }
-    }
-  };
-  for (const a of node.attribute) {
-    if (a.g) visit(a.g as never);
-    for (const s of a.graphs ?? []) visit(s as never);
-  }
-  return out;
 }

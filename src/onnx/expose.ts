@@ -5,7 +5,7 @@
  */
 import { UserError } from '../errors.js';
 import { analyzeGraph } from './graph.js';
-import { graphOf, onnx, saveOnnxModel, sourceBytesOf, withGraph, type OnnxModel } from './model.js';
+import { graphOf, onnx, saveOnnxModel, sourceBytesOf, withGraph, type OnnxModel, type OnnxNode } from './model.js';
 
 /**
  * A copy of `model` with `names` added as graph outputs (after the model's own outputs, in the given order).
@@ -64,5 +64,51 @@ export function exposedModelBytesForOnnxruntime(model: OnnxModel, names: readonl
   const out = new Uint8Array(source.length + tail.length);
   out.set(source, 0);
   out.set(tail, source.length);
+  return out;
+}
+
+/**
+ * A copy of `model` that computes `outputs` only: the nodes they depend on (in their order), the initializers
+ * those read, and `outputs` as the graph outputs (exposeTensors: element type, no shape; onnxruntime infers the
+ * rest). For the partial passes of bias correction and the FP32 runs that hand out sensitivity's cut activations.
+ */
+export function pruneToOutputs(model: OnnxModel, outputs: readonly string[], options: { file?: string } = {}): OnnxModel {
+  const g = graphOf(model);
+  const producer = new Map<string, number>();
+  g.node.forEach((n, i) => n.output.forEach((o) => producer.set(o, i)));
+  const needed = new Set<number>();
+  const stack = [...outputs];
+  const read = new Set<string>();
+  while (stack.length > 0) {
+    const name = stack.pop()!;
+    if (read.has(name)) continue;
+    read.add(name);
+    const p = producer.get(name);
+    if (p === undefined || needed.has(p)) continue;
+    needed.add(p);
+    const node = g.node[p]!;
+    stack.push(...node.input.filter((i) => i !== ''), ...subgraphInputs(node));
+  }
+  const node = g.node.filter((_, i) => needed.has(i));
+  const initializer = g.initializer.filter((t) => read.has(t.name));
+  return exposeTensors(withGraph(model, { ...g, node, initializer, output: [], valueInfo: [] }), outputs, options);
+}
+
+/** Names a node's subgraphs (If/Loop bodies) read from the outer scope, conservatively: every name they read. */
+function subgraphInputs(node: OnnxNode): string[] {
+  const out: string[] = [];
+  const visit = (graph: { node?: Array<{ input?: string[] | null; attribute?: Array<{ g?: unknown; graphs?: unknown[] | null }> | null }> | null }) => {
+    for (const n of graph.node ?? []) {
+      out.push(...(n.input ?? []));
+      for (const a of n.attribute ?? []) {
+        if (a.g) visit(a.g as never);
+        for (const s of a.graphs ?? []) visit(s as never);
+      }
+    }
+  };
+  for (const a of node.attribute) {
+    if (a.g) visit(a.g as never);
+    for (const s of a.graphs ?? []) visit(s as never);
+  }
   return out;
 }

@@ -21,12 +21,13 @@
  * Memory: the cut's activations are kept for every image of the evaluation data, at most CUT_MEMORY_BYTES for a
  * group of layers (planCutGroups, in graph order); a layer whose cut alone needs more runs whole, from the kept
  * images (recomputed, never spilled to disk). Cost: one FP32 run over the kept images per group, of the FP32
- * model only up to the group's cut tensors (prefixModel; onnxruntime-node, the cut's tensors exposed and copied
- * out), against the prefix each of the group's variants no longer runs.
+ * model cut down to what computes the group's cut tensors (pruneToOutputs: on MobileNetV2 the first group's run
+ * stops at block 9, 0.45 -> 0.40 s over 43 images; onnxruntime-node, the cut's tensors copied out), against the
+ * prefix each of the group's variants no longer runs.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
-import { exposeTensors } from '../onnx/expose.js';
+import { pruneToOutputs } from '../onnx/expose.js';
 import { graphOf, onnx, saveOnnxModel, withGraph, type OnnxModel, type OnnxNode } from '../onnx/model.js';
 import { DTYPES, onnxFromDtype, type Tensor, type TensorInfo } from '../tensor.js';
 import type { EvaluationData } from './data.js';
@@ -149,37 +150,6 @@ export function cutVariant(variant: OnnxModel, layerOutput: string, fp32: Readon
   };
 }
 
-/**
- * The part of `model` that computes `tensors`: the nodes they depend on (in their order), the initializers those
- * read, and `tensors` as the only graph outputs. A group's FP32 run needs nothing past its last cut (on MobileNetV2
- * the first group's run stops at block 9: 0.45 -> 0.40 s over 43 images).
- */
-export function prefixModel(model: OnnxModel, tensors: readonly string[]): OnnxModel {
-  const g = graphOf(model);
-  const producer = new Map<string, number>();
-  g.node.forEach((n, i) => n.output.forEach((o) => o && producer.set(o, i)));
-  const keep = new Set<number>();
-  const stack = [...tensors];
-  while (stack.length > 0) {
-    const p = producer.get(stack.pop()!);
-    if (p === undefined || keep.has(p)) continue;
-    keep.add(p);
-    stack.push(...nodeInputs(g.node[p]!));
-  }
-  const nodes = g.node.filter((_, i) => keep.has(i));
-  const read = new Set(nodes.flatMap((n) => nodeInputs(n)));
-  const initializers = new Set(g.initializer.map((t) => t.name));
-  const prefix = withGraph(model, {
-    ...g,
-    node: nodes as OnnxNode[],
-    input: g.input.filter((i) => read.has(i.name) && !initializers.has(i.name)),
-    output: [],
-    initializer: g.initializer.filter((t) => read.has(t.name)),
-    valueInfo: (g.valueInfo ?? []).filter((v) => read.has(v.name ?? '')),
-  });
-  return exposeTensors(prefix, tensors);
-}
-
 /** The tensors of a model by name: its graph inputs and every node output (the FP32 model's, for cutVariant). */
 export function producedTensors(model: OnnxModel): Set<string> {
   const g = graphOf(model);
@@ -252,10 +222,11 @@ export interface CutPlan {
   /** The variants' FP32 model. */
   model: OnnxModel;
   /**
-   * Per group: the tensors its FP32 run exposes (every cut tensor of the group's layers but the image input) and
-   * that run's model, encoded once: the FP32 model's prefix that computes them (prefixModel), nothing after them.
+   * Group k's FP32 run: the FP32 model cut down to what computes every cut tensor of the group's layers but the
+   * image input (pruneToOutputs), encoded when first asked for and kept for the plan's other searches; undefined
+   * when the group reads only the image.
    */
-  groupRuns: ReadonlyArray<{ exposed: readonly string[]; bytes: Uint8Array | undefined }>;
+  groupModel(k: number): Uint8Array | undefined;
   file: string;
   inputName: string;
   threads: number | undefined;
@@ -298,13 +269,17 @@ export async function planCuts(options: {
   const items = options.layers.filter((l) => planned.has(l.name)).map((l) => ({ name: l.name, cut: planned.get(l.name)! }));
   const { groups, whole } = planCutGroups(items, sizes, options.images, options.budget);
   for (const w of whole) planned.delete(w.name);
-  const groupRuns = groups.map((g) => {
-    const exposed = [...new Set(g.flatMap((i) => i.cut))].filter((t) => t !== options.inputName);
-    return { exposed, bytes: exposed.length > 0 ? saveOnnxModel(prefixModel(options.model, exposed)) : undefined };
-  });
+  const groupModels = new Map<number, Uint8Array | undefined>();
+  const groupModel = (k: number): Uint8Array | undefined => {
+    if (!groupModels.has(k)) {
+      const exposed = [...new Set(groups[k]!.flatMap((i) => i.cut))].filter((t) => t !== options.inputName);
+      groupModels.set(k, exposed.length > 0 ? saveOnnxModel(pruneToOutputs(options.model, exposed, { file: options.file })) : undefined);
+    }
+    return groupModels.get(k);
+  };
   return {
     model: options.model,
-    groupRuns,
+    groupModel,
     file: options.file,
     inputName: options.inputName,
     threads: options.threads,
@@ -362,9 +337,9 @@ export class VariantCuts {
     if (k === undefined || !cut || !plan) return undefined;
     if (k !== this.#loaded) {
       this.#values = [];
-      const run = plan.groupRuns[k]!;
       const fetch = this.#fetched(k).filter((t) => t !== plan.inputName);
-      const session = fetch.length > 0 && run.bytes ? await onnxruntimeBackend.open({ path: plan.file, bytes: run.bytes }, { ...(plan.threads ? { threads: plan.threads } : {}) }) : undefined;
+      const bytes = fetch.length > 0 ? plan.groupModel(k) : undefined;
+      const session = bytes ? await onnxruntimeBackend.open({ path: plan.file, bytes }, { ...(plan.threads ? { threads: plan.threads } : {}) }) : undefined;
       try {
         for (const b of this.#data.batches) {
           const input: Tensor = { dtype: 'float32', dims: b.dims, data: b.data };

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { calibrate } from '../../src/app/calibrate.js';
-import { graphOf } from '../../src/onnx/model.js';
+import { graphOf, saveOnnxModel } from '../../src/onnx/model.js';
+import { pruneToOutputs } from '../../src/onnx/expose.js';
 import { measureSensitivity, prepareSensitivity, type SensitivityContext } from '../../src/sensitivity/analyze.js';
-import { VariantCuts, bytesPerImage, cutVariant, planCutGroups, planCuts, prefixModel, producedTensors, type CutPlan } from '../../src/sensitivity/cut.js';
+import { VariantCuts, bytesPerImage, cutVariant, planCutGroups, planCuts, producedTensors, type CutPlan } from '../../src/sensitivity/cut.js';
 import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
-import { saveOnnxModel } from '../../src/onnx/model.js';
 import { evaluateModel } from '../../src/sensitivity/evaluate.js';
 import { FIXTURES, IMAGES, MOBILENET } from './onnx-testdata.js';
 
@@ -155,7 +155,7 @@ describe('cut variants on the MobileNetV2 fixture', () => {
 
   it('runs a group\'s FP32 pass on the prefix that computes its cut tensors: the full model\'s values', async () => {
     const tensors = ['block_3_depthwise_relu', 'block_2_add'];
-    const prefix = prefixModel(ctx.model, tensors);
+    const prefix = pruneToOutputs(ctx.model, tensors);
     const g = graphOf(prefix);
     expect(g.output.map((o) => o.name)).toEqual(tensors);
     expect(g.input.map((i) => i.name)).toEqual([ctx.data.inputName]);
