@@ -48,6 +48,8 @@ describe('noise sums: native kernel and JavaScript loop', () => {
       { name: 'awkward, several blocks', images: [awkwardData(50_003, 7), awkwardData(4096 * 3, 8), awkwardData(5, 9)] },
       { name: 'finite only (the vector loop throughout)', images: [awkwardData(20_001, 11, { nonFinite: false }), awkwardData(4099, 12, { nonFinite: false })] },
       { name: 'one NaN in the second block only', images: [(() => { const d = awkwardData(12_288, 13, { nonFinite: false }); d[5000] = NaN; return d; })()] },
+      // The vector loop takes 32 values a step (16 lanes twice, 4 FP16 samples), the scalar loop the rest.
+      { name: 'lengths around the 32-value step', images: [1, 7, 8, 9, 31, 32, 33, 63, 4095, 4096, 4097, 4096 + 40].map((n, k) => awkwardData(n, 20 + k, { nonFinite: false })) },
     ];
     for (const c of cases) {
       for (const scale of [0.125, 0.05, 1e-3, 3.7, undefined]) {
