@@ -170,3 +170,48 @@ describe('vector loops', () => {
     }
   });
 });
+
+/**
+ * The lanes count in 16 bits and are flushed into the float64 state before a counter could pass 65535
+ * (native/src/stats/histogram.cc, LaneCount): one bin taking every value of a few million must still hold them all,
+ * in the vector path, in a block with a NaN (all of it into one lane), and for both halves of a clamp pair.
+ */
+describe('16-bit lane counters', () => {
+  const N = 3_000_017;
+  const same = (v: number, nanEvery = 0) => {
+    const x = new Float32Array(N).fill(v);
+    if (nanEvery) for (let i = 5; i < N; i += nanEvery) x[i] = NaN;
+    return x;
+  };
+
+  it('one value millions of times: the bin holds every one of them', () => {
+    for (const nanEvery of [0, 16_384]) {
+      const x = same(1.5, nanEvery);
+      const nans = nanEvery ? Math.ceil((N - 5) / nanEvery) : 0;
+      const s = state();
+      native.statsAccumulate(s.header, s.hist, x);
+      // |x| = 1.5 -> range 2, bin width 2 / 8192: bin 6144.
+      expect(s.header[0], `count, NaN every ${nanEvery}`).toBe(N - nans);
+      expect(s.hist[6144]).toBe(N - nans);
+      expect(s.hist.reduce((a, b) => a + b, 0)).toBe(N - nans);
+    }
+  });
+
+  it('both halves of a clamp pair, inside and outside the bounds', () => {
+    for (const nanEvery of [0, 16_384]) {
+      const nans = nanEvery ? Math.ceil((N - 5) / nanEvery) : 0;
+      for (const [v, lo, hi] of [[1.5, 0, 6], [7, 0, 6]] as const) {
+        const x = same(v, nanEvery);
+        const root = state();
+        const clamp = state();
+        native.statsAccumulatePair(root.header, root.hist, clamp.header, clamp.hist, x, lo, hi);
+        const c = Math.min(hi, Math.max(lo, v));
+        const binOf = (a: number, range: number) => Math.floor((a * BINS) / range);
+        expect(root.hist[binOf(v, v >= 4 ? 8 : 2)], `root ${v}, NaN every ${nanEvery}`).toBe(N - nans);
+        expect(clamp.hist[binOf(c, c >= 4 ? 8 : 2)], `clamp ${v}, NaN every ${nanEvery}`).toBe(N - nans);
+        expect(root.hist.reduce((a, b) => a + b, 0)).toBe(N - nans);
+        expect(clamp.hist.reduce((a, b) => a + b, 0)).toBe(N - nans);
+      }
+    }
+  });
+});
