@@ -344,21 +344,32 @@ class Lanes {
   explicit Lanes(uint32_t bins) : bins_(bins), stride_(bins + kLanePad), data_(size_t(kLanes) * stride_, LaneCount(0)) {}
   LaneCount* data() { return data_.data(); }
   uint32_t stride() const { return stride_; }
+  // Values of up to |x| = absMax are about to be binned at `scale`: the bins in use grow to cover them (one more
+  // than the index of absMax, which bounds every index of the block: the index is monotone in |x|).
+  void Cover(double absMax, double scale) {
+    const double top = std::floor(absMax * scale) + 2;
+    used_ = std::max(used_, top >= double(bins_) ? bins_ : uint32_t(top));
+  }
   // Re-bins every lane for a range `factor` (a power of two) times wider: bin j takes bins j*f .. j*f+f-1.
   void Grow(double factor) {
     for (uint32_t l = 0; l < kLanes; ++l) GrowCounts(data_.data() + size_t(l) * stride_, bins_, factor);
+    if (used_ > 0) used_ = factor >= double(bins_) ? 1 : (used_ - 1) / uint32_t(factor) + 1;
   }
-  // Adds the lane sums to hist, whose range is `factor` (a power of two >= 1) times the lanes' range; clears.
+  // Adds the lane sums to hist, whose range is `factor` (a power of two >= 1) times the lanes' range; clears. Only
+  // the bins in use are read and cleared (a flush every ~120 K values: the 16 K counters of two lanes cost 3% of a
+  // PP-OCR calibration when all were read each time).
   void FlushInto(double* hist, double factor = 1) {
     LaneCount* h = data_.data();
-    AddLanePair(h, h + stride_, bins_, hist, FactorShift(factor, bins_));
-    std::fill(data_.begin(), data_.end(), LaneCount(0));
+    if (used_ > 0) AddLanePair(h, h + stride_, used_, hist, FactorShift(factor, bins_));
+    for (uint32_t l = 0; l < kLanes; ++l) std::fill(h + size_t(l) * stride_, h + size_t(l) * stride_ + used_, LaneCount(0));
+    used_ = 0;
   }
 
  private:
   uint32_t bins_;
   uint32_t stride_;
   std::vector<LaneCount> data_;
+  uint32_t used_ = 0;  // bins [0, used_) of each lane may be non-zero
 };
 
 bool IsNormalFloatScale(double scale) {
@@ -440,6 +451,7 @@ class BlockAccumulator {
     const size_t load = LaneLoad(m, false);
     if (laneLoad_ + load > kLaneMax) Flush();
     laneLoad_ += load;
+    lanes_.Cover(absMax, scale);
     if (check) {
       if (f) BinLanes<true, true>(d, m, lanes_.data(), lanes_.stride(), scale);
       else BinLanes<true, false>(d, m, lanes_.data(), lanes_.stride(), scale);
