@@ -5,9 +5,9 @@
 //      finite values.
 //   2. binning: idx = floor(|x| * bins / range). bins / range is a power of two, so the product is exact in
 //      float32 (or float64 when the scale is not a normal float32) and the index is the exact floor.
-// Counts go to 2 interleaved 16-bit sub-histograms (lanes) so that runs of equal values (the zeros of a ReLU) do not
-// serialise on one counter; they are added into the float64 state before a counter could overflow and at the end.
-// Integer sums commute, so the result is bit-identical whatever the split of the data into calls or flushes.
+// Counts go to 2 interleaved uint32 sub-histograms so that runs of equal values (the zeros of a ReLU) do not
+// serialise on one counter; they are summed into the float64 state at the end. Integer sums commute, so the
+// result is bit-identical whatever the split of the data into calls.
 #include "stats/histogram.h"
 
 #include <algorithm>
@@ -42,12 +42,8 @@ constexpr uint32_t kLanes = 2;
 constexpr uint32_t kLanePad = 16;  // keeps the lanes off the same cache sets
 constexpr size_t kBlock = 2048;    // values per index block (8 KiB of indices, stays in L1)
 constexpr size_t kScanBlock = 16384;  // values scanned then binned together (64 KiB: still in L2 when binned)
-// Lane counters are 16 bits: two lanes of 8192 bins are 32 KiB, within L1 (uint32 lanes were 64 KiB, 128 KiB for a
-// clamp pair, and the binning of values spread over many bins waited on L2). A block of m values adds at most
-// LaneLoad(m) to any one counter (IncrementLanes: half of each 2048-value block and up to 3 of its tail, or all of
-// a block counted into lane 0); the lanes are flushed into the float64 state before a counter could pass 65535.
-using LaneCount = uint16_t;
-constexpr size_t kLaneMax = 65535;
+// A lane counts at most kChunk / kLanes values per flush, far below 2^32.
+constexpr size_t kChunk = size_t(1) << 30;
 
 #ifdef TRTCALIB_AVX2
 // TRT_CALIB_SIMD=sse2 keeps the SSE2 loops (to compare the two; they give the same bytes).
@@ -224,7 +220,7 @@ void Scan(const float* d, size_t n, Summary& s) {
 
 // Adds precomputed bin indices to two interleaved lanes (h0, h1), alternating so that runs of one value do not
 // serialise on one counter.
-inline void IncrementLanes(const int32_t* idx, size_t n, LaneCount* h0, LaneCount* h1) {
+inline void IncrementLanes(const int32_t* idx, size_t n, uint32_t* h0, uint32_t* h1) {
   size_t k = 0;
   for (; k + 4 <= n; k += 4) {
     h0[idx[k]]++;
@@ -239,11 +235,11 @@ inline void IncrementLanes(const int32_t* idx, size_t n, LaneCount* h0, LaneCoun
 // kFloat: the scale is a normal float32 and the product is computed in float32 (exact, vectorises);
 // otherwise in float64 (also exact).
 template <bool kCheck, bool kFloat>
-void BinLanes(const float* d, size_t n, LaneCount* lanes, uint32_t stride, double scale) {
-  LaneCount* h0 = lanes;
-  LaneCount* h1 = lanes + stride;
+void BinLanes(const float* d, size_t n, uint32_t* lanes, uint32_t stride, double scale) {
+  uint32_t* h0 = lanes;
+  uint32_t* h1 = lanes + stride;
   if (kCheck) {
-    LaneCount* hs[kLanes] = {h0, h1};
+    uint32_t* hs[kLanes] = {h0, h1};
     uint32_t lane = 0;
     for (size_t i = 0; i < n; ++i) {
       const float x = d[i];
@@ -298,16 +294,13 @@ void MergeBins(T* h, uint32_t bins, double factor) {
   std::fill(h + bins / f, h + bins, T(0));
 }
 
-void GrowCounts(LaneCount* h, uint32_t bins, double factor) { MergeBins<LaneCount, uint64_t>(h, bins, factor); }
-
-// The most a block of m values adds to one lane counter (see LaneCount); `oneLane`: all of it into lane 0.
-size_t LaneLoad(size_t m, bool oneLane) { return oneLane ? m : m / 2 + 4 * (m / kBlock + 1); }
+void GrowCounts(uint32_t* h, uint32_t bins, double factor) { MergeBins<uint32_t, uint64_t>(h, bins, factor); }
 
 // hist[b >> shift] += l0[b] + l1[b] for b < n: two lanes' counts added to a float64 histogram whose bins are
 // 2^shift of the lanes' wide (shift >= 31: all into bin 0). Adding 0.0 changes no count, so the common case
 // (same width) runs without a branch and vectorises; wider bins sum their lane bins as integers first. Every sum
 // is an exact integer (below 2^53), so the result is the one of adding each count on its own.
-void AddLanePair(const LaneCount* l0, const LaneCount* l1, uint32_t n, double* hist, uint32_t shift) {
+void AddLanePair(const uint32_t* l0, const uint32_t* l1, uint32_t n, double* hist, uint32_t shift) {
   if (shift == 0) {
     for (uint32_t b = 0; b < n; ++b) hist[b] += double(uint64_t(l0[b]) + l1[b]);
   } else if (shift >= 31) {
@@ -341,35 +334,24 @@ static_assert(kLanes == 2, "AddLanePair adds two lanes");
 
 class Lanes {
  public:
-  explicit Lanes(uint32_t bins) : bins_(bins), stride_(bins + kLanePad), data_(size_t(kLanes) * stride_, LaneCount(0)) {}
-  LaneCount* data() { return data_.data(); }
+  explicit Lanes(uint32_t bins) : bins_(bins), stride_(bins + kLanePad), data_(size_t(kLanes) * stride_, 0u) {}
+  uint32_t* data() { return data_.data(); }
   uint32_t stride() const { return stride_; }
-  // Values of up to |x| = absMax are about to be binned at `scale`: the bins in use grow to cover them (one more
-  // than the index of absMax, which bounds every index of the block: the index is monotone in |x|).
-  void Cover(double absMax, double scale) {
-    const double top = std::floor(absMax * scale) + 2;
-    used_ = std::max(used_, top >= double(bins_) ? bins_ : uint32_t(top));
-  }
   // Re-bins every lane for a range `factor` (a power of two) times wider: bin j takes bins j*f .. j*f+f-1.
   void Grow(double factor) {
     for (uint32_t l = 0; l < kLanes; ++l) GrowCounts(data_.data() + size_t(l) * stride_, bins_, factor);
-    if (used_ > 0) used_ = factor >= double(bins_) ? 1 : (used_ - 1) / uint32_t(factor) + 1;
   }
-  // Adds the lane sums to hist, whose range is `factor` (a power of two >= 1) times the lanes' range; clears. Only
-  // the bins in use are read and cleared (a flush every ~120 K values: the 16 K counters of two lanes cost 3% of a
-  // PP-OCR calibration when all were read each time).
+  // Adds the lane sums to hist, whose range is `factor` (a power of two >= 1) times the lanes' range; clears.
   void FlushInto(double* hist, double factor = 1) {
-    LaneCount* h = data_.data();
-    if (used_ > 0) AddLanePair(h, h + stride_, used_, hist, FactorShift(factor, bins_));
-    for (uint32_t l = 0; l < kLanes; ++l) std::fill(h + size_t(l) * stride_, h + size_t(l) * stride_ + used_, LaneCount(0));
-    used_ = 0;
+    uint32_t* h = data_.data();
+    AddLanePair(h, h + stride_, bins_, hist, FactorShift(factor, bins_));
+    std::fill(data_.begin(), data_.end(), 0u);
   }
 
  private:
   uint32_t bins_;
   uint32_t stride_;
-  std::vector<LaneCount> data_;
-  uint32_t used_ = 0;  // bins [0, used_) of each lane may be non-zero
+  std::vector<uint32_t> data_;
 };
 
 bool IsNormalFloatScale(double scale) {
@@ -448,10 +430,6 @@ class BlockAccumulator {
     const double scale = double(bins_) / range_;
     const bool check = b.finite != m;
     const bool f = IsNormalFloatScale(scale);
-    const size_t load = LaneLoad(m, false);
-    if (laneLoad_ + load > kLaneMax) Flush();
-    laneLoad_ += load;
-    lanes_.Cover(absMax, scale);
     if (check) {
       if (f) BinLanes<true, true>(d, m, lanes_.data(), lanes_.stride(), scale);
       else BinLanes<true, false>(d, m, lanes_.data(), lanes_.stride(), scale);
@@ -459,6 +437,8 @@ class BlockAccumulator {
       if (f) BinLanes<false, true>(d, m, lanes_.data(), lanes_.stride(), scale);
       else BinLanes<false, false>(d, m, lanes_.data(), lanes_.stride(), scale);
     }
+    sinceFlush_ += m;
+    if (sinceFlush_ >= kChunk) Flush();  // keep every lane far below 2^32
   }
 
   void Finish() {
@@ -474,7 +454,7 @@ class BlockAccumulator {
       if (target > header_[kRange]) GrowRange(header_, hist_, bins_, target);
       lanes_.FlushInto(hist_, header_[kRange] / range_);
     }
-    laneLoad_ = 0;
+    sinceFlush_ = 0;
   }
 
   double* header_;
@@ -484,7 +464,7 @@ class BlockAccumulator {
   Lanes lanes_;
   Summary total_;
   uint64_t zerosUnbinned_ = 0;
-  size_t laneLoad_ = 0;  // the most any lane counter holds since the last flush
+  size_t sinceFlush_ = 0;
 };
 
 struct HalfTable {
@@ -635,18 +615,16 @@ class ClampPairAccumulator {
  public:
   ClampPairAccumulator(double* rootHeader, double* rootHist, double* clampHeader, double* clampHist, uint32_t bins, float lo, float hi)
       : rh_(rootHeader), rhist_(rootHist), ch_(clampHeader), chist_(clampHist), bins_(bins), lo_(lo), hi_(hi),
-        stride_(2 * bins + kLanePad), lanes_(size_t(kLanes) * stride_, LaneCount(0)), rangeOut_(rootHeader[kRange]) {}
+        stride_(2 * bins + kLanePad), lanes_(size_t(kLanes) * stride_, 0u), rangeOut_(rootHeader[kRange]) {}
 
   void Add(const float* d, size_t m) {
     Summary b;
     Scan(d, m, b);
     Merge(rootTotal_, b);
-    // A checked block counts everything into lane 0. Flushing first keeps every counter within 16 bits.
-    const size_t load = LaneLoad(m, b.finite != m);
-    if (laneLoad_ + load > kLaneMax) Flush();
-    laneLoad_ += load;
     if (b.finite == m) AddFinite(d, m, b);
     else AddChecked(d, m, b);
+    sinceFlush_ += m;
+    if (sinceFlush_ >= kChunk) Flush();
   }
 
   void Finish() {
@@ -724,8 +702,8 @@ class ClampPairAccumulator {
     const float lo = lo_, hi = hi_;
     const float fOut = float(sOut), fIn = float(sIn);
     const int32_t inOffset = int32_t(bins_);
-    LaneCount* h0 = lanes_.data();
-    LaneCount* h1 = h0 + stride_;
+    uint32_t* h0 = lanes_.data();
+    uint32_t* h1 = h0 + stride_;
     for (size_t base = 0; base < m; base += kBlock) {
       const size_t n = std::min(kBlock, m - base);
       const float* p = d + base;
@@ -784,7 +762,7 @@ class ClampPairAccumulator {
     // The inside half's range from the finite values only: an infinity clamped to a finite bound is counted as
     // that bound (below_/above_), and must not widen the range the root later merges the inside half at.
     const auto [sOut, sIn] = Prepare(b, ClampOfFinite(b));
-    LaneCount* h = lanes_.data();
+    uint32_t* h = lanes_.data();
     for (size_t i = 0; i < m; ++i) {
       const float x = d[i];
       if (x != x) continue;  // NaN: counted in both summaries, binned in neither
@@ -814,13 +792,13 @@ class ClampPairAccumulator {
     const uint32_t used = uint32_t(top) + 1;
     const uint32_t f = factor >= double(bins_) ? bins_ : uint32_t(factor);
     for (uint32_t l = 0; l < kLanes; ++l) {
-      LaneCount* h = lanes_.data() + size_t(l) * stride_ + offset;
+      uint32_t* h = lanes_.data() + size_t(l) * stride_ + offset;
       for (uint32_t j = 0; j <= (used - 1) / f; ++j) {
-        uint32_t sum = 0;  // at most the lane's own count: fits a LaneCount
+        uint32_t sum = 0;
         for (uint32_t k = j * f; k < std::min(used, (j + 1) * f); ++k) sum += h[k];
-        h[j] = LaneCount(sum);
+        h[j] = sum;
       }
-      std::fill(h + (used - 1) / f + 1, h + used, LaneCount(0));
+      std::fill(h + (used - 1) / f + 1, h + used, 0u);
     }
     top = (used - 1) / f;
   }
@@ -829,13 +807,13 @@ class ClampPairAccumulator {
   // half's.
   void AddPart(uint32_t offset, double* hist, double factor, int64_t top) const {
     if (top < 0) return;
-    const LaneCount* h = lanes_.data() + offset;
+    const uint32_t* h = lanes_.data() + offset;
     AddLanePair(h, h + stride_, uint32_t(top) + 1, hist, FactorShift(factor, bins_));
   }
 
   bool PartEmpty(uint32_t offset, int64_t top) const {
     for (uint32_t l = 0; l < kLanes; ++l) {
-      const LaneCount* h = lanes_.data() + size_t(l) * stride_ + offset;
+      const uint32_t* h = lanes_.data() + size_t(l) * stride_ + offset;
       for (uint32_t b = 0; int64_t(b) <= top; ++b) {
         if (h[b]) return false;
       }
@@ -871,12 +849,12 @@ class ClampPairAccumulator {
     }
     // Only the bins in use were touched: clear those.
     for (uint32_t l = 0; l < kLanes; ++l) {
-      LaneCount* h = lanes_.data() + size_t(l) * stride_;
-      if (topOut_ >= 0) std::fill(h, h + topOut_ + 1, LaneCount(0));
-      if (topIn_ >= 0) std::fill(h + bins_, h + bins_ + topIn_ + 1, LaneCount(0));
+      uint32_t* h = lanes_.data() + size_t(l) * stride_;
+      if (topOut_ >= 0) std::fill(h, h + topOut_ + 1, 0u);
+      if (topIn_ >= 0) std::fill(h + bins_, h + bins_ + topIn_ + 1, 0u);
     }
     topOut_ = topIn_ = -1;
-    laneLoad_ = 0;
+    sinceFlush_ = 0;
   }
 
   double* rh_;
@@ -887,7 +865,7 @@ class ClampPairAccumulator {
   float lo_;
   float hi_;
   uint32_t stride_;
-  std::vector<LaneCount> lanes_;
+  std::vector<uint32_t> lanes_;
   double rangeOut_;
   // The inside half's range starts at 0, not at the clamp state's: that may exceed the root's range (an infinity
   // clamped to a finite bound widens the clamp, not the root), while this call's inside values never do.
@@ -899,7 +877,7 @@ class ClampPairAccumulator {
   double boundsAbsMax_ = 0;  // |lo| / |hi| when values were clamped to them
   int64_t topOut_ = -1;      // highest bin in use in each half of the lanes (-1: none): flushes stop there
   int64_t topIn_ = -1;
-  size_t laneLoad_ = 0;  // the most any lane counter holds since the last flush
+  size_t sinceFlush_ = 0;
 };
 
 }  // namespace
