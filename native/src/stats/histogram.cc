@@ -232,6 +232,54 @@ inline void IncrementLanes(const int32_t* idx, size_t n, uint32_t* h0, uint32_t*
 }
 
 #ifdef TRTCALIB_AVX2
+// One pass over a block that both scans it (ScanFast's min, max, zeros and non-finite count) and computes its bin
+// indices at a range already known (idx[k] = int32(|p[k]| * sf), the scalar loop's float32 multiply and
+// truncation). The indices are valid only if the block turns out finite and below that range (the caller checks).
+TRTCALIB_TARGET_AVX2 void ScanIndicesAvx2(const float* p, size_t m, float sf, int32_t* idx, float& mn, float& mx, uint64_t& zeros, uint64_t& nonFinite) {
+  const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i maxFinite = _mm256_set1_epi32(0x7f7fffff);
+  const __m256 s = _mm256_set1_ps(sf), zero = _mm256_setzero_ps();
+  __m256 vmn = _mm256_set1_ps(mn), vmx = _mm256_set1_ps(mx);
+  __m256i vz = _mm256_setzero_si256(), vnf = _mm256_setzero_si256();  // at most kBlock / 8 per lane
+  size_t k = 0;
+  for (; k + 8 <= m; k += 8) {
+    const __m256 x = _mm256_loadu_ps(p + k);
+    vmn = _mm256_min_ps(x, vmn);
+    vmx = _mm256_max_ps(x, vmx);
+    vz = _mm256_sub_epi32(vz, _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_EQ_OQ)));
+    const __m256 a = _mm256_and_ps(x, absMask);
+    vnf = _mm256_sub_epi32(vnf, _mm256_cmpgt_epi32(_mm256_castps_si256(a), maxFinite));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + k), _mm256_cvttps_epi32(_mm256_mul_ps(a, s)));
+  }
+  alignas(32) float fmn[8], fmx[8];
+  alignas(32) int32_t cz[8], cnf[8];
+  _mm256_store_ps(fmn, vmn);
+  _mm256_store_ps(fmx, vmx);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(cz), vz);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(cnf), vnf);
+  float lmn = mn, lmx = mx;
+  uint64_t z = 0, nf = 0;
+  for (int j = 0; j < 8; ++j) {
+    lmn = fmn[j] < lmn ? fmn[j] : lmn;
+    lmx = fmx[j] > lmx ? fmx[j] : lmx;
+    z += uint32_t(cz[j]);
+    nf += uint32_t(cnf[j]);
+  }
+  for (; k < m; ++k) {
+    const float x = p[k];
+    lmn = x < lmn ? x : lmn;
+    lmx = x > lmx ? x : lmx;
+    const uint32_t b = Bits(x) & 0x7fffffffu;
+    z += (b == 0);
+    nf += (b >= 0x7f800000u);
+    idx[k] = int32_t(std::fabs(x) * sf);
+  }
+  mn = lmn;
+  mx = lmx;
+  zeros += z;
+  nonFinite += nf;
+}
+
 // idx[k] = int32(|p[k]| * sf) for k < m, 8 at a time (the scalar loop's float32 multiply and truncation).
 TRTCALIB_TARGET_AVX2 void BinIndicesAvx2(const float* p, size_t m, float sf, int32_t* idx) {
   const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -430,6 +478,13 @@ class BlockAccumulator {
       : header_(header), hist_(hist), bins_(bins), range_(header[kRange]), lanes_(bins) {}
 
   void Add(const float* d, size_t m) {
+#ifdef TRTCALIB_AVX2
+    // Once the range covers the data (from the second image on, as a rule), each block is read once.
+    const size_t fused = kUseAvx2 ? AddFused(d, m) : 0;
+    if (fused == m) return;
+    d += fused;
+    m -= fused;
+#endif
     Summary b;
     Scan(d, m, b);
     Merge(total_, b);
@@ -466,6 +521,35 @@ class BlockAccumulator {
   }
 
  private:
+#ifdef TRTCALIB_AVX2
+  // The leading kBlock-value blocks of d that are finite and below the current range, scanned and indexed in one
+  // pass (ScanIndicesAvx2) and counted: the same counts, range and summary as Scan then BinLanes, which take the
+  // rest. Returns how many values it counted.
+  size_t AddFused(const float* d, size_t m) {
+    if (!(range_ > 0)) return 0;
+    const double scale = double(bins_) / range_;
+    if (!IsNormalFloatScale(scale)) return 0;
+    const float sf = float(scale);
+    int32_t idx[kBlock];
+    size_t base = 0;
+    for (; base < m; base += kBlock) {
+      const size_t n = std::min(kBlock, m - base);
+      Summary b;
+      uint64_t nonFinite = 0;
+      ScanIndicesAvx2(d + base, n, sf, idx, b.min, b.max, b.zeros, nonFinite);
+      if (nonFinite != 0) break;
+      const double absMax = std::max(b.min == 0 ? 0.0 : -double(b.min), double(b.max));
+      if (!(absMax < range_)) break;  // the range must grow first: Scan and BinLanes do it
+      b.finite = n;
+      Merge(total_, b);
+      IncrementLanes(idx, n, lanes_.data(), lanes_.data() + lanes_.stride());
+      sinceFlush_ += n;
+      if (sinceFlush_ >= kChunk) Flush();
+    }
+    return std::min(base, m);  // the last block may be shorter than kBlock
+  }
+#endif
+
   void Flush() {
     if (range_ > 0) {
       const double target = std::max(RangeFor(header_[kAbsMax]), range_);
