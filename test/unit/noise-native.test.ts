@@ -4,7 +4,7 @@
  * loops branch on (non-finite values, values beyond FP16's range, INT8 saturation, float16 subnormals, exact halves
  * of the INT8 step, negative zero), across the kernel's 4096-value blocks and its vector/scalar split; and the FP32
  * noise pass through onnxruntime's C API (counting nodes, src/backends/onnxruntime-noise.ts) against the
- * onnxruntime-node path on the MobileNetV2 fixture, at two batch sizes.
+ * onnxruntime-node path on the MobileNetV2 fixture, at three batch sizes (6: two runs of the native pass).
  */
 import { describe, expect, it } from 'vitest';
 import { createDataset } from '../../src/datasets/dataset.js';
@@ -13,7 +13,7 @@ import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
 import { nativeNoiseUnsupported } from '../../src/backends/onnxruntime-noise.js';
 import { loadNative } from '../../src/native.js';
 import { loadOnnxModel } from '../../src/onnx/model.js';
-import { measureTensorNoise, prepareEvaluationData } from '../../src/sensitivity/data.js';
+import { NOISE_PASS_BATCH, measureTensorNoise, prepareEvaluationData } from '../../src/sensitivity/data.js';
 import { TensorNoise } from '../../src/sensitivity/noise.js';
 import { IMAGES, MOBILENET } from './onnx-testdata.js';
 
@@ -86,7 +86,7 @@ describe('noise sums: native kernel and JavaScript loop', () => {
 });
 
 describe('the FP32 noise pass: counting nodes through the C API against onnxruntime-node', () => {
-  it('gives the JavaScript loop\'s sums on MobileNetV2, bit for bit, at batch 1 and batch 3', async () => {
+  it('gives the JavaScript loop\'s sums on MobileNetV2, bit for bit, at batch 1, 3 and 6 (runs of at most NOISE_PASS_BATCH)', async () => {
     const model = await loadOnnxModel(MOBILENET);
     // The input, a Pad output, a Clip output, a projection's output, the pooled features: one of each kind.
     const measure = new Map<string, number | undefined>([
@@ -100,9 +100,10 @@ describe('the FP32 noise pass: counting nodes through the C API against onnxrunt
     for (const n of measure.keys()) expect(names.has(n) || n === 'input', n).toBe(true);
     expect(nativeNoiseUnsupported({ model, inputName: 'input', tensors: [...measure.keys()].map((name) => ({ name })) })).toBeUndefined();
     const results: Array<Map<string, TensorNoise>> = [];
-    for (const batch of [1, 3]) {
+    expect(NOISE_PASS_BATCH).toBeLessThan(6); // batch 6 is fed in two runs
+    for (const batch of [1, 3, 6]) {
       const preprocess = resolvePreprocess({ preset: 'raw01' }, { name: 'input', dims: ['N', 3, 224, 224] });
-      const dataset = await createDataset({ data: IMAGES, preprocess, inputName: 'input', batchSize: batch, maxImages: 3 });
+      const dataset = await createDataset({ data: IMAGES, preprocess, inputName: 'input', batchSize: batch, maxImages: 6 });
       const session = await onnxruntimeBackend.open({ path: MOBILENET });
       const data = await prepareEvaluationData({ dataset, session });
       await session.release();
@@ -120,9 +121,9 @@ describe('the FP32 noise pass: counting nodes through the C API against onnxrunt
       } finally {
         delete process.env.TRT_CALIB_COLLECTOR;
       }
-      expect(native.noise.get('input')!.count).toBe(3 * 3 * 224 * 224);
+      expect(native.noise.get('input')!.count).toBe(6 * 3 * 224 * 224);
       results.push(native.noise);
     }
-    for (const [name, n] of results[0]!) for (const f of FIELDS) expect(results[1]!.get(name)![f], `${name} ${f}: batch 1 vs 3`).toBe(n[f]);
+    for (const r of results.slice(1)) for (const [name, n] of results[0]!) for (const f of FIELDS) expect(r.get(name)![f], `${name} ${f}: batch 1 vs ${results.indexOf(r) === 1 ? 3 : 6}`).toBe(n[f]);
   });
 });
