@@ -5,6 +5,8 @@
 //      finite values.
 //   2. binning: idx = floor(|x| * bins / range). bins / range is a power of two, so the product is exact in
 //      float32 (or float64 when the scale is not a normal float32) and the index is the exact floor.
+// With AVX2, once the range of a tensor's accumulator covers the data, a block is scanned and indexed in one pass
+// at that range (ScanIndicesAvx2), and takes the two passes only when it is not finite or reaches past the range.
 // Counts go to 2 interleaved uint32 sub-histograms so that runs of equal values (the zeros of a ReLU) do not
 // serialise on one counter; they are summed into the float64 state at the end. Integer sums commute, so the
 // result is bit-identical whatever the split of the data into calls.
