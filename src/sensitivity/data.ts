@@ -18,7 +18,6 @@ import path from 'node:path';
 import { onnxruntimeBackend } from '../backends/onnxruntime.js';
 import { NativeNoisePass, nativeNoiseUnsupported } from '../backends/onnxruntime-noise.js';
 import type { Session } from '../backends/types.js';
-import { describeInputs } from '../onnx/graph.js';
 import { saveOnnxModel, type OnnxModel } from '../onnx/model.js';
 import type { PreparedTask } from '../compare/task/index.js';
 import type { ImageGeometry } from '../compare/task/types.js';
@@ -177,14 +176,6 @@ export interface NoiseOptions {
 }
 
 /**
- * Images per run of the native noise pass. Its graph holds every measured tensor beside the model (the proxy pass:
- * each layer, its INT8 twin and their difference), and smaller runs keep more of them in cache while they are
- * counted: MobileNetV2's proxy pass over 43 photos, 3 interleaved runs each, 1.43-1.45 s in runs of 4 images against
- * 1.58-1.64 s in runs of 8 (1.63-1.70 in runs of 1, 1.45-1.61 in runs of 2).
- */
-export const NOISE_PASS_BATCH = 4;
-
-/**
  * The noise sums of `measure`'s tensors over the kept batches, in image order (see the file comment): through the
  * collector's counting nodes where onnxruntime's library loads, else through onnxruntime-node's outputs and
  * TensorNoise's loop. Both give the same bytes (test/unit/noise-native.test.ts).
@@ -198,18 +189,9 @@ export async function measureTensorNoise(data: EvaluationData, options: NoiseOpt
     let pass: NativeNoisePass | undefined;
     try {
       pass = await NativeNoisePass.open({ modelFile: options.modelFile, model: options.model, inputName: data.inputName, tensors, ...(options.threads ? { threads: options.threads } : {}) });
-      // At most NOISE_PASS_BATCH images a run where the batch dimension is free (the sums are per image: the same
-      // bits whatever the batch).
-      const batchDim = describeInputs(options.model, options.modelFile).find((i) => i.name === data.inputName)?.dims[0];
-      const step = typeof batchDim === 'number' && batchDim > 0 ? Number.POSITIVE_INFINITY : NOISE_PASS_BATCH;
       for (const b of data.batches) {
-        const images = b.dims[0]!;
-        const per = b.data.length / images;
-        for (let k = 0; k < images; k += step) {
-          options.signal?.throwIfAborted();
-          const n = Math.min(step, images - k);
-          await pass.add(n === images ? b.dims : [n, ...b.dims.slice(1)], n === images ? b.data : b.data.subarray(k * per, (k + n) * per));
-        }
+        options.signal?.throwIfAborted();
+        await pass.add(b.dims, b.data);
       }
       const sums = await pass.finish();
       const noise = new Map(tensors.map((t, i) => [t.name, TensorNoise.fromSums(t.scale, sums[i]!)]));

@@ -10,8 +10,8 @@
  * Veltkamp's splitting (Dekker 1971, "A floating-point technique for extending the available precision"):
  * with c = 2^(53-11) + 1, t = c*x, hi = t - (t - x) is x rounded to 11 significant bits, in three double
  * operations instead of bit manipulation.
- * Cost: the INT8 noise and the range are exact, over every element (natively 0.4 ns each, 0.85 with a scale, in 16
- * lanes: see add); the FP16 noise is taken on
+ * Cost: the INT8 noise and the range are exact, over every element (natively about 0.3 ns each, 0.65 with a scale,
+ * in 16 lanes: see add); the FP16 noise is taken on
  * every 8th element, which is plenty for a check that only looks for tensors far worse than float16's usual
  * ~70 dB (15 M activations per image on MobileNetV2: the FP32 pass must stay close to a plain one).
  */

@@ -10,10 +10,10 @@ import { describe, expect, it } from 'vitest';
 import { createDataset } from '../../src/datasets/dataset.js';
 import { resolvePreprocess } from '../../src/datasets/presets.js';
 import { onnxruntimeBackend } from '../../src/backends/onnxruntime.js';
-import { nativeNoiseUnsupported } from '../../src/backends/onnxruntime-noise.js';
+import { NOISE_PASS_BATCH, nativeNoiseUnsupported } from '../../src/backends/onnxruntime-noise.js';
 import { loadNative } from '../../src/native.js';
 import { loadOnnxModel } from '../../src/onnx/model.js';
-import { NOISE_PASS_BATCH, measureTensorNoise, prepareEvaluationData } from '../../src/sensitivity/data.js';
+import { measureTensorNoise, prepareEvaluationData } from '../../src/sensitivity/data.js';
 import { TensorNoise } from '../../src/sensitivity/noise.js';
 import { IMAGES, MOBILENET } from './onnx-testdata.js';
 

@@ -281,17 +281,6 @@ TRTCALIB_TARGET_AVX2 void ScanIndicesAvx2(const float* p, size_t m, float sf, in
   zeros += z;
   nonFinite += nf;
 }
-
-// idx[k] = int32(|p[k]| * sf) for k < m, 8 at a time (the scalar loop's float32 multiply and truncation).
-TRTCALIB_TARGET_AVX2 void BinIndicesAvx2(const float* p, size_t m, float sf, int32_t* idx) {
-  const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  const __m256 s = _mm256_set1_ps(sf);
-  size_t k = 0;
-  for (; k + 8 <= m; k += 8) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + k), _mm256_cvttps_epi32(_mm256_mul_ps(_mm256_and_ps(_mm256_loadu_ps(p + k), absMask), s)));
-  }
-  for (; k < m; ++k) idx[k] = int32_t(std::fabs(p[k]) * sf);
-}
 #endif
 
 // Bins values whose range is known. kCheck: skip non-finite values (only when the data has some).
@@ -319,12 +308,7 @@ void BinLanes(const float* d, size_t n, uint32_t* lanes, uint32_t stride, double
     const size_t m = std::min(kBlock, n - base);
     const float* p = d + base;
     if (kFloat) {
-#ifdef TRTCALIB_AVX2
-      if (kUseAvx2) {
-        BinIndicesAvx2(p, m, sf, idx);
-      } else
-#endif
-        for (size_t k = 0; k < m; ++k) idx[k] = int32_t(std::fabs(p[k]) * sf);
+      for (size_t k = 0; k < m; ++k) idx[k] = int32_t(std::fabs(p[k]) * sf);
     } else {
       for (size_t k = 0; k < m; ++k) idx[k] = int32_t(double(std::fabs(p[k])) * scale);
     }
